@@ -1,0 +1,384 @@
+"""Immutable result types and their (de)serialisation, in one place.
+
+A manifest written today must load in three years: ``Manifest.from_dict`` accepts every
+``manifest_version`` up to ``MANIFEST_VERSION`` and refuses newer or malformed files with a
+``BadManifestError``. Golden files under ``tests/`` guard the format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from restorecheck import __version__
+from restorecheck.errors import BadManifestError
+
+MANIFEST_VERSION = 1
+
+Severity = Literal["error", "warning", "info"]
+Verdict = Literal["pass", "fail", "error"]
+Reference = Literal["manifest", "live", "none"]
+
+# Stable ids for Finding.check (SPEC). New checks get new ids; never rename one.
+CHECK_IDS = (
+    "restore_errors",
+    "table_missing",
+    "table_extra",
+    "row_count",
+    "checksum",
+    "fk_orphans",
+    "sequence",
+    "schema",
+    "large_objects",
+    "integrity",
+    "no_reference",
+    # restorecheck's own additions
+    "backup_file",  # the backup file itself: truncated, trailer missing, sha256 differs
+    "rto",  # the restore took longer than --max-restore-seconds
+    "unreadable",  # a relation that could not be fingerprinted (foreign table, unpopulated MV)
+    "row_security",  # the reading role is subject to RLS: counts would lie
+    "header",  # SQLite header values a copy must keep
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a check found. ``severity == "error"`` makes the verdict fail."""
+
+    check: str
+    severity: Severity
+    object: str
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "check": self.check,
+            "severity": self.severity,
+            "object": self.object,
+            "message": self.message,
+        }
+        if self.details:
+            out["details"] = _jsonable(self.details)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
+        return cls(
+            check=str(d["check"]),
+            severity=d["severity"],
+            object=str(d["object"]),
+            message=str(d["message"]),
+            details=dict(d.get("details") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class BackupArtifact:
+    """A backup on disk: a file, or a directory for pg_dump's directory format."""
+
+    path: str
+    format: str  # custom | directory | tar | plain | plain-gzip | sqlite
+    bytes: int
+    sha256: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BackupArtifact:
+        return cls(
+            path=str(d["path"]),
+            format=str(d["format"]),
+            bytes=int(d["bytes"]),
+            sha256=d.get("sha256"),
+        )
+
+
+@dataclass(frozen=True)
+class RangeChecksum:
+    """The checksum of the rows whose key lies in [lower, upper] (both inclusive; None = open)."""
+
+    lower: tuple[Any, ...] | None
+    upper: tuple[Any, ...] | None
+    rows: int
+    checksum: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lower": None if self.lower is None else list(self.lower),
+            "upper": None if self.upper is None else list(self.upper),
+            "rows": self.rows,
+            "checksum": self.checksum,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RangeChecksum:
+        lo, up = d.get("lower"), d.get("upper")
+        return cls(
+            lower=None if lo is None else tuple(lo),
+            upper=None if up is None else tuple(up),
+            rows=int(d["rows"]),
+            checksum=str(d["checksum"]),
+        )
+
+
+@dataclass(frozen=True)
+class TableFingerprint:
+    """Row count and content checksum of one relation.
+
+    ``name`` is qualified (``schema.table`` for PostgreSQL, ``main.table`` for SQLite).
+    ``rows``/``checksum`` are None when the relation could not be read (``readable`` False and
+    ``note`` says why). ``checksum_mode`` names the algorithm so that manifests made with
+    different modes are never compared as if equal.
+    """
+
+    name: str
+    kind: str = "table"  # table | partition | partitioned | matview | foreign | unlogged | ...
+    rows: int | None = None
+    checksum: str | None = None
+    checksum_mode: str = ""
+    key: tuple[str, ...] = ()
+    ranges: tuple[RangeChecksum, ...] = ()
+    readable: bool = True
+    note: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "rows": self.rows,
+            "checksum": self.checksum,
+            "checksum_mode": self.checksum_mode,
+            "key": list(self.key),
+            "ranges": [r.to_dict() for r in self.ranges],
+            "readable": self.readable,
+        }
+        if self.note:
+            out["note"] = self.note
+        if self.extra:
+            out["extra"] = _jsonable(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TableFingerprint:
+        return cls(
+            name=str(d["name"]),
+            kind=str(d.get("kind", "table")),
+            rows=None if d.get("rows") is None else int(d["rows"]),
+            checksum=d.get("checksum"),
+            checksum_mode=str(d.get("checksum_mode", "")),
+            key=tuple(d.get("key") or ()),
+            ranges=tuple(RangeChecksum.from_dict(r) for r in d.get("ranges") or ()),
+            readable=bool(d.get("readable", True)),
+            note=d.get("note"),
+            extra=dict(d.get("extra") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a database holds: enough to verify a backup later, elsewhere, without the source.
+
+    ``schema`` is a normalised, JSON-able catalog snapshot (no OIDs, grants as sorted lists),
+    compared with deepdiff. ``sequences`` maps a qualified sequence name to its state;
+    ``fk_orphans`` maps a qualified constraint name to ``{"orphans": n, "validated": bool, ...}``;
+    ``large_objects`` is ``{"count": n, "digest": "...", ...}`` or None where the engine has none;
+    ``facts`` holds engine-specific facts (SQLite header values, the reading role's attributes,
+    ``pg_is_in_recovery()``, encoding and locale, dump options, ...).
+    """
+
+    engine: str
+    database: str
+    server_version: str = ""
+    taken_at: str = ""
+    snapshot: str | None = None
+    tables: tuple[TableFingerprint, ...] = ()
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    sequences: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    large_objects: Mapping[str, Any] | None = None
+    fk_orphans: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    backup: BackupArtifact | None = None
+    tool_version: str = __version__
+    manifest_version: int = MANIFEST_VERSION
+
+    def table(self, name: str) -> TableFingerprint | None:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        return None
+
+    def with_backup(self, backup: BackupArtifact) -> Manifest:
+        return dataclasses.replace(self, backup=backup)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest_version": self.manifest_version,
+            "tool": "restorecheck",
+            "tool_version": self.tool_version,
+            "engine": self.engine,
+            "server_version": self.server_version,
+            "database": self.database,
+            "taken_at": self.taken_at,
+            "snapshot": self.snapshot,
+            "backup": None if self.backup is None else self.backup.to_dict(),
+            "tables": [t.to_dict() for t in self.tables],
+            "schema": _jsonable(self.schema),
+            "sequences": _jsonable(self.sequences),
+            "large_objects": None if self.large_objects is None else _jsonable(self.large_objects),
+            "fk_orphans": _jsonable(self.fk_orphans),
+            "facts": _jsonable(self.facts),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: Any, *, source: str = "manifest") -> Manifest:
+        if not isinstance(d, Mapping) or d.get("tool") != "restorecheck" or "manifest_version" not in d:
+            raise BadManifestError(
+                f"{source} is not a restorecheck manifest",
+                "give a file written by 'restorecheck snapshot' or 'restorecheck backup'",
+            )
+        version = d["manifest_version"]
+        if not isinstance(version, int) or version < 1:
+            raise BadManifestError(f"{source} has an invalid manifest_version {version!r}")
+        if version > MANIFEST_VERSION:
+            raise BadManifestError(
+                f"{source} has manifest_version {version}, newer than this restorecheck reads "
+                f"({MANIFEST_VERSION})",
+                "upgrade restorecheck",
+            )
+        try:
+            return cls(
+                engine=str(d["engine"]),
+                database=str(d.get("database", "")),
+                server_version=str(d.get("server_version", "")),
+                taken_at=str(d.get("taken_at", "")),
+                snapshot=d.get("snapshot"),
+                tables=tuple(TableFingerprint.from_dict(t) for t in d.get("tables") or ()),
+                schema=dict(d.get("schema") or {}),
+                sequences=dict(d.get("sequences") or {}),
+                large_objects=d.get("large_objects"),
+                fk_orphans=dict(d.get("fk_orphans") or {}),
+                facts=dict(d.get("facts") or {}),
+                backup=None if not d.get("backup") else BackupArtifact.from_dict(d["backup"]),
+                tool_version=str(d.get("tool_version", "")),
+                manifest_version=version,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadManifestError(f"{source} is malformed: {exc!r}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BadManifestError(f"manifest {p} does not exist", "check the path") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadManifestError(f"manifest {p} cannot be read: {exc.__class__.__name__}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadManifestError(
+                f"manifest {p} is not valid JSON (line {exc.lineno}, column {exc.colno})",
+                "give a file written by 'restorecheck snapshot' or 'restorecheck backup'",
+            ) from None
+        return cls.from_dict(data, source=f"manifest {p}")
+
+    def save(self, path: str | Path) -> None:
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(p)
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """One row of the report's ``tables`` list."""
+
+    name: str
+    rows_expected: int | None
+    rows_restored: int | None
+    checksum_expected: str | None
+    checksum_restored: str | None
+    match: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of verify, drill or compare. ``verdict`` follows the exit code (SPEC)."""
+
+    verdict: Verdict
+    engine: str
+    reference: Reference
+    backup: BackupArtifact | None = None
+    phases: Mapping[str, float] = field(default_factory=dict)
+    tables: tuple[TableResult, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    command: str = "verify"
+    started_at: str = ""
+    source: str | None = None  # masked URL or path
+    target: str | None = None  # provisioner name or masked URL
+    error: str | None = None  # the one-line error when verdict == "error"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    tool: str = "restorecheck"
+    version: str = __version__
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "warning")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "tool": self.tool,
+            "version": self.version,
+            "command": self.command,
+            "verdict": self.verdict,
+            "engine": self.engine,
+            "started_at": self.started_at,
+            "source": self.source,
+            "target": self.target,
+            "backup": None if self.backup is None else self.backup.to_dict(),
+            "reference": self.reference,
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "tables": [t.to_dict() for t in self.tables],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.extra:
+            out["extra"] = _jsonable(self.extra)
+        return out
+
+
+def verdict_for(findings: Iterable[Finding]) -> Verdict:
+    """``fail`` when any finding is an error, else ``pass``."""
+    return "fail" if any(f.severity == "error" for f in findings) else "pass"
+
+
+def _jsonable(value: Any) -> Any:
+    """Deep-convert mappings, tuples and sets into plain JSON types (sets sorted)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_jsonable(v) for v in value), key=lambda x: json.dumps(x, sort_keys=True))
+    if isinstance(value, bytes):
+        return value.hex()
+    return value

@@ -1,0 +1,258 @@
+"""External tools: finding PostgreSQL installations, building argv, running with redaction.
+
+argv lists are built by pure functions elsewhere and executed here through ``run``; a password
+never goes into argv (it travels in the child's environment), and every text that reaches a
+log, an error or a report goes through ``dburl.mask``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from restorecheck.dburl import mask
+from restorecheck.errors import ToolNotFoundError
+
+log = logging.getLogger("restorecheck")
+
+SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
+CLIENT_TOOLS = ("pg_dump", "pg_restore", "psql")
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True)
+class PgInstallation:
+    """One directory of PostgreSQL binaries."""
+
+    bindir: Path
+    version: str  # e.g. "15.18"
+    origin: str  # --pg-bin | PATH | pg_config | system | embedded
+    tools: tuple[str, ...] = ()
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def has_server(self) -> bool:
+        return all(t in self.tools for t in SERVER_TOOLS)
+
+    @property
+    def has_client(self) -> bool:
+        return all(t in self.tools for t in CLIENT_TOOLS)
+
+    def tool(self, name: str) -> Path:
+        path = self.bindir / name
+        if name not in self.tools:
+            raise ToolNotFoundError(
+                f"{name} is not in {self.bindir} (PostgreSQL {self.version}, from {self.origin})",
+                "install the PostgreSQL client and server binaries, or point --pg-bin at them",
+            )
+        return path
+
+
+def tool_version(path: Path) -> str | None:
+    """The ``X.Y`` version a PostgreSQL program reports, or None when it cannot run."""
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = _VERSION_RE.search(out)
+    if not m:
+        return None
+    return f"{m.group(1)}.{m.group(2) or 0}"
+
+
+def _embedded_bindir() -> Path | None:
+    import importlib.util
+
+    try:  # locate without importing: importing pgserver has side effects (platformdirs warnings)
+        spec = importlib.util.find_spec("pgserver")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if bindir.is_dir() else None
+
+
+def _pg_config_bindir() -> Path | None:
+    exe = shutil.which("pg_config")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--bindir"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = out.stdout.strip()
+    return Path(text) if out.returncode == 0 and text else None
+
+
+def candidate_bindirs(pg_bin: str | Path | None = None) -> list[tuple[Path, str]]:
+    """Every place restorecheck looks for PostgreSQL binaries, in order of preference."""
+    found: list[tuple[Path, str]] = []
+    if pg_bin:
+        found.append((Path(pg_bin), "--pg-bin"))
+    for tool in ("pg_ctl", "pg_dump", "postgres"):
+        exe = shutil.which(tool)
+        if exe:
+            found.append((Path(exe).resolve().parent, "PATH"))
+    cfg = _pg_config_bindir()
+    if cfg:
+        found.append((cfg, "pg_config"))
+    for root in (Path("/usr/lib/postgresql"), Path("/usr/local/pgsql"), Path("/opt/postgresql")):
+        if root.is_dir():
+            for sub in sorted(root.iterdir()):
+                if (sub / "bin").is_dir():
+                    found.append((sub / "bin", "system"))
+            if (root / "bin").is_dir():
+                found.append((root / "bin", "system"))
+    emb = _embedded_bindir()
+    if emb:
+        found.append((emb, "embedded"))
+    return found
+
+
+def discover(pg_bin: str | Path | None = None) -> list[PgInstallation]:
+    """Every PostgreSQL installation found, deduplicated by directory, newest first per origin order."""
+    seen: set[Path] = set()
+    result: list[PgInstallation] = []
+    for bindir, origin in candidate_bindirs(pg_bin):
+        try:
+            key = bindir.resolve()
+        except OSError:
+            continue
+        if key in seen or not key.is_dir():
+            continue
+        seen.add(key)
+        tools = tuple(
+            t
+            for t in (*SERVER_TOOLS, *CLIENT_TOOLS)
+            if (key / t).is_file() and os.access(key / t, os.X_OK)
+        )
+        if not tools:
+            continue
+        version = None
+        for probe in ("postgres", "pg_dump", "psql", "pg_ctl"):
+            if probe in tools:
+                version = tool_version(key / probe)
+                if version:
+                    break
+        if version is None:
+            continue
+        result.append(PgInstallation(key, version, origin, tools))
+    return result
+
+
+def choose(
+    installations: Iterable[PgInstallation],
+    *,
+    min_major: int | None = None,
+    need: Sequence[str] = SERVER_TOOLS + CLIENT_TOOLS,
+    prefer_origin: str | None = None,
+) -> PgInstallation:
+    """The lowest major that is >= ``min_major`` and carries every tool in ``need``.
+
+    ``--pg-bin`` (origin) wins when it qualifies. Raises ToolNotFoundError that lists every
+    place looked at.
+    """
+    insts = list(installations)
+    ok = [i for i in insts if all(t in i.tools for t in need) and (min_major is None or i.major >= min_major)]
+    if prefer_origin:
+        preferred = [i for i in ok if i.origin == prefer_origin]
+        if preferred:
+            return preferred[0]
+    if ok:
+        return sorted(ok, key=lambda i: (i.major, i.origin != "system"))[0]
+    looked = "; ".join(f"{i.bindir} ({i.version}, {i.origin})" for i in insts) or "nothing found"
+    want = f"PostgreSQL >= {min_major}" if min_major else "PostgreSQL"
+    raise ToolNotFoundError(
+        f"no {want} installation with {', '.join(need)} was found (looked at: {looked}; "
+        f"also --pg-bin, PATH, pg_config, /usr/lib/postgresql/N/bin)",
+        "pip install 'restorecheck[embedded]' for PostgreSQL 16, install the distribution's "
+        "postgresql package, or give --pg-bin DIR",
+    )
+
+
+@dataclass
+class Completed:
+    """The outcome of one external command."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    input_text: str | None = None,
+    user: str | int | None = None,
+    stdout_path: str | os.PathLike[str] | None = None,
+) -> Completed:
+    """Run a command, capture its output, never raise on a non-zero exit.
+
+    ``env`` is added to a copy of the current environment (libpq variables from it apply).
+    ``user`` runs the child as that user (used as root to run the server unprivileged).
+    """
+    args = [os.fspath(a) for a in argv]
+    child_env = dict(os.environ)
+    if env:
+        child_env.update(env)
+    log.debug("run: %s", mask(" ".join(args)))
+    start = time.monotonic()
+    try:
+        if stdout_path is not None:
+            with open(stdout_path, "wb") as out:
+                proc = subprocess.run(
+                    args,
+                    env=child_env,
+                    cwd=cwd,
+                    timeout=timeout,
+                    input=None if input_text is None else input_text.encode(),
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    user=user,
+                    check=False,
+                )
+            stdout = ""
+        else:
+            proc = subprocess.run(
+                args,
+                env=child_env,
+                cwd=cwd,
+                timeout=timeout,
+                input=None if input_text is None else input_text.encode(),
+                capture_output=True,
+                user=user,
+                check=False,
+            )
+            stdout = proc.stdout.decode("utf-8", "replace")
+    except FileNotFoundError:
+        raise ToolNotFoundError(f"{args[0]} was not found", "check the PostgreSQL installation") from None
+    seconds = time.monotonic() - start
+    return Completed(args, proc.returncode, stdout, proc.stderr.decode("utf-8", "replace"), seconds)
+
+
+def tail(text: str, lines: int = 15) -> str:
+    """The last ``lines`` lines of ``text``, masked."""
+    return mask("\n".join(text.rstrip().splitlines()[-lines:]))

@@ -1,0 +1,127 @@
+"""What every PostgreSQL provisioner yields: a ready server and a way to make fresh databases in it.
+
+A provisioner is a context manager factory. ``with provision(...) as server:`` gives a
+``PgServer`` that is up and reachable as a superuser; leaving the block removes everything the
+provisioner made (cluster, container, database, directories) on every way out, unless ``keep``.
+Inside a server, ``server.fresh_database()`` creates a uniquely named ``restorecheck_<hex>``
+database from ``template0`` and drops it afterwards; it never touches a database it did not
+create.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from restorecheck.dburl import PostgresRef
+from restorecheck.errors import ProvisionError
+from restorecheck.process import PgInstallation
+
+log = logging.getLogger("restorecheck")
+
+DB_PREFIX = "restorecheck_"
+
+
+def unique_name(prefix: str = DB_PREFIX) -> str:
+    """A throwaway name with the sweepable prefix."""
+    return f"{prefix}{secrets.token_hex(6)}"
+
+
+@dataclass
+class PgServer:
+    """A reachable PostgreSQL server. ``admin`` connects as a superuser to a maintenance database."""
+
+    admin: PostgresRef
+    version: str  # server_version, e.g. "16.2"
+    kind: str  # local | docker | server
+    tools: PgInstallation | None = None  # client tools that can talk to it (pg_restore, psql)
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. data directory, log file, container id
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def connect_hint(self) -> str:
+        """How a person connects to it (printed by --keep), password masked."""
+        return f"psql '{self.admin.display()}'"
+
+    @contextlib.contextmanager
+    def fresh_database(
+        self,
+        *,
+        name: str | None = None,
+        encoding: str | None = "UTF8",
+        lc_collate: str | None = None,
+        lc_ctype: str | None = None,
+        keep: bool = False,
+    ) -> Iterator[PostgresRef]:
+        """Create a new empty database from template0, yield a ref to it, drop it afterwards."""
+        import psycopg
+        from psycopg import sql
+
+        dbname = name or unique_name()
+        parts = [sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(dbname))]
+        if encoding:
+            parts.append(sql.SQL("ENCODING {}").format(sql.Literal(encoding)))
+        if lc_collate:
+            parts.append(sql.SQL("LC_COLLATE {}").format(sql.Literal(lc_collate)))
+        if lc_ctype:
+            parts.append(sql.SQL("LC_CTYPE {}").format(sql.Literal(lc_ctype)))
+        stmt = sql.SQL(" ").join(parts)
+        try:
+            with psycopg.connect(self.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+                conn.execute(stmt)
+        except psycopg.Error as exc:
+            raise ProvisionError(
+                f"could not create database {dbname} on {self.admin.display()}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}",
+                "check that the role may CREATE DATABASE",
+            ) from None
+        created = True
+        try:
+            yield self.admin.with_dbname(dbname)
+        finally:
+            if created and not keep:
+                drop_database(self.admin, dbname)
+
+
+def drop_database(admin: PostgresRef, dbname: str) -> None:
+    """Terminate the sessions of ``dbname`` and drop it. Only call it for a database we created."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            # Restored subscriptions block DROP DATABASE even WITH (FORCE) (PITFALLS C9).
+            _drop_subscriptions(admin, dbname)
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (dbname,),
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+    except psycopg.Error as exc:
+        log.warning("could not drop database %s: %s", dbname, str(exc).strip())
+
+
+def _drop_subscriptions(admin: PostgresRef, dbname: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(admin.with_dbname(dbname).conninfo(), autocommit=True, connect_timeout=15) as c:
+            rows = c.execute(
+                "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                "WHERE d.datname = current_database()"
+            ).fetchall()
+            for (sub,) in rows:
+                ident = sql.Identifier(sub)
+                c.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+                c.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+                c.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+    except psycopg.Error:
+        return
