@@ -1,0 +1,5 @@
+"""``python -m restorecheck``."""
+
+from restorecheck.cli import main
+
+main()

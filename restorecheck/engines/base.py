@@ -1,0 +1,95 @@
+"""The Engine protocol: what the pipeline needs from PostgreSQL and from SQLite.
+
+``pipeline.py`` owns the ExitStack and the order of phases; an engine knows how to fingerprint a
+database, take a backup with its manifest, recognise a backup file, provision a throwaway target
+and restore into it, and run the checks that need no reference. Engines are looked up by name
+in ``ENGINES`` (``engines/__init__.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from restorecheck.dburl import DatabaseRef
+from restorecheck.model import BackupArtifact, Finding, Manifest
+
+# progress(task, done, total): total None when unknown. The CLI renders it with rich on a terminal.
+ProgressFn = Callable[[str, float, float | None], None]
+
+
+def no_progress(task: str, done: float, total: float | None) -> None:
+    """The default progress sink: does nothing."""
+
+
+@dataclass(frozen=True)
+class FingerprintOptions:
+    jobs: int = 1
+    strict: bool = False  # hash the text form of values (1.0 != 1.00, -0 != 0) instead of type hashes
+    range_rows: int = 100_000  # tables above this many rows get key-range checksums
+    max_ranges: int = 64
+    snapshot: str | None = None  # an exported snapshot id to read in (PostgreSQL)
+    lock_timeout: str = "10s"
+    statement_timeout: str = "0"
+    schema_only: bool = False  # catalog facts only, no counts or checksums
+    progress: ProgressFn = no_progress
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    format: str = "custom"  # custom | directory | tar | plain (PostgreSQL); sqlite
+    jobs: int = 1
+    name: str | None = None  # file stem; default from the database name
+    compress: str | None = None  # passed to pg_dump -Z
+    fingerprint: FingerprintOptions = field(default_factory=FingerprintOptions)
+    progress: ProgressFn = no_progress
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    target: str | None = None  # local | docker | postgresql://... (PostgreSQL); ignored by SQLite
+    jobs: int = 1
+    pg_bin: str | None = None
+    keep: bool = False
+    tmp_root: str | None = None
+    start_timeout: float = 60.0
+    progress: ProgressFn = no_progress
+
+
+@dataclass
+class RestoreOutcome:
+    """What a restore produced: the restored database and the findings about the restore itself."""
+
+    restored: DatabaseRef
+    findings: list[Finding] = field(default_factory=list)
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)  # tool versions, server version, connect hint
+
+
+class Engine(Protocol):
+    name: ClassVar[str]
+
+    def detect_format(self, path: Path) -> str | None:
+        """The backup format of ``path`` by content, or None when it is not this engine's."""
+
+    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions) -> Manifest:
+        """Fingerprint a live database (read only)."""
+
+    def backup(
+        self, source: DatabaseRef, outdir: Path, options: BackupOptions
+    ) -> tuple[BackupArtifact, Manifest]:
+        """Take a backup of ``source`` into ``outdir`` and its manifest from the same snapshot."""
+
+    def restore(
+        self, artifact: BackupArtifact, options: RestoreOptions, stack: contextlib.ExitStack
+    ) -> RestoreOutcome:
+        """Provision a throwaway target (cleanup registered on ``stack``) and restore into it.
+
+        A backup that does not restore cleanly is a ``restore_errors`` finding, not an exception.
+        """
+
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
+        """Checks that need no reference (SQLite integrity_check, a sequence behind its column, ...)."""

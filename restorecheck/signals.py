@@ -1,0 +1,44 @@
+"""Turn SIGTERM (and SIGHUP) into an exception, so every ``with`` block cleans up on the way out.
+
+Ctrl-C already raises KeyboardInterrupt. A cron job or Kubernetes stops a job with SIGTERM,
+which by default kills Python without running ``finally`` blocks: the throwaway cluster would
+stay behind. ``handle_termination()`` installs a handler that raises ``Terminated``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM/SIGHUP. A BaseException, like KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    # Raise only once: a second signal during cleanup must not interrupt the cleanup itself.
+    signal.signal(signum, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def handle_termination() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise ``Terminated``; the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for s in old:
+        signal.signal(s, _raise)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
