@@ -7,7 +7,6 @@ is one line on stderr, without a traceback; nothing ever prints a password.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -129,26 +128,15 @@ def _err(line: str) -> None:
     click.echo(f"restorecheck: error: {line}", err=True)
 
 
-def command(f: F) -> F:
-    """Mark a command function: its int return value is the exit code."""
-
-    @functools.wraps(f)
-    def wrapper(*a: Any, **kw: Any) -> Any:
-        return f(*a, **kw)
-
-    return wrapper  # type: ignore[return-value]
-
-
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
               help="Also look for PostgreSQL binaries here.")
 def doctor(as_json: bool, pg_bin: Path | None) -> int:
     """Say what can run here: provisioners, PostgreSQL installations, SQLite."""
-    from restorecheck import doctor as doctor_mod
-    from restorecheck.render import render_doctor
+    from restorecheck.doctor import diagnose, render_doctor
 
-    result = doctor_mod.diagnose(pg_bin=pg_bin)
+    result = diagnose(pg_bin=pg_bin)
     render_doctor(result, as_json=as_json)
     return int(ExitCode.OK if result.ok else ExitCode.ENVIRONMENT)
 

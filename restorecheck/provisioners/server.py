@@ -1,0 +1,61 @@
+"""``server``: an existing PostgreSQL server given by URL.
+
+restorecheck only ever creates one uniquely named ``restorecheck_<random>`` database there
+(``PgServer.fresh_database``) and drops that one afterwards, terminating its own sessions first.
+It never writes into, or drops, a database it did not create.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from restorecheck.dburl import PostgresRef
+from restorecheck.errors import ProvisionError, SourceUnreachableError
+from restorecheck.process import choose, discover
+from restorecheck.provisioners.base import PgServer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+@contextlib.contextmanager
+def existing_server(
+    ref: PostgresRef, *, min_major: int | None = None, pg_bin: str | Path | None = None
+) -> Iterator[PgServer]:
+    """Check the server is reachable, new enough, and lets us create databases; yield it."""
+    import psycopg
+
+    admin = ref if ref.dbname else ref.with_dbname("postgres")
+    try:
+        with psycopg.connect(admin.conninfo(), connect_timeout=15, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT current_setting('server_version'), r.rolsuper, r.rolcreatedb "
+                "FROM pg_roles r WHERE r.rolname = current_user"
+            ).fetchone()
+    except psycopg.Error as exc:
+        raise SourceUnreachableError(
+            f"cannot connect to the target server {admin.display()}: {_first_line(exc)}",
+            "check the URL, the password (PGPASSWORD or ~/.pgpass) and that the server is up",
+        ) from None
+    assert row is not None
+    version = str(row[0]).split()[0]
+    major = int(version.split(".")[0])
+    if min_major is not None and major < min_major:
+        raise ProvisionError(
+            f"the target server runs PostgreSQL {version}, older than the backup's {min_major}",
+            f"use a server of version {min_major} or later, or --target local",
+        )
+    if not (row[1] or row[2]):
+        raise ProvisionError(
+            f"the role connecting to {admin.display()} may not create databases",
+            "grant CREATEDB, or use --target local",
+        )
+    tools = None
+    with contextlib.suppress(Exception):
+        tools = choose(discover(pg_bin), min_major=major, need=("pg_restore", "psql"))
+    yield PgServer(admin=admin, version=version, kind="server", tools=tools,
+                   info={"superuser": bool(row[1])})

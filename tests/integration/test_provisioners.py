@@ -1,0 +1,188 @@
+"""Throwaway instances on real servers: started, usable, and gone afterwards on every way out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from restorecheck.dburl import PostgresRef
+from restorecheck.errors import ExitCode, ProvisionError, SourceUnreachableError
+from restorecheck.provisioners import provision_postgres
+from restorecheck.provisioners.base import PgServer
+from restorecheck.provisioners.local import local_cluster
+from restorecheck.provisioners.server import existing_server
+from tests.conftest import MAJORS, execute, installation_for
+
+pytestmark = pytest.mark.postgres
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _postmaster_pid(server: PgServer) -> int:
+    return int((Path(server.info["datadir"]) / "postmaster.pid").read_text().split()[0])
+
+
+def _assert_gone(base: str, pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _pid_alive(pid), f"postmaster {pid} still running"
+    assert not Path(base).exists(), f"{base} left behind"
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_local_cluster_starts_answers_and_is_removed(major: int) -> None:
+    inst = installation_for(major)
+    with local_cluster(installation=inst) as server:
+        base, pid = server.info["base"], _postmaster_pid(server)
+        assert server.major == major and server.kind == "local"
+        with psycopg.connect(server.admin.conninfo()) as conn:
+            row = conn.execute("SELECT current_setting('server_version_num')::int / 10000, "
+                               "current_setting('fsync'), rolsuper FROM pg_roles "
+                               "WHERE rolname = current_user").fetchone()
+        assert row == (major, "off", True)
+        # TCP on 127.0.0.1 needs the random password; the socket directory is private.
+        with psycopg.connect(server.info["tcp"].conninfo()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert oct(os.stat(server.info["socket_dir"]).st_mode & 0o777) == "0o700"
+        if os.geteuid() == 0:
+            assert os.stat(server.info["datadir"]).st_uid != 0, "the server must not run as root"
+    _assert_gone(base, pid)
+
+
+def test_local_cluster_removed_after_an_exception_in_the_block() -> None:
+    state: dict[str, object] = {}
+    with pytest.raises(RuntimeError, match="boom"), local_cluster(installation=installation_for(16)) as s:
+        state["base"], state["pid"] = s.info["base"], _postmaster_pid(s)
+        raise RuntimeError("boom")
+    _assert_gone(str(state["base"]), int(state["pid"]))  # type: ignore[call-overload]
+
+
+def test_local_cluster_removed_after_sigterm_to_its_holder(tmp_path: Path) -> None:
+    script = tmp_path / "hold.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from restorecheck.signals import handle_termination
+        from restorecheck.provisioners.local import local_cluster
+        from restorecheck.process import PgInstallation
+        inst = PgInstallation(Path({str(installation_for(16).bindir)!r}), "16", "test",
+                              ("initdb", "pg_ctl", "postgres", "pg_dump", "pg_restore", "psql"))
+        with handle_termination():
+            with local_cluster(installation=inst) as s:
+                pid = (Path(s.info["datadir"]) / "postmaster.pid").read_text().split()[0]
+                print(s.info["base"], pid, flush=True)
+                time.sleep(600)
+    """))
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as proc:
+        _sigterm_holder(proc)
+
+
+def _sigterm_holder(proc: subprocess.Popen[str]) -> None:
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert len(line) == 2, "holder did not start a cluster"
+        base, pid = line[0], int(line[1])
+        assert _pid_alive(pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _assert_gone(base, pid)
+
+
+def test_keep_leaves_the_cluster_running_and_connectable() -> None:
+    from restorecheck.provisioners.local import stop_cluster
+
+    inst = installation_for(16)
+    with local_cluster(installation=inst, keep=True) as server:
+        base, pid = server.info["base"], _postmaster_pid(server)
+    try:
+        assert _pid_alive(pid)
+        with psycopg.connect(server.admin.conninfo()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        from restorecheck.provisioners.local import run_as_user
+        import shutil
+
+        stop_cluster(inst, Path(server.info["datadir"]), run_as_user())
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_min_major_above_every_installation_is_exit_3() -> None:
+    with pytest.raises(Exception) as info, provision_postgres("local", min_major=99):
+        pass
+    assert getattr(info.value, "exit_code", None) == ExitCode.ENVIRONMENT
+    assert "PostgreSQL >= 99" in str(info.value)
+
+
+def test_server_provisioner_drops_only_its_own_database(pg_server: PgServer) -> None:
+    execute(pg_server.admin, "CREATE DATABASE neighbour")
+    try:
+        execute(pg_server.admin.with_dbname("neighbour"), "CREATE TABLE keep_me(x int); INSERT INTO keep_me VALUES (1)")
+        url = pg_server.info["tcp"]
+        with provision_postgres(_url(url)) as server:
+            assert server.kind == "server"
+            with server.fresh_database() as ref:
+                assert ref.dbname and ref.dbname.startswith("restorecheck_")
+                execute(ref, "CREATE TABLE t(x int)")
+                # an open session of ours must not block the drop
+                held = psycopg.connect(ref.conninfo())
+                mine = ref.dbname
+        names = {r[0] for r in execute(pg_server.admin, "SELECT datname FROM pg_database")}
+        assert mine not in names
+        assert "neighbour" in names
+        assert execute(pg_server.admin.with_dbname("neighbour"), "SELECT x FROM keep_me") == [(1,)]
+        held.close()
+    finally:
+        execute(pg_server.admin, "DROP DATABASE IF EXISTS neighbour")
+
+
+def test_server_provisioner_refuses_an_older_server(pg_server: PgServer) -> None:
+    with pytest.raises(ProvisionError, match="older than the backup"), existing_server(
+        pg_server.admin, min_major=pg_server.major + 1
+    ):
+        pass
+
+
+def test_unreachable_server_is_exit_3_without_password() -> None:
+    ref = PostgresRef({"host": "127.0.0.1", "port": "1", "user": "u", "dbname": "d"}, "hunter2-secret")
+    with pytest.raises(SourceUnreachableError) as info, existing_server(ref):
+        pass
+    assert info.value.exit_code == ExitCode.ENVIRONMENT
+    assert "hunter2" not in info.value.one_line()
+
+
+def _url(ref: PostgresRef) -> str:
+    p = ref.params
+    return f"postgresql://{p['user']}:{ref.password}@{p['host']}:{p['port']}/postgres"
+
+
+def test_docker_integration_needs_an_engine() -> None:
+    import docker as docker_module
+
+    from restorecheck.provisioners.docker import engine_reachable
+
+    ok, why = engine_reachable(docker_module)
+    if not ok:
+        pytest.skip(f"no Docker engine reachable here ({why}); the docker code paths are unit-tested "
+                    "with fakes in tests/unit/test_docker_provisioner.py")
+    with provision_postgres("docker", min_major=16) as server:
+        with psycopg.connect(server.admin.conninfo()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
