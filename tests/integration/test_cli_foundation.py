@@ -1,0 +1,79 @@
+"""The console script as users meet it: version, doctor, exit codes, one-line errors, no secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import installations
+
+EXE = [sys.executable, "-m", "restorecheck"]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_version_and_help() -> None:
+    from restorecheck import __version__
+
+    out = run("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+    helptext = run("--help").stdout
+    for command in ("seed", "snapshot", "backup", "verify", "drill", "compare", "doctor"):
+        assert command in helptext, f"{command} missing from --help"
+
+
+@pytest.mark.postgres
+def test_doctor_lists_local_with_every_major_and_docker_with_its_reason() -> None:
+    out = run("doctor", "--json")
+    data = json.loads(out.stdout)
+    assert out.returncode == 0, out.stderr
+    prov = {p["name"]: p for p in data["provisioners"]}
+    assert prov["local"]["usable"] and prov["sqlite"]["usable"]
+    majors = {i["major"] for i in data["postgresql"]}
+    assert majors >= {i.major for i in installations()}
+    for major in majors:
+        assert f"PostgreSQL {major}." in prov["local"]["detail"]
+    if not prov["docker"]["usable"]:
+        assert prov["docker"]["detail"] and "--target local" in prov["docker"]["remedy"]
+    human = run("doctor")
+    assert human.returncode == 0 and "local" in human.stdout and "docker" in human.stdout
+
+
+def test_unknown_command_is_usage_error_without_traceback() -> None:
+    out = run("frobnicate")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_verify_missing_file_is_exit_2_one_line(tmp_path: Path) -> None:
+    out = run("verify", str(tmp_path / "nope.dump"))
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope.dump" in lines[0] and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_unreachable_source_is_exit_3_and_never_prints_the_password(tmp_path: Path) -> None:
+    url = "postgresql://alice:Sup3rSecretPw@127.0.0.1:1/app"
+    for args in (("snapshot", url, "-o", str(tmp_path / "m.json")),
+                 ("backup", url, "-o", str(tmp_path / "out")),
+                 ("drill", url)):
+        out = run(*args, "-v")
+        assert out.returncode == 3, (args, out.stdout, out.stderr)
+        assert "Sup3rSecretPw" not in out.stdout + out.stderr
+        assert "127.0.0.1" in out.stderr
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_malformed_url_is_exit_2() -> None:
+    out = run("snapshot", "postgresql://u:pw@h:port/db", "-o", "/dev/null")
+    assert out.returncode == 2
+    assert "pw@" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
