@@ -114,18 +114,26 @@ def reachable_installation(inst: PgInstallation, user: pwd.struct_passwd | None)
         )
     digest = hashlib.sha256(f"{root}:{(inst.bindir / 'postgres').stat().st_mtime_ns}".encode()).hexdigest()
     cache = Path(os.environ.get("RESTORECHECK_CACHE_DIR") or "/var/tmp") / f"restorecheck-pg{inst.version}-{digest[:12]}"
-    if not (cache / "bin" / "postgres").exists():
+    # Mirror two levels above the installation, with sibling "*.libs" directories: wheels repaired
+    # by auditwheel (pgserver) find libpq through an RPATH of $ORIGIN/../../../<pkg>.libs.
+    inner = Path(root.parent.name) / root.name
+    if not (cache / inner / "bin" / "postgres").exists():
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache.parent))
         try:
             for part in ("bin", "lib", "share"):
-                shutil.copytree(root / part, staging / part, symlinks=True)
-            os.chmod(staging, 0o755)
+                shutil.copytree(root / part, staging / inner / part, symlinks=True)
+            for libs in root.parent.parent.glob("*.libs"):
+                if libs.is_dir():
+                    shutil.copytree(libs, staging / libs.name, symlinks=True)
+            for d, _dirs, _files in os.walk(staging):
+                os.chmod(d, 0o755)
             try:
                 staging.rename(cache)
             except OSError:  # another process won the race: use its copy
                 pass
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    cache = cache / inner
     copied = PgInstallation(cache / "bin", inst.version, inst.origin + " (copied)", inst.tools)
     if not _can_run(copied.bindir / "postgres", user):
         raise ProvisionError(

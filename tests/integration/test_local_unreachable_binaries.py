@@ -24,8 +24,12 @@ def test_binaries_in_a_private_directory_are_copied_and_run(tmp_path: Path) -> N
         pytest.skip(f"{inst.bindir} is not a self-contained installation (no ../share)")
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    shutil.copytree(inst.bindir.parent, private / "pg", symlinks=True)
-    hidden = PgInstallation(private / "pg" / "bin", inst.version, "test", inst.tools)
+    root = inst.bindir.parent  # like site-packages/pgserver/pginstall, with ../../pgserver.libs
+    shutil.copytree(root, private / "site" / root.parent.name / root.name, symlinks=True)
+    for libs in root.parent.parent.glob("*.libs"):
+        shutil.copytree(libs, private / "site" / libs.name, symlinks=True)
+    hidden = PgInstallation(private / "site" / root.parent.name / root.name / "bin", inst.version, "test",
+                            inst.tools)
     cache = Path(tempfile.mkdtemp(prefix="restorecheck-test-cache-"))  # pytest's tmp is 0700
     os.chmod(cache, 0o755)
     old = os.environ.get("RESTORECHECK_CACHE_DIR")
