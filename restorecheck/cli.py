@@ -96,7 +96,8 @@ def run_cli(argv: list[str] | None = None) -> int:
                   for a in args)
     try:
         with handle_termination():
-            rv = cli.main(args=args, prog_name="restorecheck", standalone_mode=False)
+            rv = cli.main(args=args, prog_name="restorecheck", standalone_mode=False,
+                          auto_envvar_prefix="RESTORECHECK")
         return int(rv) if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

@@ -98,8 +98,8 @@ def check_local(installations: list[PgInstallation]) -> ProvisionerStatus:
 
 def check_docker() -> ProvisionerStatus:
     try:
-        import docker  # type: ignore[import-untyped]
-        import testcontainers  # type: ignore[import-untyped]  # noqa: F401
+        import docker
+        import testcontainers  # noqa: F401
     except ImportError:
         return ProvisionerStatus("docker", False, "the testcontainers package is not installed",
                                  "pip install 'restorecheck[docker]', or use --target local")

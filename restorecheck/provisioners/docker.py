@@ -8,8 +8,8 @@ on every way out (testcontainers' ``__exit__``; a failed start is stopped too). 
 from __future__ import annotations
 
 import contextlib
-import os
 import logging
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,16 +84,18 @@ def docker_server(
 ) -> Iterator[PgServer]:
     """Start ``postgres:<major>``; yield a PgServer; remove the container afterwards."""
     try:
-        docker_module = _docker
-        if docker_module is None:
-            import docker as docker_module  # type: ignore[import-untyped,no-redef]
-        container_cls = _container_cls
-        if container_cls is None:
-            from testcontainers.postgres import PostgresContainer as container_cls  # type: ignore
+        if _docker is None:
+            import docker
+
+            _docker = docker
+        if _container_cls is None:
+            from testcontainers.community.postgres import PostgresContainer
+
+            _container_cls = PostgresContainer
     except ImportError:
         raise ProvisionError("the docker target needs testcontainers",
                              "pip install 'restorecheck[docker]', or use --target local") from None
-    ok, why = engine_reachable(docker_module)
+    ok, why = engine_reachable(_docker)
     if not ok:
         raise ProvisionError(f"no Docker engine is reachable for --target docker: {why}", NO_ENGINE_HINT)
     major = min_major or DEFAULT_MAJOR
@@ -101,7 +103,7 @@ def docker_server(
     with contextlib.suppress(Exception):
         tools = choose(discover(pg_bin), min_major=major, need=("pg_restore", "psql"))
     password = secrets.token_urlsafe(18)
-    container = container_cls(**container_kwargs(major, password))
+    container = _container_cls(**container_kwargs(major, password))
     try:
         container.start()
     except Exception as exc:

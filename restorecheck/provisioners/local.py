@@ -127,10 +127,8 @@ def reachable_installation(inst: PgInstallation, user: pwd.struct_passwd | None)
                     shutil.copytree(libs, staging / libs.name, symlinks=True)
             for d, _dirs, _files in os.walk(staging):
                 os.chmod(d, 0o755)
-            try:
+            with contextlib.suppress(OSError):  # another process won the race: use its copy
                 staging.rename(cache)
-            except OSError:  # another process won the race: use its copy
-                pass
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     cache = cache / inner
@@ -281,6 +279,7 @@ def local_cluster(
     base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=tmp_root))
     datadir, sockdir, logfile = base / "data", base / "sock", base / "server.log"
     started = False
+    port = 0
     try:
         os.chmod(base, 0o700)
         sockdir.mkdir(mode=0o700)
@@ -337,8 +336,12 @@ def local_cluster(
                              "run 'restorecheck doctor'")
     finally:
         if keep and started:
-            log.warning("kept the throwaway cluster in %s (stop it with: %s -D %s stop)",
-                        base, inst.tool("pg_ctl"), datadir)
+            sock = sockdir if user is None else f"{sockdir} (as root)"
+            log.warning(
+                "kept the throwaway cluster in %s: connect with psql -h %s -p %s -U %s postgres "
+                "(socket %s); stop and remove it with: %s -D %s -m fast stop && rm -rf %s",
+                base, sockdir, port, SUPERUSER, sock, inst.tool("pg_ctl"), datadir, base,
+            )
         else:
             if started:
                 stop_cluster(inst, datadir, user)

@@ -118,8 +118,9 @@ def test_keep_leaves_the_cluster_running_and_connectable() -> None:
         with psycopg.connect(server.admin.conninfo()) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
-        from restorecheck.provisioners.local import run_as_user
         import shutil
+
+        from restorecheck.provisioners.local import run_as_user
 
         stop_cluster(inst, Path(server.info["datadir"]), run_as_user())
         shutil.rmtree(base, ignore_errors=True)
@@ -183,6 +184,5 @@ def test_docker_integration_needs_an_engine() -> None:
     if not ok:
         pytest.skip(f"no Docker engine reachable here ({why}); the docker code paths are unit-tested "
                     "with fakes in tests/unit/test_docker_provisioner.py")
-    with provision_postgres("docker", min_major=16) as server:
-        with psycopg.connect(server.admin.conninfo()) as conn:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
+    with provision_postgres("docker", min_major=16) as server, psycopg.connect(server.admin.conninfo()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

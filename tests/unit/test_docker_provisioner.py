@@ -5,7 +5,7 @@ The real container test lives in tests/integration and skips when no engine is r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -37,7 +37,7 @@ class UpDocker:
 
 
 class FakeContainer:
-    instances: list[FakeContainer] = []
+    instances: ClassVar[list[FakeContainer]] = []
 
     def __init__(self, **kw: Any) -> None:
         self.kw = kw
