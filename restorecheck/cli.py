@@ -142,5 +142,199 @@ def doctor(as_json: bool, pg_bin: Path | None) -> int:
     return int(ExitCode.OK if result.ok else ExitCode.ENVIRONMENT)
 
 
+# --- backup, verify, drill (issue 5) ----------------------------------------------------------
+
+
+def _show_progress(quiet: bool, no_progress: bool) -> bool:
+    return not quiet and not no_progress and sys.stderr.isatty()
+
+
+def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: Path | None,
+            metrics_file: Path | None) -> int:
+    """Write the reports asked for, print the summary, return the exit code of the verdict."""
+    from restorecheck.report import render_human, write_outputs
+
+    write_outputs(report, report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
+    if not quiet or report.verdict != "pass":
+        # with --report - the JSON owns stdout: the summary goes to stderr
+        click.echo(render_human(report), nl=False, err=str(report_file) == "-")
+    keep = (report.extra or {}).get("restore", {}).get("connect")
+    if keep:
+        click.echo(f"restorecheck: kept the restored database: {keep}", err=True)
+    return int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
+
+
+def _error_report(exc: RestorecheckError, *, command: str, engine: str, backup_path: Path | None,
+                  report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
+    """On exit 2/3 after --report/--junit/--metrics was given, still write them (verdict error)."""
+    if report_file is None and junit_file is None and metrics_file is None:
+        return
+    from restorecheck.model import BackupArtifact, Report
+    from restorecheck.report import write_outputs
+
+    backup = None
+    if backup_path is not None:
+        size = backup_path.stat().st_size if backup_path.is_file() else 0
+        backup = BackupArtifact(str(backup_path), "unknown", size, None)
+    report = Report(verdict="error", engine=engine, reference="none", backup=backup, command=command,
+                    error=mask(exc.one_line()), extra={"exit_code": int(exc.exit_code)})
+    try:
+        write_outputs(report, report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
+    except OSError as err:
+        log.warning("could not write the error report: %s", err)
+
+
+def _fingerprint_opts(jobs: int, lock_timeout: str, statement_timeout: str, progress: Any) -> Any:
+    from restorecheck.engines.base import FingerprintOptions
+
+    return FingerprintOptions(jobs=jobs, lock_timeout=lock_timeout, statement_timeout=statement_timeout,
+                              progress=progress)
+
+
+def source_session_options(f: F) -> F:
+    f = click.option("--statement-timeout", default="0", show_default=True,
+                     help="statement_timeout of the source sessions (0 = none).")(f)
+    f = click.option("--lock-timeout", default="10s", show_default=True,
+                     help="lock_timeout of the source sessions (and pg_dump --lock-wait-timeout).")(f)
+    return f
+
+
+def backup_format_options(f: F) -> F:
+    f = click.option("--compress", "-Z", "compress", metavar="LEVEL|METHOD",
+                     help="pg_dump --compress (e.g. 0 for none, 1 for fast, gzip:6, lz4 on PostgreSQL 16).")(f)
+    f = click.option("--format", "-F", "fmt", type=click.Choice(["custom", "directory", "tar", "plain"]),
+                     default="custom", show_default=True, help="pg_dump output format.")(f)
+    return f
+
+
+@cli.command()
+@click.argument("source")
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for <name>.<ext> and <name>.manifest.json.")
+@backup_format_options
+@click.option("--name", help="File name stem (default: <database>-<UTC timestamp>).")
+@jobs_option
+@click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of PostgreSQL binaries to use first.")
+@source_session_options
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
+@click.option("--no-progress", is_flag=True, help="Never show progress bars.")
+def backup(source: str, outdir: Path, fmt: str, compress: str | None, name: str | None, jobs: int,
+           pg_bin: Path | None, lock_timeout: str, statement_timeout: str, quiet: bool,
+           no_progress: bool) -> int:
+    """Take a backup of SOURCE and its manifest from the same snapshot.
+
+    PostgreSQL: pg_dump --snapshot with the snapshot exported by the transaction that
+    fingerprints the source, so the manifest describes exactly what the dump holds.
+    """
+    from restorecheck import pipeline
+    from restorecheck.engines.base import BackupOptions
+    from restorecheck.report import progress_reporter
+
+    with progress_reporter(_show_progress(quiet, no_progress)) as progress:
+        options = BackupOptions(format=fmt, jobs=jobs, name=name, compress=compress, progress=progress,
+                                fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress))
+        result = pipeline.backup(source, outdir, options, pg_bin=pg_bin)
+    if not quiet:
+        a = result.artifact
+        click.echo(f"backup:   {a.path} ({a.format}, {a.bytes} bytes, sha256 {a.sha256})")
+        click.echo(f"manifest: {result.manifest_path} ({len(result.manifest.tables)} tables, "
+                   f"{result.seconds:.1f}s)")
+    return int(ExitCode.OK)
+
+
+@cli.command()
+@click.argument("backup_path", metavar="BACKUP", type=click.Path(path_type=Path))
+@click.option("--manifest", "manifest_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The manifest to compare with (default: BACKUP's manifest beside it).")
+@click.option("--against", metavar="SOURCE", help="Compare with this live database instead of a manifest.")
+@target_options
+@jobs_option
+@click.option("--max-restore-seconds", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="RTO target: a slower restore is a finding (check 'rto').")
+@click.option("--engine", type=click.Choice(["postgresql", "sqlite"]),
+              help="The backup's engine (default: recognised from the content).")
+@source_session_options
+@output_options
+def verify(backup_path: Path, manifest_file: Path | None, against: str | None, target: str | None,
+           pg_bin: Path | None, keep: bool, jobs: int, max_restore_seconds: float | None, engine: str | None,
+           lock_timeout: str, statement_timeout: str, report_file: Path | None, junit_file: Path | None,
+           metrics_file: Path | None, quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
+    """Restore BACKUP into a fresh throwaway instance and check it against its reference.
+
+    Reference: --manifest, else --against a live database, else BACKUP's manifest beside it;
+    with none, the checks that need no reference run and the report says so.
+    """
+    from restorecheck import pipeline
+    from restorecheck.engines.base import RestoreOptions
+    from restorecheck.report import progress_reporter
+
+    try:
+        with progress_reporter(_show_progress(quiet, no_progress)) as progress:
+            restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
+                                     keep=keep, progress=progress)
+            report = pipeline.verify(
+                backup_path, manifest=manifest_file, against=against, restore=restore,
+                fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
+                max_restore_seconds=max_restore_seconds, engine=engine, pg_bin=pg_bin)
+    except RestorecheckError as exc:
+        _error_report(exc, command="verify", engine=engine or "postgresql", backup_path=backup_path,
+                      report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
+        raise
+    return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
+                   metrics_file=metrics_file)
+
+
+@cli.command()
+@click.argument("source", required=False)
+@click.option("--engine", type=click.Choice(["postgresql", "sqlite"]), default="postgresql", show_default=True,
+              help="Engine of the self-test when no SOURCE is given.")
+@target_options
+@jobs_option
+@backup_format_options
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the backup and its manifest in this directory (default: removed afterwards).")
+@click.option("--scale", type=click.IntRange(1), default=1, show_default=True,
+              help="Self-test: size of the known dataset.")
+@click.option("--seed", "seed_value", type=int, default=0, show_default=True,
+              help="Self-test: seed of the known dataset.")
+@click.option("--max-restore-seconds", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="RTO target: a slower restore is a finding (check 'rto').")
+@source_session_options
+@output_options
+def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | None, keep: bool, jobs: int,
+          fmt: str, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
+          max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
+          report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
+          no_progress: bool, cmd_verbose: int) -> int:
+    """The whole cycle: backup, restore into a fresh instance, verify; each phase timed.
+
+    With no SOURCE: a self-contained self-test on a throwaway source seeded with the known dataset.
+    """
+    from restorecheck import pipeline
+    from restorecheck.dburl import parse_database
+    from restorecheck.engines.base import BackupOptions, RestoreOptions
+    from restorecheck.report import progress_reporter
+
+    try:
+        with progress_reporter(_show_progress(quiet, no_progress)) as progress:
+            fp = _fingerprint_opts(jobs, lock_timeout, statement_timeout, progress)
+            restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
+                                     keep=keep, progress=progress)
+            engine_name = parse_database(source).engine if source else engine
+            backup_options = BackupOptions(format=fmt if engine_name == "postgresql" else "sqlite",
+                                           jobs=jobs if fmt == "directory" else 1, compress=compress,
+                                           fingerprint=fp, progress=progress)
+            report = pipeline.drill(source, engine=engine, outdir=outdir, backup_options=backup_options,
+                                    restore=restore, fingerprint=fp, max_restore_seconds=max_restore_seconds,
+                                    scale=scale, seed=seed_value, pg_bin=pg_bin)
+    except RestorecheckError as exc:
+        _error_report(exc, command="drill", engine=engine, backup_path=None, report_file=report_file,
+                      junit_file=junit_file, metrics_file=metrics_file)
+        raise
+    return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
+                   metrics_file=metrics_file)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

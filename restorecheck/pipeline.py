@@ -7,6 +7,345 @@ job. Engines are picked with ``engines.engine_for`` / ``engines.get_engine``.
 
 from __future__ import annotations
 
+# imports of the backup/verify/drill section (issue 5)
+import contextlib
+import dataclasses
+import datetime as dt
+import inspect
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from restorecheck.dburl import DatabaseRef, parse_database
+from restorecheck.engines import ENGINE_NAMES, engine_for, get_engine
+from restorecheck.engines.base import BackupOptions, Engine, FingerprintOptions, RestoreOptions
+from restorecheck.errors import BackupNotFoundError, BadInputError, BadManifestError, UnknownFormatError
+from restorecheck.model import (
+    BackupArtifact,
+    Finding,
+    Manifest,
+    Reference,
+    Report,
+    TableResult,
+    verdict_for,
+)
+
 # --- snapshot and compare (issue 4) ---------------------------------------------------------
 
 # --- backup, verify and drill (issue 5) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """A backup on disk and its manifest, taken from the same snapshot."""
+
+    artifact: BackupArtifact
+    manifest: Manifest
+    manifest_path: Path
+    seconds: float
+
+
+def _as_ref(db: str | DatabaseRef) -> DatabaseRef:
+    return parse_database(db) if isinstance(db, str) else db
+
+
+def _with_pg_bin(engine: Engine, pg_bin: str | Path | None) -> Engine:
+    if pg_bin is not None and hasattr(engine, "pg_bin"):
+        engine.pg_bin = pg_bin
+    return engine
+
+
+def manifest_path_for(backup_path: str | Path) -> Path:
+    """``DIR/<name>.manifest.json`` for ``DIR/<name>.<ext>`` (the manifest beside a backup)."""
+    p = Path(backup_path)
+    stem = p.name.rsplit(".", 1)[0] if "." in p.name.strip(".") else p.name
+    return p.with_name(f"{stem}.manifest.json")
+
+
+def manifest_candidates(backup_path: str | Path) -> list[Path]:
+    """Where a manifest beside a backup may be: ``x.manifest.json`` for ``x.dump``, ``x.sql.gz``, ``x``."""
+    p = Path(backup_path)
+    names = [p.name]
+    parts = p.name.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        names.append(".".join(parts[:k]))
+    out: list[Path] = []
+    for n in names:
+        cand = p.with_name(f"{n}.manifest.json")
+        if cand not in out:
+            out.append(cand)
+    return out
+
+
+def _elapsed(start: float) -> float:
+    return round(time.monotonic() - start, 3)
+
+
+def backup(
+    source: str | DatabaseRef,
+    outdir: str | Path,
+    options: BackupOptions | None = None,
+    *,
+    pg_bin: str | Path | None = None,
+) -> BackupResult:
+    """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot."""
+    ref = _as_ref(source)
+    engine = _with_pg_bin(engine_for(ref), pg_bin)
+    start = time.monotonic()
+    artifact, manifest = engine.backup(ref, Path(outdir), options or BackupOptions())
+    if manifest.backup is None:
+        manifest = manifest.with_backup(artifact)
+    path = manifest_path_for(artifact.path)
+    manifest.save(path)
+    return BackupResult(artifact, manifest, path, _elapsed(start))
+
+
+def _detect(path: Path, engine: str | None) -> tuple[Engine, str]:
+    names = [engine] if engine else list(ENGINE_NAMES)
+    for name in names:
+        try:
+            eng = get_engine(name)
+        except ImportError:  # an engine not installed in this build
+            continue
+        fmt = eng.detect_format(path)
+        if fmt:
+            return eng, fmt
+    raise UnknownFormatError(
+        f"{path} is not a backup restorecheck recognises",
+        "give pg_dump output (custom, directory, tar, plain SQL, or plain SQL compressed with gzip) "
+        "or a SQLite database file",
+    )
+
+
+def _fingerprint(engine: Engine, db: DatabaseRef, options: FingerprintOptions,
+                 ranges_from: Manifest | None) -> Manifest:
+    """engine.fingerprint, with the reference's key-range boundaries where the engine takes them."""
+    try:
+        params = inspect.signature(engine.fingerprint).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    if ranges_from is not None and "ranges_from" in params:
+        return engine.fingerprint(db, options, ranges_from=ranges_from)  # type: ignore[call-arg]
+    return engine.fingerprint(db, options)
+
+
+def _no_reference_tables(restored: Manifest) -> list[TableResult]:
+    return [TableResult(t.name, None, t.rows, None, t.checksum, True) for t in restored.tables]
+
+
+def _restore_and_check(
+    engine: Engine,
+    artifact: BackupArtifact,
+    reference: Manifest | None,
+    reference_kind: Reference,
+    live_source: DatabaseRef | None,
+    restore: RestoreOptions,
+    fingerprint: FingerprintOptions,
+    max_restore_seconds: float | None,
+    stack: contextlib.ExitStack,
+    phases: dict[str, float],
+) -> tuple[list[TableResult], list[Finding], dict[str, Any]]:
+    """Restore into a throwaway target, fingerprint it, run the checks; fills ``phases``."""
+    start = time.monotonic()
+    outcome = engine.restore(artifact, restore, stack)
+    phases["restore"] = _elapsed(start)
+    findings: list[Finding] = list(outcome.findings)
+    if max_restore_seconds is not None and phases["restore"] > max_restore_seconds:
+        findings.append(Finding(
+            "rto", "error", Path(artifact.path).name,
+            f"the restore took {phases['restore']:.1f}s, more than the --max-restore-seconds target "
+            f"of {max_restore_seconds:g}s",
+            {"seconds": phases["restore"], "target_seconds": max_restore_seconds},
+        ))
+    start = time.monotonic()
+    fp = dataclasses.replace(fingerprint, snapshot=None, schema_only=False)
+    if live_source is not None:
+        restore.progress("verify: fingerprint the live source", 0, None)
+        reference = engine.fingerprint(live_source, fp)
+    restore.progress("verify: fingerprint the restored copy", 0, None)
+    restored = _fingerprint(engine, outcome.restored, fp, reference)
+    findings += engine.self_checks(outcome.restored, restored)
+    if reference is not None:
+        from restorecheck.checks.compare import compare_manifests
+
+        results, compared = compare_manifests(reference, restored, live_reference=reference_kind == "live")
+        tables = list(results)
+        findings += compared
+    else:
+        tables = _no_reference_tables(restored)
+        findings.append(Finding(
+            "no_reference", "warning", Path(artifact.path).name,
+            "no manifest and no live source to compare with: the backup restored and the checks that "
+            "need no reference ran, but row counts and checksums were NOT compared with the original "
+            "(give --manifest or --against, or take backups with 'restorecheck backup')",
+        ))
+    phases["verify"] = _elapsed(start)
+    restore.progress("verify", 1, 1)
+    extra: dict[str, Any] = {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
+                             "rows_restored": sum(t.rows or 0 for t in restored.tables)}
+    return tables, findings, extra
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def verify(
+    backup_path: str | Path,
+    *,
+    manifest: str | Path | Manifest | None = None,
+    against: str | DatabaseRef | None = None,
+    restore: RestoreOptions | None = None,
+    fingerprint: FingerprintOptions | None = None,
+    max_restore_seconds: float | None = None,
+    engine: str | None = None,
+    pg_bin: str | Path | None = None,
+) -> Report:
+    """Restore ``backup_path`` into a throwaway target and check it against its reference.
+
+    Reference (SPEC): ``manifest``, else the live database ``against``, else a manifest beside the
+    backup, else none (the checks that need no reference, and a ``no_reference`` warning).
+    The backup is only ever read.
+    """
+    restore = restore or RestoreOptions()
+    fingerprint = fingerprint or FingerprintOptions()
+    started_at, start = _now_iso(), time.monotonic()
+    path = Path(backup_path)
+    if not path.exists():
+        raise BackupNotFoundError(f"backup {path} does not exist", "check the path")
+    if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+        raise BackupNotFoundError(f"backup {path} cannot be read (permission denied)",
+                                  "run as a user that can read it")
+    if path.is_file() and path.stat().st_size == 0:
+        raise UnknownFormatError(f"backup {path} is an empty file", "give a non-empty backup")
+    eng, fmt = _detect(path, engine)
+    eng = _with_pg_bin(eng, pg_bin or restore.pg_bin)
+    if manifest is not None and against is not None:
+        raise BadInputError("give either --manifest or --against, not both")
+    reference: Manifest | None = None
+    reference_kind: Reference = "none"
+    live: DatabaseRef | None = None
+    findings: list[Finding] = []
+    if manifest is not None:
+        reference = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+        reference_kind = "manifest"
+    elif against is not None:
+        live = _as_ref(against)
+        if live.engine != eng.name:
+            raise BadInputError(f"--against {live.display()} is a {live.engine} database, "
+                                f"but the backup is {eng.name}")
+        reference_kind = "live"
+    else:
+        for cand in manifest_candidates(path):
+            if cand.is_file():
+                reference = Manifest.load(cand)
+                reference_kind = "manifest"
+                break
+    if reference is not None and reference.engine != eng.name:
+        raise BadManifestError(f"the manifest is for {reference.engine}, but the backup is {eng.name}",
+                               "give the manifest written with this backup")
+    restore.progress("sha256 of the backup", 0, None)
+    from restorecheck.engines.pg_dump import backup_bytes, sha256_of
+
+    artifact = BackupArtifact(str(path.resolve()), fmt, backup_bytes(path), sha256_of(path))
+    recorded = reference.backup if reference is not None else None
+    if recorded is not None and recorded.sha256 and recorded.sha256 != artifact.sha256:
+        findings.append(Finding(
+            "backup_file", "error", path.name,
+            "the backup's sha256 differs from the one recorded in the manifest: the file changed after "
+            "the backup was taken (or the manifest belongs to another backup)",
+            {"expected": recorded.sha256, "actual": artifact.sha256,
+             "bytes_expected": recorded.bytes, "bytes_actual": artifact.bytes},
+        ))
+    phases: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        tables, more, extra = _restore_and_check(eng, artifact, reference, reference_kind, live, restore,
+                                                 fingerprint, max_restore_seconds, stack, phases)
+    findings += more
+    phases["total"] = _elapsed(start)
+    return Report(
+        verdict=verdict_for(findings), engine=eng.name, reference=reference_kind, backup=artifact,
+        phases=phases, tables=tuple(tables), findings=tuple(findings), command="verify",
+        started_at=started_at, source=live.display() if live is not None else None,
+        target=restore.target or ("local" if eng.name == "postgresql" else None), extra=extra,
+    )
+
+
+def _throwaway_source(engine: Engine, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
+    """A new empty source database for drill's self-test, removed by ``stack``."""
+    make = getattr(engine, "throwaway_source", None)
+    if make is not None:
+        ref: DatabaseRef = make(options, stack)
+        return ref
+    # engines whose databases are plain files (SQLite): a file in a temporary directory
+    tmp = Path(tempfile.mkdtemp(prefix="restorecheck-src-", dir=options.tmp_root))
+    stack.callback(shutil.rmtree, tmp, True)
+    return parse_database(str(tmp / "selftest.db"))
+
+
+def drill(
+    source: str | DatabaseRef | None = None,
+    *,
+    engine: str = "postgresql",
+    outdir: str | Path | None = None,
+    backup_options: BackupOptions | None = None,
+    restore: RestoreOptions | None = None,
+    fingerprint: FingerprintOptions | None = None,
+    max_restore_seconds: float | None = None,
+    scale: int = 1,
+    seed: int = 0,
+    pg_bin: str | Path | None = None,
+) -> Report:
+    """Backup, restore, verify, each phase timed. No ``source``: a throwaway source with the known
+    dataset (the self-test). ``outdir`` keeps the backup and its manifest; else they are removed."""
+    restore = restore or RestoreOptions()
+    fingerprint = fingerprint or FingerprintOptions()
+    backup_options = backup_options or BackupOptions()
+    started_at, start = _now_iso(), time.monotonic()
+    phases: dict[str, float] = {}
+    findings: list[Finding] = []
+    with contextlib.ExitStack() as stack:
+        if source is None:
+            eng = _with_pg_bin(get_engine(engine), pg_bin or restore.pg_bin)
+            t = time.monotonic()
+            src = _throwaway_source(eng, restore, stack)
+            from restorecheck.seed import seed as seed_dataset
+
+            restore.progress("seed the known dataset", 0, None)
+            seed_dataset(src, scale=scale, seed=seed, progress=restore.progress)  # type: ignore[arg-type]
+            phases["seed"] = _elapsed(t)
+            source_text = f"self-test ({eng.name}, known dataset, scale {scale}, seed {seed})"
+        else:
+            src = _as_ref(source)
+            if engine and src.engine != engine and engine != "postgresql":
+                raise BadInputError(f"{src.display()} is a {src.engine} database, not {engine}")
+            eng = _with_pg_bin(engine_for(src), pg_bin or restore.pg_bin)
+            source_text = src.display()
+        if outdir is None:
+            out = Path(tempfile.mkdtemp(prefix="restorecheck-drill-", dir=restore.tmp_root))
+            stack.callback(shutil.rmtree, out, True)
+        else:
+            out = Path(outdir)
+        t = time.monotonic()
+        opts = dataclasses.replace(backup_options, fingerprint=fingerprint, progress=restore.progress)
+        artifact, manifest = eng.backup(src, out, opts)
+        if manifest.backup is None:
+            manifest = manifest.with_backup(artifact)
+        if outdir is not None:
+            manifest.save(manifest_path_for(artifact.path))
+        phases["backup"] = _elapsed(t)
+        tables, more, extra = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
+                                                 fingerprint, max_restore_seconds, stack, phases)
+        findings += more
+        extra["backup_kept"] = outdir is not None
+    phases["total"] = _elapsed(start)
+    return Report(
+        verdict=verdict_for(findings), engine=eng.name, reference="manifest", backup=artifact,
+        phases=phases, tables=tuple(tables), findings=tuple(findings), command="drill",
+        started_at=started_at, source=source_text,
+        target=restore.target or ("local" if eng.name == "postgresql" else None), extra=extra,
+    )

@@ -1,0 +1,704 @@
+"""pg_dump, pg_restore and psql: argv builders, format detection, file checks, output parsing.
+
+Everything here except the ``run_*`` helpers is pure (paths in, values out), so it is unit-tested
+without a server. Formats are recognised by content, never by file name:
+
+* custom: the file starts with ``PGDMP``;
+* tar: ``ustar`` at offset 257 and a ``toc.dat`` member;
+* directory: a directory holding ``toc.dat`` (which itself starts with ``PGDMP``);
+* plain-gzip: the file starts with the gzip magic ``1f 8b`` (``pg_dump | gzip``);
+* plain: SQL text (pg_dump's header comment, or SQL-looking text).
+
+The plain-dump checks implement PITFALLS B1/E8/I.6: the ``-- PostgreSQL database dump
+complete`` trailer, ``\\restrict``/``\\unrestrict`` pairing, and a ``\\.`` for every
+``COPY ... FROM stdin;``. Archives are read fully with ``pg_restore -f /dev/null`` (B2/B4),
+because ``pg_restore -l`` alone "validates" truncated archives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import re
+import subprocess
+import tarfile
+import time
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from restorecheck.dburl import mask
+from restorecheck.engines.base import ProgressFn, no_progress
+from restorecheck.model import Finding
+
+ARCHIVE_FORMATS = ("custom", "directory", "tar")
+PLAIN_FORMATS = ("plain", "plain-gzip")
+FORMATS = ARCHIVE_FORMATS + PLAIN_FORMATS
+# pg_dump -F letter and the file suffix restorecheck backup writes.
+FORMAT_FLAG = {"custom": "c", "directory": "d", "tar": "t", "plain": "p"}
+SUFFIX = {"custom": ".dump", "directory": ".dir", "tar": ".tar", "plain": ".sql"}
+
+TRAILER = "-- PostgreSQL database dump complete"
+GZIP_MAGIC = b"\x1f\x8b"
+CUSTOM_MAGIC = b"PGDMP"
+MAX_ERROR_FINDINGS = 50
+
+
+# --- format detection -------------------------------------------------------------------------
+
+
+def _looks_like_sql(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # a cut in the middle of a multi-byte character at the end of the sample is fine
+        try:
+            text = head[:-4].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    if "PostgreSQL database dump" in text:
+        return True
+    words = ("CREATE ", "SET ", "SELECT ", "COPY ", "INSERT ", "ALTER ", "BEGIN", "\\connect", "--")
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        return stripped.upper().startswith(tuple(w.upper() for w in words))
+    return False
+
+
+def _is_tar_dump(path: Path, head: bytes) -> bool:
+    if len(head) < 262 or head[257:262] != b"ustar":
+        return False
+    try:
+        with tarfile.open(path, "r:") as tf:
+            for member in tf:
+                if member.name == "toc.dat":
+                    return True
+    except (tarfile.TarError, OSError, EOFError):
+        # a truncated tar whose first member is toc.dat is still a (damaged) pg_dump tar
+        return head[:7] == b"toc.dat"
+    return False
+
+
+def detect_format(path: Path) -> str | None:
+    """The pg_dump format of ``path`` by its content, or None when it is no pg_dump output."""
+    p = Path(path)
+    if p.is_dir():
+        toc = p / "toc.dat"
+        if toc.is_file():
+            with open(toc, "rb") as f:
+                if f.read(5) == CUSTOM_MAGIC:
+                    return "directory"
+        return None
+    if not p.is_file():
+        return None
+    with open(p, "rb") as f:
+        head = f.read(8192)
+    if head.startswith(CUSTOM_MAGIC):
+        return "custom"
+    if head.startswith(GZIP_MAGIC):
+        return "plain-gzip"
+    if _is_tar_dump(p, head):
+        return "tar"
+    if head and _looks_like_sql(head):
+        return "plain"
+    return None
+
+
+# --- sizes and digests ------------------------------------------------------------------------
+
+
+def backup_bytes(path: Path) -> int:
+    """Size of a backup file, or the total size of a directory-format backup's files."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
+def sha256_of(path: Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file; for a directory, over its files sorted by relative path.
+
+    Directory digest: for each regular file in sorted order of its POSIX relative path, the
+    path's UTF-8 bytes, a NUL byte, the size as 8 big-endian bytes, then the content, all fed
+    into one SHA-256. A renamed, added, removed or changed file changes the digest.
+    """
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_dir():
+        files = sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.relative_to(p).as_posix())
+        for f in files:
+            rel = f.relative_to(p).as_posix().encode()
+            h.update(rel + b"\x00" + f.stat().st_size.to_bytes(8, "big"))
+            _feed(h, f, chunk)
+        return h.hexdigest()
+    _feed(h, p, chunk)
+    return h.hexdigest()
+
+
+def _feed(h: hashlib._Hash, f: Path, chunk: int) -> None:
+    with open(f, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+
+
+# --- argv builders (pure) ---------------------------------------------------------------------
+
+
+def pg_dump_argv(
+    pg_dump: Path | str,
+    *,
+    fmt: str,
+    output: Path | str,
+    snapshot: str | None = None,
+    jobs: int = 1,
+    compress: str | None = None,
+    lock_wait_timeout: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """pg_dump argv. The connection (host, port, user, dbname, password) travels in the env."""
+    if fmt not in FORMAT_FLAG:
+        raise ValueError(f"unknown pg_dump format {fmt!r}")
+    argv = [str(pg_dump), "--no-password", f"--format={FORMAT_FLAG[fmt]}", f"--file={output}"]
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    if jobs > 1:
+        if fmt != "directory":
+            raise ValueError("pg_dump --jobs needs --format directory")
+        argv.append(f"--jobs={jobs}")
+    if compress is not None:
+        argv.append(f"--compress={compress}")
+    if lock_wait_timeout:
+        argv.append(f"--lock-wait-timeout={lock_wait_timeout}")
+    argv.extend(extra)
+    return argv
+
+
+def pg_restore_argv(pg_restore: Path | str, archive: Path | str, *, dbname: str, fmt: str,
+                    jobs: int = 1) -> list[str]:
+    """pg_restore into ``dbname`` (connection in the env); parallel where the format allows."""
+    argv = [str(pg_restore), "--no-password", f"--dbname={dbname}"]
+    if jobs > 1 and fmt in ("custom", "directory"):
+        argv.append(f"--jobs={jobs}")
+    argv.append(str(archive))
+    return argv
+
+
+def pg_restore_list_argv(pg_restore: Path | str, archive: Path | str) -> list[str]:
+    return [str(pg_restore), "--list", str(archive)]
+
+
+def pg_restore_readall_argv(pg_restore: Path | str, archive: Path | str) -> list[str]:
+    """Read every data block without a server (PITFALLS B2): fails on truncation or zlib errors."""
+    return [str(pg_restore), "--file=/dev/null", str(archive)]
+
+
+def pg_restore_schema_argv(pg_restore: Path | str, archive: Path | str) -> list[str]:
+    """The schema as SQL on stdout (no data): read for the roles it names."""
+    return [str(pg_restore), "--schema-only", "--file=-", str(archive)]
+
+
+def pg_restore_preamble_argv(pg_restore: Path | str, archive: Path | str,
+                             empty_list: Path | str) -> list[str]:
+    """Only the script preamble (an empty --use-list): versions and client_encoding, cheaply."""
+    return [str(pg_restore), f"--use-list={empty_list}", "--file=-", str(archive)]
+
+
+def psql_restore_argv(psql: Path | str, script: Path | str, *, dbname: str) -> list[str]:
+    """psql without ~/.psqlrc, stopping at the first error (PITFALLS A1, A4).
+
+    No --single-transaction: a failed restore leaves what loaded before the error, so the
+    fingerprint shows the damage instead of an empty database (A3).
+    """
+    return [str(psql), "-X", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
+            f"--dbname={dbname}", f"--file={script}"]
+
+
+def create_role_statements(roles: Iterable[str]) -> list[object]:
+    """``CREATE ROLE x NOLOGIN`` for each role, identifiers quoted by psycopg."""
+    from psycopg import sql
+
+    return [sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(r)) for r in sorted(set(roles))]
+
+
+# --- versions and headers ---------------------------------------------------------------------
+
+_VERSION_NUM = re.compile(r"(\d+)(?:\.(\d+))?")
+
+
+def major_of(version: str | None) -> int | None:
+    """The major of '15.18 (Debian ...)', '9.6.24' (-> 9) or '16devel'; None when absent."""
+    if not version:
+        return None
+    m = _VERSION_NUM.search(version)
+    return int(m.group(1)) if m else None
+
+
+def short_version(version: str | None) -> str | None:
+    if not version:
+        return None
+    return version.split(" (")[0].strip() or None
+
+
+@dataclass(frozen=True)
+class ArchiveHeader:
+    """What ``pg_restore --list`` says about an archive (and the preamble's encoding)."""
+
+    format: str | None = None
+    compression: str | None = None
+    archive_version: str | None = None
+    dbname: str | None = None
+    dumped_from: str | None = None
+    dumped_by: str | None = None
+    toc_entries: int | None = None
+    entry_counts: Mapping[str, int] = field(default_factory=dict)
+    encoding: str | None = None
+
+    @property
+    def min_major(self) -> int | None:
+        majors = [m for m in (major_of(self.dumped_from), major_of(self.dumped_by)) if m]
+        return max(majors) if majors else None
+
+
+_TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<desc>.+)$")
+_TOC_TYPES = (
+    "TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "FK CONSTRAINT", "DEFAULT ACL", "BLOB DATA",
+    "BLOBS", "LARGE OBJECT", "MATERIALIZED VIEW DATA", "MATERIALIZED VIEW", "CHECK CONSTRAINT",
+    "INDEX ATTACH", "TABLE ATTACH", "EVENT TRIGGER", "FOREIGN TABLE", "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY", "OPERATOR CLASS", "OPERATOR FAMILY", "ROW SECURITY", "SHELL TYPE",
+    "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA", "FOREIGN DATA WRAPPER", "FOREIGN SERVER",
+    "USER MAPPING", "ACCESS METHOD", "DATABASE PROPERTIES",
+)
+
+
+def toc_type(desc: str) -> str:
+    """The object type of a TOC line's description ('TABLE DATA public t owner' -> 'TABLE DATA')."""
+    for t in _TOC_TYPES:
+        if desc.startswith(t + " ") or desc == t:
+            return t
+    return desc.split(" ", 1)[0]
+
+
+def parse_archive_list(text: str) -> ArchiveHeader:
+    """Parse ``pg_restore --list`` output: header fields and the TOC entry counts by type."""
+    fields: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(";"):
+            body = line.lstrip(";").strip()
+            if ":" in body:
+                key, _, value = body.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+            continue
+        m = _TOC_LINE.match(line)
+        if m:
+            t = toc_type(m.group("desc"))
+            counts[t] = counts.get(t, 0) + 1
+    toc_entries = fields.get("toc entries")
+    return ArchiveHeader(
+        format=(fields.get("format") or "").lower() or None,
+        compression=fields.get("compression"),
+        archive_version=fields.get("dump version"),
+        dbname=fields.get("dbname"),
+        dumped_from=fields.get("dumped from database version"),
+        dumped_by=fields.get("dumped by pg_dump version"),
+        toc_entries=int(toc_entries) if toc_entries and toc_entries.isdigit() else None,
+        entry_counts=counts,
+    )
+
+
+_ENCODING_RE = re.compile(r"^SET client_encoding = '([^']+)';")
+_DUMPED_FROM = re.compile(r"^-- Dumped from database version (.+)$")
+_DUMPED_BY = re.compile(r"^-- Dumped by pg_dump version (.+)$")
+
+
+def parse_preamble(text: str) -> dict[str, str]:
+    """client_encoding and the 'Dumped from/by' versions from the top of a SQL script."""
+    out: dict[str, str] = {}
+    for line in text.splitlines()[:200]:
+        for key, rx in (("encoding", _ENCODING_RE), ("dumped_from", _DUMPED_FROM), ("dumped_by", _DUMPED_BY)):
+            m = rx.match(line.strip())
+            if m and key not in out:
+                out[key] = m.group(1).strip()
+    return out
+
+
+# --- roles named by a dump --------------------------------------------------------------------
+
+_TOKEN = re.compile(r'"(?:[^"]|"")*"|[^\s,;()"]+|[(),;]')
+_NOT_ROLES = {"PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE", "GROUP", "-"}
+_STOP_WORDS = {"WITH", "GRANTED", "USING", "CASCADE", "RESTRICT", "AS"}
+_OWNER_COMMENT = re.compile(r"^-- Name: .*; Owner: (?P<owner>.+)$")
+
+
+def _ident(token: str) -> str:
+    if token.startswith('"') and token.endswith('"') and len(token) >= 2:
+        return token[1:-1].replace('""', '"')
+    return token
+
+
+def _role_list(tokens: list[str]) -> list[str]:
+    roles: list[str] = []
+    for tok in tokens:
+        if tok in (",",):
+            continue
+        if tok in (";", "(", ")") or (not tok.startswith('"') and tok.upper() in _STOP_WORDS):
+            break
+        roles.append(_ident(tok))
+    return roles
+
+
+def _last_keyword(tokens: list[str], word: str) -> int | None:
+    for i in range(len(tokens) - 1, -1, -1):
+        if tokens[i].upper() == word and not tokens[i].startswith('"'):
+            return i
+    return None
+
+
+def roles_in_line(line: str) -> set[str]:
+    """Roles named by one schema line of a pg_dump script (outside COPY data)."""
+    s = line.strip()
+    if not s:
+        return set()
+    found: list[str] = []
+    m = _OWNER_COMMENT.match(s)
+    if m:
+        found.append(m.group("owner").strip())
+    elif not s.startswith("--"):
+        upper = s.upper()
+        tokens = _TOKEN.findall(s)
+        if " OWNER TO " in upper:
+            i = _last_keyword(tokens, "TO")
+            if i is not None:
+                found.extend(_role_list(tokens[i + 1:])[:1])
+        if upper.startswith("ALTER DEFAULT PRIVILEGES"):
+            for i, tok in enumerate(tokens[:-2]):
+                if tok.upper() == "FOR" and tokens[i + 1].upper() in ("ROLE", "USER"):
+                    found.extend(_role_list(tokens[i + 2:]))
+                    break
+        if upper.startswith(("GRANT ", "ALTER DEFAULT PRIVILEGES")) and " TO " in upper:
+            i = _last_keyword(tokens, "TO")
+            if i is not None:
+                found.extend(_role_list(tokens[i + 1:]))
+            j = _last_keyword(tokens, "BY")
+            if j is not None and j > 0 and tokens[j - 1].upper() == "GRANTED":
+                found.extend(_role_list(tokens[j + 1:])[:1])
+        if upper.startswith(("REVOKE ", "ALTER DEFAULT PRIVILEGES")) and " FROM " in upper:
+            i = _last_keyword(tokens, "FROM")
+            if i is not None:
+                found.extend(_role_list(tokens[i + 1:]))
+        if upper.startswith("CREATE POLICY"):
+            i = next((k for k, t in enumerate(tokens) if t.upper() == "TO" and k > 3), None)
+            if i is not None:
+                found.extend(_role_list(tokens[i + 1:]))
+        if upper.startswith("SET SESSION AUTHORIZATION"):
+            found.extend(_role_list(tokens[3:])[:1])
+        if upper.startswith("CREATE SCHEMA") and " AUTHORIZATION " in upper:
+            i = _last_keyword(tokens, "AUTHORIZATION")
+            if i is not None:
+                found.extend(_role_list(tokens[i + 1:])[:1])
+    return {r.strip("'") for r in found if r and r.upper() not in _NOT_ROLES and not r.startswith("pg_")}
+
+
+def roles_in_sql(text: str) -> set[str]:
+    """Roles named by a schema-only SQL script (``pg_restore --schema-only`` output)."""
+    roles: set[str] = set()
+    for line in text.splitlines():
+        roles |= roles_in_line(line)
+    return roles
+
+
+# --- plain dumps: streaming scan --------------------------------------------------------------
+
+_COPY_START = re.compile(rb"^COPY (?P<table>.+?) (?:\(.*\) )?FROM stdin;\s*$")
+
+
+@dataclass
+class PlainScan:
+    """What one pass over a plain SQL dump found."""
+
+    trailer: bool = False
+    restrict_key: str | None = None
+    unrestricted: bool = False
+    copy_blocks: int = 0
+    unterminated_copy: str | None = None
+    roles: set[str] = field(default_factory=set)
+    preamble: dict[str, str] = field(default_factory=dict)
+    lines: int = 0
+    ends_with_newline: bool = True
+    decode_errors: int = 0
+
+    def findings(self, object_name: str) -> list[Finding]:
+        """backup_file findings for a dump that is visibly incomplete (PITFALLS B1, E8)."""
+        out: list[Finding] = []
+        if self.unterminated_copy:
+            out.append(Finding(
+                "backup_file", "error", self.unterminated_copy,
+                f"the dump ends inside the COPY data of {self.unterminated_copy} (no '\\.' terminator): "
+                "the file is truncated and the table's last rows are missing or cut",
+            ))
+        if not self.trailer:
+            out.append(Finding(
+                "backup_file", "error", object_name,
+                f"the dump has no '{TRAILER}' trailer: it is incomplete (truncated, or pg_dump failed); "
+                "whatever follows the cut (constraints, indexes, setval, grants) is missing",
+            ))
+        elif self.restrict_key and not self.unrestricted:
+            out.append(Finding(
+                "backup_file", "error", object_name,
+                "the dump opens with \\restrict but has no matching \\unrestrict at the end: "
+                "it is incomplete",
+            ))
+        return out
+
+
+def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
+    """One streaming pass over a plain dump: trailer, COPY terminators, roles, preamble."""
+    scan = PlainScan()
+    total = Path(path).stat().st_size
+    in_copy: str | None = None
+    head: list[str] = []
+    done = 0
+    last_report = 0
+    last = b""
+    with open(path, "rb") as f:
+        for raw in f:
+            scan.lines += 1
+            done += len(raw)
+            last = raw
+            if done - last_report > (64 << 20):
+                progress("check plain dump", done, total)
+                last_report = done
+            if in_copy is not None:
+                if raw.rstrip(b"\r\n") == b"\\.":
+                    in_copy = None
+                continue
+            m = _COPY_START.match(raw)
+            if m:
+                in_copy = m.group("table").decode("utf-8", "replace")
+                scan.copy_blocks += 1
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                scan.decode_errors += 1
+                line = raw.decode("utf-8", "replace")
+            if len(head) < 200:
+                head.append(line)
+            stripped = line.strip()
+            if stripped.startswith("\\restrict "):
+                scan.restrict_key = stripped.split(None, 1)[1]
+                scan.unrestricted = False
+            elif stripped.startswith("\\unrestrict "):
+                scan.unrestricted = stripped.split(None, 1)[1] == scan.restrict_key
+            elif stripped == TRAILER:
+                scan.trailer = True
+            elif stripped:
+                if scan.trailer and not stripped.startswith("--"):
+                    scan.trailer = False  # more SQL after the trailer: a concatenation, not complete
+                scan.roles |= roles_in_line(stripped)
+    scan.unterminated_copy = in_copy
+    scan.ends_with_newline = last.endswith(b"\n") if last else True
+    scan.preamble = parse_preamble("".join(head))
+    progress("check plain dump", total, total)
+    return scan
+
+
+def gunzip_to(src: Path, dest: Path, *, progress: ProgressFn = no_progress) -> str | None:
+    """Decompress a gzip file into ``dest`` (a separate step, PITFALLS A5).
+
+    Returns None when gzip's own checks passed (every member complete, CRC and length right),
+    else the error, in which case ``dest`` holds what could be decompressed before it.
+    """
+    total = src.stat().st_size
+    try:
+        with open(src, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as zin, open(dest, "wb") as out:
+            while block := zin.read(1 << 20):
+                out.write(block)
+                progress("decompress gzip", raw.tell(), total)
+    except EOFError:
+        return "the gzip file is cut short (unexpected end of file)"
+    except gzip.BadGzipFile as exc:
+        return f"the gzip file is damaged: {exc}"
+    except zlib.error as exc:
+        return f"the gzip data is corrupt: {exc}"
+    except OSError as exc:
+        return f"the gzip file cannot be read: {exc}"
+    return None
+
+
+# --- restore output parsing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestoreError:
+    """One error a restore tool printed."""
+
+    message: str
+    context: str | None = None  # the TOC entry (pg_restore) or the script line (psql)
+    command: str | None = None
+    detail: str | None = None
+
+
+_IGNORED = re.compile(r"errors ignored on restore:\s*(\d+)")
+_TOC_ENTRY = re.compile(r"from TOC entry \d+;\s*\d+\s+\d+\s+(?P<desc>.+)$")
+_PSQL_ERR = re.compile(
+    r"^psql:(?P<file>.*?):(?P<line>\d+):\s*(?P<level>ERROR|FATAL|error|fatal):\s*(?P<msg>.*)$"
+)
+
+
+def parse_pg_restore_stderr(stderr: str) -> tuple[list[RestoreError], int | None]:
+    """Every 'error:' pg_restore printed, with its TOC entry and command; and the ignored count."""
+    errors: list[RestoreError] = []
+    ignored: int | None = None
+    context: str | None = None
+    lines = stderr.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        m = _IGNORED.search(line)
+        if m:
+            ignored = int(m.group(1))
+            i += 1
+            continue
+        m = _TOC_ENTRY.search(line)
+        if m:
+            context = m.group("desc").strip()
+            i += 1
+            continue
+        if "error:" in line and line.startswith("pg_restore"):
+            msg = line.split("error:", 1)[1].strip()
+            msg = msg.removeprefix("could not execute query:").strip()
+            command = None
+            detail_lines: list[str] = []
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith("pg_restore:"):
+                nxt = lines[j].strip()
+                if nxt.startswith("Command was:"):
+                    command = nxt.removeprefix("Command was:").strip()
+                elif nxt.startswith(("DETAIL:", "HINT:", "CONTEXT:")):
+                    detail_lines.append(nxt)
+                j += 1
+            errors.append(RestoreError(msg, context, command, " ".join(detail_lines) or None))
+            i = j
+            continue
+        i += 1
+    return errors, ignored
+
+
+def parse_psql_stderr(stderr: str) -> list[RestoreError]:
+    """Every ERROR/FATAL psql printed (``psql:FILE:LINE: ERROR: ...``) with DETAIL/CONTEXT lines."""
+    errors: list[RestoreError] = []
+    lines = stderr.splitlines()
+    for i, line in enumerate(lines):
+        m = _PSQL_ERR.match(line.strip())
+        if not m:
+            continue
+        details = []
+        for nxt in lines[i + 1:i + 6]:
+            s = nxt.strip()
+            if s.startswith(("DETAIL:", "HINT:", "CONTEXT:")):
+                details.append(s)
+            elif _PSQL_ERR.match(s):
+                break
+        errors.append(RestoreError(m.group("msg").strip(), f"line {m.group('line')}", None,
+                                   " ".join(details) or None))
+    return errors
+
+
+def restore_findings(tool: str, returncode: int, stderr: str, errors: Sequence[RestoreError],
+                     ignored: int | None = None) -> list[Finding]:
+    """restore_errors findings: one per error printed (up to a limit), and one for a bare exit status."""
+    out: list[Finding] = []
+    for err in errors[:MAX_ERROR_FINDINGS]:
+        details: dict[str, str] = {"tool": tool}
+        if err.command:
+            details["command"] = mask(err.command[:500])
+        if err.detail:
+            details["detail"] = mask(err.detail[:500])
+        out.append(Finding("restore_errors", "error", err.context or tool, mask(err.message[:500]), details))
+    if len(errors) > MAX_ERROR_FINDINGS:
+        out.append(Finding("restore_errors", "error", tool,
+                           f"{len(errors) - MAX_ERROR_FINDINGS} more restore errors not listed"))
+    if returncode != 0 and not errors:
+        tail = " ".join(stderr.strip().splitlines()[-3:]) or "(no message)"
+        out.append(Finding("restore_errors", "error", tool,
+                           f"{tool} exited with status {returncode}: {mask(tail[:500])}"))
+    if ignored is not None and ignored != len(errors):
+        out.append(Finding("restore_errors", "error", tool,
+                           f"{tool} reported {ignored} errors ignored on restore",
+                           {"errors_ignored": ignored}))
+    return out
+
+
+# --- running with progress --------------------------------------------------------------------
+
+
+@dataclass
+class ToolResult:
+    argv: list[str]
+    returncode: int
+    stderr: str
+    stdout: str
+    seconds: float
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    label: str = "",
+    progress: ProgressFn = no_progress,
+    stdout_path: str | os.PathLike[str] | None = os.devnull,
+    capture_stdout: bool = False,
+    stderr_limit: int = 4 << 20,
+    poll: float = 0.5,
+    size_of: Path | None = None,
+    total: float | None = None,
+) -> ToolResult:
+    """Run a tool, reporting progress while it runs; stdout to a file (default /dev/null) or captured.
+
+    ``size_of``: a path whose growing size is the progress (pg_dump's output).
+    """
+    import tempfile
+
+    child_env = dict(os.environ)
+    if env:
+        child_env.update(env)
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out_tmp:
+        if capture_stdout:
+            out_target = out_tmp
+            proc = subprocess.Popen(list(argv), env=child_env, stdout=out_target, stderr=err)
+        else:
+            with open(stdout_path or os.devnull, "wb") as out_file:
+                proc = subprocess.Popen(list(argv), env=child_env, stdout=out_file, stderr=err)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=poll)
+                    break
+                except subprocess.TimeoutExpired:
+                    done: float = time.monotonic() - start
+                    if size_of is not None:
+                        with contextlib.suppress(OSError):
+                            done = float(backup_bytes(size_of)) if size_of.exists() else 0.0
+                    progress(label, done, total)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        err.seek(0)
+        stderr = err.read(stderr_limit).decode("utf-8", "replace")
+        stdout = ""
+        if capture_stdout:
+            out_tmp.seek(0)
+            stdout = out_tmp.read().decode("utf-8", "replace")
+    return ToolResult(list(argv), proc.returncode, stderr, stdout, time.monotonic() - start)

@@ -1,0 +1,455 @@
+"""PostgreSQL: backups with pg_dump in an exported snapshot, restores with pg_restore or psql.
+
+``backup`` opens one READ ONLY REPEATABLE READ transaction on the source, exports its snapshot,
+starts ``pg_dump --snapshot`` and fingerprints the source in that same snapshot *while pg_dump
+runs* (the fingerprint workers import the snapshot too), so the manifest describes exactly what
+the dump holds even while the source keeps taking writes (PITFALLS F1).
+
+``restore`` inspects the backup without a server first (format by content; the archive header
+or the plain script's preamble for versions and encoding; the full read check
+``pg_restore -f /dev/null`` or the plain-dump trailer checks), provisions a throwaway server of a
+major that can load it, creates a database from template0 with the dump's encoding and the
+roles the dump names (NOLOGIN), and restores as superuser. Every problem becomes a finding.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from restorecheck.dburl import DatabaseRef, PostgresRef
+from restorecheck.engines import pg_dump as pgd
+from restorecheck.engines.base import (
+    BackupOptions,
+    FingerprintOptions,
+    ProgressFn,
+    RestoreOptions,
+    RestoreOutcome,
+    no_progress,
+)
+from restorecheck.errors import (
+    BackupNotFoundError,
+    BadInputError,
+    EnvironmentFailure,
+    SourceUnreachableError,
+    ToolNotFoundError,
+)
+from restorecheck.model import BackupArtifact, Finding, Manifest
+from restorecheck.process import PgInstallation, choose, discover
+
+log = logging.getLogger("restorecheck")
+
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def default_backup_name(dbname: str | None, now: dt.datetime | None = None) -> str:
+    """``<db>-<UTC timestamp>``: a nightly job never collides with last night's file."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = _NAME_SAFE.sub("_", dbname or "database").strip("._") or "database"
+    return f"{base}-{stamp}"
+
+
+@dataclasses.dataclass
+class Inspection:
+    """What restorecheck learnt about a backup before restoring it."""
+
+    format: str
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+    header: pgd.ArchiveHeader = dataclasses.field(default_factory=pgd.ArchiveHeader)
+    roles: set[str] = dataclasses.field(default_factory=set)
+    script: Path | None = None  # the SQL script psql restores (plain, or decompressed gzip)
+    readable: bool = True  # False: nothing can be restored from it at all
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class PostgresEngine:
+    """The Engine protocol (engines/base.py) for PostgreSQL."""
+
+    name: ClassVar[str] = "postgresql"
+
+    def __init__(self, pg_bin: str | Path | None = None) -> None:
+        self.pg_bin = pg_bin
+        # A server provisioned for drill's throwaway source: the restore reuses it (one cluster,
+        # a second fresh database from template0) instead of starting another one.
+        self._shared_server: Any = None
+        self._shared_target: str | None = None
+
+    # --- format and fingerprint ------------------------------------------------------------
+
+    def detect_format(self, path: Path) -> str | None:
+        return pgd.detect_format(Path(path))
+
+    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions, *,
+                    ranges_from: Manifest | None = None) -> Manifest:
+        from restorecheck.engines.pg_fingerprint import fingerprint_postgres
+
+        if not isinstance(db, PostgresRef):
+            raise BadInputError(f"{db} is not a PostgreSQL database")
+        return fingerprint_postgres(db, options, ranges_from=ranges_from)
+
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
+        from restorecheck.engines.pg_fingerprint import self_checks_postgres
+
+        return list(self_checks_postgres(manifest))
+
+    # --- backup ----------------------------------------------------------------------------
+
+    def _client_tools(self, min_major: int | None, need: tuple[str, ...]) -> PgInstallation:
+        return choose(discover(self.pg_bin), min_major=min_major, need=need,
+                      prefer_origin="--pg-bin" if self.pg_bin else None)
+
+    def backup(self, source: DatabaseRef, outdir: Path,
+               options: BackupOptions) -> tuple[BackupArtifact, Manifest]:
+        import psycopg
+
+        if not isinstance(source, PostgresRef):
+            raise BadInputError(f"{source} is not a PostgreSQL database")
+        fmt = options.format
+        if fmt not in pgd.FORMAT_FLAG:
+            raise BadInputError(f"unknown backup format {fmt!r}", "use custom, directory, tar or plain")
+        if options.jobs > 1 and fmt != "directory":
+            raise BadInputError("--jobs above 1 needs --format directory",
+                                "pg_dump runs in parallel only for the directory format")
+        outdir = Path(outdir)
+        if outdir.exists() and not outdir.is_dir():
+            raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
+        outdir.mkdir(parents=True, exist_ok=True)
+        name = options.name or default_backup_name(source.dbname or source.params.get("user"))
+        out = outdir / f"{name}{pgd.SUFFIX[fmt]}"
+        manifest_path = outdir / f"{name}.manifest.json"
+        for p in (out, manifest_path):
+            if p.exists():
+                raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
+                                    "choose another --name or output directory, or remove the old file")
+        fp_opts = options.fingerprint
+        progress = options.progress
+        try:
+            conn = psycopg.connect(source.conninfo(), connect_timeout=15, autocommit=True)
+        except psycopg.Error as exc:
+            raise SourceUnreachableError(
+                f"cannot connect to the source {source.display()}: {_first_line(exc)}",
+                "check the URL, the password (PGPASSWORD or ~/.pgpass) and that the server is up",
+            ) from None
+        started = time.monotonic()
+        try:
+            with conn:
+                conn.execute("SET default_transaction_read_only = on")
+                conn.execute("SELECT set_config('lock_timeout', %s, false), "
+                             "set_config('statement_timeout', %s, false)",
+                             (fp_opts.lock_timeout, fp_opts.statement_timeout))
+                conn.autocommit = False
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                row = conn.execute(
+                    "SELECT pg_export_snapshot(), current_setting('server_version'), "
+                    "current_setting('server_version_num')::int, pg_is_in_recovery(), current_user, "
+                    "r.rolsuper, r.rolbypassrls, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
+                    "current_database() "
+                    "FROM pg_roles r, pg_database d WHERE r.rolname = current_user "
+                    "AND d.datname = current_database()"
+                ).fetchone()
+                assert row is not None
+                (snapshot, server_version, version_num, in_recovery, role, rolsuper, bypassrls,
+                 encoding, collate, ctype, dbname) = row
+                tools = self._client_tools(version_num // 10000, ("pg_dump",))
+                argv = pgd.pg_dump_argv(tools.tool("pg_dump"), fmt=fmt, output=out, snapshot=snapshot,
+                                        jobs=options.jobs, compress=options.compress,
+                                        lock_wait_timeout=_as_ms(fp_opts.lock_timeout))
+                env = source.child_env()
+                env.setdefault("PGDATABASE", dbname)
+                progress("backup: pg_dump", 0, None)
+                with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                    fut = pool.submit(
+                        pgd.run_tool, argv, env=env, label="backup: pg_dump", progress=progress,
+                        size_of=out,
+                    )
+                    fp_error: BaseException | None = None
+                    manifest: Manifest | None = None
+                    try:
+                        manifest = self.fingerprint(source, dataclasses.replace(fp_opts, snapshot=snapshot))
+                    except BaseException as exc:  # pg_dump is still running: wait for it, then re-raise
+                        fp_error = exc
+                    result = fut.result()
+                conn.rollback()
+                if fp_error is not None:
+                    _remove(out)
+                    raise fp_error
+                assert manifest is not None
+        except psycopg.Error as exc:
+            _remove(out)
+            raise SourceUnreachableError(
+                f"reading the source {source.display()} failed: {_first_line(exc)}",
+                "check that the role may read every table (superuser or BYPASSRLS for RLS tables)",
+            ) from None
+        except BaseException:
+            _remove(out)
+            raise
+        if result.returncode != 0 or "error:" in result.stderr:
+            _remove(out)
+            raise SourceUnreachableError(
+                f"pg_dump failed (exit {result.returncode}): {pgd.mask(_tail(result.stderr))}",
+                "read pg_dump's message above; the backup was not kept",
+            )
+        size = pgd.backup_bytes(out)
+        progress("backup: sha256", 0, size)
+        digest = pgd.sha256_of(out)
+        progress("backup: sha256", size, size)
+        artifact = BackupArtifact(path=str(out.resolve()), format=fmt, bytes=size, sha256=digest)
+        warnings = [ln for ln in result.stderr.splitlines() if "warning" in ln.lower()]
+        facts = dict(manifest.facts)
+        facts.update({
+            "pg_dump_version": tools.version,
+            "pg_dump_options": {"format": fmt, "jobs": options.jobs, "compress": options.compress,
+                                "snapshot": snapshot},
+            "pg_dump_seconds": round(result.seconds, 3),
+            "pg_dump_warnings": [pgd.mask(w) for w in warnings[:20]],
+            "in_recovery": bool(in_recovery),
+            "dump_role": {"name": role, "rolsuper": bool(rolsuper), "rolbypassrls": bool(bypassrls)},
+            "encoding": encoding,
+            "lc_collate": collate,
+            "lc_ctype": ctype,
+            "backup_seconds": round(time.monotonic() - started, 3),
+        })
+        manifest = dataclasses.replace(manifest, facts=facts, snapshot=manifest.snapshot or snapshot,
+                                       server_version=manifest.server_version or str(server_version))
+        manifest = manifest.with_backup(artifact)  # the pipeline saves it beside the backup
+        return artifact, manifest
+
+    # --- inspection without a server ---------------------------------------------------------
+
+    def _readers(self) -> list[PgInstallation]:
+        """Installations with pg_restore, newest first (a newer pg_restore reads older archives)."""
+        insts = [i for i in discover(self.pg_bin) if "pg_restore" in i.tools]
+        if not insts:
+            raise ToolNotFoundError(
+                "no pg_restore was found (looked at --pg-bin, PATH, pg_config, /usr/lib/postgresql/N/bin)",
+                "install the PostgreSQL client, pip install 'restorecheck[embedded]', or give --pg-bin DIR",
+            )
+        return sorted(insts, key=lambda i: (i.major, i.version), reverse=True)
+
+    def inspect(self, artifact: BackupArtifact, workdir: Path, *,
+                progress: ProgressFn = no_progress) -> Inspection:
+        """Everything that can be learnt and checked about the backup without a server."""
+        path = Path(artifact.path)
+        fmt = artifact.format or pgd.detect_format(path) or ""
+        insp = Inspection(format=fmt)
+        obj = path.name
+        if fmt in pgd.ARCHIVE_FORMATS:
+            header, reader, err = None, None, ""
+            for inst in self._readers():
+                res = pgd.run_tool(pgd.pg_restore_list_argv(inst.tool("pg_restore"), path),
+                                   capture_stdout=True)
+                if res.returncode == 0:
+                    header, reader = pgd.parse_archive_list(res.stdout), inst
+                    break
+                err = err or _tail(res.stderr)
+            if header is None or reader is None:
+                insp.readable = False
+                insp.findings.append(Finding(
+                    "backup_file", "error", obj,
+                    f"the archive's table of contents cannot be read: {pgd.mask(err)}"))
+                return insp
+            empty = workdir / "empty.list"
+            empty.write_text("")
+            pre = pgd.run_tool(pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), path, empty),
+                               capture_stdout=True)
+            preamble = pgd.parse_preamble(pre.stdout)
+            insp.header = dataclasses.replace(header, encoding=preamble.get("encoding"))
+            insp.facts["reader"] = reader.version
+            if not header.entry_counts.get("TABLE DATA") and not header.entry_counts.get("BLOBS"):
+                insp.findings.append(Finding("backup_file", "warning", obj,
+                                             "the archive holds no table data at all (schema-only dump?)"))
+            # read every data block (PITFALLS B2, B4) and the schema SQL for roles, concurrently
+            progress("check archive: read all data", 0, None)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+                tool = reader.tool("pg_restore")
+                f_read = pool.submit(pgd.run_tool, pgd.pg_restore_readall_argv(tool, path))
+                f_schema = pool.submit(pgd.run_tool, pgd.pg_restore_schema_argv(tool, path),
+                                       capture_stdout=True)
+                read, schema = f_read.result(), f_schema.result()
+            if read.returncode != 0 or "error:" in read.stderr:
+                insp.findings.append(Finding(
+                    "backup_file", "error", obj,
+                    "reading every data block of the archive failed (truncated or corrupt): "
+                    + pgd.mask(_tail(read.stderr) or f"exit {read.returncode}"),
+                ))
+            insp.roles = pgd.roles_in_sql(schema.stdout)
+            return insp
+        if fmt in pgd.PLAIN_FORMATS:
+            script = path
+            if fmt == "plain-gzip":
+                script = workdir / "decompressed.sql"
+                gz_error = pgd.gunzip_to(path, script, progress=progress)
+                if gz_error:
+                    insp.findings.append(Finding("backup_file", "error", obj, gz_error))
+            scan = pgd.scan_plain(script, progress=progress)
+            insp.findings.extend(scan.findings(obj))
+            if scan.lines == 0:
+                insp.readable = False
+            insp.script = script
+            insp.roles = scan.roles
+            insp.header = pgd.ArchiveHeader(format=fmt, dumped_from=scan.preamble.get("dumped_from"),
+                                            dumped_by=scan.preamble.get("dumped_by"),
+                                            encoding=scan.preamble.get("encoding"))
+            insp.facts["copy_blocks"] = scan.copy_blocks
+            if scan.restrict_key:
+                insp.facts["restrict"] = True
+            return insp
+        raise BadInputError(f"{path} is not a pg_dump backup this engine can restore")
+
+    # --- restore ---------------------------------------------------------------------------
+
+    def restore(self, artifact: BackupArtifact, options: RestoreOptions,
+                stack: contextlib.ExitStack) -> RestoreOutcome:
+        from restorecheck.provisioners import provision_postgres
+
+        path = Path(artifact.path)
+        if not path.exists():
+            raise BackupNotFoundError(f"backup {path} does not exist", "check the path")
+        progress = options.progress
+        workdir = Path(tempfile.mkdtemp(prefix="restorecheck-work-", dir=options.tmp_root))
+        stack.callback(shutil.rmtree, workdir, True)
+        os.chmod(workdir, 0o755)  # psql runs as us, the server may run as nobody: only we read it
+        insp = self.inspect(artifact, workdir, progress=progress)
+        findings = list(insp.findings)
+        min_major = insp.header.min_major
+        server = self._shared_server
+        if server is None or (self._shared_target or "local") != (options.target or "local") or (
+            min_major is not None and server.major < min_major
+        ):
+            progress("provision target", 0, None)
+            server = stack.enter_context(provision_postgres(
+                options.target, min_major=min_major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
+                tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+        tools = server.tools or self._client_tools(server.major, ("pg_restore", "psql"))
+        encoding = insp.header.encoding or "UTF8"
+        created: set[str] = set()
+        if server.kind != "local" and not options.keep:
+            # registered before the database, so it runs after the database is dropped (LIFO);
+            # a throwaway cluster takes its roles with it.
+            stack.callback(_drop_roles, server, created)
+        db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep))
+        info: dict[str, Any] = {
+            "format": insp.format, "server_version": server.version, "target_kind": server.kind,
+            "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
+            "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
+            "encoding": encoding, "database": db.dbname, **insp.facts,
+        }
+        if options.keep:
+            info["connect"] = f"{server.connect_hint()} (database {db.dbname})"
+        _create_roles(server, insp.roles, created)
+        info["roles_created"] = sorted(created)
+        env = db.child_env()
+        seconds = 0.0
+        if not insp.readable:
+            findings.append(Finding("restore_errors", "error", path.name,
+                                    "nothing could be restored: the backup cannot be read"))
+        elif insp.format in pgd.ARCHIVE_FORMATS:
+            argv = pgd.pg_restore_argv(tools.tool("pg_restore"), path, dbname=db.dbname or "",
+                                       fmt=insp.format, jobs=options.jobs)
+            res = pgd.run_tool(argv, env=env, label="restore: pg_restore", progress=progress)
+            seconds = res.seconds
+            errors, ignored = pgd.parse_pg_restore_stderr(res.stderr)
+            findings.extend(pgd.restore_findings("pg_restore", res.returncode, res.stderr, errors, ignored))
+            info["restore_tool"] = "pg_restore"
+        else:
+            assert insp.script is not None
+            argv = pgd.psql_restore_argv(tools.tool("psql"), insp.script, dbname=db.dbname or "")
+            res = pgd.run_tool(argv, env=env, label="restore: psql", progress=progress)
+            seconds = res.seconds
+            errors = pgd.parse_psql_stderr(res.stderr)
+            findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
+            info["restore_tool"] = "psql"
+        progress("restore", 1, 1)
+        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
+
+    # --- drill's throwaway source --------------------------------------------------------------
+
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
+        """A new empty database on a throwaway server, for drill's self-test (removed by ``stack``).
+
+        The same server then takes the restore, into a second fresh database from template0:
+        one cluster start instead of two, and the target's tuning applies to both.
+        """
+        from restorecheck.provisioners import provision_postgres
+
+        server = stack.enter_context(provision_postgres(
+            options.target, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+        self._shared_server = server
+        self._shared_target = options.target or "local"
+        return stack.enter_context(server.fresh_database(keep=options.keep))
+
+
+@contextlib.contextmanager
+def _fresh_database(server: Any, encoding: str, *, keep: bool) -> Any:
+    with server.fresh_database(encoding=encoding, keep=keep) as db:
+        yield db
+
+
+def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
+    """CREATE ROLE ... NOLOGIN for every role the dump names that the server lacks (into ``created``)."""
+    import psycopg
+    from psycopg import sql
+
+    if not roles:
+        return
+    try:
+        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+            for role in sorted(roles - existing):
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                created.add(role)
+    except psycopg.Error as exc:
+        raise EnvironmentFailure(f"could not create the roles the dump names on the target: "
+                                 f"{_first_line(exc)}",
+                                 "restore as a superuser or a role with CREATEROLE") from None
+
+
+def _drop_roles(server: Any, created: set[str]) -> None:
+    """On an existing server, drop the roles restorecheck created (after the restored database)."""
+    import psycopg
+    from psycopg import sql
+
+    if not created:
+        return
+    try:
+        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as c:
+            for role in sorted(created):
+                c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    except psycopg.Error as exc:
+        log.warning("could not drop the roles restorecheck created (%s): %s", ", ".join(sorted(created)),
+                    _first_line(exc))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " ".join(ln.strip() for ln in text.strip().splitlines()[-lines:])
+
+
+def _as_ms(value: str | None) -> str | None:
+    """lock_timeout as pg_dump --lock-wait-timeout takes it ('10s' stays '10s'; '0' means none)."""
+    if not value or value.strip() in ("0", "0s", "0ms"):
+        return None
+    return value.strip()

@@ -1,0 +1,329 @@
+"""Renderers of a ``Report``: for people (text), and for machines (JSON, JUnit XML, Prometheus).
+
+All renderers are pure functions of the report (and, for metrics, the time). ``write_outputs``
+writes the files a command was asked for, each atomically (a temporary file renamed into place,
+as node_exporter's textfile collector requires); ``-`` as the JSON report path means stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from restorecheck.engines.base import ProgressFn, no_progress
+from restorecheck.model import CHECK_IDS, Finding, Report
+
+# Checks that compare against a reference: skipped (JUnit) when there is none.
+REFERENCE_CHECKS = ("table_missing", "table_extra", "row_count", "checksum", "schema", "sequence",
+                    "fk_orphans", "large_objects")
+# The checks a JUnit report always lists, so that a dashboard sees the same testcases every night.
+CORE_CHECKS = ("backup_file", "restore_errors", *REFERENCE_CHECKS)
+_VERDICT_WORD = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def to_json(report: Report) -> str:
+    """The SPEC's JSON report (plus extra fields), pretty-printed, ending with a newline."""
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False,
+                      default=str) + "\n"
+
+
+# --- human summary ---------------------------------------------------------------------------
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _fmt_rows(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def render_human(report: Report, *, max_tables: int = 40, width: int = 110) -> str:
+    """A summary for a terminal or an e-mail: verdict, backup, phases, tables, findings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
+    head = f"{_VERDICT_WORD.get(report.verdict, report.verdict.upper())}: restorecheck {report.command}"
+    n_err, n_warn = len(report.errors), len(report.warnings)
+    if report.verdict == "pass":
+        head += f" verified the backup ({len(report.tables)} tables"
+        head += f", {n_warn} warnings)" if n_warn else ")"
+    elif report.verdict == "fail":
+        head += f" found {n_err} problem{'s' if n_err != 1 else ''}"
+        head += f" and {n_warn} warnings" if n_warn else ""
+    else:
+        head += f" could not verify: {report.error or 'error'}"
+    console.print(head)
+    if report.backup:
+        b = report.backup
+        sha = f", sha256 {b.sha256[:16]}…" if b.sha256 else ""
+        console.print(f"backup: {b.path} ({b.format}, {_fmt_bytes(b.bytes)}{sha})")
+    if report.source:
+        console.print(f"source: {report.source}")
+    ref_text = {"manifest": "a manifest", "live": "the live source database",
+                "none": "nothing (no reference: counts and checksums were not compared)"}
+    console.print(f"compared with: {ref_text.get(report.reference, report.reference)}")
+    if report.phases:
+        console.print("phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.phases.items()))
+
+    if report.tables:
+        mismatched = [t for t in report.tables if not t.match]
+        shown = mismatched + [t for t in report.tables if t.match]
+        table = Table(title=None, show_edge=False, pad_edge=False)
+        table.add_column("table")
+        table.add_column("rows expected", justify="right")
+        table.add_column("rows restored", justify="right")
+        table.add_column("checksum")
+        table.add_column("ok")
+        for t in shown[:max_tables]:
+            if t.checksum_expected is None:
+                cs = "not compared"
+            elif t.checksum_expected == t.checksum_restored:
+                cs = "equal"
+            else:
+                cs = "DIFFERS"
+            table.add_row(t.name, _fmt_rows(t.rows_expected), _fmt_rows(t.rows_restored), cs,
+                          "yes" if t.match else "NO")
+        console.print(table)
+        if len(shown) > max_tables:
+            console.print(f"... and {len(shown) - max_tables} more tables (all listed in --report)")
+    if report.findings:
+        console.print("findings:")
+        for f in sorted(report.findings, key=_finding_order):
+            console.print(f"  {f.severity.upper():7} {f.check:15} {f.object}: {f.message}", markup=False)
+    return buf.getvalue()
+
+
+def _finding_order(f: Finding) -> tuple[int, str, str]:
+    return ({"error": 0, "warning": 1}.get(f.severity, 2), f.check, f.object)
+
+
+# --- JUnit XML --------------------------------------------------------------------------------
+
+
+def _check_list(report: Report) -> list[str]:
+    extra = report.extra.get("checks") if report.extra else None
+    checks = list(extra) if isinstance(extra, (list, tuple)) else list(CORE_CHECKS)
+    for f in report.findings:
+        if f.check not in checks:
+            checks.append(f.check)
+    return checks
+
+
+def to_junit(report: Report) -> str:
+    """JUnit XML: a testcase per table (rows and checksum) and per check."""
+    suite_name = f"restorecheck.{report.command}"
+    suites = ET.Element("testsuites", name="restorecheck")
+    suite = ET.SubElement(suites, "testsuite", name=suite_name)
+    total = failures = errors = skipped = 0
+    duration = float(report.phases.get("total", sum(report.phases.values()) if report.phases else 0.0))
+
+    if report.verdict == "error":
+        case = ET.SubElement(suite, "testcase", classname=suite_name, name="run")
+        err = ET.SubElement(case, "error", message=report.error or "error", type="error")
+        err.text = report.error or ""
+        total, errors = 1, 1
+
+    by_object: dict[str, list[Finding]] = {}
+    for f in report.findings:
+        by_object.setdefault(f.object, []).append(f)
+    for t in report.tables:
+        total += 1
+        case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.tables", name=t.name)
+        if not t.match:
+            failures += 1
+            msgs = [f.message for f in by_object.get(t.name, []) if f.severity == "error"]
+            message = msgs[0] if msgs else (
+                f"rows expected {t.rows_expected}, restored {t.rows_restored}; checksum "
+                f"{'equal' if t.checksum_expected == t.checksum_restored else 'differs'}")
+            fail = ET.SubElement(case, "failure", message=message, type="mismatch")
+            fail.text = "\n".join(msgs) or message
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = f"rows {t.rows_restored} checksum {t.checksum_restored}"
+
+    for check in _check_list(report):
+        total += 1
+        case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.checks", name=check)
+        found = [f for f in report.findings if f.check == check]
+        errs = [f for f in found if f.severity == "error"]
+        if errs:
+            failures += 1
+            fail = ET.SubElement(case, "failure", type=check,
+                                 message=f"{len(errs)} {check} finding(s): {errs[0].message}")
+            fail.text = "\n".join(f"{f.object}: {f.message}" for f in errs)
+        elif report.reference == "none" and check in REFERENCE_CHECKS:
+            skipped += 1
+            ET.SubElement(case, "skipped", message="no reference: not compared")
+        warns = [f for f in found if f.severity != "error"]
+        if warns:
+            out = ET.SubElement(case, "system-out")
+            out.text = "\n".join(f"{f.severity}: {f.object}: {f.message}" for f in warns)
+
+    suite.set("tests", str(total))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(skipped))
+    suite.set("time", f"{duration:.3f}")
+    if report.started_at:
+        suite.set("timestamp", report.started_at)
+    suites.set("tests", str(total))
+    suites.set("failures", str(failures))
+    suites.set("errors", str(errors))
+    suites.set("time", f"{duration:.3f}")
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+# --- Prometheus text format -------------------------------------------------------------------
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(base: dict[str, str], **more: str) -> str:
+    items = {**base, **more}
+    return "{" + ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in items.items()) + "}"
+
+
+def _num(value: float) -> str:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def to_prometheus(report: Report, now: float | None = None) -> str:
+    """Prometheus text exposition format (for node_exporter's textfile collector)."""
+    now = time.time() if now is None else now
+    base = {"engine": report.engine, "command": report.command}
+    if report.backup:
+        base["backup"] = os.path.basename(report.backup.path.rstrip("/")) or report.backup.path
+    lines: list[str] = []
+
+    def metric(name: str, help_text: str, kind: str, samples: Iterable[tuple[dict[str, str], float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for extra, value in samples:
+            lines.append(f"{name}{_labels(base, **extra)} {_num(value)}")
+
+    metric("restorecheck_last_run_timestamp_seconds", "Unix time when this run finished.", "gauge",
+           [({}, round(now, 3))])
+    metric("restorecheck_verdict", "1 for the verdict of the last run, 0 for the others.", "gauge",
+           [({"verdict": v}, 1 if report.verdict == v else 0) for v in ("pass", "fail", "error")])
+    metric("restorecheck_success", "1 when the backup was verified (exit 0), else 0.", "gauge",
+           [({}, 1 if report.verdict == "pass" else 0)])
+    metric("restorecheck_phase_duration_seconds", "Duration of each phase of the last run.", "gauge",
+           [({"phase": k}, round(float(v), 3)) for k, v in report.phases.items()])
+    rows = sum(t.rows_restored or 0 for t in report.tables)
+    metric("restorecheck_rows_verified", "Rows counted and checksummed in the restored copy.", "gauge",
+           [({}, rows)])
+    metric("restorecheck_bytes_verified", "Size of the backup that was verified, in bytes.", "gauge",
+           [({}, report.backup.bytes if report.backup else 0)])
+    metric("restorecheck_tables", "Tables in the report, by whether they matched their reference.", "gauge",
+           [({"match": "true"}, sum(1 for t in report.tables if t.match)),
+            ({"match": "false"}, sum(1 for t in report.tables if not t.match))])
+    checks = list(CHECK_IDS)
+    for f in report.findings:
+        if f.check not in checks:
+            checks.append(f.check)
+    samples = []
+    for check in checks:
+        for sev in ("error", "warning"):
+            n = sum(1 for f in report.findings if f.check == check and f.severity == sev)
+            samples.append(({"check": check, "severity": sev}, n))
+    metric("restorecheck_findings", "Findings of the last run by check and severity.", "gauge", samples)
+    return "\n".join(lines) + "\n"
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_outputs(
+    report: Report,
+    *,
+    report_file: str | Path | None = None,
+    junit_file: str | Path | None = None,
+    metrics_file: str | Path | None = None,
+    now: float | None = None,
+) -> None:
+    """Write the JSON report ('-' = stdout), the JUnit XML and the Prometheus metrics asked for."""
+    if report_file is not None:
+        text = to_json(report)
+        if str(report_file) == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            _write_atomic(Path(report_file), text)
+    if junit_file is not None:
+        _write_atomic(Path(junit_file), to_junit(report))
+    if metrics_file is not None:
+        _write_atomic(Path(metrics_file), to_prometheus(report, now))
+
+
+# --- progress on a terminal -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress_reporter(enabled: bool) -> Iterator[ProgressFn]:
+    """A ProgressFn that draws rich progress bars on stderr; a no-op when not ``enabled``.
+
+    One bar per task name; ``total`` None shows a spinner with the elapsed time. Safe to call
+    from worker threads (rich's Progress locks internally).
+    """
+    if not enabled:
+        yield no_progress
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    tasks: dict[str, Any] = {}
+    lock = threading.Lock()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        totals: dict[str, float | None] = {}
+
+        def report(task: str, done: float, total: float | None) -> None:
+            with lock:
+                if task not in tasks:
+                    for prev, tid in tasks.items():  # a new phase: the earlier ones are finished
+                        end = totals.get(prev) or 1.0
+                        bar.update(tid, total=end, completed=end)
+                    tasks.clear()
+                    tasks[task] = bar.add_task(task, total=total)
+                totals[task] = total
+                bar.update(tasks[task], completed=done if total is not None else 0, total=total)
+
+        yield report
