@@ -133,9 +133,20 @@ def _err(line: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
               help="Also look for PostgreSQL binaries here.")
-def doctor(as_json: bool, pg_bin: Path | None) -> int:
-    """Say what can run here: provisioners, PostgreSQL installations, SQLite."""
+@click.option("--sweep", is_flag=True,
+              help="First remove throwaway cluster directories left behind by killed runs.")
+def doctor(as_json: bool, pg_bin: Path | None, sweep: bool) -> int:
+    """Say what can run here: provisioners, PostgreSQL installations, SQLite.
+
+    Exit 0 when SQLite and at least one PostgreSQL provisioner are usable, else 3.
+    """
     from restorecheck.doctor import diagnose, render_doctor
+
+    if sweep:
+        from restorecheck.provisioners.local import sweep as sweep_strays
+
+        for d in sweep_strays():
+            click.echo(f"removed {d}", err=True)
 
     result = diagnose(pg_bin=pg_bin)
     render_doctor(result, as_json=as_json)

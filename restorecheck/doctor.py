@@ -122,6 +122,13 @@ def diagnose(pg_bin: str | Path | None = None) -> Diagnosis:
     )
     run_as = None
     notes: list[str] = []
+    from restorecheck.provisioners.local import stray_directories
+
+    strays = stray_directories()
+    if strays:
+        notes.append(f"{len(strays)} stray throwaway directories from killed runs "
+                     f"({', '.join(str(d) for d in strays[:3])}{', ...' if len(strays) > 3 else ''}): "
+                     "remove them with 'restorecheck doctor --sweep'")
     if os.geteuid() == 0:
         run_as = os.environ.get("RESTORECHECK_RUN_AS") or "nobody"
         notes.append(f"running as root: throwaway clusters run as the unprivileged user '{run_as}'")

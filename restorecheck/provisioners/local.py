@@ -282,6 +282,7 @@ def local_cluster(
     port = 0
     try:
         os.chmod(base, 0o700)
+        (base / "owner.pid").write_text(f"{os.getpid()}\n")  # for stray_directories()
         sockdir.mkdir(mode=0o700)
         password = secrets.token_urlsafe(24)
         pwfile = base / "pwfile"
@@ -346,3 +347,40 @@ def local_cluster(
             if started:
                 stop_cluster(inst, datadir, user)
             shutil.rmtree(base, ignore_errors=True)
+
+
+def stray_directories(tmp_root: str | Path | None = None) -> list[Path]:
+    """Throwaway cluster directories left by a run that was killed (SIGKILL, power loss).
+
+    A directory counts as stray when no live postmaster owns it; a running cluster (another
+    restorecheck run, or one kept with --keep) is never listed.
+    """
+    root = Path(tmp_root or tempfile.gettempdir())
+    strays: list[Path] = []
+    for d in sorted(root.glob(TMP_PREFIX + "*")):
+        if not d.is_dir() or not ((d / "data").exists() or (d / "sock").exists()):
+            continue
+        pid = _postmaster_pid(d / "data")
+        if pid is not None and _alive(pid):
+            continue  # a running cluster: another run's, or one kept with --keep
+        try:
+            owner = int((d / "owner.pid").read_text().strip())
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and _alive(owner):
+            continue  # its run is still going (perhaps still in initdb)
+        if owner is None and time.time() - d.stat().st_mtime < 3600:
+            continue  # no owner recorded: only sweep it once it is clearly old
+        strays.append(d)
+    return strays
+
+
+def sweep(tmp_root: str | Path | None = None) -> list[Path]:
+    """Remove the stray throwaway directories (see ``stray_directories``); return what was removed."""
+    removed = []
+    for d in stray_directories(tmp_root):
+        shutil.rmtree(d, ignore_errors=True)
+        if not d.exists():
+            removed.append(d)
+    return removed
+

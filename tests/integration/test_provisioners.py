@@ -186,3 +186,22 @@ def test_docker_integration_needs_an_engine() -> None:
                     "with fakes in tests/unit/test_docker_provisioner.py")
     with provision_postgres("docker", min_major=16) as server, psycopg.connect(server.admin.conninfo()) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_sweep_removes_only_dead_runs_directories(tmp_path: Path) -> None:
+    from restorecheck.provisioners.local import stray_directories, sweep
+
+    dead = tmp_path / "restorecheck-dead"
+    (dead / "data").mkdir(parents=True)
+    (dead / "owner.pid").write_text("999999999\n")  # no such process
+    (dead / "data" / "postmaster.pid").write_text("999999998\n")
+    busy = tmp_path / "restorecheck-busy"  # a run still in initdb: its owner is alive
+    (busy / "data").mkdir(parents=True)
+    (busy / "owner.pid").write_text(f"{os.getpid()}\n")
+    unrelated = tmp_path / "something-else"
+    unrelated.mkdir()
+    with local_cluster(installation=installation_for(16), tmp_root=tmp_path) as server:
+        live = Path(server.info["base"])
+        assert stray_directories(tmp_path) == [dead]
+        assert sweep(tmp_path) == [dead]
+        assert live.exists() and busy.exists() and unrelated.exists() and not dead.exists()
