@@ -177,6 +177,18 @@ def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
             os.chown(os.path.join(dirpath, n), user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
+def _traversable(path: Path) -> bool:
+    """True when every directory from / down to ``path`` is searchable by others (o+x)."""
+    p = path.resolve()
+    for d in (p, *p.parents):
+        try:
+            if not os.stat(d).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def _postmaster_pid(datadir: Path) -> int | None:
     try:
         first = (datadir / "postmaster.pid").read_text().splitlines()[0]
@@ -276,7 +288,15 @@ def local_cluster(
                                   prefer_origin="--pg-bin" if pg_bin else None)
     user = run_as_user(run_as)
     inst = reachable_installation(inst, user)
-    base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=tmp_root))
+    parent = Path(tmp_root or tempfile.gettempdir())
+    if user is not None and not _traversable(parent):
+        if tmp_root is not None:
+            raise ProvisionError(
+                f"the unprivileged server user {user.pw_name} cannot reach {parent}",
+                "choose a temporary directory whose parents are all world-searchable (such as /tmp)",
+            )
+        parent = Path("/tmp")
+    base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
     datadir, sockdir, logfile = base / "data", base / "sock", base / "server.log"
     started = False
     port = 0

@@ -188,7 +188,31 @@ def test_docker_integration_needs_an_engine() -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_sweep_removes_only_dead_runs_directories(tmp_path: Path) -> None:
+def test_sweep_removes_only_dead_runs_directories() -> None:
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="rc-sweep-"))  # pytest's tmp_path is private to root
+    os.chmod(tmp_path, 0o755)
+    try:
+        _sweep_case(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_unreachable_tmp_root_is_a_clear_error(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o700)
+    with pytest.raises(ProvisionError, match="cannot reach"), local_cluster(
+        installation=installation_for(16), tmp_root=private
+    ):
+        pass
+    assert list(private.iterdir()) == []
+
+
+def _sweep_case(tmp_path: Path) -> None:
     from restorecheck.provisioners.local import stray_directories, sweep
 
     dead = tmp_path / "restorecheck-dead"
