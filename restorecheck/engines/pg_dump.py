@@ -334,7 +334,9 @@ def parse_preamble(text: str) -> dict[str, str]:
 
 _TOKEN = re.compile(r'"(?:[^"]|"")*"|[^\s,;()"]+|[(),;]')
 _NOT_ROLES = {"PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE", "GROUP", "-"}
-_STOP_WORDS = {"WITH", "GRANTED", "USING", "CASCADE", "RESTRICT", "AS"}
+# pg_dump writes keywords in upper case and unquoted identifiers in lower case: a stop word is
+# matched case-sensitively, so a role named "granted" (an unreserved keyword, left bare) is kept.
+_STOP_WORDS = {"WITH", "GRANTED", "USING", "CASCADE", "RESTRICT", "AS", "IN", "GRANT", "REVOKE", "ON", "FOR"}
 _OWNER_COMMENT = re.compile(r"^-- Name: .*; Owner: (?P<owner>.+)$")
 
 
@@ -349,7 +351,7 @@ def _role_list(tokens: list[str]) -> list[str]:
     for tok in tokens:
         if tok in (",",):
             continue
-        if tok in (";", "(", ")") or (not tok.startswith('"') and tok.upper() in _STOP_WORDS):
+        if tok in (";", "(", ")") or tok in _STOP_WORDS:
             break
         roles.append(_ident(tok))
     return roles

@@ -1,0 +1,291 @@
+"""pg_dump/pg_restore/psql helpers without a server: detection, argv, parsing, plain-dump checks."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from restorecheck.engines import pg_dump as pgd
+
+PLAIN = """--
+-- PostgreSQL database dump
+--
+
+\\restrict abc123
+
+-- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
+
+SET statement_timeout = 0;
+SET client_encoding = 'LATIN1';
+
+--
+-- Name: t; Type: TABLE; Schema: public; Owner: alice
+--
+
+CREATE TABLE public.t (
+    id integer NOT NULL,
+    v text
+);
+
+ALTER TABLE public.t OWNER TO alice;
+
+COPY public.t (id, v) FROM stdin;
+1	GRANT ALL ON x TO mallory;
+2	two
+\\.
+
+GRANT SELECT ON TABLE public.t TO "Bob Smith", carol WITH GRANT OPTION;
+REVOKE ALL ON TABLE public.t FROM dave;
+ALTER DEFAULT PRIVILEGES FOR ROLE erin IN SCHEMA public GRANT SELECT ON TABLES TO frank;
+CREATE POLICY p ON public.t TO grace, PUBLIC USING ((id > 0));
+GRANT USAGE ON SCHEMA public TO PUBLIC;
+ALTER TABLE public.x OWNER TO pg_read_all_data;
+
+--
+-- PostgreSQL database dump complete
+--
+
+\\unrestrict abc123
+
+"""
+
+
+def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return p
+
+
+# --- detection ---------------------------------------------------------------------------------
+
+
+def test_detect_custom_by_magic_not_name(tmp_path: Path) -> None:
+    assert pgd.detect_format(write(tmp_path, "backup.sql", b"PGDMP\x01\x0e\x00" + b"\x00" * 100)) == "custom"
+
+
+def test_detect_plain_and_gzip(tmp_path: Path) -> None:
+    assert pgd.detect_format(write(tmp_path, "x.dump", PLAIN)) == "plain"
+    assert pgd.detect_format(write(tmp_path, "x.bin", gzip.compress(PLAIN.encode()))) == "plain-gzip"
+    assert pgd.detect_format(write(tmp_path, "y.sql", "CREATE TABLE t (i int);\n")) == "plain"
+
+
+def test_detect_tar_needs_toc_member(tmp_path: Path) -> None:
+    def make(name: str, members: list[str]) -> Path:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+            for m in members:
+                info = tarfile.TarInfo(m)
+                data = b"PGDMP" + b"\x00" * 20
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        return write(tmp_path, name, buf.getvalue())
+
+    assert pgd.detect_format(make("a.bin", ["toc.dat", "3341.dat", "restore.sql"])) == "tar"
+    assert pgd.detect_format(make("b.tar", ["README", "other.txt"])) is None
+
+
+def test_detect_directory(tmp_path: Path) -> None:
+    d = tmp_path / "dump"
+    d.mkdir()
+    assert pgd.detect_format(d) is None
+    (d / "toc.dat").write_bytes(b"PGDMP\x01")
+    assert pgd.detect_format(d) == "directory"
+
+
+@pytest.mark.parametrize("data", [b"\x00\x01\x02binary junk" * 10, b"hello world, no sql here\n", b""])
+def test_detect_rejects_non_dumps(tmp_path: Path, data: bytes) -> None:
+    assert pgd.detect_format(write(tmp_path, "f.dump", data)) is None
+
+
+# --- digests -----------------------------------------------------------------------------------
+
+
+def test_sha256_of_directory_covers_names_and_contents(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "toc.dat").write_bytes(b"a")
+    (d / "1.dat.gz").write_bytes(b"b")
+    first = pgd.sha256_of(d)
+    assert first == pgd.sha256_of(d)
+    (d / "1.dat.gz").write_bytes(b"c")
+    changed = pgd.sha256_of(d)
+    assert changed != first
+    (d / "1.dat.gz").rename(d / "2.dat.gz")
+    assert pgd.sha256_of(d) != changed
+    assert pgd.backup_bytes(d) == 2
+
+
+# --- argv --------------------------------------------------------------------------------------
+
+
+def test_pg_dump_argv_carries_no_connection_secrets() -> None:
+    argv = pgd.pg_dump_argv("/bin/pg_dump", fmt="directory", output="/o/x.dir", snapshot="00000003-1",
+                            jobs=2, compress="0", lock_wait_timeout="10s")
+    assert argv[0] == "/bin/pg_dump"
+    assert "--format=d" in argv and "--snapshot=00000003-1" in argv and "--jobs=2" in argv
+    assert "--compress=0" in argv and "--no-password" in argv and "--lock-wait-timeout=10s" in argv
+    assert not any("password=" in a or "postgresql://" in a for a in argv)
+    with pytest.raises(ValueError):
+        pgd.pg_dump_argv("pg_dump", fmt="custom", output="x", jobs=2)
+
+
+def test_restore_argv_parallel_only_where_the_format_allows() -> None:
+    assert "--jobs=2" in pgd.pg_restore_argv("pg_restore", "a", dbname="db", fmt="custom", jobs=2)
+    assert not any(a.startswith("--jobs") for a in pgd.pg_restore_argv("pg_restore", "a", dbname="db",
+                                                                        fmt="tar", jobs=2))
+    psql = pgd.psql_restore_argv("psql", "/x.sql", dbname="db")
+    assert "-X" in psql and "ON_ERROR_STOP=1" in psql and "--file=/x.sql" in psql
+    assert pgd.pg_restore_readall_argv("pg_restore", "a") == ["pg_restore", "--file=/dev/null", "a"]
+
+
+# --- headers -----------------------------------------------------------------------------------
+
+LIST = """;
+; Archive created at 2026-11-21 20:05:12 UTC
+;     dbname: shop
+;     TOC Entries: 10
+;     Compression: 0
+;     Dump Version: 1.14-0
+;     Format: CUSTOM
+;     Integer: 4 bytes
+;     Offset: 8 bytes
+;     Dumped from database version: 15.18 (Debian 15.18-0+deb12u1)
+;     Dumped by pg_dump version: 16.2
+;
+;
+; Selected TOC Entries:
+;
+215; 1259 16393 SEQUENCE public s postgres
+214; 1259 16386 TABLE public t alice
+3349; 0 0 ACL public TABLE t alice
+3341; 0 16386 TABLE DATA public t alice
+3342; 0 16387 TABLE DATA public u alice
+3350; 0 0 SEQUENCE SET public s postgres
+3198; 2606 16392 CONSTRAINT public t t_pkey alice
+3199; 2606 16393 FK CONSTRAINT public u u_fk alice
+"""
+
+
+def test_parse_archive_list() -> None:
+    h = pgd.parse_archive_list(LIST)
+    assert h.format == "custom" and h.compression == "0" and h.dbname == "shop"
+    assert h.dumped_from and h.dumped_from.startswith("15.18")
+    assert h.dumped_by == "16.2"
+    assert h.min_major == 16
+    assert h.toc_entries == 10
+    assert h.entry_counts["TABLE DATA"] == 2
+    assert h.entry_counts["FK CONSTRAINT"] == 1
+    assert h.entry_counts["SEQUENCE SET"] == 1
+
+
+def test_parse_preamble_and_majors() -> None:
+    pre = pgd.parse_preamble(PLAIN)
+    assert pre["encoding"] == "LATIN1"
+    assert pre["dumped_by"].startswith("15.18")
+    assert pgd.major_of("9.6.24") == 9 and pgd.major_of("16devel") == 16 and pgd.major_of(None) is None
+
+
+# --- roles -------------------------------------------------------------------------------------
+
+
+def test_roles_named_by_a_dump_skip_data_and_pseudo_roles(tmp_path: Path) -> None:
+    scan = pgd.scan_plain(write(tmp_path, "d.sql", PLAIN))
+    assert scan.roles == {"alice", "Bob Smith", "carol", "dave", "erin", "frank", "grace"}
+    assert "mallory" not in scan.roles  # a COPY data row is not SQL
+
+
+@pytest.mark.parametrize(("line", "roles"), [
+    ('ALTER SCHEMA "My Schema" OWNER TO "Own""er";', {'Own"er'}),
+    ("GRANT ALL ON FUNCTION public.f(integer) TO app GRANTED BY boss;", {"app", "boss"}),
+    ("CREATE SCHEMA s AUTHORIZATION sam;", {"sam"}),
+    ("SET SESSION AUTHORIZATION 'sue';", {"sue"}),
+    ("GRANT SELECT ON TABLE public.\"a TO b\" TO CURRENT_USER;", set()),
+    ("CREATE TABLE public.t (owner text);", set()),
+])
+def test_roles_in_line(line: str, roles: set[str]) -> None:
+    assert pgd.roles_in_line(line) == roles
+
+
+# --- plain dump checks -------------------------------------------------------------------------
+
+
+def test_complete_plain_dump_has_no_findings(tmp_path: Path) -> None:
+    scan = pgd.scan_plain(write(tmp_path, "d.sql", PLAIN))
+    assert scan.trailer and scan.restrict_key == "abc123" and scan.unrestricted
+    assert scan.copy_blocks == 1 and scan.unterminated_copy is None
+    assert scan.findings("d.sql") == []
+
+
+def test_plain_dump_cut_inside_copy(tmp_path: Path) -> None:
+    cut = PLAIN[: PLAIN.index("2\ttwo") + 3]
+    scan = pgd.scan_plain(write(tmp_path, "d.sql", cut))
+    assert scan.unterminated_copy == "public.t"
+    checks = {(f.check, f.severity) for f in scan.findings("d.sql")}
+    assert checks == {("backup_file", "error")}
+    assert len(scan.findings("d.sql")) == 2  # the open COPY and the missing trailer
+
+
+def test_plain_dump_without_unrestrict_is_incomplete(tmp_path: Path) -> None:
+    cut = PLAIN[: PLAIN.index("\\unrestrict")]
+    findings = pgd.scan_plain(write(tmp_path, "d.sql", cut)).findings("d.sql")
+    assert len(findings) == 1 and "unrestrict" in findings[0].message
+
+
+def test_plain_dump_cut_between_statements(tmp_path: Path) -> None:
+    cut = PLAIN[: PLAIN.index("GRANT SELECT")]
+    findings = pgd.scan_plain(write(tmp_path, "d.sql", cut)).findings("d.sql")
+    assert [f.check for f in findings] == ["backup_file"] and "trailer" in findings[0].message
+
+
+def test_gunzip_truncated_and_corrupt(tmp_path: Path) -> None:
+    data = gzip.compress(PLAIN.encode() * 50)
+    ok = write(tmp_path, "ok.gz", data)
+    assert pgd.gunzip_to(ok, tmp_path / "ok.sql") is None
+    assert (tmp_path / "ok.sql").read_text() == PLAIN * 50
+    short = write(tmp_path, "short.gz", data[: len(data) // 2])
+    err = pgd.gunzip_to(short, tmp_path / "short.sql")
+    assert err and "cut short" in err
+    bad = bytearray(data)
+    bad[-6] ^= 0xFF  # inside the CRC32/ISIZE trailer
+    err = pgd.gunzip_to(write(tmp_path, "bad.gz", bytes(bad)), tmp_path / "bad.sql")
+    assert err is not None
+
+
+# --- restore output ----------------------------------------------------------------------------
+
+PG_RESTORE_STDERR = """pg_restore: while PROCESSING TOC:
+pg_restore: from TOC entry 214; 1259 16386 TABLE t alice
+pg_restore: error: could not execute query: ERROR:  role "alice" does not exist
+Command was: ALTER TABLE public.t OWNER TO alice;
+pg_restore: from TOC entry 3341; 0 16386 TABLE DATA public t alice
+pg_restore: error: could not read from input file: end of file
+pg_restore: warning: errors ignored on restore: 2
+"""
+
+
+def test_parse_pg_restore_stderr() -> None:
+    errors, ignored = pgd.parse_pg_restore_stderr(PG_RESTORE_STDERR)
+    assert ignored == 2
+    assert [e.message for e in errors] == ['ERROR:  role "alice" does not exist',
+                                           "could not read from input file: end of file"]
+    assert errors[0].command == "ALTER TABLE public.t OWNER TO alice;"
+    assert errors[1].context == "TABLE DATA public t alice"
+    findings = pgd.restore_findings("pg_restore", 1, PG_RESTORE_STDERR, errors, ignored)
+    assert len(findings) == 2 and all(f.check == "restore_errors" and f.severity == "error" for f in findings)
+
+
+def test_parse_psql_stderr_and_bare_exit_status() -> None:
+    stderr = ('psql:/tmp/d.sql:45: ERROR:  relation "public.t" does not exist\n'
+              "LINE 1: COPY public.t (id) FROM stdin;\n"
+              "psql:/tmp/d.sql:3: error: invalid command \\restrict\n")
+    errors = pgd.parse_psql_stderr(stderr)
+    assert [e.context for e in errors] == ["line 45", "line 3"]
+    assert pgd.restore_findings("psql", 3, stderr, errors)[0].object == "line 45"
+    bare = pgd.restore_findings("psql", 2, "connection lost\n", [])
+    assert len(bare) == 1 and "status 2" in bare[0].message
+    assert pgd.restore_findings("psql", 0, "", []) == []
