@@ -1,0 +1,104 @@
+"""SQLite-specific checks: pure functions over manifests (no database access here).
+
+The generic comparison (tables, row counts, checksums and their key ranges, ``sqlite_sequence``
+through ``Manifest.sequences``, foreign-key orphan counts, schema) is ``checks.compare``. This
+module adds what only SQLite has:
+
+- ``compare_header``: the database-header values a copy must keep (PITFALLS H4). A different
+  ``user_version`` (often the application's migration number), ``application_id``, ``page_size``,
+  ``auto_vacuum`` or text ``encoding`` is an error (check ``header``); a different journal mode
+  (WAL or rollback, header bytes 18-19) is a warning.
+- ``self_check_findings``: what the restored copy says about itself, with no reference needed:
+  ``PRAGMA integrity_check`` (check ``integrity``), tables that could not be read, and rows that
+  ``PRAGMA foreign_key_check`` reports. Orphans are a warning here: SQLite does not enforce
+  foreign keys by default, so the source may have held them; ``checks.compare.compare_fk_orphans``
+  makes them an error when the reference had fewer (PITFALLS H3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from restorecheck.model import Finding, Manifest
+
+# Header values whose difference is an error, in the order they are reported.
+HEADER_ERRORS = ("user_version", "application_id", "page_size", "auto_vacuum", "encoding")
+# Header values whose difference is a warning.
+HEADER_WARNINGS = ("journal_mode",)
+
+MAX_LISTED = 20
+
+
+def compare_header(reference: Mapping[str, Any], restored: Mapping[str, Any]) -> list[Finding]:
+    """Findings for header values that differ between two ``facts["header"]`` mappings.
+
+    Values missing on either side (an older manifest, an unreadable file) are not compared.
+    """
+    findings: list[Finding] = []
+    for key in HEADER_ERRORS + HEADER_WARNINGS:
+        if key not in reference or key not in restored:
+            continue
+        a, b = reference[key], restored[key]
+        if a == b:
+            continue
+        severity: Any = "error" if key in HEADER_ERRORS else "warning"
+        why = {
+            "user_version": "; an application that keeps its schema version there may re-run its migrations",
+            "application_id": "; tools that recognise the file by its application id will reject it",
+        }.get(key, "")
+        findings.append(Finding(
+            "header", severity, f"header.{key}",
+            f"SQLite header value {key}: expected {a!r}, restored {b!r}{why}",
+            {"expected": a, "restored": b},
+        ))
+    return findings
+
+
+def compare_sqlite(reference: Manifest, restored: Manifest) -> list[Finding]:
+    """The SQLite-only comparisons of two manifests (empty unless both are SQLite manifests)."""
+    if reference.engine != "sqlite" or restored.engine != "sqlite":
+        return []
+    ref_header = reference.facts.get("header") or {}
+    res_header = restored.facts.get("header") or {}
+    return compare_header(ref_header, res_header)
+
+
+def self_check_findings(facts: Mapping[str, Any], fk_orphans: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+    """Findings from a restored copy's own facts: integrity_check, read errors, FK orphans."""
+    findings: list[Finding] = []
+    open_error = facts.get("open_error")
+    if open_error:
+        findings.append(Finding(
+            "integrity", "error", "database",
+            f"the restored file cannot be used as a SQLite database: {open_error}",
+            {"error": open_error},
+        ))
+        return findings
+    integrity = facts.get("integrity_check")
+    if integrity is not None and list(integrity) != ["ok"]:
+        lines = [str(x) for x in integrity]
+        findings.append(Finding(
+            "integrity", "error", "database",
+            f"PRAGMA integrity_check found {len(lines)}{'+' if facts.get('integrity_truncated') else ''} "
+            f"problem(s), first: {lines[0]}",
+            {"problems": lines[:MAX_LISTED]},
+        ))
+    for name, error in sorted((facts.get("read_errors") or {}).items()):
+        findings.append(Finding(
+            "integrity", "error", name,
+            f"{name} could not be read to the end: {error}",
+            {"error": error},
+        ))
+    for name, state in sorted(fk_orphans.items()):
+        n = int(state.get("orphans") or 0)
+        if n > 0:
+            findings.append(Finding(
+                "fk_orphans", "warning", name,
+                f"foreign key {name}: {n} row(s) of {state.get('table')} reference a missing parent in "
+                f"{state.get('parent')} (SQLite does not enforce foreign keys by default; compared with the "
+                "reference when there is one)",
+                {"orphans": n, "table": state.get("table"), "parent": state.get("parent"),
+                 "rowids": list(state.get("rowids") or [])[:MAX_LISTED]},
+            ))
+    return findings

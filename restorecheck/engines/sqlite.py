@@ -1,0 +1,863 @@
+"""SQLite: backups with the online backup API, fingerprints, restore into a private copy.
+
+Backup (PITFALLS H1, H2): the source is opened read-only (``file:...?mode=ro``), one read
+transaction is opened and held while ``Connection.backup`` copies the pages in steps, so the copy
+is one consistent snapshot that includes commits still only in the ``-wal`` file, and writers on
+other connections never make the stepped backup restart. The manifest is the fingerprint of the
+finished copy (SPEC), cross-checked against per-table row counts of the source read in that same
+transaction. The source's bytes are never modified (SQLite may create the ``-shm``/``-wal``
+files a WAL reader needs next to a WAL-mode source, as every reader does).
+
+Restore (PITFALLS H6): the backup is copied into a private temporary directory
+(``provisioners.sqlite.temporary_sqlite``) and only the copy is ever opened. A file with the
+SQLite header that cannot be opened or read is a finding (exit 1); a file without the header is
+not this engine's (``detect_format`` returns None; the pipeline reports an unknown format, exit 2).
+
+Fingerprint (PITFALLS H3-H5, I.7): header values, the schema from ``sqlite_master`` and
+``PRAGMA table_list``/``table_xinfo`` (virtual tables counted once, their shadow tables skipped),
+per table the row count and a content checksum, ``PRAGMA integrity_check`` (full),
+``PRAGMA foreign_key_check`` for every foreign key whether enforced or not, and
+``sqlite_sequence`` (as ``Manifest.sequences``).
+
+The checksum (mode ``sqlite-keyed-sha256-v1``): SHA-256 over the rows in key order (rowid for
+rowid and virtual tables, the primary key for WITHOUT ROWID tables), each row the key and every
+column encoded by SQLite itself, typed: ``quote()`` for INTEGER, REAL (lossless), BLOB
+(``X'..'``) and NULL, ``'T'||hex()`` for TEXT (so ``1``, ``1.0``, ``'1'`` and ``x'01'`` differ
+and text with an embedded NUL is hashed whole). Ordering by key makes it independent of physical
+row order and page layout; the encoding runs in C inside SQLite and Python only hashes chunks of a
+few megabytes, which is several times faster than hashing rows one by one in Python. Tables above
+``FingerprintOptions.range_rows`` rows also get key-range checksums: rowid tables on a grid of
+power-of-two rowid buckets (so a deleted row shifts no boundary), WITHOUT ROWID tables in runs of
+a power-of-two number of rows; ``differing_keys`` lists the exact differing keys of a range when
+both databases are at hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from restorecheck.dburl import DatabaseRef, SqliteRef
+from restorecheck.engines.base import (
+    BackupOptions,
+    FingerprintOptions,
+    ProgressFn,
+    RestoreOptions,
+    RestoreOutcome,
+    no_progress,
+)
+from restorecheck.errors import (
+    BackupNotFoundError,
+    BadInputError,
+    EnvironmentFailure,
+    SourceUnreachableError,
+    UnknownFormatError,
+)
+from restorecheck.model import BackupArtifact, Finding, Manifest, RangeChecksum, TableFingerprint
+
+log = logging.getLogger("restorecheck")
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+CHECKSUM_MODE = "sqlite-keyed-sha256-v1"
+FORMAT = "sqlite"
+SUFFIX = ".db"
+BACKUP_STEP_PAGES = 4096
+MAX_INTEGRITY_ERRORS = 100
+MAX_ORPHAN_ROWIDS = 20
+CHUNK_TARGET_BYTES = 8 << 20
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_ROWID_ALIASES = ("rowid", "_rowid_", "oid")
+ENCODINGS = {1: "UTF-8", 2: "UTF-16le", 3: "UTF-16be"}
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def quote_identifier(name: str) -> str:
+    """An SQL identifier for SQLite: double quotes, inner double quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """True when ``path`` is a regular file that starts with the SQLite header string."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except (IsADirectoryError, FileNotFoundError, PermissionError):
+        return False
+
+
+def _uri(path: Path, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return path.resolve().as_uri() + (f"?{query}" if query else "")
+
+
+def connect_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
+    """Open ``path`` read-only (``mode=ro``; ``immutable=1`` only for a file nothing else touches)."""
+    params = {"mode": "ro"}
+    if immutable:
+        params["immutable"] = "1"
+    conn = sqlite3.connect(_uri(path, **params), uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def _sha256_file(path: Path, progress: ProgressFn = no_progress) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    done = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(4 << 20)
+            if not block:
+                break
+            h.update(block)
+            done += len(block)
+            progress("sha256", done, size)
+    return done, h.hexdigest()
+
+
+def default_backup_name(path: Path, now: dt.datetime | None = None) -> str:
+    """``<stem>-<UTC timestamp>``: a nightly job never collides with last night's file."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = _NAME_SAFE.sub("_", path.stem).strip("._") or "database"
+    return f"{base}-{stamp}"
+
+
+# --- catalog ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    notnull: bool
+    default: str | None
+    pk: int
+    hidden: int  # 0 normal, 1 hidden (virtual tables), 2 virtual generated, 3 stored generated
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What the fingerprint needs to know about one table."""
+
+    name: str
+    kind: str  # table | without_rowid | virtual
+    columns: tuple[Column, ...]
+    sql: str | None
+    strict: bool = False
+    shadow: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"main.{self.name}"
+
+    @property
+    def data_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.hidden != 1)
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        if self.kind != "without_rowid":
+            return ()
+        return tuple(c.name for c in sorted((c for c in self.columns if c.pk), key=lambda c: c.pk))
+
+    def rowid_name(self) -> str | None:
+        """An unshadowed name for the rowid, or None when every alias is a real column."""
+        if self.kind == "without_rowid":
+            return None
+        names = {c.name.lower() for c in self.columns}
+        for alias in _ROWID_ALIASES:
+            if alias not in names:
+                return alias
+        return None
+
+
+def _table_list(conn: sqlite3.Connection) -> list[tuple[str, str, bool, bool]]:
+    """(name, type, without_rowid, strict) of schema ``main``; type: table|view|virtual|shadow."""
+    try:
+        rows = conn.execute("PRAGMA main.table_list").fetchall()
+        return [(r[1], r[2], bool(r[4]), bool(r[5])) for r in rows]
+    except sqlite3.OperationalError:  # SQLite < 3.37: fall back on sqlite_master and name patterns
+        out: list[tuple[str, str, bool, bool]] = []
+        master = conn.execute("SELECT type, name, sql FROM main.sqlite_master").fetchall()
+        virtual = [n for t, n, s in master if t == "table" and (s or "").upper().startswith("CREATE VIRTUAL")]
+        for typ, name, sql in master:
+            if typ not in ("table", "view"):
+                continue
+            kind = typ
+            upper = (sql or "").upper()
+            if typ == "table" and upper.startswith("CREATE VIRTUAL"):
+                kind = "virtual"
+            elif typ == "table" and any(name.startswith(v + "_") for v in virtual):
+                kind = "shadow"
+            wr = bool(re.search(r"\)\s*WITHOUT\s+ROWID\s*(,|$|;)", upper))
+            out.append((name, kind, wr, False))
+        return out
+
+
+def read_tables(conn: sqlite3.Connection) -> list[TableInfo]:
+    """The tables whose data restorecheck fingerprints: ordinary, WITHOUT ROWID and virtual ones.
+
+    Internal ``sqlite_*`` tables and the shadow tables of virtual tables are left out: a virtual
+    table is read through the virtual table itself, once (PITFALLS H5).
+    """
+    entries = _table_list(conn)
+    sql_of = dict(conn.execute("SELECT name, sql FROM main.sqlite_master WHERE type = 'table'").fetchall())
+    shadows = sorted(n for n, t, _, _ in entries if t == "shadow")
+    tables: list[TableInfo] = []
+    for name, typ, without_rowid, strict in sorted(entries):
+        if typ not in ("table", "virtual") or name.startswith("sqlite_"):
+            continue
+        try:
+            cols = tuple(
+                Column(r[1], r[2] or "", bool(r[3]), r[4], int(r[5]), int(r[6]))
+                for r in conn.execute(f"PRAGMA main.table_xinfo({quote_identifier(name)})").fetchall()
+            )
+        except sqlite3.DatabaseError:  # a virtual table whose module is not available here
+            cols = ()
+        kind = "virtual" if typ == "virtual" else "without_rowid" if without_rowid else "table"
+        own_shadows = tuple(s for s in shadows if s.startswith(name + "_")) if kind == "virtual" else ()
+        tables.append(TableInfo(name, kind, cols, sql_of.get(name), strict, own_shadows))
+    return tables
+
+
+def _norm_sql(sql: str | None) -> str | None:
+    return None if sql is None else " ".join(sql.split())
+
+
+def read_schema(conn: sqlite3.Connection, tables: Sequence[TableInfo]) -> dict[str, Any]:
+    """The schema as normalised JSON-able sections keyed by qualified name (for deepdiff)."""
+    schema: dict[str, Any] = {"tables": {}, "virtual_tables": {}, "indexes": {}, "views": {}, "triggers": {}}
+    for t in tables:
+        entry: dict[str, Any] = {
+            "sql": _norm_sql(t.sql),
+            "columns": {
+                c.name: {"type": c.type, "notnull": c.notnull, "default": c.default, "pk": c.pk,
+                         "hidden": c.hidden}
+                for c in t.columns
+            },
+        }
+        if t.kind == "virtual":
+            entry["shadow_tables"] = list(t.shadow)
+            schema["virtual_tables"][t.qualified] = entry
+        else:
+            entry["without_rowid"] = t.kind == "without_rowid"
+            entry["strict"] = t.strict
+            try:
+                entry["foreign_keys"] = [
+                    {"id": r[0], "seq": r[1], "table": r[2], "from": r[3], "to": r[4],
+                     "on_update": r[5], "on_delete": r[6], "match": r[7]}
+                    for r in conn.execute(f"PRAGMA main.foreign_key_list({quote_identifier(t.name)})")
+                ]
+            except sqlite3.DatabaseError:
+                entry["foreign_keys"] = []
+            schema["tables"][t.qualified] = entry
+    shadow = {s for t in tables for s in t.shadow}
+    for typ, name, tbl, sql in conn.execute(
+        "SELECT type, name, tbl_name, sql FROM main.sqlite_master WHERE type IN ('index', 'view', 'trigger')"
+    ).fetchall():
+        if tbl in shadow or sql is None:
+            continue  # shadow tables' objects; automatic indexes (UNIQUE/PRIMARY KEY) live in the table SQL
+        qualified = f"main.{name}"
+        if typ == "index":
+            schema["indexes"][qualified] = {"table": f"main.{tbl}", "sql": _norm_sql(sql)}
+        elif typ == "view":
+            schema["views"][qualified] = {"sql": _norm_sql(sql)}
+        else:
+            schema["triggers"][qualified] = {"table": f"main.{tbl}", "sql": _norm_sql(sql)}
+    return schema
+
+
+def read_header(conn: sqlite3.Connection, path: Path | None = None) -> dict[str, Any]:
+    """The header values a copy must keep, plus the journal mode recorded in the file header."""
+    def pragma(name: str) -> Any:
+        row = conn.execute(f"PRAGMA main.{name}").fetchone()
+        return None if row is None else row[0]
+
+    header: dict[str, Any] = {
+        "user_version": pragma("user_version"),
+        "application_id": pragma("application_id"),
+        "page_size": pragma("page_size"),
+        "auto_vacuum": {0: "none", 1: "full", 2: "incremental"}.get(pragma("auto_vacuum"), pragma("auto_vacuum")),
+        "encoding": pragma("encoding"),
+    }
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(100)
+            if len(raw) >= 20:
+                header["journal_mode"] = "wal" if raw[18] == 2 and raw[19] == 2 else "rollback"
+        except OSError:
+            pass
+    return header
+
+
+# --- content checksums ------------------------------------------------------------------------
+
+
+def value_sql(column: str) -> str:
+    """SQL that encodes one value with its storage class, lossless (see the module docstring)."""
+    c = quote_identifier(column)
+    return f"CASE typeof({c}) WHEN 'text' THEN 'T'||hex({c}) ELSE quote({c}) END"
+
+
+def row_sql(key: str | None, columns: Sequence[str]) -> str:
+    parts = ([f"quote({key})"] if key else []) + [value_sql(c) for c in columns]
+    return "||','||".join(parts) if parts else "''"
+
+
+class _Reader:
+    """Reads a table in key order in chunks of a few megabytes, each encoded by SQLite."""
+
+    def __init__(self, conn: sqlite3.Connection, info: TableInfo, progress: ProgressFn,
+                 total_hint: int | None) -> None:
+        self.conn = conn
+        self.info = info
+        self.progress = progress
+        self.total_hint = total_hint
+        self.limit = 1024
+        self.done = 0
+        tbl = f"main.{quote_identifier(info.name)}"
+        cols = [c.name for c in info.data_columns]
+        self.rowid = info.rowid_name()
+        if info.kind == "without_rowid" and info.key_columns:
+            self.keys = [quote_identifier(k) for k in info.key_columns]
+            enc = row_sql(None, cols)
+        elif self.rowid is not None:
+            self.keys = [self.rowid]
+            enc = row_sql(self.rowid, cols)
+        else:  # every rowid alias is a real column: order by all columns
+            self.keys = [quote_identifier(c) for c in cols]
+            enc = row_sql(None, cols)
+        self.tbl = tbl
+        self.enc = enc
+        self.order = ", ".join(self.keys)
+
+    def after_condition(self) -> str:
+        """The WHERE condition "key > ?" (a row value for a composite key)."""
+        if len(self.keys) == 1:
+            return f"{self.keys[0]} > ?"
+        return f"({', '.join(self.keys)}) > ({', '.join('?' * len(self.keys))})"
+
+    def chunks(self, after: tuple[Any, ...] | None, upto: int | None = None,
+               max_rows: int | None = None) -> Iterator[tuple[int, str, tuple[Any, ...] | None]]:
+        """Yield (rows, text, last_key) for rows with key > ``after`` (and rowid <= ``upto``)."""
+        remaining = max_rows
+        while remaining is None or remaining > 0:
+            limit = self.limit if remaining is None else min(self.limit, remaining)
+            where: list[str] = []
+            params: list[Any] = []
+            if after is not None:
+                where.append(self.after_condition())
+                params.extend(after)
+            if upto is not None:
+                where.append(f"{self.keys[0]} <= ?")
+                params.append(upto)
+            cond = f" WHERE {' AND '.join(where)}" if where else ""
+            if self.rowid is not None and self.keys == [self.rowid]:
+                # integer keys: the last key of the chunk is its maximum, read in the same pass
+                sub = (f"SELECT {self.rowid} AS k, {self.enc} AS x FROM {self.tbl}{cond} "
+                       f"ORDER BY {self.order} LIMIT ?")
+                (n, text, top) = self.conn.execute(
+                    f"SELECT count(*), group_concat(x, char(10)), max(k) FROM ({sub})", [*params, limit]
+                ).fetchone()
+                if not n:
+                    return
+                after = (top,)
+            else:
+                sub = f"SELECT {self.enc} AS x FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT ?"
+                (n, text) = self.conn.execute(
+                    f"SELECT count(*), group_concat(x, char(10)) FROM ({sub})", [*params, limit]
+                ).fetchone()
+                if not n:
+                    return
+                last = self.conn.execute(
+                    f"SELECT {self.order} FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT 1 OFFSET ?",
+                    [*params, n - 1],
+                ).fetchone()
+                after = tuple(last)
+            self.done += n
+            self.progress(f"checksum {self.info.name}", self.done, self.total_hint)
+            yield n, text, after
+            # aim at CHUNK_TARGET_BYTES per chunk
+            per_row = max(1, len(text) // n)
+            self.limit = max(16, min(1_000_000, CHUNK_TARGET_BYTES // per_row))
+            if remaining is not None:
+                remaining -= n
+            if n < limit:
+                return
+
+
+def _grid(lo: int, hi: int, max_ranges: int) -> int:
+    """The smallest bucket exponent k such that rowids lo..hi fall in at most max_ranges buckets."""
+    k = 0
+    while (hi >> k) - (lo >> k) + 1 > max(1, max_ranges):
+        k += 1
+    return k
+
+
+def checksum_table(conn: sqlite3.Connection, info: TableInfo, options: FingerprintOptions) -> TableFingerprint:
+    """Row count, content checksum and (for large tables) key-range checksums of one table."""
+    name = info.qualified
+    kind = info.kind
+    if info.kind == "virtual" and not info.columns:
+        return TableFingerprint(name, kind, readable=False,
+                                note="virtual table module not available in this SQLite")
+    try:
+        reader = _Reader(conn, info, options.progress, None)
+        key = tuple(info.key_columns) if info.kind == "without_rowid" else (
+            (reader.rowid,) if reader.rowid else tuple(c.name for c in info.data_columns))
+        first_key = reader.keys[0]
+        bounds: tuple[Any, ...] = conn.execute(
+            f"SELECT count(*), min({first_key}), max({first_key}) FROM {reader.tbl}").fetchone()
+        count, kmin, kmax = int(bounds[0]), bounds[1], bounds[2]
+        reader.total_hint = count
+        whole = hashlib.sha256()
+        rows = 0
+        ranges: list[RangeChecksum] = []
+        ranged = count > options.range_rows and options.max_ranges > 1
+        if ranged and reader.keys == [reader.rowid] and isinstance(kmin, int) and isinstance(kmax, int):
+            k = _grid(kmin, kmax, options.max_ranges)
+            after: tuple[Any, ...] | None = None
+            for bucket in range(kmin >> k, (kmax >> k) + 1):
+                lower, upper = bucket << k, ((bucket + 1) << k) - 1
+                part = hashlib.sha256()
+                n_part = 0
+                for n, text, last in reader.chunks(after, upto=upper):
+                    data = text.encode() + b"\n"
+                    part.update(data)
+                    whole.update(data)
+                    n_part += n
+                    after = last
+                rows += n_part
+                ranges.append(RangeChecksum((lower,), (upper,), n_part, part.hexdigest()[:32]))
+        elif ranged:
+            per = 1
+            while per * options.max_ranges < count:
+                per *= 2
+            after = None
+            while True:
+                first = _next_key(conn, reader, after)
+                if first is None:
+                    break
+                part = hashlib.sha256()
+                n_part = 0
+                for n, text, last in reader.chunks(after, max_rows=per):
+                    data = text.encode() + b"\n"
+                    part.update(data)
+                    whole.update(data)
+                    n_part += n
+                    after = last
+                rows += n_part
+                ranges.append(RangeChecksum(_jsonable_key(first), _jsonable_key(after), n_part,
+                                            part.hexdigest()[:32]))
+        else:
+            for n, text, _ in reader.chunks(None):
+                whole.update(text.encode() + b"\n")
+                rows += n
+        return TableFingerprint(name, kind, rows=rows, checksum=whole.hexdigest()[:32],
+                                checksum_mode=CHECKSUM_MODE, key=key, ranges=tuple(ranges),
+                                extra={"strict": True} if info.strict else {})
+    except sqlite3.DatabaseError as exc:
+        return TableFingerprint(name, kind, readable=False, note=_first_line(exc),
+                                checksum_mode=CHECKSUM_MODE)
+
+
+def _next_key(conn: sqlite3.Connection, reader: _Reader, after: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    """The first key above ``after`` in key order, or None at the end of the table."""
+    if after is None:
+        row = conn.execute(f"SELECT {reader.order} FROM {reader.tbl} ORDER BY {reader.order} LIMIT 1").fetchone()
+    else:
+        cond = reader.after_condition()
+        row = conn.execute(f"SELECT {reader.order} FROM {reader.tbl} WHERE {cond} ORDER BY {reader.order} LIMIT 1",
+                           list(after)).fetchone()
+    return None if row is None else tuple(row)
+
+
+def _jsonable_key(key: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    if key is None:
+        return None
+    return tuple(v.hex() if isinstance(v, bytes) else v for v in key)
+
+
+def differing_keys(
+    reference: Path, restored: Path, table: str, *, lower: int | None = None, upper: int | None = None,
+    limit: int = 20,
+) -> list[Any]:
+    """The rowids (or primary keys) whose rows differ between two SQLite files, up to ``limit``.
+
+    For a table in both files, comparing typed encodings of each row (so a change of storage class
+    counts). Used when both databases are at hand (drill, ``verify --against``).
+    """
+    name = table.split(".", 1)[1] if table.startswith("main.") else table
+    with contextlib.closing(connect_readonly(restored)) as conn:
+        conn.execute("ATTACH DATABASE ? AS ref", (_uri(reference, mode="ro"),))
+        infos = {t.name: t for t in read_tables(conn)}
+        info = infos.get(name)
+        if info is None:
+            return []
+        reader = _Reader(conn, info, no_progress, None)
+        cols = [c.name for c in info.data_columns]
+        enc = row_sql(None, cols)
+        keys = reader.keys
+        key_sel = ", ".join(keys)
+        cond = []
+        params: list[Any] = []
+        if lower is not None:
+            cond.append(f"{keys[0]} >= ?")
+            params.append(lower)
+        if upper is not None:
+            cond.append(f"{keys[0]} <= ?")
+            params.append(upper)
+        where = f" WHERE {' AND '.join(cond)}" if cond else ""
+        q = quote_identifier(name)
+        sql = (
+            f"SELECT {key_sel} FROM (SELECT {key_sel}, {enc} AS x FROM ref.{q}{where} "
+            f"EXCEPT SELECT {key_sel}, {enc} AS x FROM main.{q}{where}) "
+            f"UNION SELECT {key_sel} FROM (SELECT {key_sel}, {enc} AS x FROM main.{q}{where} "
+            f"EXCEPT SELECT {key_sel}, {enc} AS x FROM ref.{q}{where}) ORDER BY {key_sel} LIMIT ?"
+        )
+        rows = conn.execute(sql, [*params, *params, *params, *params, limit]).fetchall()
+    return [r[0] if len(r) == 1 else list(r) for r in rows]
+
+
+# --- foreign keys, sequences, integrity -------------------------------------------------------
+
+
+def read_fk_orphans(conn: sqlite3.Connection, tables: Sequence[TableInfo]) -> dict[str, dict[str, Any]]:
+    """Orphan counts for every foreign key of every table (0 when none), from foreign_key_check."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in tables:
+        if t.kind == "virtual":
+            continue
+        try:
+            fks = conn.execute(f"PRAGMA main.foreign_key_list({quote_identifier(t.name)})").fetchall()
+        except sqlite3.DatabaseError:
+            continue
+        seen: set[int] = set()
+        for r in fks:
+            if r[0] in seen:
+                continue
+            seen.add(r[0])
+            out[f"{t.qualified}.fk{r[0]}"] = {"orphans": 0, "validated": False, "table": t.qualified,
+                                             "parent": f"main.{r[2]}", "rowids": []}
+        if not fks:
+            continue
+        try:
+            rows = conn.execute(f"PRAGMA main.foreign_key_check({quote_identifier(t.name)})").fetchall()
+        except sqlite3.DatabaseError as exc:
+            for state in out.values():
+                if state["table"] == t.qualified:
+                    state["error"] = _first_line(exc)
+            continue
+        for _tbl, rowid, _parent, fkid in rows:
+            state = out.setdefault(f"{t.qualified}.fk{fkid}", {"orphans": 0, "validated": False,
+                                                                "table": t.qualified, "parent": None,
+                                                                "rowids": []})
+            state["orphans"] += 1
+            if len(state["rowids"]) < MAX_ORPHAN_ROWIDS:
+                state["rowids"].append(rowid)
+    return out
+
+
+def read_sequences(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """``sqlite_sequence`` rows (AUTOINCREMENT high-water marks) as sequence states."""
+    try:
+        rows = conn.execute("SELECT name, seq FROM main.sqlite_sequence").fetchall()
+    except sqlite3.OperationalError:
+        return {}  # no AUTOINCREMENT table: no sqlite_sequence
+    return {f"main.{name}": {"last_value": seq, "is_called": True, "increment": 1, "table": f"main.{name}"}
+            for name, seq in rows}
+
+
+def run_integrity_check(conn: sqlite3.Connection, max_errors: int = MAX_INTEGRITY_ERRORS) -> list[str]:
+    """``PRAGMA integrity_check`` (the full one, not quick_check): ``["ok"]`` or the problems."""
+    try:
+        return [str(r[0]) for r in conn.execute(f"PRAGMA main.integrity_check({int(max_errors)})").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        return [f"integrity_check failed: {_first_line(exc)}"]
+
+
+# --- the fingerprint --------------------------------------------------------------------------
+
+
+def fingerprint_connection(
+    conn: sqlite3.Connection,
+    *,
+    database: str,
+    path: Path | None,
+    options: FingerprintOptions,
+    integrity: bool = True,
+) -> Manifest:
+    """Fingerprint the ``main`` schema of an open connection, inside one read transaction."""
+    taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version}
+    try:
+        conn.execute("BEGIN")
+        own_txn = True
+    except sqlite3.OperationalError:
+        own_txn = False  # already inside the caller's read transaction
+    try:
+        try:
+            tables = read_tables(conn)
+            header = read_header(conn, path)
+            schema = read_schema(conn, tables)
+        except sqlite3.DatabaseError as exc:
+            facts["open_error"] = _first_line(exc)
+            return Manifest(engine="sqlite", database=database, server_version=sqlite3.sqlite_version,
+                            taken_at=taken_at, facts=facts)
+        facts["header"] = header
+        facts["page_count"] = conn.execute("PRAGMA main.page_count").fetchone()[0]
+        facts["freelist_count"] = conn.execute("PRAGMA main.freelist_count").fetchone()[0]
+        attached = [r[1] for r in conn.execute("PRAGMA database_list").fetchall() if r[1] not in ("main", "temp")]
+        if attached:
+            facts["attached"] = attached
+        fingerprints: list[TableFingerprint] = []
+        if not options.schema_only:
+            for i, t in enumerate(tables):
+                options.progress("fingerprint", i, len(tables))
+                fingerprints.append(checksum_table(conn, t, options))
+            options.progress("fingerprint", len(tables), len(tables))
+        read_errors = {f.name: f.note for f in fingerprints if not f.readable and f.kind != "virtual"}
+        if read_errors:
+            facts["read_errors"] = read_errors
+        fk = read_fk_orphans(conn, tables)
+        facts["foreign_key_check"] = sum(int(v["orphans"]) for v in fk.values())
+        sequences = read_sequences(conn)
+        if integrity:
+            options.progress("integrity_check", 0, None)
+            result = run_integrity_check(conn)
+            facts["integrity_check"] = result
+            if len(result) >= MAX_INTEGRITY_ERRORS:
+                facts["integrity_truncated"] = True
+            options.progress("integrity_check", 1, 1)
+        else:
+            facts["integrity_check"] = None
+        return Manifest(
+            engine="sqlite", database=database, server_version=sqlite3.sqlite_version, taken_at=taken_at,
+            tables=tuple(fingerprints), schema=schema, sequences=sequences, fk_orphans=fk, facts=facts,
+        )
+    finally:
+        if own_txn:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("COMMIT")
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+def _require_sqlite(path: Path, what: str) -> None:
+    if not path.exists():
+        raise BackupNotFoundError(f"{what} {path} does not exist", "check the path")
+    if path.is_dir():
+        raise BadInputError(f"{what} {path} is a directory, not a SQLite file", "give the database file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise BackupNotFoundError(f"{what} {path} cannot be read: {exc.strerror}",
+                                  "check its permissions") from None
+    if head != SQLITE_MAGIC:
+        raise UnknownFormatError(f"{what} {path} is not a SQLite database (no 'SQLite format 3' header)",
+                                 "give a SQLite database file")
+
+
+class SqliteEngine:
+    """The Engine protocol for SQLite (see the module docstring)."""
+
+    name: ClassVar[str] = "sqlite"
+
+    def detect_format(self, path: Path) -> str | None:
+        return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
+
+    # --- fingerprint --------------------------------------------------------------------------
+
+    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions) -> Manifest:
+        if not isinstance(db, SqliteRef):
+            raise BadInputError(f"{db} is not a SQLite database")
+        path = Path(db.path)
+        _require_sqlite(path, "database")
+        try:
+            conn = connect_readonly(path)
+        except sqlite3.Error as exc:
+            raise SourceUnreachableError(f"cannot open {path}: {_first_line(exc)}",
+                                         "check the file and its directory's permissions") from None
+        with contextlib.closing(conn):
+            manifest = fingerprint_connection(conn, database=str(path), path=path, options=options)
+        return manifest
+
+    # --- backup -------------------------------------------------------------------------------
+
+    def backup(self, source: DatabaseRef, outdir: Path, options: BackupOptions) -> tuple[BackupArtifact, Manifest]:
+        if not isinstance(source, SqliteRef):
+            raise BadInputError(f"{source} is not a SQLite database")
+        src_path = Path(source.path)
+        _require_sqlite(src_path, "source")
+        outdir = Path(outdir)
+        if outdir.exists() and not outdir.is_dir():
+            raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
+        outdir.mkdir(parents=True, exist_ok=True)
+        name = options.name or default_backup_name(src_path)
+        out = outdir / f"{name}{SUFFIX}"
+        manifest_path = outdir / f"{name}.manifest.json"
+        for p in (out, manifest_path):
+            if p.exists():
+                raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
+                                    "choose another --name or output directory, or remove the old file")
+        with contextlib.suppress(OSError):
+            if out.resolve() == src_path.resolve():
+                raise BadInputError("the backup would overwrite its source", "choose another output directory")
+        progress = options.progress
+        partial = out.with_name(out.name + ".partial")
+        started = time.monotonic()
+        try:
+            counts = self._online_backup(src_path, partial, progress)
+            conn = connect_readonly(partial, immutable=True)
+            with contextlib.closing(conn):
+                manifest = fingerprint_connection(
+                    conn, database=str(src_path), path=partial, options=options.fingerprint, integrity=False)
+            if manifest.facts.get("open_error"):
+                raise EnvironmentFailure(f"the backup copy of {src_path} cannot be read: "
+                                         f"{manifest.facts['open_error']}")
+            copied = {t.name: t.rows for t in manifest.tables if t.rows is not None}
+            for tname, n in counts.items():
+                if tname in copied and copied[tname] != n:
+                    raise EnvironmentFailure(
+                        f"the backup copy of {src_path} holds {copied[tname]} rows in {tname}, "
+                        f"the source held {n} in the same snapshot", "retry the backup")
+            partial.replace(out)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+        size, digest = _sha256_file(out, progress)
+        artifact = BackupArtifact(path=str(out), format=FORMAT, bytes=size, sha256=digest)
+        facts = dict(manifest.facts)
+        facts["backup_method"] = "sqlite3 online backup API, one read transaction"
+        facts["backup_seconds"] = round(time.monotonic() - started, 3)
+        facts["source_wal_bytes"] = _wal_size(src_path)
+        manifest = dataclasses.replace(manifest, facts=facts).with_backup(artifact)
+        manifest.save(manifest_path)
+        return artifact, manifest
+
+    def _online_backup(self, src_path: Path, dest: Path, progress: ProgressFn) -> dict[str, int]:
+        """Copy ``src_path`` into ``dest`` with the backup API; row counts read in the same snapshot."""
+        try:
+            src = connect_readonly(src_path)
+        except sqlite3.Error as exc:
+            raise SourceUnreachableError(f"cannot open the source {src_path}: {_first_line(exc)}",
+                                         "check the file and its directory's permissions") from None
+        with contextlib.closing(src):
+            try:
+                src.execute("BEGIN")
+                src.execute("SELECT count(*) FROM main.sqlite_master").fetchone()  # starts the read
+            except sqlite3.DatabaseError as exc:
+                raise SourceUnreachableError(f"cannot read the source {src_path}: {_first_line(exc)}",
+                                             "check that it is a healthy SQLite database") from None
+            with contextlib.suppress(FileNotFoundError):
+                dest.unlink()
+            dst = sqlite3.connect(str(dest), isolation_level=None)
+            try:
+                def step(status: int, remaining: int, total: int) -> None:
+                    progress("backup", total - remaining, total)
+
+                src.backup(dst, pages=BACKUP_STEP_PAGES, progress=step)
+            except sqlite3.DatabaseError as exc:
+                raise SourceUnreachableError(f"the online backup of {src_path} failed: {_first_line(exc)}",
+                                             "check that the source is a healthy SQLite database") from None
+            finally:
+                dst.close()
+            counts: dict[str, int] = {}
+            for t in read_tables(src):
+                if t.kind == "virtual":
+                    continue
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    counts[t.qualified] = src.execute(
+                        f"SELECT count(*) FROM main.{quote_identifier(t.name)}").fetchone()[0]
+            with contextlib.suppress(sqlite3.Error):
+                src.execute("COMMIT")
+        return counts
+
+    # --- restore ------------------------------------------------------------------------------
+
+    def restore(self, artifact: BackupArtifact, options: RestoreOptions, stack: contextlib.ExitStack) -> RestoreOutcome:
+        from restorecheck.provisioners.sqlite import temporary_sqlite
+
+        path = Path(artifact.path)
+        _require_sqlite(path, "backup")
+        started = time.monotonic()
+        target = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep))
+        options.progress("restore: copy", 0, path.stat().st_size)
+        shutil.copyfile(path, target)
+        findings: list[Finding] = []
+        info: dict[str, Any] = {"copy": str(target), "sqlite_version": sqlite3.sqlite_version}
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            shutil.copyfile(wal, target.with_name(target.name + "-wal"))
+            findings.append(Finding(
+                "backup_file", "warning", str(wal),
+                f"a non-empty {wal.name} lies beside the backup: the backup alone is not the whole "
+                "database (a file copy of a WAL-mode database?); it was restored with it",
+                {"wal_bytes": wal.stat().st_size}))
+        options.progress("restore: copy", path.stat().st_size, path.stat().st_size)
+        try:
+            conn = sqlite3.connect(str(target), isolation_level=None)
+            try:
+                conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()
+                mode = conn.execute("PRAGMA main.journal_mode").fetchone()[0]
+                if mode == "wal":  # fold a restored -wal into the copy; reads then need no -wal
+                    conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            findings.append(Finding(
+                "restore_errors", "error", str(path),
+                f"the backup does not open as a SQLite database: {_first_line(exc)}",
+                {"error": _first_line(exc)}))
+        if options.keep:
+            info["connect_hint"] = f"sqlite3 {target}"
+        return RestoreOutcome(restored=SqliteRef(target), findings=findings,
+                              seconds=time.monotonic() - started, info=info)
+
+    # --- checks that need no reference --------------------------------------------------------
+
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
+        """Findings from the restored copy's own manifest: integrity_check, unreadable tables, orphans.
+
+        ``manifest`` is the fingerprint of ``restored``; when it holds no integrity_check result
+        (a schema-only or older fingerprint) the check is run on ``restored`` here.
+        """
+        from restorecheck.checks.sqlite import self_check_findings
+
+        facts = dict(manifest.facts)
+        if facts.get("integrity_check") is None and not facts.get("open_error") and isinstance(restored, SqliteRef):
+            try:
+                with contextlib.closing(connect_readonly(Path(restored.path))) as conn:
+                    facts["integrity_check"] = run_integrity_check(conn)
+            except sqlite3.DatabaseError as exc:
+                facts["open_error"] = _first_line(exc)
+        return self_check_findings(facts, manifest.fk_orphans)
+
+
+def _wal_size(path: Path) -> int:
+    try:
+        return os.stat(str(path) + "-wal").st_size
+    except OSError:
+        return 0
