@@ -36,6 +36,117 @@ from restorecheck.model import (
 
 # --- snapshot and compare (issue 4) ---------------------------------------------------------
 
+
+def is_manifest_path(text: str) -> bool:
+    """A compare side names a manifest when it is a ``.json`` path or a file that holds JSON."""
+    if text.lower().endswith(".json"):
+        return True
+    p = Path(text)
+    try:
+        if p.is_file():
+            with p.open("rb") as fh:
+                return fh.read(64).lstrip()[:1] == b"{"
+    except OSError:
+        return False
+    return False
+
+
+def _live_fingerprint(ref: DatabaseRef, options: FingerprintOptions, ranges_from: Manifest | None) -> Manifest:
+    try:
+        engine = engine_for(ref)
+    except ImportError:
+        if ref.engine != "postgresql":
+            raise
+        from restorecheck.engines.pg_fingerprint import fingerprint_postgres
+
+        return fingerprint_postgres(ref, options, ranges_from=ranges_from)  # type: ignore[arg-type]
+    return _fingerprint(engine, ref, options, ranges_from)
+
+
+def snapshot(source: DatabaseRef | str, options: FingerprintOptions | None = None) -> Manifest:
+    """Fingerprint the live database ``source`` (read only) into a Manifest."""
+    ref = _as_ref(source)
+    return _live_fingerprint(ref, options or FingerprintOptions(), None)
+
+
+def _strict_of(manifest: Manifest, options: FingerprintOptions) -> FingerprintOptions:
+    """Fingerprint a live side in the checksum mode of the manifest it is compared with."""
+    mode = str(manifest.facts.get("checksum_mode", ""))
+    if mode:
+        return dataclasses.replace(options, strict=mode.startswith("text"))
+    return options
+
+
+def compare(
+    a: str,
+    b: str,
+    *,
+    options: FingerprintOptions | None = None,
+    live_reference: bool | None = None,
+    max_keys: int = 20,
+) -> Report:
+    """Compare A (the reference) with B: two live databases, two manifests, or one of each.
+
+    A side is a manifest when it is a JSON file (``is_manifest_path``), else a database. A live
+    side is fingerprinted with the other side's key ranges and checksum mode. When both sides are
+    live, differing key ranges are bisected down to the differing keys (``details["keys"]``).
+    ``live_reference`` (default: A is live): the restored sequences may be ahead of the reference.
+    """
+    from restorecheck.checks.compare import compare_manifests
+
+    options = options or FingerprintOptions()
+    started_at, start = _now_iso(), time.monotonic()
+    phases: dict[str, float] = {}
+    a_is_manifest, b_is_manifest = is_manifest_path(a), is_manifest_path(b)
+    ref_a = None if a_is_manifest else _as_ref(a)
+    ref_b = None if b_is_manifest else _as_ref(b)
+    if ref_a is not None and ref_b is not None and ref_a.engine != ref_b.engine:
+        raise BadInputError(f"cannot compare a {ref_a.engine} database with a {ref_b.engine} database")
+    man_a = Manifest.load(a) if a_is_manifest else None
+    man_b = Manifest.load(b) if b_is_manifest else None
+    t = time.monotonic()
+    if man_a is None:
+        assert ref_a is not None
+        opts_a = _strict_of(man_b, options) if man_b is not None else options
+        man_a = _live_fingerprint(ref_a, dataclasses.replace(opts_a, snapshot=None), man_b)
+    if man_b is None:
+        assert ref_b is not None
+        man_b = _live_fingerprint(ref_b, dataclasses.replace(_strict_of(man_a, options), snapshot=None), man_a)
+    phases["fingerprint"] = _elapsed(t)
+    if man_a.engine != man_b.engine:
+        raise BadInputError(f"cannot compare a {man_a.engine} manifest with a {man_b.engine} one")
+    if live_reference is None:
+        live_reference = ref_a is not None
+    t = time.monotonic()
+    tables, findings = compare_manifests(man_a, man_b, live_reference=live_reference, max_keys=max_keys)
+    if ref_a is not None and ref_b is not None and man_a.engine == "postgresql":
+        findings = _with_keys(ref_a, ref_b, man_a, man_b, findings, options, max_keys)
+    phases["compare"] = _elapsed(t)
+    phases["total"] = _elapsed(start)
+    return Report(
+        verdict=verdict_for(findings), engine=man_a.engine, reference="live" if ref_a is not None else "manifest",
+        phases=phases, tables=tuple(tables), findings=tuple(findings), command="compare",
+        started_at=started_at, source=ref_a.display() if ref_a is not None else str(a),
+        target=ref_b.display() if ref_b is not None else str(b),
+    )
+
+
+def _with_keys(ref_a: DatabaseRef, ref_b: DatabaseRef, man_a: Manifest, man_b: Manifest,
+               findings: list[Finding], options: FingerprintOptions, max_keys: int) -> list[Finding]:
+    """Bisect the tables with a row_count or checksum finding down to keys (both sides live)."""
+    from restorecheck.engines.pg_fingerprint import narrow_table
+
+    out = []
+    for f in findings:
+        ta, tb = man_a.table(f.object), man_b.table(f.object)
+        if f.check in ("row_count", "checksum") and ta is not None and tb is not None and ta.key \
+                and ta.checksum_mode == tb.checksum_mode:
+            keys = narrow_table(ref_a, ref_b, ta, tb, max_keys=max_keys,  # type: ignore[arg-type]
+                                options=_strict_of(man_a, options))
+            f = dataclasses.replace(f, details={**f.details, "keys": keys})
+        out.append(f)
+    return out
+
 # --- backup, verify and drill (issue 5) -----------------------------------------------------
 
 
