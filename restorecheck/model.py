@@ -101,7 +101,12 @@ class BackupArtifact:
 
 @dataclass(frozen=True)
 class RangeChecksum:
-    """The checksum of the rows whose key lies in [lower, upper] (both inclusive; None = open)."""
+    """The checksum of the rows whose key lies between lower and upper (None = open).
+
+    The engine defines the bounds: SQLite's are both inclusive; PostgreSQL's are [lower, upper),
+    lower inclusive and upper exclusive, with text key columns compared in the "C" collation.
+    Comparisons only pair ranges whose bounds are equal.
+    """
 
     lower: tuple[Any, ...] | None
     upper: tuple[Any, ...] | None
