@@ -64,32 +64,42 @@ def compare_sqlite(reference: Manifest, restored: Manifest) -> list[Finding]:
     return compare_header(ref_header, res_header)
 
 
-def self_check_findings(facts: Mapping[str, Any], fk_orphans: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
-    """Findings from a restored copy's own facts: integrity_check, read errors, FK orphans."""
+def self_check_findings(
+    facts: Mapping[str, Any],
+    fk_orphans: Mapping[str, Mapping[str, Any]],
+    *,
+    open_error_reported: bool = False,
+) -> list[Finding]:
+    """Findings from a restored copy's own facts: integrity_check, read errors, FK orphans.
+
+    ``open_error_reported``: the restore already reported that the file does not open (a
+    ``restore_errors`` finding), so that is not reported a second time.
+    """
     findings: list[Finding] = []
     open_error = facts.get("open_error")
     if open_error:
-        findings.append(Finding(
-            "integrity", "error", "database",
-            f"the restored file cannot be used as a SQLite database: {open_error}",
-            {"error": open_error},
-        ))
+        if not open_error_reported:
+            findings.append(Finding(
+                "integrity", "error", "database",
+                f"the restored file cannot be used as a SQLite database: {open_error}",
+                {"error": open_error},
+            ))
         return findings
     integrity = facts.get("integrity_check")
-    if integrity is not None and list(integrity) != ["ok"]:
-        lines = [str(x) for x in integrity]
-        findings.append(Finding(
-            "integrity", "error", "database",
-            f"PRAGMA integrity_check found {len(lines)}{'+' if facts.get('integrity_truncated') else ''} "
-            f"problem(s), first: {lines[0]}",
-            {"problems": lines[:MAX_LISTED]},
-        ))
-    for name, error in sorted((facts.get("read_errors") or {}).items()):
-        findings.append(Finding(
-            "integrity", "error", name,
-            f"{name} could not be read to the end: {error}",
-            {"error": error},
-        ))
+    problems = [] if integrity is None or list(integrity) == ["ok"] else [str(x) for x in integrity]
+    read_errors = dict(sorted((facts.get("read_errors") or {}).items()))
+    if problems or read_errors:
+        if problems:
+            more = "+" if facts.get("integrity_truncated") else ""
+            message = f"PRAGMA integrity_check found {len(problems)}{more} problem(s), first: {problems[0]}"
+        else:
+            message = "PRAGMA integrity_check passed, but tables could not be read to the end"
+        if read_errors:
+            message += "; unreadable: " + ", ".join(f"{k} ({v})" for k, v in list(read_errors.items())[:3])
+        details: dict[str, Any] = {"problems": problems[:MAX_LISTED]}
+        if read_errors:
+            details["read_errors"] = read_errors
+        findings.append(Finding("integrity", "error", "database", message, details))
     for name, state in sorted(fk_orphans.items()):
         n = int(state.get("orphans") or 0)
         if n > 0:

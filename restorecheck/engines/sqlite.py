@@ -685,6 +685,10 @@ class SqliteEngine:
 
     name: ClassVar[str] = "sqlite"
 
+    def __init__(self) -> None:
+        # restored copies whose failure to open was already reported as restore_errors
+        self._unopenable: set[str] = set()
+
     def detect_format(self, path: Path) -> str | None:
         return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
 
@@ -824,9 +828,11 @@ class SqliteEngine:
                 mode = conn.execute("PRAGMA main.journal_mode").fetchone()[0]
                 if mode == "wal":  # fold a restored -wal into the copy; reads then need no -wal
                     conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
+                read_schema(conn, read_tables(conn))  # the catalog must be readable
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
+            self._unopenable.add(str(target))
             findings.append(Finding(
                 "restore_errors", "error", str(path),
                 f"the backup does not open as a SQLite database: {_first_line(exc)}",
@@ -853,7 +859,8 @@ class SqliteEngine:
                     facts["integrity_check"] = run_integrity_check(conn)
             except sqlite3.DatabaseError as exc:
                 facts["open_error"] = _first_line(exc)
-        return self_check_findings(facts, manifest.fk_orphans)
+        reported = isinstance(restored, SqliteRef) and str(restored.path) in self._unopenable
+        return self_check_findings(facts, manifest.fk_orphans, open_error_reported=reported)
 
 
 def _wal_size(path: Path) -> int:

@@ -1,0 +1,479 @@
+"""The SQLite engine through its methods, on small databases built in tmp_path (no server needed).
+
+Each fault is made in a copy of a real backup and must be judged by the right check id; the clean
+case must pass. Comparisons go through the shared ``checks.compare.compare_manifests`` plus
+``checks.sqlite.compare_sqlite``, as the pipeline does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from restorecheck.checks.compare import compare_manifests
+from restorecheck.checks.sqlite import compare_sqlite
+from restorecheck.dburl import SqliteRef
+from restorecheck.engines import get_engine
+from restorecheck.engines.base import BackupOptions, FingerprintOptions, RestoreOptions
+from restorecheck.engines.sqlite import (
+    CHECKSUM_MODE,
+    SqliteEngine,
+    differing_keys,
+    quote_identifier,
+)
+from restorecheck.errors import BackupNotFoundError, BadInputError, UnknownFormatError
+from restorecheck.model import BackupArtifact, Finding, Manifest
+
+SMALL = FingerprintOptions(range_rows=500, max_ranges=8)
+
+
+def build_db(path: Path, *, books: int = 1200) -> Path:
+    """A small database with what breaks SQLite backups: FKs, AUTOINCREMENT, WITHOUT ROWID,
+    an index, a view, a trigger, FTS5, mixed storage classes, NUL in text, header values."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        PRAGMA user_version = 42;
+        PRAGMA application_id = 1234567;
+        CREATE TABLE authors(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL);
+        CREATE TABLE books(id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES authors(id),
+                           title TEXT, price REAL, cover BLOB, anything);
+        CREATE INDEX books_author ON books(author_id);
+        CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+        CREATE VIEW cheap_books AS SELECT title FROM books WHERE price < 10;
+        CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, book_id INTEGER, at TEXT);
+        CREATE TRIGGER books_audit AFTER INSERT ON books BEGIN
+            INSERT INTO audit(book_id, at) VALUES (new.id, 'x');
+        END;
+        CREATE VIRTUAL TABLE notes USING fts5(body);
+        """
+    )
+    conn.executemany("INSERT INTO authors(name) VALUES (?)", [(f"author {i}",) for i in range(40)])
+    kinds: list[object] = [1, 1.0, "1", b"\x01", None, "zero\x00byte", 2**62, -0.0]
+    conn.executemany(
+        "INSERT INTO books VALUES (?, ?, ?, ?, ?, ?)",
+        [(i, i % 40 + 1, f"title {i}", i * 1.25, bytes([i % 256, 0, 255]), kinds[i % len(kinds)])
+         for i in range(1, books + 1)],
+    )
+    conn.executemany("INSERT INTO kv VALUES (?, ?)", [(f"k{i:05d}", i * 0.5) for i in range(700)])
+    conn.executemany("INSERT INTO notes(body) VALUES (?)", [(f"note number {i}",) for i in range(60)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def sha(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def sql(path: Path, script: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def engine() -> SqliteEngine:
+    return SqliteEngine()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return build_db(tmp_path / "app.db")
+
+
+@pytest.fixture
+def backup(engine: SqliteEngine, source: Path, tmp_path: Path) -> tuple[BackupArtifact, Manifest]:
+    return engine.backup(SqliteRef(source), tmp_path / "out", BackupOptions(name="app", fingerprint=SMALL))
+
+
+@contextlib.contextmanager
+def restored(engine: SqliteEngine, path: Path) -> Iterator[tuple[list[Finding], Manifest, list[Finding]]]:
+    """Restore ``path``, fingerprint the copy: (restore findings, manifest, self-check findings)."""
+    art = BackupArtifact(str(path), "sqlite", path.stat().st_size, None)
+    with contextlib.ExitStack() as stack:
+        out = engine.restore(art, RestoreOptions(), stack)
+        manifest = engine.fingerprint(out.restored, SMALL)
+        yield out.findings, manifest, engine.self_checks(out.restored, manifest)
+
+
+def verify(engine: SqliteEngine, path: Path, reference: Manifest) -> list[Finding]:
+    """Everything the pipeline would report for ``path`` against ``reference``."""
+    with restored(engine, path) as (restore_findings, manifest, self_findings):
+        _, compared = compare_manifests(reference, manifest)
+        return [*restore_findings, *self_findings, *compared, *compare_sqlite(reference, manifest)]
+
+
+def errors(findings: list[Finding]) -> dict[str, list[Finding]]:
+    out: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.severity == "error":
+            out.setdefault(f.check, []).append(f)
+    return out
+
+
+def faulty_copy(art: BackupArtifact, tmp_path: Path, script: str) -> Path:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(Path(art.path).read_bytes())
+    sql(bad, script)
+    return bad
+
+
+# --- format, names ----------------------------------------------------------------------------
+
+
+def test_registry_and_detect_format(engine: SqliteEngine, source: Path, tmp_path: Path) -> None:
+    assert get_engine("sqlite").name == "sqlite"
+    assert engine.detect_format(source) == "sqlite"
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a database\n")
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    assert engine.detect_format(text) is None
+    assert engine.detect_format(empty) is None
+    assert engine.detect_format(tmp_path) is None
+    assert engine.detect_format(tmp_path / "missing.db") is None
+
+
+def test_quote_identifier() -> None:
+    assert quote_identifier('we"ird') == '"we""ird"'
+    assert quote_identifier("plain") == '"plain"'
+
+
+# --- the clean case ---------------------------------------------------------------------------
+
+
+def test_clean_backup_passes(engine: SqliteEngine, source: Path,
+                             backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    assert Path(art.path).name == "app.db" and art.format == "sqlite" and art.sha256
+    assert (Path(art.path).parent / "app.manifest.json").exists()
+    assert Manifest.load(Path(art.path).parent / "app.manifest.json").to_dict() == manifest.to_dict()
+    names = {t.name: t for t in manifest.tables}
+    # virtual table counted once, its shadow tables not at all; internal tables skipped
+    assert set(names) == {"main.authors", "main.books", "main.kv", "main.audit", "main.notes"}
+    assert names["main.books"].rows == 1200 and names["main.books"].ranges
+    assert names["main.kv"].kind == "without_rowid" and names["main.kv"].key == ("k",)
+    assert names["main.notes"].kind == "virtual" and names["main.notes"].rows == 60
+    assert all(t.checksum_mode == CHECKSUM_MODE for t in manifest.tables)
+    assert manifest.facts["header"]["user_version"] == 42
+    assert manifest.facts["header"]["application_id"] == 1234567
+    assert manifest.sequences["main.authors"]["last_value"] == 40
+    assert set(manifest.schema["views"]) == {"main.cheap_books"}
+    assert set(manifest.schema["triggers"]) == {"main.books_audit"}
+    assert set(manifest.schema["indexes"]) == {"main.books_author"}
+    assert manifest.schema["virtual_tables"]["main.notes"]["shadow_tables"]
+    assert manifest.fk_orphans == {"main.books.fk0": {"orphans": 0, "validated": False, "table": "main.books",
+                                                      "parent": "main.authors", "rowids": []}}
+    findings = verify(engine, Path(art.path), manifest)
+    assert [f for f in findings if f.severity == "error"] == []
+    # a live snapshot of the source equals the backup's manifest
+    live = engine.fingerprint(SqliteRef(source), SMALL)
+    _, compared = compare_manifests(live, manifest)
+    assert compared == [] and live.facts["integrity_check"] == ["ok"]
+
+
+def test_backup_never_overwrites(engine: SqliteEngine, source: Path, tmp_path: Path,
+                                 backup: tuple[BackupArtifact, Manifest]) -> None:
+    with pytest.raises(BadInputError, match="already exists"):
+        engine.backup(SqliteRef(source), tmp_path / "out", BackupOptions(name="app"))
+
+
+def test_checksum_tells_storage_classes_apart(engine: SqliteEngine, tmp_path: Path) -> None:
+    values: list[object] = [1, 1.0, "1", b"\x01", b"1", None, "", "a\x00b", "a\x00c", 0.1 + 0.2, 0.3]
+    sums = []
+    for i, v in enumerate(values):
+        p = tmp_path / f"v{i}.db"
+        sql(p, "CREATE TABLE t(x)")
+        conn = sqlite3.connect(p)
+        conn.execute("INSERT INTO t VALUES (?)", (v,))
+        conn.commit()
+        conn.close()
+        (t,) = engine.fingerprint(SqliteRef(p), SMALL).tables
+        sums.append(t.checksum)
+    assert len(set(sums)) == len(values), "every value must hash differently"
+
+
+def test_checksum_independent_of_physical_order(engine: SqliteEngine, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    sql(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1,'x'),(2,'y'),(3,'z');")
+    sql(b, "PRAGMA page_size=1024; CREATE TABLE t(id INTEGER PRIMARY KEY, v);"
+           "INSERT INTO t VALUES (3,'z'); INSERT INTO t VALUES (1,'x'); INSERT INTO t VALUES (2,'y'); VACUUM;")
+    fa = engine.fingerprint(SqliteRef(a), SMALL).tables[0]
+    fb = engine.fingerprint(SqliteRef(b), SMALL).tables[0]
+    assert fa.checksum == fb.checksum
+
+
+# --- each fault, judged by the right check ----------------------------------------------------
+
+
+def test_deleted_row_is_row_count(engine: SqliteEngine, tmp_path: Path,
+                                  backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "DELETE FROM books WHERE id = 777;")
+    errs = errors(verify(engine, bad, manifest))
+    (f,) = errs["row_count"]
+    assert f.object == "main.books" and f.details["rows_expected"] == 1200 and f.details["rows_restored"] == 1199
+    (rng,) = f.details["ranges"]  # narrowed to the one rowid bucket holding 777
+    assert rng["lower"][0] <= 777 <= rng["upper"][0]
+    assert differing_keys(Path(art.path), bad, "main.books") == [777]
+
+
+def test_changed_value_is_checksum_with_the_rowid(engine: SqliteEngine, tmp_path: Path,
+                                                  backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "UPDATE books SET price = price + 0.01 WHERE id = 1001;")
+    errs = errors(verify(engine, bad, manifest))
+    assert set(errs) == {"checksum"}
+    (f,) = errs["checksum"]
+    assert f.object == "main.books"
+    (rng,) = f.details["ranges"]
+    assert rng["lower"][0] <= 1001 <= rng["upper"][0]
+    assert differing_keys(Path(art.path), bad, "main.books", lower=rng["lower"][0],
+                          upper=rng["upper"][0]) == [1001]
+
+
+def test_same_text_other_storage_class_is_checksum(engine: SqliteEngine, tmp_path: Path,
+                                                   backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    # row 8 holds the integer 1 in the untyped column; make it the text '1'
+    bad = faulty_copy(art, tmp_path, "UPDATE books SET anything = CAST(anything AS TEXT) WHERE id = 8;")
+    conn = sqlite3.connect(bad)
+    assert conn.execute("SELECT typeof(anything), anything = '1' FROM books WHERE id = 8").fetchone() == ("text", 1)
+    conn.close()
+    errs = errors(verify(engine, bad, manifest))
+    assert set(errs) == {"checksum"} and errs["checksum"][0].object == "main.books"
+    assert differing_keys(Path(art.path), bad, "main.books") == [8]
+
+
+def test_without_rowid_change_is_checksum(engine: SqliteEngine, tmp_path: Path,
+                                          backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "UPDATE kv SET v = 'changed' WHERE k = 'k00300';")
+    errs = errors(verify(engine, bad, manifest))
+    (f,) = errs["checksum"]
+    assert f.object == "main.kv" and len(f.details["ranges"]) == 1
+    assert differing_keys(Path(art.path), bad, "main.kv") == ["k00300"]
+
+
+def test_orphan_row_is_fk_orphans(engine: SqliteEngine, tmp_path: Path,
+                                  backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "PRAGMA foreign_keys = OFF; INSERT INTO books(id, author_id) VALUES (5000, 999);")
+    errs = errors(verify(engine, bad, manifest))
+    (f,) = errs["fk_orphans"]
+    assert f.object == "main.books.fk0" and f.details["orphans_restored"] == 1
+    assert f.details["orphans_expected"] == 0
+
+
+def test_orphans_already_in_the_source_pass(engine: SqliteEngine, tmp_path: Path) -> None:
+    src = build_db(tmp_path / "orphans.db")
+    sql(src, "INSERT INTO books(id, author_id) VALUES (9000, 777);")  # foreign_keys is off by default
+    art, manifest = engine.backup(SqliteRef(src), tmp_path / "o", BackupOptions(name="o", fingerprint=SMALL))
+    assert manifest.fk_orphans["main.books.fk0"]["orphans"] == 1
+    findings = verify(engine, Path(art.path), manifest)
+    assert errors(findings) == {}
+    warned = [f for f in findings if f.check == "fk_orphans"]
+    assert warned and warned[0].severity == "warning" and warned[0].details["rowids"] == [9000]
+
+
+def test_lost_header_value_is_header(engine: SqliteEngine, tmp_path: Path,
+                                     backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "PRAGMA user_version = 0;")
+    errs = errors(verify(engine, bad, manifest))
+    assert set(errs) == {"header"}
+    assert errs["header"][0].object == "header.user_version"
+    bad2 = faulty_copy(art, tmp_path, "PRAGMA application_id = 0;")  # overwrites bad.db
+    assert {f.object for f in errors(verify(engine, bad2, manifest))["header"]} == {"header.application_id"}
+
+
+def test_lost_sqlite_sequence_is_sequence(engine: SqliteEngine, tmp_path: Path,
+                                          backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "DELETE FROM sqlite_sequence WHERE name = 'authors';")
+    errs = errors(verify(engine, bad, manifest))
+    assert set(errs) == {"sequence"} and errs["sequence"][0].object == "main.authors"
+
+
+def test_dropped_trigger_and_view_are_schema(engine: SqliteEngine, tmp_path: Path,
+                                             backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "DROP TRIGGER books_audit; DROP VIEW cheap_books; DROP INDEX books_author;")
+    errs = errors(verify(engine, bad, manifest))
+    assert set(errs) == {"schema"}
+    text = " ".join(f.object + " " + f.message for f in errs["schema"])
+    assert "books_audit" in text and "cheap_books" in text and "books_author" in text
+
+
+def test_truncated_file_is_integrity_not_a_crash(engine: SqliteEngine, tmp_path: Path,
+                                                 backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    data = Path(art.path).read_bytes()
+    bad = tmp_path / "truncated.db"
+    bad.write_bytes(data[: len(data) // 2])
+    errs = errors(verify(engine, bad, manifest))
+    assert "integrity" in errs or "restore_errors" in errs
+    assert errs  # and the verdict fails
+
+
+def test_header_only_file_is_restore_errors(engine: SqliteEngine, tmp_path: Path,
+                                            backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = tmp_path / "stub.db"
+    bad.write_bytes(Path(art.path).read_bytes()[:40])  # the magic string and not much else
+    findings = verify(engine, bad, manifest)
+    errs = errors(findings)
+    assert "restore_errors" in errs or "integrity" in errs
+    assert "table_missing" in errs
+
+
+def test_damaged_page_is_integrity(engine: SqliteEngine, tmp_path: Path,
+                                   backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = tmp_path / "damaged.db"
+    data = bytearray(Path(art.path).read_bytes())
+    conn = sqlite3.connect(art.path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'books_author'").fetchone()
+    conn.close()
+    start = (root - 1) * page_size
+    assert data[start] in (0x02, 0x0A)  # an index b-tree page
+    data[start + 8 : start + page_size // 2] = b"\xa5" * (page_size // 2 - 8)
+    bad.write_bytes(bytes(data))
+    errs = errors(verify(engine, bad, manifest))
+    assert "integrity" in errs
+    assert errs["integrity"][0].details.get("problems") or errs["integrity"][0].details.get("error")
+
+
+def test_not_sqlite_is_unknown_format(engine: SqliteEngine, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_text("PGDMP? no: just text\n")
+    art = BackupArtifact(str(junk), "sqlite", junk.stat().st_size, None)
+    with pytest.raises(UnknownFormatError), contextlib.ExitStack() as stack:
+        engine.restore(art, RestoreOptions(), stack)
+    with pytest.raises(UnknownFormatError):
+        engine.fingerprint(SqliteRef(junk), SMALL)
+    with pytest.raises(UnknownFormatError):
+        engine.backup(SqliteRef(junk), tmp_path / "o", BackupOptions())
+    with pytest.raises(BackupNotFoundError):
+        engine.fingerprint(SqliteRef(tmp_path / "nope.db"), SMALL)
+
+
+# --- sources: read only, WAL, concurrent writers -----------------------------------------------
+
+
+def test_backup_leaves_source_bytes_unchanged(engine: SqliteEngine, source: Path, tmp_path: Path) -> None:
+    before = sha(source)
+    engine.backup(SqliteRef(source), tmp_path / "o1", BackupOptions(name="x"))
+    engine.fingerprint(SqliteRef(source), SMALL)
+    assert sha(source) == before
+    assert not source.with_name(source.name + "-journal").exists()
+
+
+def test_wal_source_with_uncheckpointed_writes(engine: SqliteEngine, tmp_path: Path) -> None:
+    src = build_db(tmp_path / "wal.db")
+    writer = sqlite3.connect(src, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode = WAL")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        writer.execute("INSERT INTO books(id, title) VALUES (424242, 'only in the wal')")
+        writer.execute("UPDATE kv SET v = 'wal' WHERE k = 'k00001'")
+        writer.execute("PRAGMA user_version = 43")
+        wal = src.with_name("wal.db-wal")
+        assert wal.stat().st_size > 0
+        before = (sha(src), sha(wal))
+        art, manifest = engine.backup(SqliteRef(src), tmp_path / "o", BackupOptions(name="w", fingerprint=SMALL))
+        assert (sha(src), sha(wal)) == before, "the source's bytes must not change"
+        books = manifest.table("main.books")
+        assert books is not None and books.rows == 1201
+        assert manifest.facts["header"]["user_version"] == 43
+        assert manifest.facts["header"]["journal_mode"] == "wal"
+        assert manifest.facts["source_wal_bytes"] > 0
+        copy = sqlite3.connect(f"file:{art.path}?mode=ro&immutable=1", uri=True)
+        assert copy.execute("SELECT title FROM books WHERE id = 424242").fetchone() == ("only in the wal",)
+        copy.close()
+        assert errors(verify(engine, Path(art.path), manifest)) == {}
+        live = engine.fingerprint(SqliteRef(src), SMALL)
+        assert compare_manifests(live, manifest)[1] == []
+        assert (sha(src), sha(wal)) == before
+    finally:
+        writer.close()
+
+
+def test_writer_during_stepped_backup_does_not_tear_it(engine: SqliteEngine, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import restorecheck.engines.sqlite as mod
+
+    src = build_db(tmp_path / "busy.db", books=3000)
+    sql(src, "PRAGMA journal_mode = WAL;")
+    writer = sqlite3.connect(src, isolation_level=None)
+    monkeypatch.setattr(mod, "BACKUP_STEP_PAGES", 5)
+    writes = 0
+
+    def progress(task: str, done: float, total: float | None) -> None:
+        nonlocal writes
+        if task == "backup" and writes < 5:
+            writer.execute("INSERT INTO kv VALUES (?, 'late')", (f"late{writes}",))
+            writes += 1
+
+    try:
+        art, manifest = engine.backup(SqliteRef(src), tmp_path / "o", BackupOptions(
+            name="b", fingerprint=SMALL, progress=progress))
+    finally:
+        writer.close()
+    assert writes == 5
+    kv = manifest.table("main.kv")
+    assert kv is not None and kv.rows == 700  # the snapshot of the backup's read transaction
+    assert errors(verify(engine, Path(art.path), manifest)) == {}
+
+
+def test_restore_is_a_private_copy_removed_afterwards(engine: SqliteEngine,
+                                                      backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, _ = backup
+    before = sha(Path(art.path))
+    with contextlib.ExitStack() as stack:
+        out = engine.restore(art, RestoreOptions(), stack)
+        assert isinstance(out.restored, SqliteRef)
+        copy = Path(out.restored.path)
+        assert copy.exists() and copy != Path(art.path)
+        sql(copy, "DELETE FROM books;")  # whatever happens to the copy ...
+    assert not copy.parent.exists()
+    assert sha(Path(art.path)) == before  # ... the backup is untouched
+    assert sorted(p.name for p in Path(art.path).parent.iterdir()) == ["app.db", "app.manifest.json"]
+
+
+def test_wal_file_beside_a_backup_is_a_warning(engine: SqliteEngine, tmp_path: Path) -> None:
+    src = build_db(tmp_path / "hot.db")
+    writer = sqlite3.connect(src, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("INSERT INTO books(id, title) VALUES (99999, 'in wal')")
+    copy_dir = tmp_path / "filecopy"
+    copy_dir.mkdir()
+    (copy_dir / "hot.db").write_bytes(src.read_bytes())  # the classic file-copy backup (PITFALLS H2)
+    (copy_dir / "hot.db-wal").write_bytes(src.with_name("hot.db-wal").read_bytes())
+    writer.close()
+    with restored(engine, copy_dir / "hot.db") as (restore_findings, manifest, _):
+        assert [f.check for f in restore_findings] == ["backup_file"]
+        books = manifest.table("main.books")
+        assert books is not None and books.rows == 1201
+
+
+def test_self_checks_without_integrity_fact_runs_it(engine: SqliteEngine,
+                                                    backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    assert manifest.facts["integrity_check"] is None  # not run at backup time (verify runs it)
+    assert engine.self_checks(SqliteRef(Path(art.path)), manifest) == []
+
+
+def test_schema_only_fingerprint(engine: SqliteEngine, source: Path) -> None:
+    m = engine.fingerprint(SqliteRef(source), FingerprintOptions(schema_only=True))
+    assert m.tables == () and m.schema["tables"]
