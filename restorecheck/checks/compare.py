@@ -47,6 +47,10 @@ def compare_manifests(
     findings += compare_large_objects(reference.large_objects, restored.large_objects, max_keys=max_keys)
     skip = {t.name for t in reference.tables} ^ {t.name for t in restored.tables}
     findings += compare_schema(reference.schema, restored.schema, reported_tables=skip)
+    if reference.engine == "sqlite" and restored.engine == "sqlite":
+        from restorecheck.checks.sqlite import compare_sqlite  # header values a copy must keep
+
+        findings += compare_sqlite(reference, restored)
     return results, findings
 
 

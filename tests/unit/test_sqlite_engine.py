@@ -1,8 +1,8 @@
 """The SQLite engine through its methods, on small databases built in tmp_path (no server needed).
 
 Each fault is made in a copy of a real backup and must be judged by the right check id; the clean
-case must pass. Comparisons go through the shared ``checks.compare.compare_manifests`` plus
-``checks.sqlite.compare_sqlite``, as the pipeline does.
+case must pass. Comparisons go through the shared ``checks.compare.compare_manifests`` (which
+adds ``checks.sqlite.compare_sqlite`` for SQLite manifests), as the pipeline does.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from restorecheck.checks.compare import compare_manifests
-from restorecheck.checks.sqlite import compare_sqlite
 from restorecheck.dburl import SqliteRef
 from restorecheck.engines import get_engine
 from restorecheck.engines.base import BackupOptions, FingerprintOptions, RestoreOptions
@@ -107,7 +106,7 @@ def verify(engine: SqliteEngine, path: Path, reference: Manifest) -> list[Findin
     """Everything the pipeline would report for ``path`` against ``reference``."""
     with restored(engine, path) as (restore_findings, manifest, self_findings):
         _, compared = compare_manifests(reference, manifest)
-        return [*restore_findings, *self_findings, *compared, *compare_sqlite(reference, manifest)]
+        return [*restore_findings, *self_findings, *compared]
 
 
 def errors(findings: list[Finding]) -> dict[str, list[Finding]]:
@@ -289,7 +288,8 @@ def test_lost_header_value_is_header(engine: SqliteEngine, tmp_path: Path,
     bad = faulty_copy(art, tmp_path, "PRAGMA user_version = 0;")
     errs = errors(verify(engine, bad, manifest))
     assert set(errs) == {"header"}
-    assert errs["header"][0].object == "header.user_version"
+    (f,) = errs["header"]
+    assert f.object == "header.user_version" and (f.details["expected"], f.details["restored"]) == (42, 0)
     bad2 = faulty_copy(art, tmp_path, "PRAGMA application_id = 0;")  # overwrites bad.db
     assert {f.object for f in errors(verify(engine, bad2, manifest))["header"]} == {"header.application_id"}
 
