@@ -153,6 +153,33 @@ def doctor(as_json: bool, pg_bin: Path | None, sweep: bool) -> int:
     return int(ExitCode.OK if result.ok else ExitCode.ENVIRONMENT)
 
 
+@cli.command("seed")
+@click.argument("target")
+@click.option("--scale", type=click.IntRange(1, 100_000), default=1, show_default=True,
+              help="Multiplies every table's row count (scale 1 is about 4,400 rows).")
+@click.option("--seed", "seed_value", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="The random seed: the same scale and seed give the same content everywhere.")
+@click.option("--replace", is_flag=True,
+              help="Drop and recreate the dataset's own objects; nothing else in TARGET is touched.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("--no-progress", is_flag=True, help="Never show progress bars.")
+def seed_command(target: str, scale: int, seed_value: int, replace: bool, quiet: bool, no_progress: bool) -> int:
+    """Load the known dataset into TARGET (a postgresql:// URL or a SQLite file).
+
+    Refuses a TARGET that already holds tables (exit 2) unless --replace.
+    """
+    from restorecheck.dburl import parse_database
+    from restorecheck.seed import seed
+    from restorecheck.seed.console import progress_bar, render_result
+
+    ref = parse_database(target)
+    with progress_bar(not quiet and not no_progress) as progress:
+        result = seed(ref, scale=scale, seed=seed_value, replace=replace, progress=progress)
+    if not quiet:
+        render_result(result)
+    return int(ExitCode.OK)
+
+
 # --- backup, verify, drill (issue 5) ----------------------------------------------------------
 
 
