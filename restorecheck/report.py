@@ -64,7 +64,8 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110) -> s
     from rich.table import Table
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False,
+                      soft_wrap=True)
     head = f"{_VERDICT_WORD.get(report.verdict, report.verdict.upper())}: restorecheck {report.command}"
     n_err, n_warn = len(report.errors), len(report.warnings)
     if report.verdict == "pass":
@@ -220,9 +221,9 @@ def _num(value: float) -> str:
 def to_prometheus(report: Report, now: float | None = None) -> str:
     """Prometheus text exposition format (for node_exporter's textfile collector)."""
     now = time.time() if now is None else now
+    # Labels stay stable from run to run (no file names: a nightly backup gets a new name every
+    # night, which would make a new time series each time).
     base = {"engine": report.engine, "command": report.command}
-    if report.backup:
-        base["backup"] = os.path.basename(report.backup.path.rstrip("/")) or report.backup.path
     lines: list[str] = []
 
     def metric(name: str, help_text: str, kind: str, samples: Iterable[tuple[dict[str, str], float]]) -> None:

@@ -152,7 +152,7 @@ class PostgresEngine:
                 conn.execute("SELECT set_config('lock_timeout', %s, false), "
                              "set_config('statement_timeout', %s, false)",
                              (fp_opts.lock_timeout, fp_opts.statement_timeout))
-                conn.autocommit = False
+                # autocommit connection + an explicit BEGIN: psycopg must not open its own transaction
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 row = conn.execute(
                     "SELECT pg_export_snapshot(), current_setting('server_version'), "
@@ -165,6 +165,9 @@ class PostgresEngine:
                 assert row is not None
                 (snapshot, server_version, version_num, in_recovery, role, rolsuper, bypassrls,
                  encoding, collate, ctype, dbname) = row
+                # Sequences are not MVCC (PITFALLS F2): read them now, before pg_dump does, so that
+                # the dump's setval values are never behind the manifest's (compared with >=).
+                early_sequences = _sequence_values(conn)
                 tools = self._client_tools(version_num // 10000, ("pg_dump",))
                 argv = pgd.pg_dump_argv(tools.tool("pg_dump"), fmt=fmt, output=out, snapshot=snapshot,
                                         jobs=options.jobs, compress=options.compress,
@@ -184,7 +187,7 @@ class PostgresEngine:
                     except BaseException as exc:  # pg_dump is still running: wait for it, then re-raise
                         fp_error = exc
                     result = fut.result()
-                conn.rollback()
+                conn.execute("ROLLBACK")  # read only: nothing to commit; ends the exported snapshot
                 if fp_error is not None:
                     _remove(out)
                     raise fp_error
@@ -223,8 +226,13 @@ class PostgresEngine:
             "lc_collate": collate,
             "lc_ctype": ctype,
             "backup_seconds": round(time.monotonic() - started, 3),
+            # sequence values were read before pg_dump read them: a restore may be ahead, not behind
+            "sequences_at_least": True,
         })
-        manifest = dataclasses.replace(manifest, facts=facts, snapshot=manifest.snapshot or snapshot,
+        sequences = {name: {**state, **early_sequences.get(name, {})}
+                     for name, state in manifest.sequences.items()}
+        manifest = dataclasses.replace(manifest, facts=facts, sequences=sequences,
+                                       snapshot=manifest.snapshot or snapshot,
                                        server_version=manifest.server_version or str(server_version))
         manifest = manifest.with_backup(artifact)  # the pipeline saves it beside the backup
         return artifact, manifest
@@ -434,6 +442,30 @@ def _drop_roles(server: Any, created: set[str]) -> None:
     except psycopg.Error as exc:
         log.warning("could not drop the roles restorecheck created (%s): %s", ", ".join(sorted(created)),
                     _first_line(exc))
+
+
+def _sequence_values(conn: Any) -> dict[str, dict[str, Any]]:
+    """last_value and is_called of every user sequence, read now (not MVCC)."""
+    import psycopg
+    from psycopg import sql
+
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname !~ '^pg_(toast|temp)'"
+    ).fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for nsp, name in rows:
+        try:
+            with conn.transaction():  # a savepoint: a sequence we may not read must not abort the rest
+                row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+                    sql.Identifier(nsp, name))).fetchone()
+        except psycopg.Error:
+            continue
+        if row is not None:
+            out[f"{nsp}.{name}"] = {"last_value": int(row[0]), "is_called": bool(row[1])}
+    return out
 
 
 def _remove(path: Path) -> None:
