@@ -352,14 +352,17 @@ class _Reader:
         self.order = ", ".join(self.keys)
 
     def after_condition(self) -> str:
-        """The WHERE condition "key > ?" (a row value for a composite key)."""
-        if len(self.keys) == 1:
-            return f"{self.keys[0]} > ?"
-        return f"({', '.join(self.keys)}) > ({', '.join('?' * len(self.keys))})"
+        return self.key_condition(">")
 
-    def chunks(self, after: tuple[Any, ...] | None, upto: int | None = None,
+    def key_condition(self, op: str) -> str:
+        """The WHERE condition "key <op> ?" (a row value for a composite key)."""
+        if len(self.keys) == 1:
+            return f"{self.keys[0]} {op} ?"
+        return f"({', '.join(self.keys)}) {op} ({', '.join('?' * len(self.keys))})"
+
+    def chunks(self, after: tuple[Any, ...] | None, before: tuple[Any, ...] | None = None,
                max_rows: int | None = None) -> Iterator[tuple[int, str, tuple[Any, ...] | None]]:
-        """Yield (rows, text, last_key) for rows with key > ``after`` (and rowid <= ``upto``)."""
+        """Yield (rows, text, last_key) for the rows with ``after`` < key < ``before`` in key order."""
         remaining = max_rows
         while remaining is None or remaining > 0:
             limit = self.limit if remaining is None else min(self.limit, remaining)
@@ -368,9 +371,9 @@ class _Reader:
             if after is not None:
                 where.append(self.after_condition())
                 params.extend(after)
-            if upto is not None:
-                where.append(f"{self.keys[0]} <= ?")
-                params.append(upto)
+            if before is not None:
+                where.append(self.key_condition("<"))
+                params.extend(before)
             cond = f" WHERE {' AND '.join(where)}" if where else ""
             if self.rowid is not None and self.keys == [self.rowid]:
                 # integer keys: the last key of the chunk is its maximum, read in the same pass
@@ -414,8 +417,26 @@ def _grid(lo: int, hi: int, max_ranges: int) -> int:
     return k
 
 
-def checksum_table(conn: sqlite3.Connection, info: TableInfo, options: FingerprintOptions) -> TableFingerprint:
-    """Row count, content checksum and (for large tables) key-range checksums of one table."""
+def _plan_from(reference: TableFingerprint | None, key: tuple[str, ...]) -> list[tuple[Any, Any]] | None:
+    """The reference's range bounds, when it has ranges on the same key (so both sides align)."""
+    if reference is None or not reference.ranges or tuple(reference.key) != key:
+        return None
+    return [(r.lower, r.upper) for r in reference.ranges]
+
+
+def checksum_table(
+    conn: sqlite3.Connection,
+    info: TableInfo,
+    options: FingerprintOptions,
+    reference: TableFingerprint | None = None,
+) -> TableFingerprint:
+    """Row count, content checksum and (for large tables) key-range checksums of one table.
+
+    The table checksum covers every row in key order, whatever the ranges. Range ``i`` holds the
+    rows from the end of range ``i - 1`` up to (excluding) the lower bound of range ``i + 1``, so
+    the ranges cover the table without gaps; with ``reference`` (a fingerprint of the same table
+    elsewhere) its bounds are reused, so that the two fingerprints can be compared range by range.
+    """
     name = info.qualified
     kind = info.kind
     if info.kind == "virtual" and not info.columns:
@@ -433,23 +454,30 @@ def checksum_table(conn: sqlite3.Connection, info: TableInfo, options: Fingerpri
         whole = hashlib.sha256()
         rows = 0
         ranges: list[RangeChecksum] = []
-        ranged = count > options.range_rows and options.max_ranges > 1
-        if ranged and reader.keys == [reader.rowid] and isinstance(kmin, int) and isinstance(kmax, int):
-            k = _grid(kmin, kmax, options.max_ranges)
+        plan = _plan_from(reference, key) if not options.schema_only else None
+        if plan is None and count > options.range_rows and options.max_ranges > 1 \
+                and reader.keys == [reader.rowid] and isinstance(kmin, int) and isinstance(kmax, int):
+            k = _grid(kmin, kmax, options.max_ranges)  # power-of-two rowid buckets
+            plan = [((b << k,), (((b + 1) << k) - 1,)) for b in range(kmin >> k, (kmax >> k) + 1)]
+        if plan is not None:
             after: tuple[Any, ...] | None = None
-            for bucket in range(kmin >> k, (kmax >> k) + 1):
-                lower, upper = bucket << k, ((bucket + 1) << k) - 1
+            for i, (lower, upper) in enumerate(plan):
+                nxt = plan[i + 1][0] if i + 1 < len(plan) else None
+                before = tuple(nxt) if nxt is not None else None
                 part = hashlib.sha256()
                 n_part = 0
-                for n, text, last in reader.chunks(after, upto=upper):
+                for n, text, last in reader.chunks(after, before=before):
                     data = text.encode() + b"\n"
                     part.update(data)
                     whole.update(data)
                     n_part += n
                     after = last
                 rows += n_part
-                ranges.append(RangeChecksum((lower,), (upper,), n_part, part.hexdigest()[:32]))
-        elif ranged:
+                ranges.append(RangeChecksum(None if lower is None else tuple(lower),
+                                            None if upper is None else tuple(upper), n_part,
+                                            part.hexdigest()[:32]))
+        elif count > options.range_rows and options.max_ranges > 1:
+            # runs of a power-of-two number of rows in key order (WITHOUT ROWID, composite keys)
             per = 1
             while per * options.max_ranges < count:
                 per *= 2
@@ -606,8 +634,12 @@ def fingerprint_connection(
     path: Path | None,
     options: FingerprintOptions,
     integrity: bool = True,
+    ranges_from: Manifest | None = None,
 ) -> Manifest:
-    """Fingerprint the ``main`` schema of an open connection, inside one read transaction."""
+    """Fingerprint the ``main`` schema of an open connection, inside one read transaction.
+
+    ``ranges_from``: a manifest of the same database elsewhere whose key-range bounds are reused.
+    """
     taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version}
     try:
@@ -634,7 +666,8 @@ def fingerprint_connection(
         if not options.schema_only:
             for i, t in enumerate(tables):
                 options.progress("fingerprint", i, len(tables))
-                fingerprints.append(checksum_table(conn, t, options))
+                ref = ranges_from.table(t.qualified) if ranges_from is not None else None
+                fingerprints.append(checksum_table(conn, t, options, ref))
             options.progress("fingerprint", len(tables), len(tables))
         read_errors = {f.name: f.note for f in fingerprints if not f.readable and f.kind != "virtual"}
         if read_errors:
@@ -694,7 +727,10 @@ class SqliteEngine:
 
     # --- fingerprint --------------------------------------------------------------------------
 
-    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions) -> Manifest:
+    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions,
+                    ranges_from: Manifest | None = None) -> Manifest:
+        """Fingerprint a live database read-only, in one read transaction (``ranges_from``: reuse
+        that manifest's key-range bounds)."""
         if not isinstance(db, SqliteRef):
             raise BadInputError(f"{db} is not a SQLite database")
         path = Path(db.path)
@@ -705,7 +741,8 @@ class SqliteEngine:
             raise SourceUnreachableError(f"cannot open {path}: {_first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(conn):
-            manifest = fingerprint_connection(conn, database=str(path), path=path, options=options)
+            manifest = fingerprint_connection(conn, database=str(path), path=path, options=options,
+                                              ranges_from=ranges_from)
         return manifest
 
     # --- backup -------------------------------------------------------------------------------
@@ -841,6 +878,29 @@ class SqliteEngine:
             info["connect_hint"] = f"sqlite3 {target}"
         return RestoreOutcome(restored=SqliteRef(target), findings=findings,
                               seconds=time.monotonic() - started, info=info)
+
+    # --- exact keys when both databases are at hand ---------------------------------------------
+
+    def narrow(self, reference: DatabaseRef, restored: DatabaseRef, findings: Sequence[Finding], *,
+               max_keys: int = 20) -> list[Finding]:
+        """Add ``details["keys"]``, the exact differing rowids (or primary keys), to every
+        ``row_count``/``checksum`` finding on a table, by comparing the typed rows of both files.
+
+        For drill, ``verify --against`` and ``compare`` of two files: the manifest alone narrows a
+        difference to key ranges; with both databases at hand it is narrowed to the rows.
+        """
+        if not isinstance(reference, SqliteRef) or not isinstance(restored, SqliteRef):
+            return list(findings)
+        out: list[Finding] = []
+        for f in findings:
+            if f.check in ("row_count", "checksum") and f.object.startswith("main."):
+                try:
+                    keys = differing_keys(Path(reference.path), Path(restored.path), f.object, limit=max_keys)
+                    f = dataclasses.replace(f, details={**f.details, "keys": keys})
+                except sqlite3.Error as exc:
+                    f = dataclasses.replace(f, details={**f.details, "keys_error": _first_line(exc)})
+            out.append(f)
+        return out
 
     # --- checks that need no reference --------------------------------------------------------
 

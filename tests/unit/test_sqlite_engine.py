@@ -477,3 +477,37 @@ def test_self_checks_without_integrity_fact_runs_it(engine: SqliteEngine,
 def test_schema_only_fingerprint(engine: SqliteEngine, source: Path) -> None:
     m = engine.fingerprint(SqliteRef(source), FingerprintOptions(schema_only=True))
     assert m.tables == () and m.schema["tables"]
+
+
+# --- narrowing a difference down to keys ------------------------------------------------------
+
+
+def test_narrow_lists_the_exact_rowids(engine: SqliteEngine, tmp_path: Path,
+                                       backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "UPDATE books SET title = 'x' WHERE id IN (5, 900);"
+                                     "UPDATE kv SET v = x'01' WHERE k = 'k00010';")
+    findings = verify(engine, bad, manifest)
+    narrowed = engine.narrow(SqliteRef(Path(art.path)), SqliteRef(bad), findings)
+    keys = {f.object: f.details["keys"] for f in narrowed if f.check == "checksum"}
+    assert keys == {"main.books": [5, 900], "main.kv": ["k00010"]}
+
+
+def test_ranges_from_the_reference_align_the_ranges(engine: SqliteEngine, tmp_path: Path,
+                                                    backup: tuple[BackupArtifact, Manifest]) -> None:
+    art, manifest = backup
+    # deleting the top rows changes the rowid span, so a fresh grid would be finer than the reference's
+    bad = faulty_copy(art, tmp_path, "DELETE FROM books WHERE id > 1000; UPDATE books SET price = 0 WHERE id = 3;")
+    own = engine.fingerprint(SqliteRef(bad), SMALL).table("main.books")
+    ref = manifest.table("main.books")
+    assert own is not None and ref is not None
+    assert [r.lower for r in own.ranges] != [r.lower for r in ref.ranges]
+    aligned = engine.fingerprint(SqliteRef(bad), SMALL, ranges_from=manifest)
+    books = aligned.table("main.books")
+    assert books is not None and books.checksum == own.checksum  # the table checksum ignores ranges
+    _, compared = compare_manifests(manifest, aligned)
+    (f,) = [f for f in compared if f.object == "main.books"]
+    assert f.check == "row_count"
+    differing = [(r["lower"][0], r["upper"][0]) for r in f.details["ranges"]]
+    assert differing[0][0] <= 3 <= differing[0][1]  # the changed row's range
+    assert all(lo > 3 for lo, _ in differing[1:])  # and the ranges that lost rows, nothing else
