@@ -12,6 +12,7 @@ The connection must already have the pinned settings of ``pg_fingerprint.PINNED_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,6 +42,21 @@ def normalise_privileges(items: Iterable[Sequence[Any]]) -> list[str]:
         who = grantee if grantee else "PUBLIC"
         out.add(f"{who}={priv}{'*' if grantable else ''}")
     return sorted(out)
+
+
+_QUALIFIER = re.compile(r'(?<![\w."$])(?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+")\.(?=[a-z_"])')
+
+
+def normalise_definition(text: str | None) -> str | None:
+    """A deparsed query (view, rule, policy) in a form that does not depend on the server major.
+
+    PostgreSQL 16 stopped qualifying column names with their table in deparsed views
+    (``orders.total`` became ``total``); whitespace and line breaks differ too. Qualifiers are
+    dropped and whitespace collapsed (text in quotes keeps its content, qualifier-like text aside).
+    """
+    if text is None:
+        return None
+    return " ".join(_QUALIFIER.sub("", text).split())
 
 
 def _acl_sql(acl: str, kind: str, owner: str) -> str:
@@ -143,7 +159,7 @@ def _relations(conn: psycopg.Connection[Any], out: dict[str, Any]) -> None:
             continue
         entry: dict[str, Any] = {**common, "columns": cols.get(oid, {})}
         if kind in ("v", "m"):
-            entry["definition"] = viewdef
+            entry["definition"] = normalise_definition(viewdef)
             if kind == "m":
                 entry["populated"] = bool(populated)
                 entry["options"] = sorted(reloptions)
@@ -340,7 +356,8 @@ def _policies(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         FROM pg_policies""")
     return {
         f"{nsp}.{tbl}.{name}": {"permissive": permissive, "roles": sorted(roles or []), "command": cmd,
-                                "using": qual, "with_check": check}
+                                "using": normalise_definition(qual),
+                                "with_check": normalise_definition(check)}
         for nsp, tbl, name, permissive, roles, cmd, qual, check in rows
     }
 
@@ -350,7 +367,8 @@ def _rules(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         SELECT n.nspname, c.relname, r.rulename, pg_get_ruledef(r.oid), r.ev_enabled
         FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE {USER_NS} AND r.rulename <> '_RETURN'""")
-    return {f"{nsp}.{rel}.{name}": {"definition": d, "enabled": e} for nsp, rel, name, d, e in rows}
+    return {f"{nsp}.{rel}.{name}": {"definition": normalise_definition(d), "enabled": e}
+            for nsp, rel, name, d, e in rows}
 
 
 def _event_triggers(conn: psycopg.Connection[Any]) -> dict[str, Any]:

@@ -1,0 +1,233 @@
+"""fingerprint_postgres on real servers: snapshots, parallelism, modes, ranges, unreadable relations."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from restorecheck.checks.compare import compare_manifests
+from restorecheck.dburl import PostgresRef
+from restorecheck.engines import pg_fingerprint
+from restorecheck.engines.base import FingerprintOptions
+from restorecheck.engines.pg_fingerprint import fingerprint_postgres, narrow_down, self_checks_postgres
+from restorecheck.provisioners.base import PgServer
+from tests.conftest import execute
+from tests.integration.pg_shop import create_shop
+
+pytestmark = pytest.mark.postgres
+
+OPTS = FingerprintOptions(range_rows=50, max_ranges=8)
+
+
+def errors(findings: list[Any]) -> list[dict[str, Any]]:
+    return [f.to_dict() for f in findings if f.severity == "error"]
+
+
+def test_manifest_content(fresh_db: PostgresRef) -> None:
+    create_shop(fresh_db)
+    m = fingerprint_postgres(fresh_db, OPTS)
+    assert m.engine == "postgresql" and m.database == fresh_db.dbname
+    assert m.facts["rolsuper"] is True and m.facts["in_recovery"] is False
+    assert m.facts["encoding"] == "UTF8" and m.facts["checksum_mode"] == "hash64-v1"
+    assert m.taken_at.endswith("Z")
+    orders = m.table("shop.orders")
+    assert orders is not None and orders.rows == 400 and orders.key == ("id",)
+    assert len(orders.ranges) == 8 and sum(r.rows for r in orders.ranges) == 400
+    assert orders.ranges[0].lower is None and orders.ranges[-1].upper is None
+    assert pg_fingerprint.add_checksums(*(r.checksum for r in orders.ranges)) == orders.checksum
+    # partitioned parent: derived from its leaves, not scanned twice
+    events = m.table("shop.events")
+    leaves = [m.table("shop.events_2024"), m.table("shop.events_2025")]
+    assert events is not None and events.kind == "partitioned" and events.extra["derived"] is True
+    assert events.rows == 200 == sum(x.rows or 0 for x in leaves if x)
+    assert events.checksum == pg_fingerprint.add_checksums(*(x.checksum or "" for x in leaves if x))
+    # never populated: recorded as unreadable, never selected from
+    mv = m.table("shop.empty_mv")
+    assert mv is not None and mv.readable is False and "never populated" in (mv.note or "")
+    nokey = m.table("shop.nokey")
+    assert nokey is not None and "cannot be localised" in (nokey.note or "")
+    # integrity facts
+    seq = m.sequences["shop.customers_id_seq"]
+    assert (seq["last_value"], seq["is_called"], seq["owned_by"], seq["column_max"]) == (
+        60, True, "shop.customers.id", 60)
+    assert m.sequences["shop.ticket_seq"]["last_value"] == 105
+    assert m.fk_orphans["shop.legacy.legacy_customer_fk"] == {
+        "table": "shop.legacy", "references": "shop.customers", "validated": False, "orphans": 1}
+    assert m.large_objects is not None and m.large_objects["count"] == 2
+    # schema: normalised, keyed by names
+    s = m.schema
+    assert s["tables"]["shop.orders"]["columns"]["total"]["type"] == "numeric(12,2)"
+    assert "rc_reader=SELECT" in s["tables"]["shop.orders"]["privileges"]
+    assert s["tables"]["shop.legacy"]["constraints"]["legacy_customer_fk"]["validated"] is False
+    assert s["types"]["shop.status"]["labels"] == ["new", "paid", "shipped"]
+    assert s["matviews"]["shop.empty_mv"]["populated"] is False
+    assert "shop.orders.orders_reader" in s["policies"]
+    assert "shop.orders.orders_log" in s["triggers"]
+    assert s["tables"]["shop.orders"]["row_security"] is True
+    assert self_checks_postgres(m) == []  # the NOT VALID FK's orphan is not a finding
+
+
+def test_dropped_column_gaps_and_column_order_do_not_matter(pg_server: PgServer) -> None:
+    with pg_server.fresh_database() as a, pg_server.fresh_database() as b:
+        execute(a, "CREATE TABLE t (id int PRIMARY KEY, junk int, x text, y int); ALTER TABLE t DROP COLUMN junk;"
+                   "INSERT INTO t SELECT g, 'x' || g, g FROM generate_series(1, 50) g")
+        execute(b, "CREATE TABLE t (id int PRIMARY KEY, y int, x text);"
+                   "INSERT INTO t SELECT g, g, 'x' || g FROM generate_series(1, 50) g")
+        ma, mb = fingerprint_postgres(a, OPTS), fingerprint_postgres(b, OPTS)
+        assert ma.table("public.t").checksum == mb.table("public.t").checksum  # type: ignore[union-attr]
+        assert ma.schema["tables"] == mb.schema["tables"]
+
+
+def test_pg15_dump_restored_into_pg16_compares_equal(pg15: PgServer, pg16: PgServer, tmp_path: Path) -> None:
+    assert pg15.tools is not None and pg16.tools is not None
+    execute(pg16.admin, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rc_reader') "
+                        "THEN CREATE ROLE rc_reader NOLOGIN; END IF; "
+                        "IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rc_limited') "
+                        "THEN CREATE ROLE rc_limited LOGIN; END IF; END $$")
+    with pg15.fresh_database() as src, pg16.fresh_database() as dst:
+        create_shop(src)
+        dump = tmp_path / "shop.dump"
+        subprocess.run([str(pg15.tools.tool("pg_dump")), "-Fc", "-f", str(dump)], env={**src.child_env()},
+                       check=True, capture_output=True)
+        done = subprocess.run([str(pg16.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
+                              env={**dst.child_env()}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        ref = fingerprint_postgres(src, OPTS)
+        restored = fingerprint_postgres(dst, OPTS, ranges_from=ref)
+        results, findings = compare_manifests(ref, restored)
+        assert errors(findings) == [] and findings == [], [f.to_dict() for f in findings]
+        assert all(r.match for r in results)
+        assert restored.server_version.startswith("16") and ref.server_version.startswith("15")
+
+
+def test_fingerprint_in_a_snapshot_exported_by_the_caller(fresh_db: PostgresRef) -> None:
+    execute(fresh_db, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                      "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g")
+    with psycopg.connect(fresh_db.conninfo(), autocommit=True) as holder:
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snap = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        execute(fresh_db, "INSERT INTO t SELECT g, 'late' FROM generate_series(101, 150) g;"
+                          "UPDATE t SET v = 'changed' WHERE id = 1")
+        for jobs in (1, 2):
+            m = fingerprint_postgres(fresh_db, dataclasses.replace(OPTS, snapshot=snap, jobs=jobs))
+            assert m.snapshot == snap
+            assert m.table("public.t").rows == 100  # type: ignore[union-attr]
+        holder.execute("COMMIT")
+    now = fingerprint_postgres(fresh_db, OPTS)
+    assert now.table("public.t").rows == 150  # type: ignore[union-attr]
+
+
+def test_a_snapshot_that_is_gone_is_bad_input(fresh_db: PostgresRef) -> None:
+    from restorecheck.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="cannot import snapshot"):
+        fingerprint_postgres(fresh_db, dataclasses.replace(OPTS, snapshot="00000003-0000001B-1"))
+
+
+def test_parallel_block_chunks_give_the_same_checksums(fresh_db: PostgresRef,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    create_shop(fresh_db)
+    serial = fingerprint_postgres(fresh_db, OPTS)
+    monkeypatch.setattr(pg_fingerprint, "CHUNK_MIN_PAGES", 1)  # split even tiny tables by block
+    parallel = fingerprint_postgres(fresh_db, dataclasses.replace(OPTS, jobs=3))
+    assert parallel.snapshot  # the workers shared an exported snapshot
+    assert [t.to_dict() for t in serial.tables] == [t.to_dict() for t in parallel.tables]
+
+
+def test_strict_mode_sees_what_type_hashes_call_equal(pg_server: PgServer) -> None:
+    with pg_server.fresh_database() as a, pg_server.fresh_database() as b:
+        execute(a, "CREATE TABLE t (id int PRIMARY KEY, n numeric, f float8);INSERT INTO t VALUES (1, 1.0, 0)")
+        execute(b, "CREATE TABLE t (id int PRIMARY KEY, n numeric, f float8);INSERT INTO t VALUES (1, 1.00, -0)")
+        fast = compare_manifests(fingerprint_postgres(a, OPTS), fingerprint_postgres(b, OPTS))[1]
+        assert fast == []  # documented: equal values hash alike in hash64-v1
+        strict = dataclasses.replace(OPTS, strict=True)
+        ma, mb = fingerprint_postgres(a, strict), fingerprint_postgres(b, strict)
+        assert ma.table("public.t").checksum_mode == "text64-v1"  # type: ignore[union-attr]
+        assert [(f.check, f.object) for f in compare_manifests(ma, mb)[1]] == [("checksum", "public.t")]
+        # different modes are never compared as if equal
+        mixed = compare_manifests(fingerprint_postgres(a, OPTS), mb)[1]
+        assert [(f.check, f.severity) for f in mixed] == [("checksum", "warning")]
+
+
+def test_case_insensitive_collation_does_not_hide_a_change(pg_server: PgServer) -> None:
+    with pg_server.fresh_database() as a:
+        try:
+            execute(a, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+        except psycopg.Error as exc:
+            pytest.skip(f"no ICU collations here: {exc}")
+        execute(a, "CREATE TABLE t (id int PRIMARY KEY, s text COLLATE ci, arr text[] COLLATE ci);"
+                   "INSERT INTO t VALUES (1, 'abc', '{x}')")
+        before = fingerprint_postgres(a, OPTS)
+        execute(a, "UPDATE t SET s = 'ABC'")
+        after = fingerprint_postgres(a, OPTS)
+        assert before.table("public.t").checksum != after.table("public.t").checksum  # type: ignore[union-attr]
+
+
+def test_text_keys_are_ranged_in_the_C_collation(pg_server: PgServer) -> None:
+    with pg_server.fresh_database() as a, pg_server.fresh_database(lc_collate="C", lc_ctype="C") as b:
+        for db in (a, b):
+            execute(db, "CREATE TABLE t (k text PRIMARY KEY, v int);"
+                        "INSERT INTO t SELECT (CASE WHEN g % 2 = 0 THEN 'a' ELSE 'B' END) || g, g "
+                        "FROM generate_series(1, 300) g")
+        ma = fingerprint_postgres(a, OPTS)
+        mb = fingerprint_postgres(b, OPTS, ranges_from=ma)
+        ta, tb = ma.table("public.t"), mb.table("public.t")
+        assert ta is not None and tb is not None and len(ta.ranges) > 1
+        assert [r.to_dict() for r in ta.ranges] == [r.to_dict() for r in tb.ranges]
+
+
+def test_ranges_from_a_reference_and_narrow_down(pg_server: PgServer) -> None:
+    with pg_server.fresh_database() as a, pg_server.fresh_database() as b:
+        for db in (a, b):
+            execute(db, "CREATE TABLE t (x int, y text, v int, PRIMARY KEY (x, y));"
+                        "INSERT INTO t SELECT g / 10, 'y' || (g % 10), g FROM generate_series(1, 2000) g")
+        execute(b, "UPDATE t SET v = -1 WHERE (x, y) IN ((5, 'y3'), (150, 'y7')); DELETE FROM t WHERE x = 199")
+        ma = fingerprint_postgres(a, OPTS)
+        mb = fingerprint_postgres(b, OPTS, ranges_from=ma)
+        ta, tb = ma.table("public.t"), mb.table("public.t")
+        assert ta is not None and tb is not None and ta.key == ("x", "y")
+        assert [(r.lower, r.upper) for r in ta.ranges] == [(r.lower, r.upper) for r in tb.ranges]
+        differing = [(r.lower, r.upper) for r, s in zip(ta.ranges, tb.ranges, strict=True) if r != s]
+        keys = narrow_down(a, b, "public.t", ("x", "y"), differing, 20, options=OPTS)
+        assert {"key": ["5", "y3"], "change": "changed"} in keys
+        assert {"key": ["150", "y7"], "change": "changed"} in keys
+        assert sum(1 for k in keys if k["change"] == "missing") == 10
+        assert len(narrow_down(a, b, "public.t", max_keys=3, options=OPTS)) == 3
+
+
+def test_row_level_security_is_said_not_hidden(pg_server: PgServer) -> None:
+    with pg_server.fresh_database() as a:
+        create_shop(a)
+        execute(a, "GRANT USAGE ON SCHEMA shop TO rc_limited; GRANT SELECT ON ALL TABLES IN SCHEMA shop "
+                   "TO rc_limited; GRANT SELECT ON ALL SEQUENCES IN SCHEMA shop TO rc_limited")
+        limited = PostgresRef({**a.params, "user": "rc_limited"}, a.password)
+        m = fingerprint_postgres(limited, OPTS)
+        orders = m.table("shop.orders")
+        assert orders is not None and orders.readable is False and orders.rows is None
+        assert orders.extra.get("row_security") is True and "row-level security" in (orders.note or "")
+        assert m.table("shop.customers").rows == 60  # type: ignore[union-attr]
+        assert m.facts["rolsuper"] is False
+        found = [(f.check, f.object) for f in self_checks_postgres(m)]
+        assert ("row_security", "shop.orders") in found
+
+
+def test_self_checks_catch_a_sequence_behind_its_column(fresh_db: PostgresRef) -> None:
+    execute(fresh_db, "CREATE TABLE t (id serial PRIMARY KEY, d int); INSERT INTO t (d) SELECT 1 FROM "
+                      "generate_series(1, 10); SELECT setval('t_id_seq', 4)")
+    found = self_checks_postgres(fingerprint_postgres(fresh_db, OPTS))
+    assert [(f.check, f.object) for f in found] == [("sequence", "public.t_id_seq")]
+    assert "next value 5" in found[0].message
+    execute(fresh_db, "SELECT setval('t_id_seq', 10)")
+    assert self_checks_postgres(fingerprint_postgres(fresh_db, OPTS)) == []
+
+
+def test_unreachable_source_is_an_environment_failure() -> None:
+    from restorecheck.errors import SourceUnreachableError
+
+    with pytest.raises(SourceUnreachableError):
+        fingerprint_postgres(PostgresRef({"host": "127.0.0.1", "port": "1", "dbname": "x"}), OPTS)
