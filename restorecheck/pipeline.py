@@ -261,6 +261,13 @@ def _restore_and_check(
     phases: dict[str, float],
 ) -> tuple[list[TableResult], list[Finding], dict[str, Any]]:
     """Restore into a throwaway target, fingerprint it, run the checks; fills ``phases``."""
+    live_seconds = 0.0
+    fp = dataclasses.replace(fingerprint, snapshot=None, schema_only=False)
+    if live_source is not None:  # first: an unreachable source fails before a long restore
+        start = time.monotonic()
+        restore.progress("verify: fingerprint the live source", 0, None)
+        reference = engine.fingerprint(live_source, fp)
+        live_seconds = time.monotonic() - start
     start = time.monotonic()
     outcome = engine.restore(artifact, restore, stack)
     phases["restore"] = _elapsed(start)
@@ -272,11 +279,7 @@ def _restore_and_check(
             f"of {max_restore_seconds:g}s",
             {"seconds": phases["restore"], "target_seconds": max_restore_seconds},
         ))
-    start = time.monotonic()
-    fp = dataclasses.replace(fingerprint, snapshot=None, schema_only=False)
-    if live_source is not None:
-        restore.progress("verify: fingerprint the live source", 0, None)
-        reference = engine.fingerprint(live_source, fp)
+    start = time.monotonic() - live_seconds
     restore.progress("verify: fingerprint the restored copy", 0, None)
     restored = _fingerprint(engine, outcome.restored, fp, reference)
     findings += engine.self_checks(outcome.restored, restored)
