@@ -345,16 +345,23 @@ def compare_schema(
     from deepdiff import DeepDiff
 
     skip = set(reported_tables)
+    # lists compare as sets (privileges, roles): engines encode ordered lists as one string
     diff = DeepDiff(_plain(reference), _plain(restored), ignore_order=True, verbose_level=2,
-                    view="tree", cutoff_intersection_for_pairs=1, cutoff_distance_for_pairs=0)
+                    view="tree", threshold_to_diff_deeper=0)
     findings: list[Finding] = []
     for change_type, items in sorted(diff.items()):
         for item in items:
             path = [str(p) for p in item.path(output_format="list")]
             t1, t2 = item.t1, item.t2
-            f = _schema_finding(change_type, path, t1, t2, skip)
-            if f is not None:
-                findings.append(f)
+            if change_type in ("values_changed", "type_changes") and len(path) > 1 and path[-1].isdigit():
+                # a list item paired with another one: one is missing, the other extra
+                pairs = [("iterable_item_removed", t1, None), ("iterable_item_added", None, t2)]
+            else:
+                pairs = [(change_type, t1, t2)]
+            for change, x1, x2 in pairs:
+                f = _schema_finding(change, path, x1, x2, skip)
+                if f is not None:
+                    findings.append(f)
     findings.sort(key=lambda f: (f.object, f.message))
     return findings
 

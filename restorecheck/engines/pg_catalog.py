@@ -331,12 +331,12 @@ def _types(conn: psycopg.Connection[Any]) -> dict[str, Any]:
                                           "b": "base"}[typtype],
                                  "owner": owner, "privileges": normalise_privileges(acl), "comment": comment}
         if typtype == "e":
-            entry["labels"] = labels or []
+            entry["labels"] = ", ".join(labels or [])  # order matters: one string
         elif typtype == "d":
             entry.update({"base": base, "not_null": bool(notnull), "default": default,
                           "constraints": {c[0]: {"definition": c[1], "validated": c[2]} for c in checks or []}})
         elif typtype == "c":
-            entry["attributes"] = [list(a) for a in attrs or []]
+            entry["attributes"] = ", ".join(f"{a[0]} {a[1]}" for a in attrs or [])  # ordered
         elif typtype == "r":
             entry["subtype"] = subtype
         out[_q(nsp, name)] = entry

@@ -64,7 +64,7 @@ def test_manifest_content(fresh_db: PostgresRef) -> None:
     assert s["tables"]["shop.orders"]["columns"]["total"]["type"] == "numeric(12,2)"
     assert "rc_reader=SELECT" in s["tables"]["shop.orders"]["privileges"]
     assert s["tables"]["shop.legacy"]["constraints"]["legacy_customer_fk"]["validated"] is False
-    assert s["types"]["shop.status"]["labels"] == ["new", "paid", "shipped"]
+    assert s["types"]["shop.status"]["labels"] == "new, paid, shipped"
     assert s["matviews"]["shop.empty_mv"]["populated"] is False
     assert "shop.orders.orders_reader" in s["policies"]
     assert "shop.orders.orders_log" in s["triggers"]

@@ -1,0 +1,172 @@
+"""compare_manifests and its parts: pure functions over Manifests (no server)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from restorecheck.checks.compare import (
+    compare_fk_orphans,
+    compare_large_objects,
+    compare_manifests,
+    compare_schema,
+    compare_sequences,
+    fk_self_checks,
+    next_value,
+    sequence_self_checks,
+)
+from restorecheck.model import Manifest, RangeChecksum, TableFingerprint
+
+
+def table(name: str = "s.t", rows: int = 10, checksum: str = "aa", **kw: Any) -> TableFingerprint:
+    return TableFingerprint(name, rows=rows, checksum=checksum, checksum_mode="hash64-v1", **kw)
+
+
+def manifest(*tables: TableFingerprint, **kw: Any) -> Manifest:
+    return Manifest(engine="x", database="d", tables=tables, **kw)
+
+
+def ids(findings: list[Any]) -> list[tuple[str, str, str]]:
+    return [(f.check, f.severity, f.object) for f in findings]
+
+
+def test_equal_manifests_have_no_findings() -> None:
+    m = manifest(table(), schema={"tables": {"s.t": {"columns": {"a": {"type": "int"}}}}},
+                 sequences={"s.q": {"last_value": 5, "is_called": True}})
+    results, findings = compare_manifests(m, m)
+    assert findings == [] and [r.match for r in results] == [True]
+
+
+def test_missing_and_extra_tables_are_not_reported_twice_by_schema() -> None:
+    a = manifest(table("s.a"), schema={"tables": {"s.a": {}}})
+    b = manifest(table("s.b"), schema={"tables": {"s.b": {}}})
+    _, findings = compare_manifests(a, b)
+    assert ids(findings) == [("table_missing", "error", "s.a"), ("table_extra", "error", "s.b")]
+
+
+def test_row_count_and_checksum() -> None:
+    _, f = compare_manifests(manifest(table(rows=10)), manifest(table(rows=9)))
+    assert ids(f) == [("row_count", "error", "s.t")] and "expected 10 rows, restored 9 (-1)" in f[0].message
+    _, f = compare_manifests(manifest(table()), manifest(table(checksum="bb")))
+    assert ids(f) == [("checksum", "error", "s.t")]
+
+
+def test_matview_differences_are_warnings() -> None:
+    _, f = compare_manifests(manifest(table(kind="matview")), manifest(table(kind="matview", checksum="bb")))
+    assert ids(f) == [("checksum", "warning", "s.t")] and "recomputes" in f[0].message
+
+
+def test_different_checksum_modes_are_not_compared() -> None:
+    b = dataclasses.replace(table(checksum="bb"), checksum_mode="text64-v1")
+    _, f = compare_manifests(manifest(table()), manifest(b))
+    assert ids(f) == [("checksum", "warning", "s.t")] and "different modes" in f[0].message
+
+
+def test_differing_ranges_are_listed() -> None:
+    def ranges(second: str) -> tuple[RangeChecksum, ...]:
+        return (RangeChecksum(None, ("10",), 10, "a"), RangeChecksum(("10",), ("20",), 10, second),
+                RangeChecksum(("20",), None, 5, "c"))
+
+    a = table(key=("id",), ranges=ranges("b"))
+    b = table(key=("id",), ranges=ranges("x"), checksum="zz")
+    _, f = compare_manifests(manifest(a), manifest(b))
+    assert f[0].details["ranges"] == [{"lower": ["10"], "upper": ["20"], "rows_expected": 10, "rows_restored": 10}]
+    assert "1 of 3 key ranges" in f[0].message
+    # no key: said so
+    _, f = compare_manifests(manifest(table()), manifest(table(checksum="zz")))
+    assert f[0].details["localisable"] is False
+
+
+def test_unreadable_relations() -> None:
+    gone = table(readable=False, rows=None, checksum=None, note="not populated")  # type: ignore[arg-type]
+    _, f = compare_manifests(manifest(table()), manifest(gone))
+    assert ids(f) == [("unreadable", "error", "s.t")]
+    _, f = compare_manifests(manifest(gone), manifest(table()))
+    assert ids(f) == [("unreadable", "warning", "s.t")]
+    assert compare_manifests(manifest(gone), manifest(gone))[1] == []
+
+
+def test_sequences_exact_and_against_a_live_reference() -> None:
+    ref = {"s.q": {"last_value": 10, "is_called": True, "increment": 1}}
+    assert next_value(ref["s.q"]) == 11
+    assert next_value({"last_value": 10, "is_called": False}) == 10
+    lower = {"s.q": {"last_value": 5, "is_called": True, "increment": 1}}
+    higher = {"s.q": {"last_value": 50, "is_called": True, "increment": 1}}
+    assert ids(compare_sequences(ref, lower)) == [("sequence", "error", "s.q")]
+    assert ids(compare_sequences(ref, higher)) == [("sequence", "error", "s.q")]
+    assert ids(compare_sequences(ref, lower, live_reference=True)) == [("sequence", "error", "s.q")]
+    assert compare_sequences(ref, higher, live_reference=True) == []
+    assert ids(compare_sequences(ref, {})) == [("sequence", "error", "s.q")]
+    desc = {"s.d": {"last_value": -10, "is_called": True, "increment": -1}}
+    assert compare_sequences(desc, {"s.d": {"last_value": -20, "is_called": True, "increment": -1}},
+                             live_reference=True) == []
+
+
+def test_sequence_self_checks() -> None:
+    behind = {"s.q": {"last_value": 4, "is_called": True, "increment": 1, "owned_by": "s.t.id", "column_max": 10}}
+    assert ids(sequence_self_checks(behind)) == [("sequence", "error", "s.q")]
+    ok = {"s.q": {"last_value": 10, "is_called": True, "increment": 1, "owned_by": "s.t.id", "column_max": 10}}
+    assert sequence_self_checks(ok) == []
+    not_called = {"s.q": {"last_value": 10, "is_called": False, "increment": 1, "owned_by": "s.t.id",
+                          "column_max": 10}}
+    assert ids(sequence_self_checks(not_called)) == [("sequence", "error", "s.q")]
+    assert sequence_self_checks({"s.q": {"last_value": 1, "is_called": True}}) == []  # owns no column
+
+
+def test_fk_orphans() -> None:
+    ref = {"s.c.fk": {"orphans": 0, "validated": True}, "s.c.nv": {"orphans": 2, "validated": False}}
+    same = compare_fk_orphans(ref, ref)
+    assert same == []
+    more = compare_fk_orphans(ref, {"s.c.fk": {"orphans": 1, "validated": True},
+                                    "s.c.nv": {"orphans": 2, "validated": False}})
+    assert ids(more) == [("fk_orphans", "error", "s.c.fk")]
+    assert ids(fk_self_checks(ref)) == []  # NOT VALID may have orphans
+    assert ids(fk_self_checks({"s.c.fk": {"orphans": 3, "validated": True}})) == [("fk_orphans", "error", "s.c.fk")]
+
+
+def test_large_objects() -> None:
+    a = {"count": 2, "digest": "d1", "objects": {"1": {"md5": "x"}, "2": {"md5": "y"}}}
+    b = {"count": 2, "digest": "d2", "objects": {"1": {"md5": "x"}, "3": {"md5": "y"}}}
+    f = compare_large_objects(a, b)
+    assert ids(f) == [("large_objects", "error", "large objects")]
+    assert (f[0].details["missing"], f[0].details["extra"]) == (["2"], ["3"])
+    assert compare_large_objects(a, a) == [] and compare_large_objects(None, a) == []
+
+
+def test_schema_messages_for_humans() -> None:
+    a = {"tables": {"shop.items": {"columns": {"price": {"type": "numeric(12,2)"}, "x": {"type": "int"}},
+                                   "privileges": ["PUBLIC=SELECT", "rc_reader=SELECT"], "comment": "hi"}},
+         "indexes": {"shop.orders_created_idx": {"definition": "CREATE INDEX ..."}},
+         "policies": {"shop.items.p": {"command": "SELECT"}}}
+    b = {"tables": {"shop.items": {"columns": {"price": {"type": "numeric"}, "y": {"type": "int"}},
+                                   "privileges": ["PUBLIC=SELECT", "rc_writer=INSERT"], "comment": "ho"}},
+         "indexes": {}, "policies": {}}
+    msgs = sorted(f.message for f in compare_schema(a, b))
+    assert msgs == sorted([
+        "column shop.items.price: type numeric(12,2) -> numeric",
+        "column shop.items.x is missing in the restored copy",
+        "column shop.items.y is in the restored copy but not in the reference",
+        "privileges on table shop.items: missing rc_reader=SELECT",
+        "privileges on table shop.items: extra rc_writer=INSERT",
+        "table shop.items: comment hi -> ho",
+        "index shop.orders_created_idx is missing in the restored copy",
+        "policy shop.items.p is missing in the restored copy",
+    ])
+    assert all(f.check == "schema" and f.severity == "error" for f in compare_schema(a, b))
+
+
+def test_schema_of_another_shape_is_still_compared() -> None:
+    f = compare_schema({"pragmas": {"user_version": 3}}, {"pragmas": {"user_version": 4}})
+    assert [x.message for x in f] == ["pragma user_version: 3 -> 4"]
+    assert compare_schema({}, {}) == []
+
+
+@given(st.lists(st.sampled_from(["a=SELECT", "b=INSERT", "PUBLIC=USAGE", "c=UPDATE*"]), unique=True),
+       st.randoms())
+def test_privilege_lists_compare_as_sets(privs: list[str], rnd: Any) -> None:
+    shuffled = list(privs)
+    rnd.shuffle(shuffled)
+    assert compare_schema({"tables": {"t": {"privileges": privs}}}, {"tables": {"t": {"privileges": shuffled}}}) == []

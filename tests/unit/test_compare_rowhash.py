@@ -1,0 +1,109 @@
+"""The SQL builders behind the PostgreSQL checksums (pure; their effect is tested on real servers)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from psycopg import sql
+
+from restorecheck.engines.pg_catalog import normalise_definition, normalise_privileges
+from restorecheck.engines.pg_fingerprint import (
+    ColumnInfo,
+    TableInfo,
+    add_checksums,
+    checksum_query,
+    column_elements,
+    format_checksum,
+    ranges_from_boundaries,
+    row_hash_sql,
+    split_blocks,
+)
+
+
+def render(c: sql.Composable) -> str:
+    return c.as_string(None)
+
+
+def col(name: str, base: str = "int4", typtype: str = "b", **kw: object) -> ColumnInfo:
+    return ColumnInfo(name=name, type_sql=kw.pop("type_sql", base), base=base, typtype=typtype, **kw)  # type: ignore[arg-type]
+
+
+def test_hashable_types_are_hashed_as_they_are() -> None:
+    assert render(sql.SQL(", ").join(column_elements(col("n")))) == '"t"."n"'
+
+
+def test_bigint_gets_its_high_half_as_a_second_element() -> None:
+    out = render(sql.SQL(", ").join(column_elements(col("b", "int8", type_sql="bigint"))))
+    assert out == '"t"."b", ("t"."b" >> 32)'
+
+
+def test_types_whose_hash_would_mislead_are_hashed_as_text() -> None:
+    cases = [
+        col("j", "json", hashable=False),
+        col("e", "status", "e"),  # enum: hashes the label's OID
+        col("ts", "timestamptz"),  # 64-bit hash folded into 32
+        col("r", "regclass"),
+        col("c", "text", nondeterministic=True),
+        col("arr", "_int8", elem_base="int8", elem_typtype="b"),
+        col("rng", "tstzrange", "r"),
+        col("comp", "mytype", "c"),
+    ]
+    for c in cases:
+        assert render(sql.SQL(", ").join(column_elements(c))) == f'("t"."{c.name}")::text COLLATE "C"', c
+
+
+def test_row_hash_sorts_columns_by_name_and_rehashes() -> None:
+    h = render(row_hash_sql([col("b"), col("a")], strict=False))
+    assert h == 'hashtextextended(hash_record_extended(ROW("t"."a", "t"."b"), 0)::text, 0)'
+    s = render(row_hash_sql([col("b"), col("a")], strict=True))
+    assert s == 'hashtextextended((ROW("t"."a", "t"."b"))::text COLLATE "C", 0)'
+
+
+def test_checksum_query_with_buckets_and_blocks() -> None:
+    t = TableInfo("s", "t", "r", (col("id"), col("v")), key=("id",), key_types=("integer",),
+                  key_collatable=(False,))
+    q, params = checksum_query(t, strict=False, boundaries=[["10"], ["20"]], blocks=(0, 100))
+    text = render(q)
+    assert 'width_bucket("t"."id", ARRAY[%s::integer, %s::integer])' in text
+    assert "FROM ONLY \"s\".\"t\" AS t WHERE t.ctid >= '(0,0)'::tid AND t.ctid < '(100,0)'::tid" in text
+    assert params == ["10", "20"]
+    p = TableInfo("s", "p", "p", (col("id"),))
+    assert "FROM \"s\".\"p\"" in render(checksum_query(p, strict=False)[0])
+
+
+def test_ranges_from_boundaries_cover_everything() -> None:
+    r = ranges_from_boundaries([["10"], ["20"]], {0: (3, 5), 2: (1, 7)})
+    assert [(x.lower, x.upper, x.rows) for x in r] == [(None, ("10",), 3), (("10",), ("20",), 0), (("20",), None, 1)]
+    assert add_checksums(*(x.checksum for x in r)) == format_checksum(12)
+
+
+@given(st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=20))
+def test_checksums_add_modulo_2_64(parts: list[int]) -> None:
+    assert add_checksums(*(format_checksum(p) for p in parts)) == format_checksum(sum(parts))
+    assert len(format_checksum(sum(parts))) == 16
+
+
+@given(st.integers(min_value=0, max_value=10**7), st.integers(min_value=1, max_value=64))
+def test_split_blocks_is_contiguous_and_open_ended(pages: int, parts: int) -> None:
+    chunks = split_blocks(pages, parts)
+    assert chunks[0][0] == 0 and chunks[-1][1] is None
+    for (_, hi), (lo, _) in zip(chunks, chunks[1:], strict=False):
+        assert hi == lo
+    assert len(chunks) <= parts
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None, ""]),
+                          st.sampled_from(["SELECT", "INSERT", "USAGE"]), st.booleans())))
+def test_privileges_normalise_to_a_sorted_set(items: list[tuple[str | None, str, bool]]) -> None:
+    out = normalise_privileges(items)
+    assert out == sorted(set(out)) == normalise_privileges(list(reversed(items)))
+    assert all("=" in x for x in out)
+    if any(g in (None, "") for g, _, _ in items):
+        assert any(x.startswith("PUBLIC=") for x in out)
+
+
+def test_view_definitions_do_not_depend_on_the_major() -> None:
+    pg15 = " SELECT orders.id,\n    orders.total\n   FROM shop.orders\n  WHERE (orders.status = 'paid'::shop.status);"
+    pg16 = " SELECT id,\n    total\n   FROM shop.orders\n  WHERE (status = 'paid'::shop.status);"
+    assert normalise_definition(pg15) == normalise_definition(pg16)
+    assert normalise_definition(None) is None

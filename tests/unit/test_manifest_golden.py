@@ -1,0 +1,42 @@
+"""Golden manifest: a manifest_version 1 file written by restorecheck must keep loading, unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from restorecheck.checks.compare import compare_manifests
+from restorecheck.engines.pg_fingerprint import self_checks_postgres
+from restorecheck.model import Manifest
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "manifest_v1_postgresql.json"
+
+
+def test_golden_manifest_loads() -> None:
+    m = Manifest.load(GOLDEN)
+    assert m.manifest_version == 1 and m.engine == "postgresql"
+    assert m.facts["checksum_mode"] == "hash64-v1"
+    orders = m.table("shop.orders")
+    assert orders is not None and orders.rows == 400 and orders.key == ("id",)
+    assert len(orders.ranges) == 8 and orders.ranges[0].lower is None and orders.ranges[-1].upper is None
+    assert m.table("shop.empty_mv").readable is False  # type: ignore[union-attr]
+    assert m.sequences["shop.customers_id_seq"]["owned_by"] == "shop.customers.id"
+    assert m.fk_orphans["shop.legacy.legacy_customer_fk"]["validated"] is False
+    assert m.large_objects is not None and m.large_objects["count"] == 2
+    assert set(m.schema) >= {"tables", "indexes", "views", "matviews", "sequences", "functions", "triggers",
+                             "types", "extensions", "policies", "schemas"}
+
+
+def test_golden_manifest_round_trips_byte_for_byte() -> None:
+    text = GOLDEN.read_text(encoding="utf-8")
+    m = Manifest.load(GOLDEN)
+    assert m.to_dict() == json.loads(text)
+    assert m.to_json() == text
+    assert Manifest.from_dict(json.loads(m.to_json())).to_dict() == m.to_dict()
+
+
+def test_golden_manifest_compares_equal_with_itself() -> None:
+    m = Manifest.load(GOLDEN)
+    results, findings = compare_manifests(m, Manifest.load(GOLDEN))
+    assert findings == [] and all(r.match for r in results)
+    assert self_checks_postgres(m) == []
