@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg import sql
@@ -87,7 +89,7 @@ def test_checksums_add_modulo_2_64(parts: list[int]) -> None:
 def test_split_blocks_is_contiguous_and_open_ended(pages: int, parts: int) -> None:
     chunks = split_blocks(pages, parts)
     assert chunks[0][0] == 0 and chunks[-1][1] is None
-    for (_, hi), (lo, _) in zip(chunks, chunks[1:], strict=False):
+    for (_, hi), (lo, _) in itertools.pairwise(chunks):
         assert hi == lo
     assert len(chunks) <= parts
 
