@@ -388,7 +388,7 @@ def verify(
         verdict=verdict_for(findings), engine=eng.name, reference=reference_kind, backup=artifact,
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="verify",
         started_at=started_at, source=live.display() if live is not None else None,
-        target=restore.target or ("local" if eng.name == "postgresql" else None), extra=extra,
+        target=restore.target or extra["restore"].get("target_kind"), extra=extra,
     )
 
 
@@ -433,7 +433,7 @@ def drill(
             from restorecheck.seed import seed as seed_dataset
 
             restore.progress("seed the known dataset", 0, None)
-            seed_dataset(src, scale=scale, seed=seed, progress=restore.progress)  # type: ignore[arg-type]
+            seed_dataset(src, scale=scale, seed=seed, progress=restore.progress)
             phases["seed"] = _elapsed(t)
             source_text = f"self-test ({eng.name}, known dataset, scale {scale}, seed {seed})"
         else:
@@ -464,5 +464,5 @@ def drill(
         verdict=verdict_for(findings), engine=eng.name, reference="manifest", backup=artifact,
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="drill",
         started_at=started_at, source=source_text,
-        target=restore.target or ("local" if eng.name == "postgresql" else None), extra=extra,
+        target=restore.target or extra["restore"].get("target_kind"), extra=extra,
     )

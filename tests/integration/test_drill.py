@@ -1,0 +1,83 @@
+"""restorecheck drill on real servers: the self-test, a drill of a given source, the RTO target."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from restorecheck import pipeline
+from restorecheck.cli import run_cli
+from restorecheck.dburl import PostgresRef
+from restorecheck.engines.base import BackupOptions, RestoreOptions
+from tests.integration import pg5_helpers as h
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def world_tmp() -> Iterator[Path]:
+    """A temporary root the unprivileged server user can reach (pytest's tmp_path is private)."""
+    root = Path(tempfile.mkdtemp(prefix="rc-drill-test-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_self_test_drill_passes_and_leaves_nothing(world_tmp: Path) -> None:
+    seen: list[str] = []
+    tmp_path = world_tmp
+    report = pipeline.drill(restore=RestoreOptions(tmp_root=str(tmp_path),
+                                                   progress=lambda t, d, n: seen.append(t)))
+    doc = h.validate_report(report)
+    assert report.verdict == "pass", [(f.check, f.object, f.message) for f in report.errors]
+    assert report.command == "drill" and report.reference == "manifest"
+    assert set(doc["phases"]) >= {"seed", "backup", "restore", "verify", "total"}
+    assert len(report.tables) >= 10 and all(t.match for t in report.tables)
+    assert any("restore" in t for t in seen) and any("fingerprint" in t for t in seen)
+    assert list(tmp_path.iterdir()) == []  # throwaway cluster, work and backup directories removed
+
+
+def test_drill_of_a_source_keeps_backup_with_output(fresh_db: PostgresRef, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    h.build_source(fresh_db)
+    out = tmp_path / "kept"
+    rc = run_cli(["drill", fresh_db.display(), "-o", str(out), "--format", "plain", "--no-progress",
+                  "--report", str(tmp_path / "r.json"), "--junit", str(tmp_path / "j.xml"),
+                  "--metrics", str(tmp_path / "m.prom")])
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert stdout.startswith("PASS: restorecheck drill")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["backup"]["format"] == "plain" and doc["reference"] == "manifest"
+    assert {"backup", "restore", "verify", "total"} <= set(doc["phases"])
+    kept = sorted(p.name for p in out.iterdir())
+    assert len(kept) == 2 and any(n.endswith(".sql") for n in kept) and any(n.endswith(".manifest.json") for n in kept)
+    names = {c.get("name") for c in ET.parse(tmp_path / "j.xml").getroot().iter("testcase")}
+    assert {"public.parent", "public.child", "restore_errors"} <= names
+    prom = (tmp_path / "m.prom").read_text()
+    assert 'restorecheck_phase_duration_seconds{engine="postgresql",command="drill",phase="restore"}' in prom
+
+
+def test_drill_rto_target_turns_a_slow_restore_into_a_finding(fresh_db: PostgresRef) -> None:
+    h.build_source(fresh_db)
+    report = pipeline.drill(fresh_db, backup_options=BackupOptions(format="directory", jobs=2),
+                            max_restore_seconds=0.0)
+    assert report.verdict == "fail"
+    assert [f.check for f in report.errors] == ["rto"]
+    assert report.phases["restore"] > 0
+    fine = pipeline.drill(fresh_db, max_restore_seconds=3600)
+    assert fine.verdict == "pass"
+
+
+def test_drill_unreachable_source_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = run_cli(["drill", "postgresql://nobody:hunter2@127.0.0.1:1/db", "--report", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 3 and "hunter2" not in err and len(err.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"
