@@ -58,32 +58,34 @@ WITH own_ns AS (
   SELECT c.oid FROM pg_catalog.pg_class AS c
    WHERE c.relnamespace IN (SELECT oid FROM own_ns)
       OR (c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%(public)s) AND c.relkind = 'r')
-), own_rel_all AS (
+), own_rel_toast AS (
   SELECT oid FROM own_rel
-  UNION SELECT i.indexrelid FROM pg_catalog.pg_index AS i WHERE i.indrelid IN (SELECT oid FROM own_rel)
   UNION SELECT c.reltoastrelid FROM pg_catalog.pg_class AS c
          WHERE c.oid IN (SELECT oid FROM own_rel) AND c.reltoastrelid <> 0
+), own_rel_all AS (
+  SELECT oid FROM own_rel_toast
+  UNION SELECT i.indexrelid FROM pg_catalog.pg_index AS i WHERE i.indrelid IN (SELECT oid FROM own_rel_toast)
 ), own_types AS (
   SELECT t.oid FROM pg_catalog.pg_type AS t
    WHERE t.typnamespace IN (SELECT oid FROM own_ns) OR t.typrelid IN (SELECT oid FROM own_rel_all)
 )
-SELECT 'pg_catalog.pg_namespace'::regclass, oid FROM own_ns
-UNION ALL SELECT 'pg_catalog.pg_class'::regclass, oid FROM own_rel_all
-UNION ALL SELECT 'pg_catalog.pg_type'::regclass, oid FROM own_types
-UNION ALL SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc AS p
+SELECT 'pg_catalog.pg_namespace'::regclass::oid::bigint, oid::bigint FROM own_ns
+UNION ALL SELECT 'pg_catalog.pg_class'::regclass::oid::bigint, oid::bigint FROM own_rel_all
+UNION ALL SELECT 'pg_catalog.pg_type'::regclass::oid::bigint, oid::bigint FROM own_types
+UNION ALL SELECT 'pg_catalog.pg_proc'::regclass::oid::bigint, p.oid::bigint FROM pg_catalog.pg_proc AS p
            WHERE p.pronamespace IN (SELECT oid FROM own_ns)
-UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, k.oid FROM pg_catalog.pg_constraint AS k
+UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass::oid::bigint, k.oid::bigint FROM pg_catalog.pg_constraint AS k
            WHERE k.conrelid IN (SELECT oid FROM own_rel_all) OR k.contypid IN (SELECT oid FROM own_types)
               OR k.connamespace IN (SELECT oid FROM own_ns)
-UNION ALL SELECT 'pg_catalog.pg_attrdef'::regclass, a.oid FROM pg_catalog.pg_attrdef AS a
+UNION ALL SELECT 'pg_catalog.pg_attrdef'::regclass::oid::bigint, a.oid::bigint FROM pg_catalog.pg_attrdef AS a
            WHERE a.adrelid IN (SELECT oid FROM own_rel_all)
-UNION ALL SELECT 'pg_catalog.pg_trigger'::regclass, g.oid FROM pg_catalog.pg_trigger AS g
+UNION ALL SELECT 'pg_catalog.pg_trigger'::regclass::oid::bigint, g.oid::bigint FROM pg_catalog.pg_trigger AS g
            WHERE g.tgrelid IN (SELECT oid FROM own_rel_all)
-UNION ALL SELECT 'pg_catalog.pg_policy'::regclass, y.oid FROM pg_catalog.pg_policy AS y
+UNION ALL SELECT 'pg_catalog.pg_policy'::regclass::oid::bigint, y.oid::bigint FROM pg_catalog.pg_policy AS y
            WHERE y.polrelid IN (SELECT oid FROM own_rel_all)
-UNION ALL SELECT 'pg_catalog.pg_rewrite'::regclass, r.oid FROM pg_catalog.pg_rewrite AS r
+UNION ALL SELECT 'pg_catalog.pg_rewrite'::regclass::oid::bigint, r.oid::bigint FROM pg_catalog.pg_rewrite AS r
            WHERE r.ev_class IN (SELECT oid FROM own_rel_all)
-UNION ALL SELECT 'pg_catalog.pg_default_acl'::regclass, d.oid FROM pg_catalog.pg_default_acl AS d
+UNION ALL SELECT 'pg_catalog.pg_default_acl'::regclass::oid::bigint, d.oid::bigint FROM pg_catalog.pg_default_acl AS d
            WHERE d.defaclnamespace IN (SELECT oid FROM own_ns)
 """
 

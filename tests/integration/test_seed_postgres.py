@@ -1,0 +1,195 @@
+"""The PostgreSQL known dataset on real servers (15 and 16).
+
+Content is compared with plain SQL (``restorecheck.seed.golden.postgres_digest``), never with
+restorecheck's own fingerprints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from restorecheck.cli import run_cli
+from restorecheck.dburl import PostgresRef
+from restorecheck.errors import TargetNotEmptyError
+from restorecheck.process import run
+from restorecheck.provisioners.base import PgServer
+from restorecheck.seed import seed
+from restorecheck.seed.golden import REGENERATE, diff_digests, load_golden, postgres_digest
+from tests.conftest import execute
+
+pytestmark = pytest.mark.postgres
+
+SCALE_1_TABLES = {
+    "public.rc_strings": 60, "public.rc_types": 30, "rc_audit.log": 535, "rc_ledger.accounts": 50,
+    "rc_ledger.entries_2023": 250, "rc_ledger.entries_2024": 250, "rc_ledger.entries_2025": 250,
+    "rc_ledger.entries_default": 250, "rc_ledger.fx_rates": 40, "rc_ledger.session_cache": 100,
+    "rc_shop.Gift Cards": 20, "rc_shop.categories": 32, "rc_shop.customer_totals": 200,
+    "rc_shop.customers": 200, "rc_shop.order_lines": 1490, "rc_shop.orders": 490, "rc_shop.products": 100,
+}
+
+# Everything a refusal must leave alone: relations, schemas, large objects, and the rows.
+_INVENTORY = """
+SELECT string_agg(x, ',' ORDER BY x) FROM (
+  SELECT n.nspname || '.' || c.relname || ':' || c.relkind::text FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  UNION ALL SELECT 'schema:' || nspname FROM pg_namespace
+  UNION ALL SELECT 'lo:' || oid FROM pg_largeobject_metadata
+) AS s(x)
+"""
+
+
+def _golden_failure(diffs: list[str]) -> str:
+    return ("the PostgreSQL dataset's content changed:\n  " + "\n  ".join(diffs[:20])
+            + f"\nIf that was on purpose, bump GENERATOR_VERSION and run: {REGENERATE}")
+
+
+def test_scale_1_matches_the_golden_values(fresh_db_any: PostgresRef) -> None:
+    result = seed(fresh_db_any)
+    assert result.tables == SCALE_1_TABLES
+    assert result.rows == sum(SCALE_1_TABLES.values()) and result.large_objects == 5
+    diffs = diff_digests(load_golden("postgresql"), postgres_digest(fresh_db_any))
+    assert not diffs, _golden_failure(diffs)
+
+
+def test_same_seed_identical_different_seed_differs(pg_server: PgServer) -> None:
+    with pg_server.fresh_database() as a, pg_server.fresh_database() as b, pg_server.fresh_database() as c:
+        seed(a, seed=42)
+        seed(b, seed=42)
+        seed(c, seed=43)
+        da, db, dc = postgres_digest(a), postgres_digest(b), postgres_digest(c)
+    assert da == db
+    assert {t: v["rows"] for t, v in dc["tables"].items()} == {t: v["rows"] for t, v in da["tables"].items()}
+    changed = {t for t in da["tables"] if da["tables"][t]["md5"] != dc["tables"][t]["md5"]}
+    assert changed >= set(SCALE_1_TABLES) - {"rc_shop.customer_totals"}
+    assert da["large_objects"] != dc["large_objects"]
+
+
+def test_scale_10_holds_ten_times_the_rows(fresh_db: PostgresRef) -> None:
+    result = seed(fresh_db, scale=10)
+    assert result.tables == {t: 10 * n for t, n in SCALE_1_TABLES.items()}
+    counted = {t: v["rows"] for t, v in postgres_digest(fresh_db)["tables"].items()}
+    assert counted == result.tables
+    assert execute(fresh_db, "SELECT count(*) FROM pg_largeobject_metadata")[0][0] == 50
+
+
+def test_the_dataset_has_what_breaks_backups(fresh_db: PostgresRef) -> None:
+    seed(fresh_db)
+    def q(sql: str) -> list[tuple[object, ...]]:
+        return execute(fresh_db, sql)
+
+    def n(sql: str) -> int:
+        value = execute(fresh_db, sql)[0][0]
+        assert isinstance(value, int)
+        return value
+
+    assert n("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rc\\_%'") == 3
+    assert q("SELECT relpersistence FROM pg_class WHERE oid = 'rc_ledger.session_cache'::regclass") == [("u",)]
+    assert q("SELECT relrowsecurity FROM pg_class WHERE oid = 'rc_ledger.accounts'::regclass") == [(True,)]
+    assert q("SELECT relkind FROM pg_class WHERE oid = 'rc_ledger.entries'::regclass") == [("p",)]
+    assert q("SELECT relispopulated FROM pg_class WHERE oid = 'rc_shop.customer_totals'::regclass") == [(True,)]
+    assert n("SELECT count(*) FROM pg_attribute WHERE attgenerated = 's' AND attrelid IN "
+             "('rc_shop.customers'::regclass, 'rc_shop.order_lines'::regclass)") == 2
+    assert q("SELECT attidentity FROM pg_attribute WHERE attrelid = 'rc_shop.customers'::regclass "
+             "AND attname = 'id'") == [("a",)]
+    assert n("SELECT count(*) FROM rc_shop.customers WHERE nickname = ''") > 0
+    assert n("SELECT count(*) FROM rc_shop.customers WHERE nickname IS NULL") > 0
+    assert n("SELECT count(*) FROM rc_strings WHERE body ~ '(^|\\n)\\\\\\.(\\n|$)'") > 0
+    assert n("SELECT count(*) FROM rc_shop.products WHERE position('\\x00'::bytea IN photo) > 0") > 0
+    assert n("SELECT count(*) FROM rc_ledger.fx_rates WHERE rate = 'NaN' OR rate = '-Infinity'") > 0
+    assert n("SELECT count(*) FROM rc_ledger.fx_rates WHERE exact = 'Infinity'::numeric") > 0
+    assert q("SELECT is_called FROM rc_ledger.spare_seq") == [(False,)]
+    assert q("SELECT last_value FROM rc_ledger.invoice_no_seq") == [(1014,)]
+    # the audit trail: one row per change, an unbroken hash chain
+    assert q("SELECT op, count(*) FROM rc_audit.log GROUP BY op ORDER BY op") == [
+        ("DELETE", 10), ("INSERT", 500), ("UPDATE", 25)]
+    assert n("SELECT count(*) FROM rc_audit.log l JOIN rc_audit.log p ON p.id = l.id - 1 "
+             "WHERE l.prev_hash IS DISTINCT FROM p.hash") == 0
+    assert n("SELECT count(*) FROM rc_audit.log WHERE hash <> encode(sha256(convert_to("
+             "coalesce(prev_hash, '') || '|' || op || '|' || row_data::text, 'UTF8')), 'hex')") == 0
+    # cascades ran: no orphans, and the deleted category subtree took its products' references
+    assert n("SELECT count(*) FROM rc_shop.order_lines l WHERE NOT EXISTS (SELECT 1 FROM rc_shop.orders o "
+             "WHERE (o.region, o.order_no) = (l.region, l.order_no))") == 0
+    # the sequences feeding columns are not behind them
+    assert q("SELECT last_value >= (SELECT max(id) FROM rc_shop.customers) "
+             "FROM rc_shop.customers_id_seq") == [(True,)]
+
+
+def test_refusal_leaves_the_target_untouched(fresh_db: PostgresRef) -> None:
+    execute(fresh_db, "CREATE TABLE public.things (id int PRIMARY KEY, name text)")
+    execute(fresh_db, "INSERT INTO public.things VALUES (1, 'keep me')")
+    execute(fresh_db, "CREATE VIEW public.things_v AS SELECT * FROM public.things")
+    before = execute(fresh_db, _INVENTORY)
+    with pytest.raises(TargetNotEmptyError, match=r"already holds tables \(public.things\)"):
+        seed(fresh_db)
+    assert run_cli(["seed", _url(fresh_db), "--no-progress"]) == 2
+    assert execute(fresh_db, _INVENTORY) == before
+    assert execute(fresh_db, "SELECT * FROM public.things") == [(1, "keep me")]
+
+
+def _url(ref: PostgresRef) -> str:
+    p = ref.params
+    return f"postgresql://{p['user']}@/{p['dbname']}?host={p['host']}&port={p['port']}"
+
+
+def test_second_seed_is_refused_and_replace_recreates_only_the_dataset(fresh_db: PostgresRef) -> None:
+    seed(fresh_db, seed=9)
+    with pytest.raises(TargetNotEmptyError):
+        seed(fresh_db)
+    execute(fresh_db, "CREATE SCHEMA app")
+    execute(fresh_db, "CREATE TABLE app.things (id int PRIMARY KEY, name text)")
+    execute(fresh_db, "INSERT INTO app.things VALUES (1, 'keep me')")
+    execute(fresh_db, "SELECT lo_from_bytea(424242, 'not the dataset''s')")
+    result = seed(fresh_db, replace=True)
+    assert result.tables == SCALE_1_TABLES
+    diffs = diff_digests(load_golden("postgresql"), postgres_digest(fresh_db))
+    assert not diffs, _golden_failure(diffs)
+    assert execute(fresh_db, "SELECT * FROM app.things") == [(1, "keep me")]
+    assert execute(fresh_db, "SELECT convert_from(lo_get(424242), 'UTF8')") == [("not the dataset's",)]
+
+
+def test_replace_refuses_to_drop_what_depends_on_the_dataset(fresh_db: PostgresRef) -> None:
+    seed(fresh_db)
+    execute(fresh_db, "CREATE VIEW public.my_report AS SELECT count(*) AS n FROM rc_shop.orders")
+    before = execute(fresh_db, _INVENTORY)
+    with pytest.raises(TargetNotEmptyError, match="my_report"):
+        seed(fresh_db, replace=True)
+    assert execute(fresh_db, _INVENTORY) == before
+
+
+def test_replace_refuses_a_schema_it_did_not_create(fresh_db: PostgresRef) -> None:
+    execute(fresh_db, "CREATE SCHEMA rc_shop")
+    execute(fresh_db, "CREATE TABLE rc_shop.mine (id int)")
+    before = execute(fresh_db, _INVENTORY)
+    with pytest.raises(TargetNotEmptyError, match="not created by restorecheck seed"):
+        seed(fresh_db, replace=True)
+    assert execute(fresh_db, _INVENTORY) == before
+
+
+def test_pg_dump_and_pg_restore_round_trip_with_zero_errors(pg_any: PgServer, tmp_path: Path) -> None:
+    assert pg_any.tools is not None
+    dump = tmp_path / "known.dump"
+    with pg_any.fresh_database() as source:
+        seed(source)
+        expected = postgres_digest(source)
+        done = run([pg_any.tools.tool("pg_dump"), "--format=custom", "--file", dump], env=source.child_env(),
+                   timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == ""
+    with pg_any.fresh_database() as target:
+        done = run([pg_any.tools.tool("pg_restore"), "--exit-on-error", "--dbname", target.dbname or "", dump],
+                   env=target.child_env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == ""
+        restored = postgres_digest(target)
+    assert not diff_digests(expected, restored), diff_digests(expected, restored)
+    diffs = diff_digests(load_golden("postgresql"), restored)
+    assert not diffs, _golden_failure(diffs)
+
+
+def test_cli_seeds_and_prints_the_tables(fresh_db: PostgresRef, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["seed", _url(fresh_db), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "rc_shop.order_lines" in out and "1,490" in out and "large objects" in out
