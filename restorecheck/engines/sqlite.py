@@ -3,10 +3,12 @@
 Backup (PITFALLS H1, H2): the source is opened read-only (``file:...?mode=ro``), one read
 transaction is opened and held while ``Connection.backup`` copies the pages in steps, so the copy
 is one consistent snapshot that includes commits still only in the ``-wal`` file, and writers on
-other connections never make the stepped backup restart. The manifest is the fingerprint of the
-finished copy (SPEC), cross-checked against per-table row counts of the source read in that same
-transaction. The source's bytes are never modified (SQLite may create the ``-shm``/``-wal``
-files a WAL reader needs next to a WAL-mode source, as every reader does).
+other connections never make the stepped backup restart. The manifest is the fingerprint of that
+same snapshot, read in the same transaction right after the copy: it describes exactly what the
+copy must hold, and verify then compares the restored copy with the source rather than with
+itself (a copy damaged on its way to disk is caught). The source's bytes are never modified
+(SQLite may create the ``-shm``/``-wal`` files a WAL reader needs next to a WAL-mode source, as
+every reader does).
 
 Restore (PITFALLS H6): the backup is copied into a private temporary directory
 (``provisioners.sqlite.temporary_sqlite``) and only the copy is ever opened. A file with the
@@ -34,6 +36,7 @@ both databases are at hand.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -61,7 +64,6 @@ from restorecheck.engines.base import (
 from restorecheck.errors import (
     BackupNotFoundError,
     BadInputError,
-    EnvironmentFailure,
     SourceUnreachableError,
     UnknownFormatError,
 )
@@ -164,6 +166,7 @@ class TableInfo:
     sql: str | None
     strict: bool = False
     shadow: tuple[str, ...] = ()
+    rowid_alias: str | None = None  # the INTEGER PRIMARY KEY column that is the rowid
 
     @property
     def qualified(self) -> str:
@@ -235,8 +238,22 @@ def read_tables(conn: sqlite3.Connection) -> list[TableInfo]:
             cols = ()
         kind = "virtual" if typ == "virtual" else "without_rowid" if without_rowid else "table"
         own_shadows = tuple(s for s in shadows if s.startswith(name + "_")) if kind == "virtual" else ()
-        tables.append(TableInfo(name, kind, cols, sql_of.get(name), strict, own_shadows))
+        alias = _rowid_alias(conn, name, cols) if kind == "table" else None
+        tables.append(TableInfo(name, kind, cols, sql_of.get(name), strict, own_shadows, alias))
     return tables
+
+
+def _rowid_alias(conn: sqlite3.Connection, name: str, cols: Sequence[Column]) -> str | None:
+    """The column that aliases the rowid: a lone ``INTEGER PRIMARY KEY`` backed by no index
+    (``INTEGER PRIMARY KEY DESC`` is an ordinary column with an automatic index)."""
+    pks = [c for c in cols if c.pk]
+    if len(pks) != 1 or pks[0].type.strip().upper() != "INTEGER":
+        return None
+    try:
+        origins = [r[3] for r in conn.execute(f"PRAGMA main.index_list({quote_identifier(name)})")]
+    except sqlite3.DatabaseError:
+        return None
+    return None if "pk" in origins else pks[0].name
 
 
 def _norm_sql(sql: str | None) -> str | None:
@@ -338,14 +355,20 @@ class _Reader:
         tbl = f"main.{quote_identifier(info.name)}"
         cols = [c.name for c in info.data_columns]
         self.rowid = info.rowid_name()
+        self.unique = True
         if info.kind == "without_rowid" and info.key_columns:
             self.keys = [quote_identifier(k) for k in info.key_columns]
+            enc = row_sql(None, cols)
+        elif info.rowid_alias is not None:  # the rowid is a column already: hash it once
+            self.rowid = quote_identifier(info.rowid_alias)
+            self.keys = [self.rowid]
             enc = row_sql(None, cols)
         elif self.rowid is not None:
             self.keys = [self.rowid]
             enc = row_sql(self.rowid, cols)
-        else:  # every rowid alias is a real column: order by all columns
+        else:  # every rowid alias is a real column: order by all columns, read in one piece
             self.keys = [quote_identifier(c) for c in cols]
+            self.unique = False
             enc = row_sql(None, cols)
         self.tbl = tbl
         self.enc = enc
@@ -354,6 +377,15 @@ class _Reader:
     def after_condition(self) -> str:
         return self.key_condition(">")
 
+    def _fetch(self, query: str, params: Sequence[Any]) -> tuple[Any, ...]:
+        """One row, text as bytes (the encoded rows are ASCII: no decoding, no re-encoding)."""
+        self.conn.text_factory = bytes
+        try:
+            row: tuple[Any, ...] = self.conn.execute(query, params).fetchone()
+        finally:
+            self.conn.text_factory = str
+        return row
+
     def key_condition(self, op: str) -> str:
         """The WHERE condition "key <op> ?" (a row value for a composite key)."""
         if len(self.keys) == 1:
@@ -361,9 +393,11 @@ class _Reader:
         return f"({', '.join(self.keys)}) {op} ({', '.join('?' * len(self.keys))})"
 
     def chunks(self, after: tuple[Any, ...] | None, before: tuple[Any, ...] | None = None,
-               max_rows: int | None = None) -> Iterator[tuple[int, str, tuple[Any, ...] | None]]:
+               max_rows: int | None = None) -> Iterator[tuple[int, bytes, tuple[Any, ...] | None]]:
         """Yield (rows, text, last_key) for the rows with ``after`` < key < ``before`` in key order."""
         remaining = max_rows
+        if not self.unique:  # keys that may repeat cannot be paged with "key > last"
+            self.limit = 2**62
         while remaining is None or remaining > 0:
             limit = self.limit if remaining is None else min(self.limit, remaining)
             where: list[str] = []
@@ -379,17 +413,15 @@ class _Reader:
                 # integer keys: the last key of the chunk is its maximum, read in the same pass
                 sub = (f"SELECT {self.rowid} AS k, {self.enc} AS x FROM {self.tbl}{cond} "
                        f"ORDER BY {self.order} LIMIT ?")
-                (n, text, top) = self.conn.execute(
-                    f"SELECT count(*), group_concat(x, char(10)), max(k) FROM ({sub})", [*params, limit]
-                ).fetchone()
+                (n, text, top) = self._fetch(
+                    f"SELECT count(*), group_concat(x, char(10)), max(k) FROM ({sub})", [*params, limit])
                 if not n:
                     return
                 after = (top,)
             else:
                 sub = f"SELECT {self.enc} AS x FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT ?"
-                (n, text) = self.conn.execute(
-                    f"SELECT count(*), group_concat(x, char(10)) FROM ({sub})", [*params, limit]
-                ).fetchone()
+                (n, text) = self._fetch(
+                    f"SELECT count(*), group_concat(x, char(10)) FROM ({sub})", [*params, limit])
                 if not n:
                     return
                 last = self.conn.execute(
@@ -444,8 +476,14 @@ def checksum_table(
                                 note="virtual table module not available in this SQLite")
     try:
         reader = _Reader(conn, info, options.progress, None)
-        key = tuple(info.key_columns) if info.kind == "without_rowid" else (
-            (reader.rowid,) if reader.rowid else tuple(c.name for c in info.data_columns))
+        if info.kind == "without_rowid":
+            key = tuple(info.key_columns)
+        elif info.rowid_alias is not None:
+            key = (info.rowid_alias,)
+        elif reader.rowid is not None:
+            key = (reader.rowid,)
+        else:
+            key = ()  # no unique key to localise differences by
         first_key = reader.keys[0]
         bounds: tuple[Any, ...] = conn.execute(
             f"SELECT count(*), min({first_key}), max({first_key}) FROM {reader.tbl}").fetchone()
@@ -467,7 +505,7 @@ def checksum_table(
                 part = hashlib.sha256()
                 n_part = 0
                 for n, text, last in reader.chunks(after, before=before):
-                    data = text.encode() + b"\n"
+                    data = text + b"\n"
                     part.update(data)
                     whole.update(data)
                     n_part += n
@@ -489,7 +527,7 @@ def checksum_table(
                 part = hashlib.sha256()
                 n_part = 0
                 for n, text, last in reader.chunks(after, max_rows=per):
-                    data = text.encode() + b"\n"
+                    data = text + b"\n"
                     part.update(data)
                     whole.update(data)
                     n_part += n
@@ -499,7 +537,7 @@ def checksum_table(
                                             part.hexdigest()[:32]))
         else:
             for n, text, _ in reader.chunks(None):
-                whole.update(text.encode() + b"\n")
+                whole.update(text + b"\n")
                 rows += n
         return TableFingerprint(name, kind, rows=rows, checksum=whole.hexdigest()[:32],
                                 checksum_mode=CHECKSUM_MODE, key=key, ranges=tuple(ranges),
@@ -635,13 +673,19 @@ def fingerprint_connection(
     options: FingerprintOptions,
     integrity: bool = True,
     ranges_from: Manifest | None = None,
+    private_copy: bool = False,
 ) -> Manifest:
     """Fingerprint the ``main`` schema of an open connection, inside one read transaction.
 
     ``ranges_from``: a manifest of the same database elsewhere whose key-range bounds are reused.
+    ``private_copy``: ``path`` is a file nothing else writes (a restored copy, a fresh backup), so
+    ``integrity_check`` and ``foreign_key_check`` run on a second connection in a thread while the
+    rows are checksummed (SQLite releases the GIL while it works). On a live source everything runs
+    in the one read transaction, one after the other.
     """
     taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version}
+    pool: concurrent.futures.ThreadPoolExecutor | None = None
     try:
         conn.execute("BEGIN")
         own_txn = True
@@ -663,6 +707,12 @@ def fingerprint_connection(
         if attached:
             facts["attached"] = attached
         fingerprints: list[TableFingerprint] = []
+        side: concurrent.futures.Future[tuple[dict[str, dict[str, Any]], list[str] | None]] | None = None
+        if private_copy and path is not None:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="restorecheck-sqlite")
+            side = pool.submit(_side_checks, path, tables, integrity)
+            if integrity:
+                options.progress("integrity_check", 0, None)
         if not options.schema_only:
             for i, t in enumerate(tables):
                 options.progress("fingerprint", i, len(tables))
@@ -672,12 +722,17 @@ def fingerprint_connection(
         read_errors = {f.name: f.note for f in fingerprints if not f.readable and f.kind != "virtual"}
         if read_errors:
             facts["read_errors"] = read_errors
-        fk = read_fk_orphans(conn, tables)
-        facts["foreign_key_check"] = sum(int(v["orphans"]) for v in fk.values())
         sequences = read_sequences(conn)
-        if integrity:
-            options.progress("integrity_check", 0, None)
-            result = run_integrity_check(conn)
+        result: list[str] | None = None
+        if side is not None:
+            fk, result = side.result()
+        else:
+            fk = read_fk_orphans(conn, tables)
+            if integrity:
+                options.progress("integrity_check", 0, None)
+                result = run_integrity_check(conn)
+        facts["foreign_key_check"] = sum(int(v["orphans"]) for v in fk.values())
+        if result is not None:
             facts["integrity_check"] = result
             if len(result) >= MAX_INTEGRITY_ERRORS:
                 facts["integrity_truncated"] = True
@@ -689,9 +744,23 @@ def fingerprint_connection(
             tables=tuple(fingerprints), schema=schema, sequences=sequences, fk_orphans=fk, facts=facts,
         )
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if own_txn:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("COMMIT")
+
+
+def _side_checks(path: Path, tables: Sequence[TableInfo],
+                 integrity: bool) -> tuple[dict[str, dict[str, Any]], list[str] | None]:
+    """foreign_key_check and integrity_check on their own connection to a private copy."""
+    with contextlib.closing(connect_readonly(path, immutable=True)) as conn:
+        try:
+            conn.execute("BEGIN")
+            fk = read_fk_orphans(conn, tables)
+        except sqlite3.DatabaseError:
+            fk = {}
+        return fk, run_integrity_check(conn) if integrity else None
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -721,6 +790,8 @@ class SqliteEngine:
     def __init__(self) -> None:
         # restored copies whose failure to open was already reported as restore_errors
         self._unopenable: set[str] = set()
+        # restored copies: private files nothing else writes (checked in parallel threads)
+        self._private: set[str] = set()
 
     def detect_format(self, path: Path) -> str | None:
         return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
@@ -742,7 +813,7 @@ class SqliteEngine:
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(conn):
             manifest = fingerprint_connection(conn, database=str(path), path=path, options=options,
-                                              ranges_from=ranges_from)
+                                              ranges_from=ranges_from, private_copy=str(path) in self._private)
         return manifest
 
     # --- backup -------------------------------------------------------------------------------
@@ -770,20 +841,7 @@ class SqliteEngine:
         partial = out.with_name(out.name + ".partial")
         started = time.monotonic()
         try:
-            counts = self._online_backup(src_path, partial, progress)
-            conn = connect_readonly(partial, immutable=True)
-            with contextlib.closing(conn):
-                manifest = fingerprint_connection(
-                    conn, database=str(src_path), path=partial, options=options.fingerprint, integrity=False)
-            if manifest.facts.get("open_error"):
-                raise EnvironmentFailure(f"the backup copy of {src_path} cannot be read: "
-                                         f"{manifest.facts['open_error']}")
-            copied = {t.name: t.rows for t in manifest.tables if t.rows is not None}
-            for tname, n in counts.items():
-                if tname in copied and copied[tname] != n:
-                    raise EnvironmentFailure(
-                        f"the backup copy of {src_path} holds {copied[tname]} rows in {tname}, "
-                        f"the source held {n} in the same snapshot", "retry the backup")
+            manifest = self._online_backup(src_path, partial, options)
             partial.replace(out)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -791,15 +849,19 @@ class SqliteEngine:
         size, digest = _sha256_file(out, progress)
         artifact = BackupArtifact(path=str(out), format=FORMAT, bytes=size, sha256=digest)
         facts = dict(manifest.facts)
-        facts["backup_method"] = "sqlite3 online backup API, one read transaction"
+        facts["backup_method"] = "sqlite3 online backup API"
+        facts["manifest_of"] = "the source, read in the backup's own read transaction"
         facts["backup_seconds"] = round(time.monotonic() - started, 3)
         facts["source_wal_bytes"] = _wal_size(src_path)
         manifest = dataclasses.replace(manifest, facts=facts).with_backup(artifact)
         manifest.save(manifest_path)
         return artifact, manifest
 
-    def _online_backup(self, src_path: Path, dest: Path, progress: ProgressFn) -> dict[str, int]:
-        """Copy ``src_path`` into ``dest`` with the backup API; row counts read in the same snapshot."""
+    def _online_backup(self, src_path: Path, dest: Path, options: BackupOptions) -> Manifest:
+        """Copy ``src_path`` into ``dest`` with the backup API and fingerprint the source, both in
+        one read transaction: the manifest describes exactly the snapshot the copy holds (PITFALLS
+        H2), so verify compares the restored copy with the source, not with itself."""
+        progress = options.progress
         try:
             src = connect_readonly(src_path)
         except sqlite3.Error as exc:
@@ -825,16 +887,14 @@ class SqliteEngine:
                                              "check that the source is a healthy SQLite database") from None
             finally:
                 dst.close()
-            counts: dict[str, int] = {}
-            for t in read_tables(src):
-                if t.kind == "virtual":
-                    continue
-                with contextlib.suppress(sqlite3.DatabaseError):
-                    counts[t.qualified] = src.execute(
-                        f"SELECT count(*) FROM main.{quote_identifier(t.name)}").fetchone()[0]
+            manifest = fingerprint_connection(src, database=str(src_path), path=src_path,
+                                              options=options.fingerprint, integrity=False)
+            if manifest.facts.get("open_error"):
+                raise SourceUnreachableError(f"cannot read the source {src_path}: {manifest.facts['open_error']}",
+                                             "check that it is a healthy SQLite database")
             with contextlib.suppress(sqlite3.Error):
                 src.execute("COMMIT")
-        return counts
+        return manifest
 
     # --- restore ------------------------------------------------------------------------------
 
@@ -845,6 +905,8 @@ class SqliteEngine:
         _require_sqlite(path, "backup")
         started = time.monotonic()
         target = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep))
+        self._private.add(str(target))
+        stack.callback(self._private.discard, str(target))
         options.progress("restore: copy", 0, path.stat().st_size)
         shutil.copyfile(path, target)
         findings: list[Finding] = []

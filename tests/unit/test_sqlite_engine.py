@@ -511,3 +511,19 @@ def test_ranges_from_the_reference_align_the_ranges(engine: SqliteEngine, tmp_pa
     differing = [(r["lower"][0], r["upper"][0]) for r in f.details["ranges"]]
     assert differing[0][0] <= 3 <= differing[0][1]  # the changed row's range
     assert all(lo > 3 for lo, _ in differing[1:])  # and the ranges that lost rows, nothing else
+
+
+def test_manifest_describes_the_source_so_a_damaged_copy_is_caught(
+        engine: SqliteEngine, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = SqliteEngine._online_backup
+
+    def damaging(self: SqliteEngine, src_path: Path, dest: Path, options: BackupOptions) -> Manifest:
+        manifest = original(self, src_path, dest, options)
+        sql(dest, "UPDATE books SET title = 'flipped' WHERE id = 42;")  # the copy went wrong on its way
+        return manifest
+
+    monkeypatch.setattr(SqliteEngine, "_online_backup", damaging)
+    art, manifest = engine.backup(SqliteRef(source), tmp_path / "d", BackupOptions(name="d", fingerprint=SMALL))
+    assert manifest.facts["manifest_of"].startswith("the source")
+    errs = errors(verify(engine, Path(art.path), manifest))
+    assert set(errs) == {"checksum"} and errs["checksum"][0].object == "main.books"
