@@ -121,6 +121,8 @@ def compare(
     tables, findings = compare_manifests(man_a, man_b, live_reference=live_reference, max_keys=max_keys)
     if ref_a is not None and ref_b is not None and man_a.engine == "postgresql":
         findings = _with_keys(ref_a, ref_b, man_a, man_b, findings, options, max_keys)
+    elif ref_a is not None and ref_b is not None and hasattr(engine_for(ref_a), "narrow"):
+        findings = engine_for(ref_a).narrow(ref_a, ref_b, findings, max_keys=max_keys)  # type: ignore[attr-defined]
     phases["compare"] = _elapsed(t)
     phases["total"] = _elapsed(start)
     return Report(
@@ -259,8 +261,13 @@ def _restore_and_check(
     max_restore_seconds: float | None,
     stack: contextlib.ExitStack,
     phases: dict[str, float],
+    key_source: DatabaseRef | None = None,
 ) -> tuple[list[TableResult], list[Finding], dict[str, Any]]:
-    """Restore into a throwaway target, fingerprint it, run the checks; fills ``phases``."""
+    """Restore into a throwaway target, fingerprint it, run the checks; fills ``phases``.
+
+    ``key_source`` (or ``live_source``): a database at hand to narrow content differences down to
+    the differing keys, where the engine can (``engine.narrow``, SQLite).
+    """
     live_seconds = 0.0
     fp = dataclasses.replace(fingerprint, snapshot=None, schema_only=False)
     if live_source is not None:  # first: an unreachable source fails before a long restore
@@ -290,6 +297,11 @@ def _restore_and_check(
         # restored sequences may be ahead of the reference, never behind
         at_least = reference_kind == "live" or bool(reference.facts.get("sequences_at_least"))
         results, compared = compare_manifests(reference, restored, live_reference=at_least)
+        narrow = getattr(engine, "narrow", None)
+        against = live_source or key_source
+        if narrow is not None and against is not None and any(f.check in ("row_count", "checksum")
+                                                               for f in compared):
+            compared = narrow(against, outcome.restored, compared)
         tables = list(results)
         findings += compared
     else:
@@ -456,7 +468,8 @@ def drill(
             manifest.save(manifest_path_for(artifact.path))
         phases["backup"] = _elapsed(t)
         tables, more, extra = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
-                                                 fingerprint, max_restore_seconds, stack, phases)
+                                                 fingerprint, max_restore_seconds, stack, phases,
+                                                 key_source=src)
         findings += more
         extra["backup_kept"] = outdir is not None
     phases["total"] = _elapsed(start)

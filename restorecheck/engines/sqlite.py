@@ -684,7 +684,7 @@ def fingerprint_connection(
     in the one read transaction, one after the other.
     """
     taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version}
+    facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version, "checksum_mode": CHECKSUM_MODE}
     pool: concurrent.futures.ThreadPoolExecutor | None = None
     try:
         conn.execute("BEGIN")
