@@ -77,8 +77,8 @@ def sqlite_per_row_baseline(tmp: Path) -> float:
     seed(SqliteRef(path))  # the schema
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
-    for t in ("rc_order_lines", "rc_orders"):
-        conn.execute(f"DELETE FROM {t}")
+    for name in ("rc_order_lines", "rc_orders"):
+        conn.execute(f"DELETE FROM {name}")
     n = 0
     start = time.perf_counter()
     for t in sq.TABLES:
