@@ -193,3 +193,24 @@ def test_cli_seeds_and_prints_the_tables(fresh_db: PostgresRef, capsys: pytest.C
     assert run_cli(["seed", _url(fresh_db), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "rc_shop.order_lines" in out and "1,490" in out and "large objects" in out
+
+
+def test_dump_on_15_restores_on_16_in_another_cluster(pg15: PgServer, pg16: PgServer, tmp_path: Path) -> None:
+    """What the drill does across clusters: roles pre-created NOLOGIN, restore into template0 copy."""
+    assert pg15.tools is not None and pg16.tools is not None
+    dump = tmp_path / "known15.dump"
+    with pg15.fresh_database() as source:
+        seed(source, seed=5)
+        expected = postgres_digest(source)
+        done = run([pg15.tools.tool("pg_dump"), "-Fc", "--file", dump], env=source.child_env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+    for role in ("rc_reader", "rc_tenant"):
+        execute(pg16.admin, f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
+                            f"THEN CREATE ROLE {role} NOLOGIN; END IF; END $$")
+    with pg16.fresh_database() as target:
+        done = run([pg16.tools.tool("pg_restore"), "--exit-on-error", "--dbname", target.dbname or "", dump],
+                   env=target.child_env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == ""
+        restored = postgres_digest(target)
+    assert not diff_digests(expected, restored), diff_digests(expected, restored)
