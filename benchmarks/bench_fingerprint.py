@@ -1,0 +1,111 @@
+"""Benchmark: restorecheck's PostgreSQL fingerprint against count(*) and the md5-of-row-text checksum.
+
+Creates a table with 8 mixed columns in a throwaway local cluster, then measures (medians of warm
+runs, all in the same run so that the ratios are fair):
+
+- ``count(*)``, serial: the floor of any full scan;
+- the md5-of-text sum that reladiff/data-diff use, serial and with 2 parallel workers;
+- restorecheck's whole-database fingerprint (catalog, key ranges, counts, checksums, sequences,
+  foreign keys, large objects) with --jobs 1 and --jobs 2, in hash64-v1 and text64-v1 (strict) modes.
+
+The cluster runs with max_parallel_workers_per_gather = 0, so --jobs 1 is one core; --jobs 2 is
+two connections sharing an exported snapshot, each reading half the table's blocks.
+
+    .venv/bin/python benchmarks/bench_fingerprint.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from restorecheck.engines.base import FingerprintOptions
+from restorecheck.engines.pg_fingerprint import fingerprint_postgres
+from restorecheck.provisioners.local import local_cluster
+
+COLUMNS = "id, qty, big, price, label, created, flag, weight"
+TABLE_SQL = """
+CREATE TABLE bench (
+    id bigint PRIMARY KEY,
+    qty integer,
+    big bigint,
+    price numeric(12, 2),
+    label text,
+    created timestamptz,
+    flag boolean,
+    weight double precision
+);
+INSERT INTO bench
+SELECT g, g % 1000, g::bigint * 7919, (g % 100000) / 100.0, 'label ' || md5(g::text), timestamptz '2024-01-01' + g * interval '1 second',
+       g % 3 = 0, g / 3.0
+FROM generate_series(1, %(rows)s) g
+"""
+MD5_SQL = (f"SELECT count(*), coalesce(sum(('x' || substr(md5(ROW({COLUMNS})::text), 1, 15))::bit(60)::bigint), 0) "
+           "FROM bench")
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-strict", action="store_true", help="skip the strict (text64) runs")
+    args = ap.parse_args()
+    settings = {"max_parallel_workers_per_gather": "0", "shared_buffers": "256MB", "work_mem": "64MB",
+                "max_wal_size": "4GB", "checkpoint_timeout": "30min"}
+    with local_cluster(settings=settings) as server, server.fresh_database() as db:
+        print(f"PostgreSQL {server.version}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
+        t = time.perf_counter()
+        with psycopg.connect(db.conninfo(), autocommit=True) as conn:
+            conn.execute(TABLE_SQL.replace("%(rows)s", str(int(args.rows))))  # type: ignore[arg-type]
+            conn.execute("VACUUM ANALYZE bench")
+            heap = conn.execute("SELECT pg_relation_size('bench')").fetchone()[0]  # type: ignore[index]
+        print(f"created {args.rows:,} rows, heap {heap / 2**20:.0f} MiB, in {time.perf_counter() - t:.1f}s")
+        mib = heap / 2**20
+        conn = psycopg.connect(db.conninfo(), autocommit=True)
+
+        def q(sql: str, workers: int = 0) -> Callable[[], object]:
+            def run() -> object:
+                conn.execute(f"SET max_parallel_workers_per_gather = {workers}")  # type: ignore[arg-type]
+                return conn.execute(sql).fetchone()  # type: ignore[arg-type]
+            return run
+
+        base = FingerprintOptions()
+        results: dict[str, float] = {}
+        results["count(*)"] = median_time(q("SELECT count(*) FROM bench"), args.runs)
+        results["md5-of-text"] = median_time(q(MD5_SQL), args.runs)
+        results["md5-of-text, 2 workers"] = median_time(q(MD5_SQL, 2), args.runs)
+        for jobs in (1, 2):
+            opts = dataclasses.replace(base, jobs=jobs)
+            results[f"fingerprint --jobs {jobs}"] = median_time(lambda o=opts: fingerprint_postgres(db, o), args.runs)
+        if not args.no_strict:
+            for jobs in (1, 2):
+                opts = dataclasses.replace(base, jobs=jobs, strict=True)
+                results[f"fingerprint --strict --jobs {jobs}"] = median_time(
+                    lambda o=opts: fingerprint_postgres(db, o), args.runs)
+        conn.close()
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        count, md5 = results["count(*)"], results["md5-of-text"]
+        print(f"\n{'method':34} {'seconds':>8} {'rows/s':>12} {'MiB/s':>8} {'x count(*)':>11} {'md5/this':>9}")
+        for name, secs in results.items():
+            print(f"{name:34} {secs:8.2f} {args.rows / secs:12,.0f} {mib / secs:8.0f} {secs / count:11.1f} "
+                  f"{md5 / secs:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
