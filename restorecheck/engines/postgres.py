@@ -88,6 +88,8 @@ class PostgresEngine:
         # a second fresh database from template0) instead of starting another one.
         self._shared_server: Any = None
         self._shared_target: str | None = None
+        # (path, sha256) of the backup this engine's pg_dump just wrote (drill): no second read check
+        self._written_here: tuple[str, str | None] | None = None
 
     # --- format and fingerprint ------------------------------------------------------------
 
@@ -175,18 +177,23 @@ class PostgresEngine:
                 env = source.child_env()
                 env.setdefault("PGDATABASE", dbname)
                 progress("backup: pg_dump", 0, None)
+
+                def dump_and_digest() -> tuple[pgd.ToolResult, str | None]:
+                    # the sha256 is taken as soon as pg_dump is done, while the fingerprint may
+                    # still be running
+                    res = pgd.run_tool(argv, env=env, label="backup: pg_dump", progress=progress, size_of=out)
+                    ok = res.returncode == 0 and "error:" not in res.stderr and out.exists()
+                    return res, pgd.sha256_of(out) if ok else None
+
                 with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                    fut = pool.submit(
-                        pgd.run_tool, argv, env=env, label="backup: pg_dump", progress=progress,
-                        size_of=out,
-                    )
+                    fut = pool.submit(dump_and_digest)
                     fp_error: BaseException | None = None
                     manifest: Manifest | None = None
                     try:
                         manifest = self.fingerprint(source, dataclasses.replace(fp_opts, snapshot=snapshot))
                     except BaseException as exc:  # pg_dump is still running: wait for it, then re-raise
                         fp_error = exc
-                    result = fut.result()
+                    result, digest = fut.result()
                 conn.execute("ROLLBACK")  # read only: nothing to commit; ends the exported snapshot
                 if fp_error is not None:
                     _remove(out)
@@ -208,10 +215,8 @@ class PostgresEngine:
                 "read pg_dump's message above; the backup was not kept",
             )
         size = pgd.backup_bytes(out)
-        progress("backup: sha256", 0, size)
-        digest = pgd.sha256_of(out)
-        progress("backup: sha256", size, size)
         artifact = BackupArtifact(path=str(out.resolve()), format=fmt, bytes=size, sha256=digest)
+        self._written_here = (artifact.path, digest)
         warnings = [ln for ln in result.stderr.splitlines() if "warning" in ln.lower()]
         facts = dict(manifest.facts)
         facts.update({
@@ -251,7 +256,12 @@ class PostgresEngine:
 
     def inspect(self, artifact: BackupArtifact, workdir: Path, *,
                 progress: ProgressFn = no_progress) -> Inspection:
-        """Everything that can be learnt and checked about the backup without a server."""
+        """The quick part of the inspection: the format, the versions and the encoding.
+
+        Archives: ``pg_restore --list`` (by the newest pg_restore that can read it) and the
+        script preamble. Plain: the first lines; gzip is first decompressed into ``workdir`` as a
+        separate step, with gzip's own error kept as a finding (PITFALLS A5).
+        """
         path = Path(artifact.path)
         fmt = artifact.format or pgd.detect_format(path) or ""
         insp = Inspection(format=fmt)
@@ -278,24 +288,11 @@ class PostgresEngine:
             preamble = pgd.parse_preamble(pre.stdout)
             insp.header = dataclasses.replace(header, encoding=preamble.get("encoding"))
             insp.facts["reader"] = reader.version
+            insp.facts["toc_entries"] = dict(header.entry_counts)
             if not header.entry_counts.get("TABLE DATA") and not header.entry_counts.get("BLOBS"):
                 insp.findings.append(Finding("backup_file", "warning", obj,
                                              "the archive holds no table data at all (schema-only dump?)"))
-            # read every data block (PITFALLS B2, B4) and the schema SQL for roles, concurrently
-            progress("check archive: read all data", 0, None)
-            with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-                tool = reader.tool("pg_restore")
-                f_read = pool.submit(pgd.run_tool, pgd.pg_restore_readall_argv(tool, path))
-                f_schema = pool.submit(pgd.run_tool, pgd.pg_restore_schema_argv(tool, path),
-                                       capture_stdout=True)
-                read, schema = f_read.result(), f_schema.result()
-            if read.returncode != 0 or "error:" in read.stderr:
-                insp.findings.append(Finding(
-                    "backup_file", "error", obj,
-                    "reading every data block of the archive failed (truncated or corrupt): "
-                    + pgd.mask(_tail(read.stderr) or f"exit {read.returncode}"),
-                ))
-            insp.roles = pgd.roles_in_sql(schema.stdout)
+            insp.script = path
             return insp
         if fmt in pgd.PLAIN_FORMATS:
             script = path
@@ -304,25 +301,56 @@ class PostgresEngine:
                 gz_error = pgd.gunzip_to(path, script, progress=progress)
                 if gz_error:
                     insp.findings.append(Finding("backup_file", "error", obj, gz_error))
-            scan = pgd.scan_plain(script, progress=progress)
-            insp.findings.extend(scan.findings(obj))
-            if scan.lines == 0:
-                insp.readable = False
+            with open(script, "rb") as f:
+                head = f.read(64 * 1024).decode("utf-8", "replace")
+            preamble = pgd.parse_preamble(head)
             insp.script = script
-            insp.roles = scan.roles
-            insp.header = pgd.ArchiveHeader(format=fmt, dumped_from=scan.preamble.get("dumped_from"),
-                                            dumped_by=scan.preamble.get("dumped_by"),
-                                            encoding=scan.preamble.get("encoding"))
-            insp.facts["copy_blocks"] = scan.copy_blocks
-            if scan.restrict_key:
-                insp.facts["restrict"] = True
+            insp.readable = script.stat().st_size > 0
+            insp.header = pgd.ArchiveHeader(format=fmt, dumped_from=preamble.get("dumped_from"),
+                                            dumped_by=preamble.get("dumped_by"),
+                                            encoding=preamble.get("encoding"))
             return insp
         raise BadInputError(f"{path} is not a pg_dump backup this engine can restore")
+
+    def _read_check(self, insp: Inspection, obj: str) -> list[Finding]:
+        """Read every data block of an archive without a server (PITFALLS B2, B4)."""
+        assert insp.script is not None
+        reader = self._reader_for(insp)
+        read = pgd.run_tool(pgd.pg_restore_readall_argv(reader.tool("pg_restore"), insp.script))
+        if read.returncode != 0 or "error:" in read.stderr:
+            return [Finding("backup_file", "error", obj,
+                            "reading every data block of the archive failed (truncated or corrupt): "
+                            + pgd.mask(_tail(read.stderr) or f"exit {read.returncode}"))]
+        return []
+
+    def _reader_for(self, insp: Inspection) -> PgInstallation:
+        version = insp.facts.get("reader")
+        for inst in self._readers():
+            if inst.version == version:
+                return inst
+        return self._readers()[0]
+
+    def _scan(self, insp: Inspection, obj: str,
+              progress: ProgressFn) -> tuple[list[Finding], set[str], dict[str, Any]]:
+        """The slow part: roles the dump names, and (plain) the completeness checks of the whole file."""
+        assert insp.script is not None
+        if insp.format in pgd.ARCHIVE_FORMATS:
+            reader = self._reader_for(insp)
+            schema = pgd.run_tool(pgd.pg_restore_schema_argv(reader.tool("pg_restore"), insp.script),
+                                  capture_stdout=True)
+            return [], pgd.roles_in_sql(schema.stdout), {}
+        scan = pgd.scan_plain(insp.script, progress=progress)
+        facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks}
+        if scan.restrict_key:
+            facts["restrict"] = True
+        return scan.findings(obj), scan.roles, facts
 
     # --- restore ---------------------------------------------------------------------------
 
     def restore(self, artifact: BackupArtifact, options: RestoreOptions,
                 stack: contextlib.ExitStack) -> RestoreOutcome:
+        """Inspect, provision, create roles, restore. The full read check of an archive and the
+        scan of a plain dump run while the target starts (and the read check while it restores)."""
         from restorecheck.provisioners import provision_postgres
 
         path = Path(artifact.path)
@@ -331,9 +359,25 @@ class PostgresEngine:
         progress = options.progress
         workdir = Path(tempfile.mkdtemp(prefix="restorecheck-work-", dir=options.tmp_root))
         stack.callback(shutil.rmtree, workdir, True)
-        os.chmod(workdir, 0o755)  # psql runs as us, the server may run as nobody: only we read it
+        os.chmod(workdir, 0o755)
+        obj = path.name
+        progress("inspect the backup", 0, None)
         insp = self.inspect(artifact, workdir, progress=progress)
         findings = list(insp.findings)
+        info: dict[str, Any] = {"format": insp.format}
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        stack.callback(pool.shutdown, True, cancel_futures=True)
+        f_read = f_scan = None
+        if insp.readable:
+            f_scan = pool.submit(self._scan, insp, obj, progress)
+            if insp.format in pgd.ARCHIVE_FORMATS:
+                if self._written_here == (str(path), artifact.sha256):
+                    # written by this engine's pg_dump moments ago (exit 0, digest taken): the
+                    # restore reads every block anyway, so the separate read is skipped
+                    info["read_check"] = "skipped: written by this run's pg_dump"
+                else:
+                    f_read = pool.submit(self._read_check, insp, obj)
+                    info["read_check"] = "pg_restore --file=/dev/null"
         min_major = insp.header.min_major
         server = self._shared_server
         if server is None or (self._shared_target or "local") != (options.target or "local") or (
@@ -351,20 +395,25 @@ class PostgresEngine:
             # a throwaway cluster takes its roles with it.
             stack.callback(_drop_roles, server, created)
         db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep))
-        info: dict[str, Any] = {
-            "format": insp.format, "server_version": server.version, "target_kind": server.kind,
+        info.update({
+            "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
             "encoding": encoding, "database": db.dbname, **insp.facts,
-        }
+        })
         if options.keep:
             info["connect"] = f"{server.connect_hint()} (database {db.dbname})"
-        _create_roles(server, insp.roles, created)
+        roles: set[str] = set()
+        if f_scan is not None:
+            scan_findings, roles, scan_facts = f_scan.result()
+            findings.extend(scan_findings)
+            info.update(scan_facts)
+        _create_roles(server, roles, created)
         info["roles_created"] = sorted(created)
         env = db.child_env()
         seconds = 0.0
         if not insp.readable:
-            findings.append(Finding("restore_errors", "error", path.name,
+            findings.append(Finding("restore_errors", "error", obj,
                                     "nothing could be restored: the backup cannot be read"))
         elif insp.format in pgd.ARCHIVE_FORMATS:
             argv = pgd.pg_restore_argv(tools.tool("pg_restore"), path, dbname=db.dbname or "",
@@ -382,6 +431,8 @@ class PostgresEngine:
             errors = pgd.parse_psql_stderr(res.stderr)
             findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
+        if f_read is not None:
+            findings.extend(f_read.result())
         progress("restore", 1, 1)
         return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
 

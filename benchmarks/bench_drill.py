@@ -1,0 +1,131 @@
+"""Benchmark: a full ``restorecheck drill`` against the bare ``pg_dump`` + ``pg_restore`` it replaces.
+
+Builds a source in a throwaway local cluster (a table of --rows rows, about 160 bytes each, with a
+primary key, a secondary index and a foreign key to a small table), then, in the same run:
+
+1. baseline: ``pg_dump -Fc -Z<level>`` of the source, then ``pg_restore -j<jobs>`` into a fresh
+   database of a second, already running throwaway cluster (the same tuned settings restorecheck
+   uses; its start-up is NOT counted, which favours the baseline);
+2. ``drill SOURCE`` with the same format, compression and jobs: backup with the manifest taken in
+   the same snapshot (the source is checksummed while pg_dump reads it), provisioning of a fresh
+   throwaway cluster (counted), pg_restore, fingerprint of the restored copy, every check.
+
+It prints the time of each phase, both totals and their ratio. Target: ratio <= 1.1.
+
+    .venv/bin/python benchmarks/bench_drill.py --rows 5000000
+    .venv/bin/python benchmarks/bench_drill.py --rows 1000000 --compress 0 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from restorecheck import pipeline
+from restorecheck.engines.base import BackupOptions, FingerprintOptions, RestoreOptions
+from restorecheck.process import run
+from restorecheck.provisioners.local import local_cluster
+
+SCHEMA = """
+CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL);
+INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 10000) g;
+CREATE TABLE orders (
+    id bigint PRIMARY KEY,
+    customer_id integer NOT NULL REFERENCES customers (id),
+    created_at timestamptz NOT NULL,
+    amount numeric(12, 2) NOT NULL,
+    status text NOT NULL,
+    note text
+);
+"""
+LOAD = """
+INSERT INTO orders
+SELECT g, 1 + g % 10000, timestamptz '2024-01-01' + g * interval '1 second', (g % 100000) / 100.0,
+       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4],
+       'order note ' || md5(g::text) || ' ' || md5((g * 7)::text)
+FROM generate_series(%(lo)s, %(hi)s) g
+"""
+INDEX = "CREATE INDEX orders_created_idx ON orders (created_at); VACUUM ANALYZE orders"
+
+
+def build_source(conninfo: str, rows: int) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        step = 1_000_000
+        for lo in range(1, rows + 1, step):
+            conn.execute(LOAD, {"lo": lo, "hi": min(rows, lo + step - 1)})
+        for stmt in INDEX.split(";"):
+            conn.execute(stmt)
+        size = conn.execute("SELECT pg_size_pretty(pg_relation_size('orders'))").fetchone()
+        print(f"source: {rows:,} rows in orders, heap {size[0] if size else '?'}")
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    res = run(argv, env=env)
+    if res.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed: {res.stderr.strip()[-500:]}")
+    return res.seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--compress", default="0", help="pg_dump -Z for both (default 0: no compression)")
+    ap.add_argument("--jobs", type=int, default=2, help="pg_restore -j and fingerprint connections")
+    ap.add_argument("--tmp", default=None, help="temporary root (default: the system's)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rc-bench-drill-", dir=args.tmp))
+    os.chmod(work, 0o755)
+    try:
+        with local_cluster(tmp_root=args.tmp) as src_server, src_server.fresh_database() as src:
+            t = time.monotonic()
+            build_source(src.conninfo(), args.rows)
+            print(f"  (built in {time.monotonic() - t:.1f}s)")
+            tools = src_server.tools
+            assert tools is not None
+            env = {k: v for k, v in src.child_env().items()}
+
+            # --- baseline: bare pg_dump + pg_restore into a running tuned cluster ---------
+            dump = work / "bare.dump"
+            t_dump = timed([str(tools.tool("pg_dump")), "--no-password", "-Fc", f"-Z{args.compress}",
+                            "-f", str(dump)], env)
+            size = dump.stat().st_size
+            with local_cluster(tmp_root=args.tmp) as target, target.fresh_database() as db:
+                t_restore = timed([str(tools.tool("pg_restore")), "--no-password", f"-j{args.jobs}",
+                                   f"--dbname={db.dbname}", str(dump)], db.child_env())
+            dump.unlink()
+            bare = t_dump + t_restore
+            print(f"\nbare: pg_dump -Fc -Z{args.compress} {t_dump:.1f}s ({size / 2**20:.0f} MiB), "
+                  f"pg_restore -j{args.jobs} {t_restore:.1f}s (cluster already running), "
+                  f"total {bare:.1f}s")
+
+            # --- restorecheck drill SOURCE ---------------------------------------------
+            t = time.monotonic()
+            report = pipeline.drill(
+                src,
+                backup_options=BackupOptions(format="custom", compress=args.compress),
+                restore=RestoreOptions(jobs=args.jobs, tmp_root=args.tmp),
+                fingerprint=FingerprintOptions(jobs=args.jobs),
+            )
+            wall = time.monotonic() - t
+        phases = report.phases
+        print(f"drill: verdict {report.verdict}, " + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()))
+        info = report.extra.get("restore", {})
+        print(f"  pg_restore alone inside the drill: {info.get('tool_seconds', 0):.1f}s; "
+              f"rows verified {report.extra.get('rows_restored', 0):,}; wall {wall:.1f}s")
+        for f in report.findings:
+            print(f"  finding: {f.severity} {f.check} {f.object}: {f.message}")
+        ratio = phases["total"] / bare
+        print(f"\nratio drill/bare = {phases['total']:.1f}s / {bare:.1f}s = {ratio:.2f}x (target <= 1.10x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
