@@ -214,3 +214,17 @@ def test_dump_on_15_restores_on_16_in_another_cluster(pg15: PgServer, pg16: PgSe
         assert done.stderr.strip() == ""
         restored = postgres_digest(target)
     assert not diff_digests(expected, restored), diff_digests(expected, restored)
+
+
+def test_a_database_owner_without_superuser_can_seed(fresh_db: PostgresRef) -> None:
+    owner = "rc_test_app_owner"
+    execute(fresh_db, f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') "
+                      f"THEN CREATE ROLE {owner} LOGIN; END IF; END $$")
+    execute(fresh_db, f'ALTER DATABASE "{fresh_db.dbname}" OWNER TO {owner}')
+    as_owner = PostgresRef({**fresh_db.params, "user": owner}, fresh_db.password)
+    result = seed(as_owner)
+    assert result.tables == SCALE_1_TABLES
+    diffs = diff_digests(load_golden("postgresql"), postgres_digest(fresh_db))
+    assert not diffs, _golden_failure(diffs)
+    assert execute(fresh_db, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
+                             "WHERE relnamespace = 'rc_shop'::regnamespace") == [(owner,)]
