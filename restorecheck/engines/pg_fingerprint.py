@@ -692,9 +692,13 @@ def fingerprint_postgres(
     ``options.snapshot``: read in that exported snapshot (its exporting transaction must stay open
     until this returns), e.g. the one ``pg_dump --snapshot`` reads. Otherwise, with ``jobs`` > 1,
     the first connection exports a snapshot for the others. ``ranges_from``: use that manifest's
-    key-range boundaries per table, so that the two fingerprints compare range by range.
+    key-range boundaries per table, and its checksum mode, so that the two fingerprints compare
+    range by range.
     """
     jobs = max(1, options.jobs)
+    if ranges_from is not None and ranges_from.facts.get("checksum_mode") in (HASH_MODE, TEXT_MODE):
+        # checksums are only comparable in the same mode: follow the reference's
+        options = dataclasses.replace(options, strict=ranges_from.facts["checksum_mode"] == TEXT_MODE)
     conns: list[psycopg.Connection[Any]] = []
     try:
         main = connect(ref, options, application="restorecheck fingerprint")

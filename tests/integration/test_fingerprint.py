@@ -231,3 +231,49 @@ def test_unreachable_source_is_an_environment_failure() -> None:
 
     with pytest.raises(SourceUnreachableError):
         fingerprint_postgres(PostgresRef({"host": "127.0.0.1", "port": "1", "dbname": "x"}), OPTS)
+
+
+def _copy_roles(src: PgServer, dst: PgServer) -> None:
+    roles = execute(src.admin, "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> 'postgres'")
+    for (name,) in roles:
+        execute(dst.admin, f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') "
+                           f"THEN CREATE ROLE \"{name}\" NOLOGIN; END IF; END $$")
+
+
+def test_known_dataset_survives_pg15_to_pg16(pg15: PgServer, pg16: PgServer, tmp_path: Path) -> None:
+    seed_mod = pytest.importorskip("restorecheck.seed")
+    assert pg15.tools is not None and pg16.tools is not None
+    with pg15.fresh_database() as src, pg16.fresh_database() as dst:
+        seed_mod.seed(src, scale=1, seed=0)
+        _copy_roles(pg15, pg16)
+        dump = tmp_path / "seed.dump"
+        subprocess.run([str(pg15.tools.tool("pg_dump")), "-Fc", "-f", str(dump)], env={**src.child_env()},
+                       check=True, capture_output=True)
+        done = subprocess.run([str(pg16.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
+                              env={**dst.child_env()}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        ref = fingerprint_postgres(src, OPTS)
+        restored = fingerprint_postgres(dst, OPTS, ranges_from=ref)
+        _, findings = compare_manifests(ref, restored)
+        assert errors(findings) == [], errors(findings)
+        assert self_checks_postgres(restored) == []
+
+
+def test_foreign_tables_are_recorded_unread_and_citext_is_case_sensitive(pg15: PgServer) -> None:
+    with pg15.fresh_database() as a:
+        try:
+            execute(a, "CREATE EXTENSION file_fdw; CREATE EXTENSION citext")
+        except psycopg.Error as exc:
+            pytest.skip(f"contrib extensions missing: {exc}")
+        execute(a, "CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;"
+                   "CREATE FOREIGN TABLE remote (x int) SERVER files OPTIONS (filename '/nonexistent');"
+                   "CREATE TABLE c (id int PRIMARY KEY, s citext); INSERT INTO c VALUES (1, 'abc')")
+        m = fingerprint_postgres(a, OPTS)
+        remote = m.table("public.remote")
+        assert remote is not None and remote.kind == "foreign" and remote.readable is False
+        assert "foreign table" in (remote.note or "")
+        assert m.schema["tables"]["public.remote"]["server"] == "files"
+        assert m.schema["extensions"]["citext"]["version"]
+        execute(a, "UPDATE c SET s = 'ABC'")
+        after = fingerprint_postgres(a, OPTS)
+        assert m.table("public.c").checksum != after.table("public.c").checksum  # type: ignore[union-attr]
