@@ -29,12 +29,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROWS_PER_MB = 7300  # about 137 bytes of table and index per orders row
+ROWS_PER_MB = {"narrow": 7300, "wide": 320}  # orders rows per MB of file, table and index
 
 
-def generate(path: Path, size_mb: int) -> None:
-    """About ``size_mb`` MB of data, generated inside SQLite (random content, fixed shape)."""
-    rows = max(1000, size_mb * ROWS_PER_MB)
+def generate(path: Path, size_mb: int, shape: str = "narrow") -> None:
+    """About ``size_mb`` MB of data, generated inside SQLite (random content, fixed shape).
+
+    ``narrow``: orders rows of about 140 bytes (seven short values); ``wide``: about 3 KB per row
+    (a 2 KB text and a 1 KB blob beside the same short values).
+    """
+    rows = max(1000, size_mb * ROWS_PER_MB[shape])
+    wide = shape == "wide"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript(
         """
@@ -52,8 +57,9 @@ def generate(path: Path, size_mb: int) -> None:
         "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT ?) "
         "INSERT INTO orders SELECT i, 1 + abs(random()) % 100000, 'ref-' || hex(randomblob(4)), "
         "abs(random() % 10000000) / 100.0, "
-        "substr('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor', "
-        "1, abs(random()) % 70), randomblob(abs(random()) % 48), "
+        + ("hex(randomblob(1024)), randomblob(1024), " if wide else
+           "substr('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor', "
+           "1, abs(random()) % 70), randomblob(abs(random()) % 48), ") +
         "CASE i % 5 WHEN 0 THEN NULL WHEN 1 THEN i WHEN 2 THEN i * 0.5 WHEN 3 THEN 'q' || i "
         "ELSE x'00ff' END FROM c",
         (rows,),
@@ -76,6 +82,8 @@ def timed(label: str, fn: Callable[[], Any]) -> tuple[float, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024, help="database size to generate (default 1024)")
+    parser.add_argument("--shape", choices=sorted(ROWS_PER_MB), default="narrow",
+                        help="narrow rows (~140 bytes, the default) or wide rows (~3 KB)")
     parser.add_argument("--workdir", type=Path, help="where to put the files (default: a temp dir)")
     parser.add_argument("--sqlite3", default=shutil.which("sqlite3") or "/usr/bin/sqlite3",
                         help="the sqlite3 shell (default: from PATH)")
@@ -88,14 +96,15 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="restorecheck-bench-sqlite-"))
     work.mkdir(parents=True, exist_ok=True)
-    src = work / "source.db"
+    src = work / f"source-{args.shape}.db"
     try:
         if not src.exists():
-            print(f"generating about {args.size_mb} MB in {src} ...", flush=True)
-            t, _ = timed("generate", lambda: generate(src, args.size_mb))
+            print(f"generating about {args.size_mb} MB of {args.shape} rows in {src} ...", flush=True)
+            timed("generate", lambda: generate(src, args.size_mb, args.shape))
         size = src.stat().st_size
         mb = size / 1e6
-        print(f"source: {mb:.0f} MB, sqlite {sqlite3.sqlite_version}, python {sys.version.split()[0]}")
+        print(f"source: {mb:.0f} MB ({args.shape} rows), sqlite {sqlite3.sqlite_version}, "
+              f"python {sys.version.split()[0]}")
         timed("warm the page cache (read once)", lambda: src.read_bytes() and None)
 
         for p in ("shell.db", "copy.db"):

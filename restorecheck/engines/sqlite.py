@@ -36,7 +36,6 @@ both databases are at hand.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -79,6 +78,8 @@ BACKUP_STEP_PAGES = 4096
 MAX_INTEGRITY_ERRORS = 100
 MAX_ORPHAN_ROWIDS = 20
 CHUNK_TARGET_BYTES = 8 << 20
+CACHE_KIB = 128 << 10  # page cache of a fingerprint connection: 128 MiB at most
+MMAP_BYTES = (1 << 31) - 1  # SQLite caps it at its compile-time maximum
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _ROWID_ALIASES = ("rowid", "_rowid_", "oid")
 ENCODINGS = {1: "UTF-8", 2: "UTF-16le", 3: "UTF-16be"}
@@ -106,13 +107,24 @@ def _uri(path: Path, **params: str) -> str:
     return path.resolve().as_uri() + (f"?{query}" if query else "")
 
 
-def connect_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
-    """Open ``path`` read-only (``mode=ro``; ``immutable=1`` only for a file nothing else touches)."""
+def connect_readonly(path: Path, *, immutable: bool = False, private: bool = False) -> sqlite3.Connection:
+    """Open ``path`` read-only (``mode=ro``; ``immutable=1`` only for a file nothing else touches).
+
+    A larger page cache halves the time of ``integrity_check`` on large files. ``private``: a file
+    no other process touches (a restored copy) is also memory-mapped, which saves a read() per
+    page; a live source is not, since a file truncated under a mapping would kill the process.
+    """
     params = {"mode": "ro"}
     if immutable:
         params["immutable"] = "1"
     conn = sqlite3.connect(_uri(path, **params), uri=True, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA query_only = 1")
+    try:  # these read the schema: a damaged file is reported by the reads that follow, not here
+        conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
+        if private:
+            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    except sqlite3.DatabaseError:
+        pass
     return conn
 
 
@@ -673,19 +685,15 @@ def fingerprint_connection(
     options: FingerprintOptions,
     integrity: bool = True,
     ranges_from: Manifest | None = None,
-    private_copy: bool = False,
 ) -> Manifest:
     """Fingerprint the ``main`` schema of an open connection, inside one read transaction.
 
     ``ranges_from``: a manifest of the same database elsewhere whose key-range bounds are reused.
-    ``private_copy``: ``path`` is a file nothing else writes (a restored copy, a fresh backup), so
-    ``integrity_check`` and ``foreign_key_check`` run on a second connection in a thread while the
-    rows are checksummed (SQLite releases the GIL while it works). On a live source everything runs
-    in the one read transaction, one after the other.
+    (Running integrity_check in a second thread while the rows are checksummed was measured
+    slower, not faster: SQLite's allocator mutex serialises the two; so everything runs here.)
     """
     taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version, "checksum_mode": CHECKSUM_MODE}
-    pool: concurrent.futures.ThreadPoolExecutor | None = None
     try:
         conn.execute("BEGIN")
         own_txn = True
@@ -707,12 +715,6 @@ def fingerprint_connection(
         if attached:
             facts["attached"] = attached
         fingerprints: list[TableFingerprint] = []
-        side: concurrent.futures.Future[tuple[dict[str, dict[str, Any]], list[str] | None]] | None = None
-        if private_copy and path is not None:
-            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="restorecheck-sqlite")
-            side = pool.submit(_side_checks, path, tables, integrity)
-            if integrity:
-                options.progress("integrity_check", 0, None)
         if not options.schema_only:
             for i, t in enumerate(tables):
                 options.progress("fingerprint", i, len(tables))
@@ -724,13 +726,10 @@ def fingerprint_connection(
             facts["read_errors"] = read_errors
         sequences = read_sequences(conn)
         result: list[str] | None = None
-        if side is not None:
-            fk, result = side.result()
-        else:
-            fk = read_fk_orphans(conn, tables)
-            if integrity:
-                options.progress("integrity_check", 0, None)
-                result = run_integrity_check(conn)
+        fk = read_fk_orphans(conn, tables)
+        if integrity:
+            options.progress("integrity_check", 0, None)
+            result = run_integrity_check(conn)
         facts["foreign_key_check"] = sum(int(v["orphans"]) for v in fk.values())
         if result is not None:
             facts["integrity_check"] = result
@@ -744,23 +743,9 @@ def fingerprint_connection(
             tables=tuple(fingerprints), schema=schema, sequences=sequences, fk_orphans=fk, facts=facts,
         )
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
         if own_txn:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("COMMIT")
-
-
-def _side_checks(path: Path, tables: Sequence[TableInfo],
-                 integrity: bool) -> tuple[dict[str, dict[str, Any]], list[str] | None]:
-    """foreign_key_check and integrity_check on their own connection to a private copy."""
-    with contextlib.closing(connect_readonly(path, immutable=True)) as conn:
-        try:
-            conn.execute("BEGIN")
-            fk = read_fk_orphans(conn, tables)
-        except sqlite3.DatabaseError:
-            fk = {}
-        return fk, run_integrity_check(conn) if integrity else None
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -790,7 +775,7 @@ class SqliteEngine:
     def __init__(self) -> None:
         # restored copies whose failure to open was already reported as restore_errors
         self._unopenable: set[str] = set()
-        # restored copies: private files nothing else writes (checked in parallel threads)
+        # restored copies: private files no other process touches (safe to memory-map)
         self._private: set[str] = set()
 
     def detect_format(self, path: Path) -> str | None:
@@ -807,13 +792,13 @@ class SqliteEngine:
         path = Path(db.path)
         _require_sqlite(path, "database")
         try:
-            conn = connect_readonly(path)
+            conn = connect_readonly(path, private=str(path) in self._private)
         except sqlite3.Error as exc:
             raise SourceUnreachableError(f"cannot open {path}: {_first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(conn):
             manifest = fingerprint_connection(conn, database=str(path), path=path, options=options,
-                                              ranges_from=ranges_from, private_copy=str(path) in self._private)
+                                              ranges_from=ranges_from)
         return manifest
 
     # --- backup -------------------------------------------------------------------------------
