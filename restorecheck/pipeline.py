@@ -143,9 +143,13 @@ def _with_keys(ref_a: DatabaseRef, ref_b: DatabaseRef, man_a: Manifest, man_b: M
         ta, tb = man_a.table(f.object), man_b.table(f.object)
         if f.check in ("row_count", "checksum") and ta is not None and tb is not None and ta.key \
                 and ta.checksum_mode == tb.checksum_mode:
-            keys = narrow_table(ref_a, ref_b, ta, tb, max_keys=max_keys,  # type: ignore[arg-type]
-                                options=_strict_of(man_a, options))
-            f = dataclasses.replace(f, details={**f.details, "keys": keys})
+            try:
+                keys = narrow_table(ref_a, ref_b, ta, tb, max_keys=max_keys,  # type: ignore[arg-type]
+                                    options=_strict_of(man_a, options))
+                f = dataclasses.replace(f, details={**f.details, "keys": keys})
+            except Exception as exc:  # the tables differ in shape: the schema findings say how
+                first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+                f = dataclasses.replace(f, details={**f.details, "keys_error": first})
         out.append(f)
     return out
 
