@@ -280,7 +280,8 @@ def load(conn: sqlite3.Connection, scale: int, seed: int, progress: ProgressFn) 
 
 
 def count_rows(conn: sqlite3.Connection) -> dict[str, int]:
-    return {name: int(conn.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0])
+    """Rows per dataset table, keyed ``main.<table>`` like restorecheck's SQLite manifests."""
+    return {f"main.{name}": int(conn.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0])
             for name in user_tables(conn) if _own(name)}
 
 

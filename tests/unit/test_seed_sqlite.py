@@ -65,14 +65,15 @@ def test_scale_10_holds_ten_times_the_rows(tmp_path: Path) -> None:
     assert r10.rows == 10 * r1.rows
     # counted with plain SQL, not taken from the result
     for table, n in r1.tables.items():
-        assert _rows(ten, f'SELECT count(*) FROM "{table}"')[0][0] == 10 * n
+        assert _rows(ten, f'SELECT count(*) FROM "{table.removeprefix("main.")}"')[0][0] == 10 * n
 
 
 def test_result_lists_every_table(seeded: Path, tmp_path: Path) -> None:
     r = seed(SqliteRef(tmp_path / "r.db"))
     assert r.engine == "sqlite" and r.scale == 1 and r.seed == 0 and r.seconds > 0
-    assert r.tables == {"rc_audit": 535, "rc_customers": 200, "rc_inventory": 150, "rc_order_lines": 1490,
-                        "rc_orders": 490, "rc_products": 100, "rc_strings": 60, "rc_values": 60}
+    assert r.tables == {"main.rc_audit": 535, "main.rc_customers": 200, "main.rc_inventory": 150,
+                        "main.rc_order_lines": 1490, "main.rc_orders": 490, "main.rc_products": 100,
+                        "main.rc_strings": 60, "main.rc_values": 60}
     assert r.rows == sum(r.tables.values())
 
 
@@ -143,7 +144,7 @@ def test_replace_recreates_only_the_dataset(tmp_path: Path) -> None:
     with pytest.raises(TargetNotEmptyError):
         seed(SqliteRef(path))
     r = seed(SqliteRef(path), replace=True)
-    assert "things" not in r.tables
+    assert "main.things" not in r.tables and "main.rc_orders" in r.tables
     assert _rows(path, "SELECT * FROM things") == [(1, "keep me")]
     assert _rows(path, "SELECT name FROM sqlite_schema WHERE name = 'things_name'") == [("things_name",)]
     fresh = tmp_path / "fresh.db"
