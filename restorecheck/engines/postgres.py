@@ -362,7 +362,9 @@ class PostgresEngine:
         os.chmod(workdir, 0o755)
         obj = path.name
         progress("inspect the backup", 0, None)
+        t0 = time.monotonic()
         insp = self.inspect(artifact, workdir, progress=progress)
+        timings = {"inspect": time.monotonic() - t0}
         findings = list(insp.findings)
         info: dict[str, Any] = {"format": insp.format}
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
@@ -379,6 +381,7 @@ class PostgresEngine:
                     f_read = pool.submit(self._read_check, insp, obj)
                     info["read_check"] = "pg_restore --file=/dev/null"
         min_major = insp.header.min_major
+        t0 = time.monotonic()
         server = self._shared_server
         if server is None or (self._shared_target or "local") != (options.target or "local") or (
             min_major is not None and server.major < min_major
@@ -387,6 +390,8 @@ class PostgresEngine:
             server = stack.enter_context(provision_postgres(
                 options.target, min_major=min_major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
                 tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+        timings["provision"] = time.monotonic() - t0
+        t0 = time.monotonic()
         tools = server.tools or self._client_tools(server.major, ("pg_restore", "psql"))
         encoding = insp.header.encoding or "UTF8"
         created: set[str] = set()
@@ -410,6 +415,7 @@ class PostgresEngine:
             info.update(scan_facts)
         _create_roles(server, roles, created)
         info["roles_created"] = sorted(created)
+        timings["database_and_roles"] = time.monotonic() - t0
         env = db.child_env()
         seconds = 0.0
         if not insp.readable:
@@ -431,12 +437,39 @@ class PostgresEngine:
             errors = pgd.parse_psql_stderr(res.stderr)
             findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
+        timings["restore_tool"] = seconds
         if f_read is not None:
+            t0 = time.monotonic()
             findings.extend(f_read.result())
+            timings["read_check_wait"] = time.monotonic() - t0
+        info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
         return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
 
-    # --- drill's throwaway source --------------------------------------------------------------
+    # --- drill: targets started early, throwaway sources ----------------------------------------
+
+    def prepare_target(self, source: DatabaseRef, options: RestoreOptions,
+                       stack: contextlib.ExitStack) -> None:
+        """Start the restore target now (drill calls this while the backup runs), of a major that can
+        load a dump of ``source``; ``restore`` then uses it instead of starting one."""
+        import psycopg
+
+        from restorecheck.provisioners import provision_postgres
+
+        if self._shared_server is not None or not isinstance(source, PostgresRef):
+            return
+        try:
+            with psycopg.connect(source.conninfo(), connect_timeout=15) as conn:
+                row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+            major = int(row[0]) // 10000 if row else None
+        except psycopg.Error:
+            return  # backup() reports the unreachable source
+        server = stack.enter_context(provision_postgres(
+            options.target, min_major=major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+        self._shared_server = server
+        self._shared_target = options.target or "local"
+
 
     def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
         """A new empty database on a throwaway server, for drill's self-test (removed by ``stack``).
