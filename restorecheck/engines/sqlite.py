@@ -98,7 +98,7 @@ def is_sqlite_file(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
-    except (IsADirectoryError, FileNotFoundError, PermissionError):
+    except OSError:
         return False
 
 

@@ -527,3 +527,36 @@ def test_manifest_describes_the_source_so_a_damaged_copy_is_caught(
     assert manifest.facts["manifest_of"].startswith("the source")
     errs = errors(verify(engine, Path(art.path), manifest))
     assert set(errs) == {"checksum"} and errs["checksum"][0].object == "main.books"
+
+
+# --- awkward names and shapes -----------------------------------------------------------------
+
+
+def test_awkward_paths_names_and_shapes(engine: SqliteEngine, tmp_path: Path) -> None:
+    where = tmp_path / "dir with space #1 %41 ?x"
+    where.mkdir()
+    db = where / "we'ird name.db"
+    sql(db, """
+        CREATE TABLE "odd ""table"" name" ("sp ace" TEXT, "quo""te" INTEGER);
+        INSERT INTO "odd ""table"" name" VALUES ('a', 1), ('b', 2);
+        CREATE TABLE shadowed(rowid TEXT, oid TEXT, _rowid_ TEXT);
+        INSERT INTO shadowed VALUES ('x', 'y', 'z'), ('x', 'y', 'z'), ('p', 'q', 'r');
+        CREATE TABLE desc_pk(id INTEGER PRIMARY KEY DESC, v);
+        INSERT INTO desc_pk VALUES (1, 'one'), (2, 'two');
+        CREATE TABLE strict_t(id INTEGER PRIMARY KEY, n INTEGER, g INTEGER GENERATED ALWAYS AS (n * 2) VIRTUAL) STRICT;
+        INSERT INTO strict_t(id, n) VALUES (1, 21);
+        CREATE TABLE pairs(a, b, v, PRIMARY KEY (a, b)) WITHOUT ROWID;
+        INSERT INTO pairs VALUES (1, 'x', 1), (1, 'y', 2), ('1', 'x', 3), (x'01', 0, 4);
+    """)
+    art, manifest = engine.backup(SqliteRef(db), tmp_path / "o", BackupOptions(name="w", fingerprint=SMALL))
+    tables = {t.name: t for t in manifest.tables}
+    assert tables['main.odd "table" name'].rows == 2
+    assert tables["main.shadowed"].rows == 3 and tables["main.shadowed"].key == ()  # duplicates kept
+    assert tables["main.desc_pk"].key == ("rowid",)  # DESC: not a rowid alias
+    assert tables["main.strict_t"].key == ("id",) and tables["main.strict_t"].extra == {"strict": True}
+    assert tables["main.pairs"].key == ("a", "b") and tables["main.pairs"].rows == 4
+    assert errors(verify(engine, Path(art.path), manifest)) == {}
+    bad = faulty_copy(art, tmp_path, "UPDATE pairs SET v = 9 WHERE a = '1';")  # the text '1', not the integer
+    errs = errors(verify(engine, bad, manifest))
+    assert [f.object for f in errs["checksum"]] == ["main.pairs"]
+    assert differing_keys(Path(art.path), bad, "main.pairs") == [["1", "x"]]
