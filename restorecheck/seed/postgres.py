@@ -20,7 +20,7 @@ from restorecheck.dburl import PostgresRef, mask
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.errors import BadInputError, SourceUnreachableError, TargetNotEmptyError
 from restorecheck.seed import pg_data
-from restorecheck.seed.result import MARKER, SeedResult, check_scale, fixture_sql
+from restorecheck.seed.result import MARKER, PROGRESS_TASK, SeedResult, check_scale, fixture_sql
 from restorecheck.seed.values import GENERATOR_VERSION
 
 log = logging.getLogger("restorecheck")
@@ -237,7 +237,7 @@ def _copy_table(cur: psycopg.Cursor[Any], spec: pg_data.TableSpec, scale: int, s
         sql.Identifier(spec.schema, spec.table),
         sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
     )
-    task = f"seed {spec.name}"
+    task = PROGRESS_TASK
     n = 0
     with cur.copy(stmt) as cp:
         for row in spec.generate(scale, seed):

@@ -9,6 +9,8 @@ from restorecheck.errors import BadInputError
 
 MARKER = "restorecheck known dataset"
 MAX_SCALE = 100_000
+# the progress task of the bulk load (the same name as the drill's seed phase: one bar, not one per table)
+PROGRESS_TASK = "seed the known dataset"
 
 
 @dataclass(frozen=True)

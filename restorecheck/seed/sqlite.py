@@ -23,7 +23,7 @@ from restorecheck.dburl import SqliteRef
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.errors import BadInputError, TargetNotEmptyError
 from restorecheck.seed.pg_data import sku_for
-from restorecheck.seed.result import SeedResult, check_scale, fixture_sql
+from restorecheck.seed.result import PROGRESS_TASK, SeedResult, check_scale, fixture_sql
 from restorecheck.seed.values import (
     AWKWARD_TEXT,
     GENERATOR_VERSION,
@@ -268,7 +268,7 @@ def load(conn: sqlite3.Connection, scale: int, seed: int, progress: ProgressFn) 
         stmt = (f"INSERT INTO {quote_identifier(table.name)} ({', '.join(quote_identifier(c) for c in table.columns)}) "
                 f"VALUES ({', '.join('?' for _ in table.columns)})")
         rows = table.generate(scale, seed)
-        task = f"seed {table.name}"
+        task = PROGRESS_TASK
         while batch := list(itertools.islice(rows, BATCH)):
             conn.executemany(stmt, batch)
             done += len(batch)
