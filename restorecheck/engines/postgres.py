@@ -301,6 +301,13 @@ class PostgresEngine:
                 gz_error = pgd.gunzip_to(path, script, progress=progress)
                 if gz_error:
                     insp.findings.append(Finding("backup_file", "error", obj, gz_error))
+                inner = pgd.detect_format(script)
+                if inner in ("custom", "tar"):  # pg_dump -Fc | gzip: an archive inside the gzip
+                    nested = self.inspect(BackupArtifact(str(script), inner, 0, None), workdir,
+                                          progress=progress)
+                    nested.findings[:0] = insp.findings
+                    nested.facts["gzip_of"] = inner
+                    return nested
             with open(script, "rb") as f:
                 head = f.read(64 * 1024).decode("utf-8", "replace")
             preamble = pgd.parse_preamble(head)
@@ -422,7 +429,7 @@ class PostgresEngine:
             findings.append(Finding("restore_errors", "error", obj,
                                     "nothing could be restored: the backup cannot be read"))
         elif insp.format in pgd.ARCHIVE_FORMATS:
-            argv = pgd.pg_restore_argv(tools.tool("pg_restore"), path, dbname=db.dbname or "",
+            argv = pgd.pg_restore_argv(tools.tool("pg_restore"), insp.script or path, dbname=db.dbname or "",
                                        fmt=insp.format, jobs=options.jobs)
             res = pgd.run_tool(argv, env=env, label="restore: pg_restore", progress=progress)
             seconds = res.seconds

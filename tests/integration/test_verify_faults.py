@@ -174,3 +174,12 @@ def test_sha256_mismatch_with_manifest_beside(dumps: Dumps, tmp_path: Path) -> N
     report = verify(copy)
     assert report.reference == "manifest"
     assert "backup_file" in h.checks(report)
+
+
+def test_gzip_of_a_custom_archive(dumps: Dumps, tmp_path: Path) -> None:
+    gz = tmp_path / "shop.dump.gz"
+    gz.write_bytes(gzip.compress(dumps.custom.read_bytes()))
+    report = verify(gz, dumps.content_manifest)
+    assert report.verdict == "pass", report.findings
+    assert report.extra["restore"]["gzip_of"] == "custom"
+    assert report.extra["restore"]["restore_tool"] == "pg_restore"
