@@ -170,3 +170,18 @@ def test_privilege_lists_compare_as_sets(privs: list[str], rnd: Any) -> None:
     shuffled = list(privs)
     rnd.shuffle(shuffled)
     assert compare_schema({"tables": {"t": {"privileges": privs}}}, {"tables": {"t": {"privileges": shuffled}}}) == []
+
+
+def test_partitioned_parents_leave_the_findings_to_their_partitions() -> None:
+    parent = table("s.p", rows=10, kind="partitioned", extra={"derived": True})
+    results, f = compare_manifests(manifest(parent, table("s.p1", rows=10)),
+                                   manifest(dataclasses.replace(parent, rows=9), table("s.p1", rows=9)))
+    assert ids(f) == [("row_count", "error", "s.p1")]
+    assert [r.match for r in results] == [False, False]
+
+
+def test_database_encoding_and_collation_differences_are_warnings() -> None:
+    a = manifest(facts={"encoding": "UTF8", "lc_collate": "C.UTF-8"})
+    b = manifest(facts={"encoding": "UTF8", "lc_collate": "en_US.UTF-8"})
+    _, f = compare_manifests(a, b)
+    assert ids(f) == [("schema", "warning", "database")] and "lc_collate" in f[0].message
