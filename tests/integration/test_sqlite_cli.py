@@ -219,3 +219,38 @@ def test_verify_against_the_live_source_lists_the_keys(app: Path, backed_up: Pat
 def test_seed_refuses_a_database_with_tables(app: Path) -> None:
     assert rc("seed", app, "-q") == 2
     assert rc("seed", app, "--replace", "-q") == 0
+
+
+def test_sigterm_during_verify_removes_the_private_copy(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "big.db"
+    sql(db, """
+        CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b REAL, c BLOB);
+        CREATE INDEX t_a ON t(a);
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 400000)
+        INSERT INTO t SELECT i, hex(randomblob(12)), i * 0.25, randomblob(16) FROM n;
+    """)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    proc = subprocess.Popen([sys.executable, "-m", "restorecheck", "verify", str(db), "-q"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(temp.glob("restorecheck-sqlite-*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the restore never started"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, err
+    assert "interrupted" in err
+    assert list(temp.iterdir()) == []
