@@ -40,11 +40,14 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -685,15 +688,20 @@ def fingerprint_connection(
     options: FingerprintOptions,
     integrity: bool = True,
     ranges_from: Manifest | None = None,
+    side_file: Path | None = None,
 ) -> Manifest:
     """Fingerprint the ``main`` schema of an open connection, inside one read transaction.
 
     ``ranges_from``: a manifest of the same database elsewhere whose key-range bounds are reused.
-    (Running integrity_check in a second thread while the rows are checksummed was measured
-    slower, not faster: SQLite's allocator mutex serialises the two; so everything runs here.)
+    ``side_file``: a file that holds exactly this snapshot and that nothing else writes (the
+    restored copy; the fresh backup of a source): ``foreign_key_check`` (and ``integrity_check``)
+    then run on it in a child process while the rows are checksummed here. A process, not a
+    thread: two threads were measured slower than one, SQLite's allocator mutex serialising them.
+    If the child fails, the checks run here afterwards.
     """
     taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version, "checksum_mode": CHECKSUM_MODE}
+    stack = contextlib.ExitStack()
     try:
         conn.execute("BEGIN")
         own_txn = True
@@ -715,6 +723,9 @@ def fingerprint_connection(
         if attached:
             facts["attached"] = attached
         fingerprints: list[TableFingerprint] = []
+        side = _SideChecks.start(side_file, integrity) if side_file is not None else None
+        if side is not None:
+            stack.callback(side.stop)
         if not options.schema_only:
             for i, t in enumerate(tables):
                 options.progress("fingerprint", i, len(tables))
@@ -726,10 +737,14 @@ def fingerprint_connection(
             facts["read_errors"] = read_errors
         sequences = read_sequences(conn)
         result: list[str] | None = None
-        fk = read_fk_orphans(conn, tables)
-        if integrity:
-            options.progress("integrity_check", 0, None)
-            result = run_integrity_check(conn)
+        side_result = side.result() if side is not None else None
+        if side_result is not None:
+            fk, result = side_result
+        else:
+            fk = read_fk_orphans(conn, tables)
+            if integrity:
+                options.progress("integrity_check", 0, None)
+                result = run_integrity_check(conn)
         facts["foreign_key_check"] = sum(int(v["orphans"]) for v in fk.values())
         if result is not None:
             facts["integrity_check"] = result
@@ -743,9 +758,56 @@ def fingerprint_connection(
             tables=tuple(fingerprints), schema=schema, sequences=sequences, fk_orphans=fk, facts=facts,
         )
     finally:
+        stack.close()
         if own_txn:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("COMMIT")
+
+
+class _SideChecks:
+    """``foreign_key_check`` and ``integrity_check`` of a private file in a child Python process."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    @classmethod
+    def start(cls, path: Path, integrity: bool) -> _SideChecks | None:
+        argv = [sys.executable, "-c", "from restorecheck.engines.sqlite import _side_main; _side_main()",
+                str(path), "1" if integrity else "0"]
+        try:
+            return cls(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+        except OSError as exc:
+            log.debug("side checks not started (%s): running them in process", exc)
+            return None
+
+    def result(self) -> tuple[dict[str, dict[str, Any]], list[str] | None] | None:
+        """The child's (fk_orphans, integrity_check), or None when it failed (the caller reruns)."""
+        out, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            log.debug("side checks failed (exit %s): %s", self.proc.returncode, err.strip()[-500:])
+            return None
+        try:
+            data = json.loads(out)
+            return dict(data["fk"]), data["integrity"]
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _side_main() -> None:
+    """Entry point of the child process: ``_side_main PATH INTEGRITY(0|1)``, JSON on stdout."""
+    path, integrity = Path(sys.argv[1]), sys.argv[2] == "1"
+    with contextlib.closing(connect_readonly(path, immutable=True, private=True)) as conn:
+        conn.execute("BEGIN")
+        tables = read_tables(conn)
+        fk = read_fk_orphans(conn, tables)
+        result = run_integrity_check(conn) if integrity else None
+    json.dump({"fk": fk, "integrity": result}, sys.stdout)
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -797,8 +859,9 @@ class SqliteEngine:
             raise SourceUnreachableError(f"cannot open {path}: {_first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(conn):
+            private = str(path) in self._private
             manifest = fingerprint_connection(conn, database=str(path), path=path, options=options,
-                                              ranges_from=ranges_from)
+                                              ranges_from=ranges_from, side_file=path if private else None)
         return manifest
 
     # --- backup -------------------------------------------------------------------------------
@@ -872,8 +935,9 @@ class SqliteEngine:
                                              "check that the source is a healthy SQLite database") from None
             finally:
                 dst.close()
+            # the copy holds exactly this snapshot: its foreign_key_check runs beside the checksums
             manifest = fingerprint_connection(src, database=str(src_path), path=src_path,
-                                              options=options.fingerprint, integrity=False)
+                                              options=options.fingerprint, integrity=False, side_file=dest)
             if manifest.facts.get("open_error"):
                 raise SourceUnreachableError(f"cannot read the source {src_path}: {manifest.facts['open_error']}",
                                              "check that it is a healthy SQLite database")

@@ -560,3 +560,18 @@ def test_awkward_paths_names_and_shapes(engine: SqliteEngine, tmp_path: Path) ->
     errs = errors(verify(engine, bad, manifest))
     assert [f.object for f in errs["checksum"]] == ["main.pairs"]
     assert differing_keys(Path(art.path), bad, "main.pairs") == [["1", "x"]]
+
+
+@pytest.mark.parametrize("python", ["/nonexistent/python", "/bin/false"], ids=["missing", "failing"])
+def test_side_checks_fall_back_in_process(engine: SqliteEngine, tmp_path: Path, python: str,
+                                          backup: tuple[BackupArtifact, Manifest],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import restorecheck.engines.sqlite as mod
+
+    art, manifest = backup
+    bad = faulty_copy(art, tmp_path, "PRAGMA foreign_keys = OFF; INSERT INTO books(id, author_id) VALUES (5000, 999);")
+    monkeypatch.setattr(mod.sys, "executable", python)
+    errs = errors(verify(engine, bad, manifest))
+    assert errs["fk_orphans"][0].object == "main.books.fk0"
+    with restored(engine, Path(art.path)) as (_, restored_manifest, self_findings):
+        assert restored_manifest.facts["integrity_check"] == ["ok"] and self_findings == []
