@@ -66,7 +66,7 @@ def test_unreachable_source_is_exit_3_and_never_prints_the_password(tmp_path: Pa
     for args in (("snapshot", url, "-o", str(tmp_path / "m.json")),
                  ("backup", url, "-o", str(tmp_path / "out")),
                  ("drill", url)):
-        out = run(*args, "-v")
+        out = run("-v", *args)
         assert out.returncode == 3, (args, out.stdout, out.stderr)
         assert "Sup3rSecretPw" not in out.stdout + out.stderr
         assert "127.0.0.1" in out.stderr
