@@ -89,3 +89,11 @@ def test_verdict_fails_on_any_error_only() -> None:
     assert verdict_for([]) == "pass"
     assert verdict_for([warn]) == "pass"
     assert verdict_for([warn, err]) == "fail"
+
+
+def test_public_api_is_importable_from_the_package() -> None:
+    import restorecheck
+
+    for name in restorecheck.__all__:
+        assert getattr(restorecheck, name) is not None, name
+    assert restorecheck.Manifest is Manifest
