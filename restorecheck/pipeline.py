@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from restorecheck.dburl import DatabaseRef, parse_database
+from restorecheck.dburl import DatabaseRef, mask, parse_database
 from restorecheck.engines import ENGINE_NAMES, engine_for, get_engine
 from restorecheck.engines.base import BackupOptions, Engine, FingerprintOptions, RestoreOptions
 from restorecheck.errors import BackupNotFoundError, BadInputError, BadManifestError, UnknownFormatError
@@ -407,7 +407,8 @@ def verify(
         verdict=verdict_for(findings), engine=eng.name, reference=reference_kind, backup=artifact,
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="verify",
         started_at=started_at, source=live.display() if live is not None else None,
-        target=restore.target or extra["restore"].get("target_kind"), extra=extra,
+        target=mask(restore.target) if restore.target else extra["restore"].get("target_kind"),
+        extra=extra,
     )
 
 
@@ -498,5 +499,6 @@ def drill(
         verdict=verdict_for(findings), engine=eng.name, reference="manifest", backup=artifact,
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="drill",
         started_at=started_at, source=source_text,
-        target=restore.target or extra["restore"].get("target_kind"), extra=extra,
+        target=mask(restore.target) if restore.target else extra["restore"].get("target_kind"),
+        extra=extra,
     )

@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import tarfile
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -244,6 +245,21 @@ def short_version(version: str | None) -> str | None:
     if not version:
         return None
     return version.split(" (")[0].strip() or None
+
+
+# The first minor release of each major whose psql knows \\restrict / \\unrestrict (CVE-2025-8714).
+_RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+
+def psql_knows_restrict(version: str | None) -> bool:
+    """Whether psql of ``version`` ('15.18', '16.2') understands the \\restrict meta-command."""
+    m = _VERSION_NUM.search(version or "")
+    if not m:
+        return False
+    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    if major >= 18:
+        return True
+    return major in _RESTRICT_SINCE and minor >= _RESTRICT_SINCE[major]
 
 
 @dataclass(frozen=True)
@@ -664,10 +680,12 @@ def run_tool(
     poll: float = 0.5,
     size_of: Path | None = None,
     total: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> ToolResult:
     """Run a tool, reporting progress while it runs; stdout to a file (default /dev/null) or captured.
 
-    ``size_of``: a path whose growing size is the progress (pg_dump's output).
+    ``size_of``: a path whose growing size is the progress (pg_dump's output). ``cancel``: when set
+    (from another thread, e.g. on Ctrl-C in the main thread), the tool is killed.
     """
     import tempfile
 
@@ -688,6 +706,9 @@ def run_tool(
                     proc.wait(timeout=poll)
                     break
                 except subprocess.TimeoutExpired:
+                    if cancel is not None and cancel.is_set():
+                        proc.kill()
+                        continue
                     done: float = time.monotonic() - start
                     if size_of is not None:
                         with contextlib.suppress(OSError):

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -178,11 +179,15 @@ class PostgresEngine:
                 env.setdefault("PGDATABASE", dbname)
                 progress("backup: pg_dump", 0, None)
 
+                cancel = threading.Event()
+
                 def dump_and_digest() -> tuple[pgd.ToolResult, str | None]:
                     # the sha256 is taken as soon as pg_dump is done, while the fingerprint may
                     # still be running
-                    res = pgd.run_tool(argv, env=env, label="backup: pg_dump", progress=progress, size_of=out)
-                    ok = res.returncode == 0 and "error:" not in res.stderr and out.exists()
+                    res = pgd.run_tool(argv, env=env, label="backup: pg_dump", progress=progress, size_of=out,
+                                       cancel=cancel)
+                    ok = (res.returncode == 0 and "error:" not in res.stderr and out.exists()
+                          and not cancel.is_set())
                     return res, pgd.sha256_of(out) if ok else None
 
                 with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -191,8 +196,9 @@ class PostgresEngine:
                     manifest: Manifest | None = None
                     try:
                         manifest = self.fingerprint(source, dataclasses.replace(fp_opts, snapshot=snapshot))
-                    except BaseException as exc:  # pg_dump is still running: wait for it, then re-raise
+                    except BaseException as exc:  # Ctrl-C, SIGTERM or a failure: stop pg_dump, re-raise
                         fp_error = exc
+                        cancel.set()
                     result, digest = fut.result()
                 conn.execute("ROLLBACK")  # read only: nothing to commit; ends the exported snapshot
                 if fp_error is not None:
@@ -319,11 +325,15 @@ class PostgresEngine:
             return insp
         raise BadInputError(f"{path} is not a pg_dump backup this engine can restore")
 
-    def _read_check(self, insp: Inspection, obj: str) -> list[Finding]:
+    def _read_check(self, insp: Inspection, obj: str,
+                    cancel: threading.Event | None = None) -> list[Finding]:
         """Read every data block of an archive without a server (PITFALLS B2, B4)."""
         assert insp.script is not None
         reader = self._reader_for(insp)
-        read = pgd.run_tool(pgd.pg_restore_readall_argv(reader.tool("pg_restore"), insp.script))
+        read = pgd.run_tool(pgd.pg_restore_readall_argv(reader.tool("pg_restore"), insp.script),
+                            cancel=cancel)
+        if cancel is not None and cancel.is_set():
+            return []
         if read.returncode != 0 or "error:" in read.stderr:
             return [Finding("backup_file", "error", obj,
                             "reading every data block of the archive failed (truncated or corrupt): "
@@ -376,6 +386,8 @@ class PostgresEngine:
         info: dict[str, Any] = {"format": insp.format}
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
         stack.callback(pool.shutdown, True, cancel_futures=True)
+        cancel = threading.Event()
+        stack.callback(cancel.set)  # runs first on the way out: kills a read check still running
         f_read = f_scan = None
         if insp.readable:
             f_scan = pool.submit(self._scan, insp, obj, progress)
@@ -385,7 +397,7 @@ class PostgresEngine:
                     # restore reads every block anyway, so the separate read is skipped
                     info["read_check"] = "skipped: written by this run's pg_dump"
                 else:
-                    f_read = pool.submit(self._read_check, insp, obj)
+                    f_read = pool.submit(self._read_check, insp, obj, cancel)
                     info["read_check"] = "pg_restore --file=/dev/null"
         min_major = insp.header.min_major
         t0 = time.monotonic()
@@ -438,7 +450,14 @@ class PostgresEngine:
             info["restore_tool"] = "pg_restore"
         else:
             assert insp.script is not None
-            argv = pgd.psql_restore_argv(tools.tool("psql"), insp.script, dbname=db.dbname or "")
+            psql = tools
+            if info.get("restrict") and not pgd.psql_knows_restrict(tools.version):
+                # a script with \restrict needs a psql from after CVE-2025-8714 (PITFALLS E8)
+                newer = [i for i in self._readers() if "psql" in i.tools and pgd.psql_knows_restrict(i.version)]
+                if newer:
+                    psql = newer[0]
+            info["psql_version"] = psql.version
+            argv = pgd.psql_restore_argv(psql.tool("psql"), insp.script, dbname=db.dbname or "")
             res = pgd.run_tool(argv, env=env, label="restore: psql", progress=progress)
             seconds = res.seconds
             errors = pgd.parse_psql_stderr(res.stderr)

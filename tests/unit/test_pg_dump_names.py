@@ -1,0 +1,42 @@
+"""Names of backups and manifests, and the cancel hook of run_tool (no server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import threading
+import time
+from pathlib import Path
+
+from restorecheck.engines import pg_dump as pgd
+from restorecheck.engines.postgres import default_backup_name
+from restorecheck.pipeline import manifest_candidates, manifest_path_for
+
+
+def test_default_backup_name_is_timestamped_and_safe() -> None:
+    when = dt.datetime(2026, 11, 21, 3, 0, 5, tzinfo=dt.UTC)
+    assert default_backup_name("shop", when) == "shop-20261121T030005Z"
+    assert default_backup_name("we/ird name", when) == "we_ird_name-20261121T030005Z"
+    assert default_backup_name(None, when) == "database-20261121T030005Z"
+
+
+def test_manifest_beside_a_backup() -> None:
+    assert manifest_path_for("/b/shop.dump") == Path("/b/shop.manifest.json")
+    assert manifest_path_for("/b/shop.dir") == Path("/b/shop.manifest.json")
+    cands = manifest_candidates("/b/shop.sql.gz")
+    assert cands[:3] == [Path("/b/shop.sql.gz.manifest.json"), Path("/b/shop.sql.manifest.json"),
+                         Path("/b/shop.manifest.json")]
+
+
+def test_run_tool_cancel_kills_the_child() -> None:
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    start = time.monotonic()
+    res = pgd.run_tool([sys.executable, "-c", "import time; time.sleep(30)"], cancel=cancel, poll=0.05)
+    assert res.returncode != 0 and time.monotonic() - start < 10
+
+
+def test_psql_knows_restrict() -> None:
+    assert pgd.psql_knows_restrict("15.18") and pgd.psql_knows_restrict("16.10") and pgd.psql_knows_restrict("18.0")
+    assert not pgd.psql_knows_restrict("16.2") and not pgd.psql_knows_restrict("15.13")
+    assert not pgd.psql_knows_restrict("12.22") and not pgd.psql_knows_restrict(None)
