@@ -383,7 +383,7 @@ def fingerprint_options(f: F) -> F:
     f = click.option("--range-rows", type=click.IntRange(1), default=100_000, show_default=True,
                      help="Tables with more rows get key-range checksums (one range per this many rows).")(f)
     f = click.option("--strict", is_flag=True,
-                     help="Checksum the text form of values (1.0 != 1.00, -0 != 0); about 2.5x slower.")(f)
+                     help="Checksum the text form of values (1.0 != 1.00, -0 != 0); about 2x slower.")(f)
     return f
 
 

@@ -27,7 +27,7 @@ connections) and the parts are added. The row hash (``checksum_mode``):
 
 ``text64-v1`` (``FingerprintOptions.strict``)
     ``hashtextextended(ROW(c1, c2, ...)::text, 0)``: the text form of the row under the pinned
-    settings, so 1.0 and 1.00 differ. About 2.5 times slower.
+    settings, so 1.0 and 1.00 differ. About twice as slow (measured: benchmarks/bench_fingerprint.py).
 """
 
 from __future__ import annotations
