@@ -202,11 +202,21 @@ def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: P
     return int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
 
 
-def _error_report(exc: RestorecheckError, *, command: str, engine: str, backup_path: Path | None,
+def _error_report(exc: BaseException, *, command: str, engine: str, backup_path: Path | None,
                   report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
-    """On exit 2/3 after --report/--junit/--metrics was given, still write them (verdict error)."""
+    """On exit 2/3 after --report/--junit/--metrics was given, still write them (verdict error).
+
+    Also for an unexpected exception (exit 3) and for Ctrl-C/SIGTERM: a monitor must see the run.
+    """
     if report_file is None and junit_file is None and metrics_file is None:
         return
+    if isinstance(exc, RestorecheckError):
+        message, code = exc.one_line(), int(exc.exit_code)
+    elif isinstance(exc, (KeyboardInterrupt, Terminated)):
+        message, code = f"interrupted ({exc.__class__.__name__} {exc})".strip(), int(ExitCode.ENVIRONMENT)
+    else:
+        message = f"internal error: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        code = int(ExitCode.ENVIRONMENT)
     from restorecheck.model import BackupArtifact, Report
     from restorecheck.report import write_outputs
 
@@ -215,7 +225,7 @@ def _error_report(exc: RestorecheckError, *, command: str, engine: str, backup_p
         size = backup_path.stat().st_size if backup_path.is_file() else 0
         backup = BackupArtifact(str(backup_path), "unknown", size, None)
     report = Report(verdict="error", engine=engine, reference="none", backup=backup, command=command,
-                    error=mask(exc.one_line()), extra={"exit_code": int(exc.exit_code)})
+                    error=mask(message), extra={"exit_code": code})
     try:
         write_outputs(report, report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
     except OSError as err:
@@ -315,7 +325,7 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
                 backup_path, manifest=manifest_file, against=against, restore=restore,
                 fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
                 max_restore_seconds=max_restore_seconds, engine=engine, pg_bin=pg_bin)
-    except RestorecheckError as exc:
+    except (Exception, KeyboardInterrupt, Terminated) as exc:
         _error_report(exc, command="verify", engine=engine or "postgresql", backup_path=backup_path,
                       report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
         raise
@@ -366,7 +376,7 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
             report = pipeline.drill(source, engine=engine, outdir=outdir, backup_options=backup_options,
                                     restore=restore, fingerprint=fp, max_restore_seconds=max_restore_seconds,
                                     scale=scale, seed=seed_value, pg_bin=pg_bin)
-    except RestorecheckError as exc:
+    except (Exception, KeyboardInterrupt, Terminated) as exc:
         _error_report(exc, command="drill", engine=engine, backup_path=None, report_file=report_file,
                       junit_file=junit_file, metrics_file=metrics_file)
         raise
