@@ -81,3 +81,28 @@ def test_drill_unreachable_source_is_exit_3(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert rc == 3 and "hunter2" not in err and len(err.strip().splitlines()) == 1
     assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"
+
+
+def test_sigterm_during_drill_removes_everything(world_tmp: Path) -> None:
+    """A cron job or Kubernetes stops a run with SIGTERM: the throwaway cluster, its processes,
+    the work and backup directories are all removed, and the exit code is 3."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TMPDIR": str(world_tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "restorecheck", "drill", "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(world_tmp.glob("restorecheck-*/data/postmaster.pid")):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(1.0)  # into the seed or the backup
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert b"interrupted" in err
+    assert list(world_tmp.iterdir()) == []
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(world_tmp) not in ps  # no postgres of that cluster left running
