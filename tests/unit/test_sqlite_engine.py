@@ -575,3 +575,14 @@ def test_side_checks_fall_back_in_process(engine: SqliteEngine, tmp_path: Path, 
     assert errs["fk_orphans"][0].object == "main.books.fk0"
     with restored(engine, Path(art.path)) as (_, restored_manifest, self_findings):
         assert restored_manifest.facts["integrity_check"] == ["ok"] and self_findings == []
+
+
+def test_checksum_of_text_that_is_not_utf8(engine: SqliteEngine, tmp_path: Path) -> None:
+    sums = set()
+    for i, expr in enumerate(["CAST(x'ff00fe' AS TEXT)", "CAST(x'ff00fd' AS TEXT)", "x'ff00fe'", "'ff00fe'"]):
+        p = tmp_path / f"u{i}.db"
+        sql(p, f"CREATE TABLE t(x); INSERT INTO t VALUES ({expr});")
+        (t,) = engine.fingerprint(SqliteRef(p), SMALL).tables
+        assert t.readable and t.rows == 1
+        sums.add(t.checksum)
+    assert len(sums) == 4
