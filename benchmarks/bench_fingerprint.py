@@ -9,7 +9,8 @@ runs, all in the same run so that the ratios are fair):
 - restorecheck's whole-database fingerprint (catalog, key ranges, counts, checksums, sequences,
   foreign keys, large objects) with --jobs 1 and --jobs 2, in hash64-v1 and text64-v1 (strict) modes.
 
-The cluster runs with max_parallel_workers_per_gather = 0, so --jobs 1 is one core; --jobs 2 is
+Runs are taken round-robin across the methods, so that a change of load on a shared machine affects
+all of them alike. The cluster runs with max_parallel_workers_per_gather = 0, so --jobs 1 is one core; --jobs 2 is
 two connections sharing an exported snapshot, each reading half the table's blocks.
 
     .venv/bin/python benchmarks/bench_fingerprint.py --rows 1000000
@@ -51,14 +52,18 @@ MD5_SQL = (f"SELECT count(*), coalesce(sum(('x' || substr(md5(ROW({COLUMNS})::te
            "FROM bench")
 
 
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm
-    times = []
+def interleaved_medians(methods: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median seconds per method over ``runs`` warm runs, taken round-robin (the machine is shared:
+    a change of load then affects every method alike)."""
+    for fn in methods.values():
+        fn()  # warm
+    times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in methods.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -87,19 +92,20 @@ def main() -> None:
             return run
 
         base = FingerprintOptions()
-        results: dict[str, float] = {}
-        results["count(*) (index-only scan)"] = median_time(q("SELECT count(*) FROM bench"), args.runs)
-        results["count(*)"] = median_time(q("SELECT count(*) FROM bench WHERE id + 0 IS NOT NULL"), args.runs)
-        results["md5-of-text"] = median_time(q(MD5_SQL), args.runs)
-        results["md5-of-text, 2 workers"] = median_time(q(MD5_SQL, 2), args.runs)
+        methods: dict[str, Callable[[], object]] = {
+            "count(*) (index-only scan)": q("SELECT count(*) FROM bench"),
+            "count(*)": q("SELECT count(*) FROM bench WHERE id + 0 IS NOT NULL"),
+            "md5-of-text": q(MD5_SQL),
+            "md5-of-text, 2 workers": q(MD5_SQL, 2),
+        }
         for jobs in (1, 2):
             opts = dataclasses.replace(base, jobs=jobs)
-            results[f"fingerprint --jobs {jobs}"] = median_time(lambda o=opts: fingerprint_postgres(db, o), args.runs)
+            methods[f"fingerprint --jobs {jobs}"] = lambda o=opts: fingerprint_postgres(db, o)
         if not args.no_strict:
             for jobs in (1, 2):
                 opts = dataclasses.replace(base, jobs=jobs, strict=True)
-                results[f"fingerprint --strict --jobs {jobs}"] = median_time(
-                    lambda o=opts: fingerprint_postgres(db, o), args.runs)
+                methods[f"fingerprint --strict --jobs {jobs}"] = lambda o=opts: fingerprint_postgres(db, o)
+        results = interleaved_medians(methods, args.runs)
         conn.close()
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         count, md5 = results["count(*)"], results["md5-of-text"]
