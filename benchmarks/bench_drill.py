@@ -30,6 +30,7 @@ import psycopg
 
 from restorecheck import pipeline
 from restorecheck.engines.base import BackupOptions, FingerprintOptions, RestoreOptions
+from restorecheck.engines.pg_fingerprint import fingerprint_postgres
 from restorecheck.process import run
 from restorecheck.provisioners.local import local_cluster
 
@@ -83,7 +84,8 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=5_000_000)
-    ap.add_argument("--compress", default="0", help="pg_dump -Z for both (default 0: no compression)")
+    ap.add_argument("--compress", default="0",
+                    help="pg_dump -Z for both: 0 (none, the default here), 1, ..., or 'default' (pg_dump's own)")
     ap.add_argument("--jobs", type=int, default=2, help="pg_restore -j and fingerprint connections")
     ap.add_argument("--tmp", default=None, help="temporary root (default: the system's)")
     args = ap.parse_args()
@@ -100,8 +102,8 @@ def main() -> None:
 
             # --- baseline: bare pg_dump + pg_restore into a running tuned cluster ---------
             dump = work / "bare.dump"
-            t_dump = timed([str(tools.tool("pg_dump")), "--no-password", "-Fc", f"-Z{args.compress}",
-                            "-f", str(dump)], env)
+            level = [] if args.compress == "default" else [f"-Z{args.compress}"]
+            t_dump = timed([str(tools.tool("pg_dump")), "--no-password", "-Fc", *level, "-f", str(dump)], env)
             size = dump.stat().st_size
             restores = {}
             for label, settings in (("default", DEFAULT_SETTINGS), ("tuned", None)):
@@ -111,15 +113,22 @@ def main() -> None:
                                              f"-j{args.jobs}", f"--dbname={db.dbname}", str(dump)],
                                             db.child_env())
             dump.unlink()
-            print(f"\nbare: pg_dump -Fc -Z{args.compress} {t_dump:.1f}s ({size / 2**20:.0f} MiB); "
+            print(f"\nbare: pg_dump -Fc {' '.join(level) or '(default compression)'} {t_dump:.1f}s ({size / 2**20:.0f} MiB); "
                   f"pg_restore -j{args.jobs} into a running cluster: stock settings "
                   f"{restores['default']:.1f}s, restorecheck's throwaway tuning {restores['tuned']:.1f}s")
+
+            # --- for reference: the fingerprint alone (what each side's verification costs) ---
+            t = time.monotonic()
+            fingerprint_postgres(src, FingerprintOptions(jobs=args.jobs))
+            t_fp = time.monotonic() - t
+            print(f"fingerprint of the source alone (--jobs {args.jobs}): {t_fp:.1f}s")
 
             # --- restorecheck drill SOURCE ---------------------------------------------
             t = time.monotonic()
             report = pipeline.drill(
                 src,
-                backup_options=BackupOptions(format="custom", compress=args.compress),
+                backup_options=BackupOptions(format="custom",
+                                             compress=None if args.compress == "default" else args.compress),
                 restore=RestoreOptions(jobs=args.jobs, tmp_root=args.tmp),
                 fingerprint=FingerprintOptions(jobs=args.jobs),
             )
