@@ -91,6 +91,7 @@ class PostgresEngine:
         self._shared_target: str | None = None
         # (path, sha256) of the backup this engine's pg_dump just wrote (drill): no second read check
         self._written_here: tuple[str, str | None] | None = None
+        self._readers_cache: list[PgInstallation] | None = None
 
     # --- format and fingerprint ------------------------------------------------------------
 
@@ -132,6 +133,10 @@ class PostgresEngine:
         if outdir.exists() and not outdir.is_dir():
             raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
         outdir.mkdir(parents=True, exist_ok=True)
+        if options.name is not None and (not options.name.strip() or "/" in options.name
+                                         or options.name.startswith(".")):
+            raise BadInputError(f"--name {options.name!r} is not a plain file name",
+                                "give a name without '/' that does not start with '.'")
         name = options.name or default_backup_name(source.dbname or source.params.get("user"))
         out = outdir / f"{name}{pgd.SUFFIX[fmt]}"
         manifest_path = outdir / f"{name}.manifest.json"
@@ -199,7 +204,11 @@ class PostgresEngine:
                     except BaseException as exc:  # Ctrl-C, SIGTERM or a failure: stop pg_dump, re-raise
                         fp_error = exc
                         cancel.set()
-                    result, digest = fut.result()
+                    try:
+                        result, digest = fut.result()
+                    except BaseException:  # Ctrl-C while waiting for pg_dump: stop it, do not wait
+                        cancel.set()
+                        raise
                 conn.execute("ROLLBACK")  # read only: nothing to commit; ends the exported snapshot
                 if fp_error is not None:
                     _remove(out)
@@ -252,13 +261,17 @@ class PostgresEngine:
 
     def _readers(self) -> list[PgInstallation]:
         """Installations with pg_restore, newest first (a newer pg_restore reads older archives)."""
+        if self._readers_cache is not None:
+            return self._readers_cache
         insts = [i for i in discover(self.pg_bin) if "pg_restore" in i.tools]
         if not insts:
             raise ToolNotFoundError(
                 "no pg_restore was found (looked at --pg-bin, PATH, pg_config, /usr/lib/postgresql/N/bin)",
                 "install the PostgreSQL client, pip install 'restorecheck[embedded]', or give --pg-bin DIR",
             )
-        return sorted(insts, key=lambda i: (i.major, i.version), reverse=True)
+        self._readers_cache = sorted(insts, key=lambda i: tuple(int(x) for x in re.findall(r"\d+", i.version)),
+                                     reverse=True)
+        return self._readers_cache
 
     def inspect(self, artifact: BackupArtifact, workdir: Path, *,
                 progress: ProgressFn = no_progress) -> Inspection:

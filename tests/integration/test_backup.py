@@ -117,3 +117,18 @@ def test_cli_backup_and_unreachable_source(fresh_db: PostgresRef, tmp_path: Path
     assert len(err.strip().splitlines()) == 1 and "cannot connect" in err
     rc = run_cli(["backup", url, "-o", str(tmp_path), "--format", "tar", "--jobs", "2"])
     assert rc == 2
+
+
+def test_unreadable_table_fails_the_backup_and_keeps_no_file(fresh_db: PostgresRef, tmp_path: Path) -> None:
+    """pg_dump (or the fingerprint) cannot read a table: exit 3, and no partial backup is left."""
+    from restorecheck.errors import EnvironmentFailure
+
+    h.build_source(fresh_db)
+    execute(fresh_db, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rc5_nopriv') "
+                      "THEN CREATE ROLE rc5_nopriv LOGIN; END IF; END $$; "
+                      "GRANT SELECT ON public.parent TO rc5_nopriv")
+    weak = PostgresRef({**fresh_db.params, "user": "rc5_nopriv"})
+    with pytest.raises(EnvironmentFailure) as info:
+        pipeline.backup(weak, tmp_path, BackupOptions(name="weak"))
+    assert info.value.exit_code == 3 and "permission denied" in info.value.message
+    assert list(tmp_path.iterdir()) == []

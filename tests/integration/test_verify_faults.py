@@ -190,6 +190,8 @@ def test_plain_15_dump_into_an_existing_16_server(dumps: Dumps, pg16: PgServer) 
     """--target URL: only a database and the dump's roles are created there, and removed after;
     psql 16.2 does not know \\restrict, so a psql that does is used (PITFALLS E8)."""
     tcp = pg16.info["tcp"]
+    # other tests in this session may have made the roles on this server (their databases are gone)
+    h.execute(pg16.admin, 'DROP ROLE IF EXISTS rc5_owner, "rc5 reader"')
     url = f"postgresql://{tcp.params['user']}:{tcp.password}@127.0.0.1:{tcp.params['port']}/postgres"
     roles_before = {r[0] for r in h.execute(pg16.admin, "SELECT rolname FROM pg_roles")}
     dbs_before = {r[0] for r in h.execute(pg16.admin, "SELECT datname FROM pg_database")}
