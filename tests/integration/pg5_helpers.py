@@ -120,3 +120,9 @@ def cut_inside_copy(lines: list[str]) -> list[str]:
     start, end = copy_block(lines, "public.child")
     middle = (start + end) // 2
     return [*lines[:middle], lines[middle][:len(lines[middle]) // 2]]
+
+
+def failing_statement(lines: list[str]) -> list[str]:
+    """A statement that fails (a missing extension) before the data: psql stops there."""
+    start, _ = copy_block(lines, "public.parent")
+    return [*lines[:start], "CREATE EXTENSION restorecheck_no_such_extension;\n", *lines[start:]]

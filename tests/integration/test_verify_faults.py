@@ -149,8 +149,9 @@ def test_dump_with_exclude_table_data(dumps: Dumps, tmp_path: Path) -> None:
     (h.lower_setval, ("sequence",)),
     (h.drop_index_and_fk, ("schema",)),
     (h.add_orphan_without_fk, ("row_count", "schema")),
+    (h.failing_statement, ("restore_errors", "row_count")),
 ], ids=["cut-in-copy", "row-removed", "value-changed", "table-data-removed", "setval-lowered",
-        "index-and-fk-removed", "orphan-added-fk-removed"])
+        "index-and-fk-removed", "orphan-added-fk-removed", "restore-error-stops-psql"])
 def test_plain_dump_faults(dumps: Dumps, tmp_path: Path, edit: object, expected: tuple[str, ...]) -> None:
     faulty = h.edit_plain(dumps.plain, tmp_path / "faulty.sql", edit)
     report = verify(faulty, dumps.content_manifest)
