@@ -364,9 +364,11 @@ def verify(
     reference_kind: Reference = "none"
     live: DatabaseRef | None = None
     findings: list[Finding] = []
+    reference_from: str | None = None
     if manifest is not None:
         reference = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
         reference_kind = "manifest"
+        reference_from = None if isinstance(manifest, Manifest) else str(manifest)
     elif against is not None:
         live = _as_ref(against)
         if live.engine != eng.name:
@@ -378,6 +380,7 @@ def verify(
             if cand.is_file():
                 reference = Manifest.load(cand)
                 reference_kind = "manifest"
+                reference_from = str(cand)
                 break
     if reference is not None and reference.engine != eng.name:
         raise BadManifestError(f"the manifest is for {reference.engine}, but the backup is {eng.name}",
@@ -403,6 +406,8 @@ def verify(
         cleanup = time.monotonic()
     phases["cleanup"] = _elapsed(cleanup)
     findings += more
+    if reference_from is not None:
+        extra["reference_file"] = reference_from
     return Report(
         verdict=verdict_for(findings), engine=eng.name, reference=reference_kind, backup=artifact,
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="verify",
