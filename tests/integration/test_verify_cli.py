@@ -124,3 +124,16 @@ def test_unreachable_source_is_exit_3(backup_file: tuple[Path, PostgresRef], tmp
     line = one_error_line(capsys)
     assert "pw@" not in line
     assert validate_file(tmp_path / "r.json")["verdict"] == "error"
+
+
+def test_archive_from_a_newer_pg_dump_is_an_environment_failure(backup_file: tuple[Path, PostgresRef],
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = backup_file
+    data = bytearray(path.read_bytes())
+    assert data[:5] == b"PGDMP"
+    data[6] = 99  # archive format version 1.99: no pg_restore here reads it
+    newer = tmp_path / "future.dump"
+    newer.write_bytes(bytes(data))
+    assert run_cli(["verify", str(newer)]) == 3
+    assert "newer pg_dump" in one_error_line(capsys)
