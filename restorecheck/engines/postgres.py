@@ -294,7 +294,8 @@ class PostgresEngine:
                     break
                 err = err or _tail(res.stderr)
             if header is None or reader is None:
-                if "unsupported version" in err:  # too new for our pg_restore: not a bad backup
+                if "unsupported version" in err and _plausible_archive_version(path):
+                    # too new for our pg_restore: not a bad backup (a garbled version byte is)
                     newest = self._readers()[0]
                     raise ToolNotFoundError(
                         f"{path.name} was written by a newer pg_dump than any pg_restore found here "
@@ -596,6 +597,23 @@ def _sequence_values(conn: Any) -> dict[str, dict[str, Any]]:
         if row is not None:
             out[f"{nsp}.{name}"] = {"last_value": int(row[0]), "is_called": bool(row[1])}
     return out
+
+
+def _plausible_archive_version(path: Path) -> bool:
+    """Whether the archive header's format version looks like a real (future) one: 1.x, x <= 30.
+
+    Archive versions so far: 1.14 (PostgreSQL 12-15), 1.15 (16), 1.16 (17). A garbled version
+    byte is corruption (exit 1), a plausible newer one needs newer tools (exit 3).
+    """
+    toc = path / "toc.dat" if path.is_dir() else path
+    try:
+        with open(toc, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    if head[:5] != pgd.CUSTOM_MAGIC:
+        return True  # tar: the version is inside toc.dat; trust pg_restore's message
+    return len(head) >= 7 and head[5] == 1 and head[6] <= 30
 
 
 def _version_key(inst: PgInstallation) -> tuple[int, ...]:

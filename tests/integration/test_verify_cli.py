@@ -132,8 +132,12 @@ def test_archive_from_a_newer_pg_dump_is_an_environment_failure(backup_file: tup
     path, _ = backup_file
     data = bytearray(path.read_bytes())
     assert data[:5] == b"PGDMP"
-    data[6] = 99  # archive format version 1.99: no pg_restore here reads it
+    data[6] = 20  # archive format version 1.20: plausible, but no pg_restore here reads it
     newer = tmp_path / "future.dump"
     newer.write_bytes(bytes(data))
     assert run_cli(["verify", str(newer)]) == 3
     assert "newer pg_dump" in one_error_line(capsys)
+    data[6] = 200  # a garbled version byte: a corrupt backup, exit 1
+    newer.write_bytes(bytes(data))
+    assert run_cli(["verify", str(newer), "--quiet"]) == 1
+    assert "table of contents cannot be read" in capsys.readouterr().out
