@@ -292,6 +292,8 @@ def _restore_and_check(
             {"seconds": phases["restore"], "target_seconds": max_restore_seconds},
         ))
     start = time.monotonic() - live_seconds
+    if reference is not None:
+        fp = _strict_of(reference, fp)  # the restored copy hashes as the reference did
     restore.progress("verify: fingerprint the restored copy", 0, None)
     restored = _fingerprint(engine, outcome.restored, fp, reference)
     findings += engine.self_checks(outcome.restored, restored)

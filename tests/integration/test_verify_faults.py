@@ -206,3 +206,14 @@ def test_plain_15_dump_into_an_existing_16_server(dumps: Dumps, pg16: PgServer) 
     assert {r[0] for r in h.execute(pg16.admin, "SELECT datname FROM pg_database")} == dbs_before
     assert tcp.password not in json.dumps(report.to_dict())  # the target URL is masked
     assert report.target is not None and "***" in report.target
+
+
+def test_strict_manifest_from_snapshot(dumps: Dumps, tmp_path: Path) -> None:
+    """A manifest from 'restorecheck snapshot --strict': the restored copy is hashed the same way."""
+    from restorecheck.engines.base import FingerprintOptions
+
+    manifest = pipeline.snapshot(dumps.source, FingerprintOptions(strict=True))
+    path = tmp_path / "strict.manifest.json"
+    manifest.save(path)
+    report = verify(dumps.custom, path)
+    assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
