@@ -71,7 +71,8 @@ def test_a_plain_sum_of_record_hashes_would_miss_swaps_between_rows(fresh_db: Po
         conn.execute(TABLE)  # type: ignore[arg-type]
         plain = sql.SQL("SELECT sum(hash_record_extended(ROW(t.a, t.b), 0)) FROM t")
         ours = sql.SQL("SELECT sum({}) FROM t").format(pf.row_hash_sql(
-            [pf.ColumnInfo("a", "integer", "int4", "b"), pf.ColumnInfo("b", "text", "text", "b")], strict=False))
+            [pf.ColumnInfo("a", "integer", "int4", "b", hashfn="hashint4extended"),
+             pf.ColumnInfo("b", "text", "text", "b", hashfn="hashtextextended")], strict=False))
         before = conn.execute(plain).fetchone(), conn.execute(ours).fetchone()
         conn.execute("BEGIN")
         # rows (a=1, b='b1') and (a=2, b='b2') become (2, 'b1') and (1, 'b2')
