@@ -99,6 +99,7 @@ def test_junit_skips_reference_checks_without_reference_and_reports_errors() -> 
     assert {"row_count", "checksum"} <= skipped and "restore_errors" not in skipped
     err = ET.fromstring(rep.to_junit(make("error", tables=(), error="boom")))
     assert err.find(".//error") is not None
+    assert [c.get("name") for c in err.iter("testcase")] == ["run"]  # no check shown as passed
 
 
 _SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{([a-z_]+="(?:[^"\\]|\\.)*",?)*\} [-+0-9.eE]+(?:NaN|Inf)?$')
