@@ -452,6 +452,7 @@ class PlainScan:
     lines: int = 0
     ends_with_newline: bool = True
     decode_errors: int = 0
+    database_statements: int = 0  # CREATE/ALTER/DROP DATABASE and \connect (pg_dump -C)
 
     def findings(self, object_name: str) -> list[Finding]:
         """backup_file findings for a dump that is visibly incomplete (PITFALLS B1, E8)."""
@@ -521,12 +522,44 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
             elif stripped:
                 if scan.trailer and not stripped.startswith("--"):
                     scan.trailer = False  # more SQL after the trailer: a concatenation, not complete
+                if is_database_statement(stripped):
+                    scan.database_statements += 1
                 scan.roles |= roles_in_line(stripped)
     scan.unterminated_copy = in_copy
     scan.ends_with_newline = last.endswith(b"\n") if last else True
     scan.preamble = parse_preamble("".join(head))
     progress("check plain dump", total, total)
     return scan
+
+
+_DATABASE_PREFIXES = ("CREATE DATABASE ", "ALTER DATABASE ", "DROP DATABASE ", "COMMENT ON DATABASE ",
+                      "\\connect ", "\\c ")
+
+
+def is_database_statement(line: str) -> bool:
+    """A line of ``pg_dump -C`` that creates, alters or switches the database itself."""
+    return line.startswith(_DATABASE_PREFIXES)
+
+
+def without_database_statements(src: Path, dest: Path) -> int:
+    """Copy a plain dump without its database-level lines (outside COPY data), so that it restores
+    into the database restorecheck created instead of creating and switching to its own (-C).
+    Returns the number of lines left out."""
+    dropped = 0
+    in_copy = False
+    with open(src, "rb") as fin, open(dest, "wb") as out:
+        for raw in fin:
+            if in_copy:
+                if raw.rstrip(b"\r\n") == b"\\.":
+                    in_copy = False
+            elif _COPY_START.match(raw):
+                in_copy = True
+            elif is_database_statement(raw.decode("utf-8", "replace").strip()):
+                dropped += 1
+                out.write(b"-- (left out by restorecheck) " + raw if raw.endswith(b"\n") else raw + b"\n")
+                continue
+            out.write(raw)
+    return dropped
 
 
 def gunzip_to(src: Path, dest: Path, *, progress: ProgressFn = no_progress) -> str | None:

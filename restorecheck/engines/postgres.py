@@ -75,6 +75,7 @@ class Inspection:
     roles: set[str] = dataclasses.field(default_factory=set)
     script: Path | None = None  # the SQL script psql restores (plain, or decompressed gzip)
     readable: bool = True  # False: nothing can be restored from it at all
+    workdir: Path | None = None  # restorecheck's own temporary directory for this backup
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -282,7 +283,7 @@ class PostgresEngine:
         """
         path = Path(artifact.path)
         fmt = artifact.format or pgd.detect_format(path) or ""
-        insp = Inspection(format=fmt)
+        insp = Inspection(format=fmt, workdir=workdir)
         obj = path.name
         if fmt in pgd.ARCHIVE_FORMATS:
             header, reader, err = None, None, ""
@@ -380,6 +381,12 @@ class PostgresEngine:
         facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks}
         if scan.restrict_key:
             facts["restrict"] = True
+        if scan.database_statements:
+            # pg_dump -C: restore into our database, not into one the script creates and connects to
+            assert insp.workdir is not None
+            filtered = insp.workdir / "without-database-statements.sql"
+            facts["database_lines_left_out"] = pgd.without_database_statements(insp.script, filtered)
+            insp.script = filtered
         return scan.findings(obj), scan.roles, facts
 
     # --- restore ---------------------------------------------------------------------------

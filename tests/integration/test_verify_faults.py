@@ -217,3 +217,18 @@ def test_strict_manifest_from_snapshot(dumps: Dumps, tmp_path: Path) -> None:
     manifest.save(path)
     report = verify(dumps.custom, path)
     assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
+
+
+def test_plain_dump_with_create_database(dumps: Dumps, tmp_path: Path) -> None:
+    """pg_dump -C: the script would create and \\connect to its own database; restorecheck restores
+    it into the database it created, and the comparison passes."""
+    import os
+
+    assert dumps.server.tools is not None
+    out = tmp_path / "withdb.sql"
+    subprocess.run([str(dumps.server.tools.tool("pg_dump")), "-C", "-Fp", "-f", str(out)],
+                   env={**os.environ, **dumps.source.child_env()}, check=True)
+    assert "\\connect" in out.read_text()
+    report = verify(out, dumps.content_manifest)
+    assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
+    assert report.extra["restore"]["database_lines_left_out"] >= 2

@@ -289,3 +289,22 @@ def test_parse_psql_stderr_and_bare_exit_status() -> None:
     bare = pgd.restore_findings("psql", 2, "connection lost\n", [])
     assert len(bare) == 1 and "status 2" in bare[0].message
     assert pgd.restore_findings("psql", 0, "", []) == []
+
+
+def test_database_statements_of_pg_dump_C_are_left_out(tmp_path: Path) -> None:
+    text = ("CREATE DATABASE shop WITH TEMPLATE = template0 ENCODING = 'UTF8';\n"
+            "ALTER DATABASE shop OWNER TO alice;\n"
+            "\\connect shop\n"
+            "CREATE TABLE public.t (v text);\n"
+            "COPY public.t (v) FROM stdin;\n"
+            "\\connect not a statement: data\n"
+            "\\.\n") + PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):]
+    src = write(tmp_path, "c.sql", text)
+    scan = pgd.scan_plain(src)
+    assert scan.database_statements == 3
+    out = tmp_path / "out.sql"
+    assert pgd.without_database_statements(src, out) == 3
+    kept = out.read_text()
+    assert "\\connect not a statement: data\n" in kept  # COPY data is never touched
+    assert "\n\\connect shop" not in kept and not kept.startswith("CREATE DATABASE")
+    assert "CREATE TABLE public.t" in kept
