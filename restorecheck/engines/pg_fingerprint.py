@@ -513,14 +513,19 @@ class _Fingerprinter:
             except psycopg.Error as exc:
                 self._fail(plan, exc)
                 return []
-            chunks = split_blocks(info.pages, self.jobs * 2) if (
-                self.jobs > 1 and info.relkind in ("r", "m") and info.pages >= CHUNK_MIN_PAGES) else [None]
+            chunks: list[tuple[int, int | None] | None] = list(self.chunks(info)) or [None]
             plan.pending = len(chunks)
             tasks = [self.chunk_task(plan, c) for c in chunks]
             if len(tasks) == 1:
                 return tasks[0](conn)
             return tasks
         return run
+
+    def chunks(self, info: TableInfo) -> list[tuple[int, int | None]]:
+        """Block ranges to read a large table over several connections ([] = in one piece)."""
+        if self.jobs > 1 and info.relkind in ("r", "m") and info.pages >= CHUNK_MIN_PAGES:
+            return split_blocks(info.pages, self.jobs * 2)
+        return []
 
     def chunk_task(self, plan: _TablePlan, blocks: tuple[int, int | None] | None) -> Task:
         def run(conn: psycopg.Connection[Any]) -> list[Task]:
@@ -764,7 +769,8 @@ def fingerprint_postgres(
         plans.sort(key=lambda p: -p.info.pages)
         tasks = [fp.table_task(p) for p in plans]
         fp.total_tables = len(tasks)
-        for _ in range(1, min(jobs, max(1, len(tasks)))):
+        units = sum(max(1, len(fp.chunks(p.info))) for p in plans)  # one big table still uses every job
+        for _ in range(1, min(jobs, max(1, units))):
             c = connect(ref, options, application="restorecheck fingerprint worker")
             conns.append(c)
             begin_snapshot(c, snapshot)

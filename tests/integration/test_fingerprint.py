@@ -277,3 +277,21 @@ def test_foreign_tables_are_recorded_unread_and_citext_is_case_sensitive(pg15: P
         execute(a, "UPDATE c SET s = 'ABC'")
         after = fingerprint_postgres(a, OPTS)
         assert m.table("public.c").checksum != after.table("public.c").checksum  # type: ignore[union-attr]
+
+
+def test_one_large_table_is_read_by_every_job(fresh_db: PostgresRef, monkeypatch: pytest.MonkeyPatch) -> None:
+    execute(fresh_db, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                      "INSERT INTO t SELECT g, repeat('v', 100) FROM generate_series(1, 3000) g; ANALYZE t")
+    serial = fingerprint_postgres(fresh_db, OPTS)
+    monkeypatch.setattr(pg_fingerprint, "CHUNK_MIN_PAGES", 4)
+    opened: list[str] = []
+    real_connect = pg_fingerprint.connect
+
+    def counting(ref: PostgresRef, options: FingerprintOptions, *, application: str = "") -> Any:
+        opened.append(application)
+        return real_connect(ref, options, application=application)
+
+    monkeypatch.setattr(pg_fingerprint, "connect", counting)
+    parallel = fingerprint_postgres(fresh_db, dataclasses.replace(OPTS, jobs=2))
+    assert len(opened) == 2
+    assert parallel.table("public.t") == serial.table("public.t")
