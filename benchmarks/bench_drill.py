@@ -13,15 +13,16 @@ primary key, a secondary index and a foreign key to a small table), then, in the
 
 It prints the time of each phase, both totals and their ratio. Target: ratio <= 1.1.
 
-Measured on the shared 2-core development machine (other agents running), 5,000,000 rows
-(710 MB heap), PostgreSQL 15.18, --jobs 2:
+Measured on the shared 2-core development machine (other agents' tests and benchmarks running:
+expect +-30% from run to run), 5,000,000 rows (710 MB heap), PostgreSQL 15.18, --jobs 2:
 
-- pg_dump's default compression: bare 17.3 s + 7.1 s (stock) / 7.3 s (tuned); drill 25.4 s
-  (backup 16.7, restore 7.0, verify 1.7): 1.04x / 1.03x. The source's checksums hide behind
-  pg_dump's compression, which keeps one core busy.
-- -Z0: bare 3.2 s + 8.0 s / 7.0 s; drill 15.3 s (backup 6.0, restore 7.1, verify 2.2): 1.37x /
-  1.51x. Without compression pg_dump and the checksums compete for the two cores; a fingerprint
-  alone takes 3.1 s, and both sides need one.
+- pg_dump's default compression, three runs: drill/bare 1.04x, 1.14x and (during another 10M-row
+  benchmark) 1.52x against a stock cluster; 1.03x, 1.19x, 1.59x against a tuned one. Best run:
+  bare 17.3 s + 7.1 s; drill 25.4 s (backup 16.7, restore 7.0, verify 1.7). The source's
+  checksums mostly hide behind pg_dump's compression, which keeps one core busy.
+- -Z0, quietest run: bare 3.3 s + 7.0 s (stock) / 6.0 s (tuned); drill 12.3 s (backup 4.4,
+  restore 6.1, verify 1.7): 1.19x / 1.32x. Without compression pg_dump and the checksums compete
+  for the two cores: each side's fingerprint (1.6 s alone) is work the bare pair never does.
 
     .venv/bin/python benchmarks/bench_drill.py --rows 5000000
     .venv/bin/python benchmarks/bench_drill.py --rows 1000000 --compress 0 --jobs 2
