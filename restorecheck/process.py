@@ -7,6 +7,7 @@ log, an error or a report goes through ``dburl.mask``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -221,32 +222,19 @@ def run(
     log.debug("run: %s", mask(" ".join(args)))
     start = time.monotonic()
     try:
-        if stdout_path is not None:
-            with open(stdout_path, "wb") as out:
-                proc = subprocess.run(
-                    args,
-                    env=child_env,
-                    cwd=cwd,
-                    timeout=timeout,
-                    input=None if input_text is None else input_text.encode(),
-                    stdout=out,
-                    stderr=subprocess.PIPE,
-                    user=user,
-                    check=False,
-                )
-            stdout = ""
-        else:
+        with (open(stdout_path, "wb") if stdout_path is not None else contextlib.nullcontext()) as out:
             proc = subprocess.run(
                 args,
                 env=child_env,
                 cwd=cwd,
                 timeout=timeout,
                 input=None if input_text is None else input_text.encode(),
-                capture_output=True,
+                stdout=out if out is not None else subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 user=user,
                 check=False,
             )
-            stdout = proc.stdout.decode("utf-8", "replace")
+        stdout = "" if proc.stdout is None else proc.stdout.decode("utf-8", "replace")
     except FileNotFoundError:
         raise ToolNotFoundError(f"{args[0]} was not found", "check the PostgreSQL installation") from None
     seconds = time.monotonic() - start
