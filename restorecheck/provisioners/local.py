@@ -31,6 +31,7 @@ from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError
 from restorecheck.process import PgInstallation, choose, discover, run, tail
 from restorecheck.provisioners.base import PgServer
+from restorecheck.signals import deferred_signals
 
 log = logging.getLogger("restorecheck")
 
@@ -326,9 +327,9 @@ def local_cluster(
                                  "dbname": "postgres"})
             with contextlib.suppress(FileNotFoundError):
                 logfile.unlink()
+            started = True  # from here on, cleanup stops whatever postmaster.pid names
             res = run([inst.tool("pg_ctl"), "-D", datadir, "-l", logfile, "-W", "start"],
                       user=uid, timeout=60, cwd=base)
-            started = True
             if not res.ok:
                 last_error = tail(res.stderr or res.stdout, 5)
                 continue
@@ -356,6 +357,13 @@ def local_cluster(
         raise ProvisionError(f"the throwaway PostgreSQL server did not start: {last_error}",
                              "run 'restorecheck doctor'")
     finally:
+        with deferred_signals():  # a Ctrl-C or SIGTERM now must not cut the cleanup short
+            _cleanup(inst, base, datadir, sockdir, port, user, keep=keep, started=started)
+
+
+def _cleanup(inst: PgInstallation, base: Path, datadir: Path, sockdir: Path, port: int,
+             user: pwd.struct_passwd | None, *, keep: bool, started: bool) -> None:
+    try:
         if keep and started:
             sock = sockdir if user is None else f"{sockdir} (as root)"
             log.warning(
@@ -363,9 +371,11 @@ def local_cluster(
                 "(socket %s); stop and remove it with: %s -D %s -m fast stop && rm -rf %s",
                 base, sockdir, port, SUPERUSER, sock, inst.tool("pg_ctl"), datadir, base,
             )
-        else:
-            if started:
-                stop_cluster(inst, datadir, user)
+            return
+        if started:
+            stop_cluster(inst, datadir, user)
+    finally:
+        if not (keep and started):
             shutil.rmtree(base, ignore_errors=True)
 
 

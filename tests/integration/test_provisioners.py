@@ -229,3 +229,21 @@ def _sweep_case(tmp_path: Path) -> None:
         assert stray_directories(tmp_path) == [dead]
         assert sweep(tmp_path) == [dead]
         assert live.exists() and busy.exists() and unrelated.exists() and not dead.exists()
+
+
+def test_sigterm_during_cleanup_does_not_cut_it_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM that lands while the cluster is being stopped waits until the cleanup is done."""
+    from restorecheck.provisioners import local
+    from restorecheck.signals import Terminated, handle_termination
+
+    real_stop = local.stop_cluster
+
+    def stop_with_a_signal(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # held: delivered after the cleanup
+        real_stop(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local, "stop_cluster", stop_with_a_signal)
+    state: dict[str, object] = {}
+    with pytest.raises(Terminated), handle_termination(), local_cluster(installation=installation_for(16)) as s:
+        state["base"], state["pid"] = s.info["base"], _postmaster_pid(s)
+    _assert_gone(str(state["base"]), int(state["pid"]))  # type: ignore[call-overload]
