@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
-import inspect
 import os
 import shutil
 import tempfile
@@ -53,15 +52,7 @@ def is_manifest_path(text: str) -> bool:
 
 
 def _live_fingerprint(ref: DatabaseRef, options: FingerprintOptions, ranges_from: Manifest | None) -> Manifest:
-    try:
-        engine = engine_for(ref)
-    except ImportError:
-        if ref.engine != "postgresql":
-            raise
-        from restorecheck.engines.pg_fingerprint import fingerprint_postgres
-
-        return fingerprint_postgres(ref, options, ranges_from=ranges_from)  # type: ignore[arg-type]
-    return _fingerprint(engine, ref, options, ranges_from)
+    return engine_for(ref).fingerprint(ref, options, ranges_from=ranges_from)
 
 
 def snapshot(source: DatabaseRef | str, options: FingerprintOptions | None = None) -> Manifest:
@@ -120,10 +111,9 @@ def compare(
         live_reference = ref_a is not None
     t = time.monotonic()
     tables, findings = compare_manifests(man_a, man_b, live_reference=live_reference, max_keys=max_keys)
-    if ref_a is not None and ref_b is not None and man_a.engine == "postgresql":
-        findings = _with_keys(ref_a, ref_b, man_a, man_b, findings, options, max_keys)
-    elif ref_a is not None and ref_b is not None and hasattr(engine_for(ref_a), "narrow"):
-        findings = engine_for(ref_a).narrow(ref_a, ref_b, findings, max_keys=max_keys)  # type: ignore[attr-defined]
+    if ref_a is not None and ref_b is not None:
+        findings = engine_for(ref_a).narrow(ref_a, ref_b, findings, reference_manifest=man_a,
+                                            restored_manifest=man_b, max_keys=max_keys)
     phases["compare"] = _elapsed(t)
     phases["total"] = _elapsed(start)
     return Report(
@@ -133,26 +123,6 @@ def compare(
         target=ref_b.display() if ref_b is not None else str(b),
     )
 
-
-def _with_keys(ref_a: DatabaseRef, ref_b: DatabaseRef, man_a: Manifest, man_b: Manifest,
-               findings: list[Finding], options: FingerprintOptions, max_keys: int) -> list[Finding]:
-    """Bisect the tables with a row_count or checksum finding down to keys (both sides live)."""
-    from restorecheck.engines.pg_fingerprint import narrow_table
-
-    out = []
-    for f in findings:
-        ta, tb = man_a.table(f.object), man_b.table(f.object)
-        if f.check in ("row_count", "checksum") and ta is not None and tb is not None and ta.key \
-                and ta.checksum_mode == tb.checksum_mode:
-            try:
-                keys = narrow_table(ref_a, ref_b, ta, tb, max_keys=max_keys,  # type: ignore[arg-type]
-                                    options=_strict_of(man_a, options))
-                f = dataclasses.replace(f, details={**f.details, "keys": keys})
-            except Exception as exc:  # the tables differ in shape: the schema findings say how
-                first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-                f = dataclasses.replace(f, details={**f.details, "keys_error": first})
-        out.append(f)
-    return out
 
 # --- backup, verify and drill (issue 5) -----------------------------------------------------
 
@@ -169,12 +139,6 @@ class BackupResult:
 
 def _as_ref(db: str | DatabaseRef) -> DatabaseRef:
     return parse_database(db) if isinstance(db, str) else db
-
-
-def _with_pg_bin(engine: Engine, pg_bin: str | Path | None) -> Engine:
-    if pg_bin is not None and hasattr(engine, "pg_bin"):
-        engine.pg_bin = pg_bin
-    return engine
 
 
 def manifest_path_for(backup_path: str | Path) -> Path:
@@ -212,7 +176,7 @@ def backup(
 ) -> BackupResult:
     """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot."""
     ref = _as_ref(source)
-    engine = _with_pg_bin(engine_for(ref), pg_bin)
+    engine = engine_for(ref, pg_bin=pg_bin)
     start = time.monotonic()
     artifact, manifest = engine.backup(ref, Path(outdir), options or BackupOptions())
     if manifest.backup is None:
@@ -222,13 +186,10 @@ def backup(
     return BackupResult(artifact, manifest, path, _elapsed(start))
 
 
-def _detect(path: Path, engine: str | None) -> tuple[Engine, str]:
+def _detect(path: Path, engine: str | None, pg_bin: str | Path | None) -> tuple[Engine, str]:
     names = [engine] if engine else list(ENGINE_NAMES)
     for name in names:
-        try:
-            eng = get_engine(name)
-        except ImportError:  # an engine not installed in this build
-            continue
+        eng = get_engine(name, pg_bin=pg_bin)
         fmt = eng.detect_format(path)
         if fmt:
             return eng, fmt
@@ -237,18 +198,6 @@ def _detect(path: Path, engine: str | None) -> tuple[Engine, str]:
         "give pg_dump output (custom, directory, tar, plain SQL, or plain SQL compressed with gzip) "
         "or a SQLite database file",
     )
-
-
-def _fingerprint(engine: Engine, db: DatabaseRef, options: FingerprintOptions,
-                 ranges_from: Manifest | None) -> Manifest:
-    """engine.fingerprint, with the reference's key-range boundaries where the engine takes them."""
-    try:
-        params = inspect.signature(engine.fingerprint).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
-    if ranges_from is not None and "ranges_from" in params:
-        return engine.fingerprint(db, options, ranges_from=ranges_from)  # type: ignore[call-arg]
-    return engine.fingerprint(db, options)
 
 
 def _no_reference_tables(restored: Manifest) -> list[TableResult]:
@@ -295,7 +244,7 @@ def _restore_and_check(
     if reference is not None:
         fp = _strict_of(reference, fp)  # the restored copy hashes as the reference did
     restore.progress("verify: fingerprint the restored copy", 0, None)
-    restored = _fingerprint(engine, outcome.restored, fp, reference)
+    restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
     findings += engine.self_checks(outcome.restored, restored)
     if reference is not None:
         from restorecheck.checks.compare import compare_manifests
@@ -304,11 +253,10 @@ def _restore_and_check(
         # restored sequences may be ahead of the reference, never behind
         at_least = reference_kind == "live" or bool(reference.facts.get("sequences_at_least"))
         results, compared = compare_manifests(reference, restored, live_reference=at_least)
-        narrow = getattr(engine, "narrow", None)
         against = live_source or key_source
-        if narrow is not None and against is not None and any(f.check in ("row_count", "checksum")
-                                                               for f in compared):
-            compared = narrow(against, outcome.restored, compared)
+        if against is not None and any(f.check in ("row_count", "checksum") for f in compared):
+            compared = engine.narrow(against, outcome.restored, compared, reference_manifest=reference,
+                                     restored_manifest=restored)
         tables = list(results)
         findings += compared
     else:
@@ -358,8 +306,7 @@ def verify(
                                   "run as a user that can read it")
     if path.is_file() and path.stat().st_size == 0:
         raise UnknownFormatError(f"backup {path} is an empty file", "give a non-empty backup")
-    eng, fmt = _detect(path, engine)
-    eng = _with_pg_bin(eng, pg_bin or restore.pg_bin)
+    eng, fmt = _detect(path, engine, pg_bin or restore.pg_bin)
     if manifest is not None and against is not None:
         raise BadInputError("give either --manifest or --against, not both")
     reference: Manifest | None = None
@@ -419,18 +366,6 @@ def verify(
     )
 
 
-def _throwaway_source(engine: Engine, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
-    """A new empty source database for drill's self-test, removed by ``stack``."""
-    make = getattr(engine, "throwaway_source", None)
-    if make is not None:
-        ref: DatabaseRef = make(options, stack)
-        return ref
-    # engines whose databases are plain files (SQLite): a file in a temporary directory
-    tmp = Path(tempfile.mkdtemp(prefix="restorecheck-src-", dir=options.tmp_root))
-    stack.callback(shutil.rmtree, tmp, True)
-    return parse_database(str(tmp / "selftest.db"))
-
-
 def drill(
     source: str | DatabaseRef | None = None,
     *,
@@ -454,9 +389,9 @@ def drill(
     findings: list[Finding] = []
     with contextlib.ExitStack() as stack:
         if source is None:
-            eng = _with_pg_bin(get_engine(engine), pg_bin or restore.pg_bin)
+            eng = get_engine(engine, pg_bin=pg_bin or restore.pg_bin)
             t = time.monotonic()
-            src = _throwaway_source(eng, restore, stack)
+            src = eng.throwaway_source(restore, stack)
             from restorecheck.seed import seed as seed_dataset
 
             restore.progress("seed the known dataset", 0, None)
@@ -467,7 +402,7 @@ def drill(
             src = _as_ref(source)
             if engine and src.engine != engine and engine != "postgresql":
                 raise BadInputError(f"{src.display()} is a {src.engine} database, not {engine}")
-            eng = _with_pg_bin(engine_for(src), pg_bin or restore.pg_bin)
+            eng = engine_for(src, pg_bin=pg_bin or restore.pg_bin)
             source_text = src.display()
         if outdir is None:
             out = Path(tempfile.mkdtemp(prefix="restorecheck-drill-", dir=restore.tmp_root))
@@ -476,13 +411,12 @@ def drill(
             out = Path(outdir)
         t = time.monotonic()
         opts = dataclasses.replace(backup_options, fingerprint=fingerprint, progress=restore.progress)
-        prepare = getattr(eng, "prepare_target", None) if source is not None else None
-        if prepare is None:
+        if source is None:  # the self-test restores into the server its source is on
             artifact, manifest = eng.backup(src, out, opts)
         else:
             # start the restore target while the backup runs (the engine keeps it for restore)
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                started = pool.submit(prepare, src, restore, stack)
+                started = pool.submit(eng.prepare_target, src, restore, stack)
                 try:
                     artifact, manifest = eng.backup(src, out, opts)
                 finally:

@@ -9,7 +9,7 @@ in ``ENGINES`` (``engines/__init__.py``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -75,8 +75,11 @@ class Engine(Protocol):
     def detect_format(self, path: Path) -> str | None:
         """The backup format of ``path`` by content, or None when it is not this engine's."""
 
-    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions) -> Manifest:
-        """Fingerprint a live database (read only)."""
+    def fingerprint(
+        self, db: DatabaseRef, options: FingerprintOptions, *, ranges_from: Manifest | None = None
+    ) -> Manifest:
+        """Fingerprint a live database (read only). ``ranges_from``: a manifest of the same data
+        elsewhere, whose key-range boundaries (and checksum mode) are reused so the two compare."""
 
     def backup(
         self, source: DatabaseRef, outdir: Path, options: BackupOptions
@@ -93,3 +96,22 @@ class Engine(Protocol):
 
     def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
         """Checks that need no reference (SQLite integrity_check, a sequence behind its column, ...)."""
+
+    def narrow(
+        self,
+        reference: DatabaseRef,
+        restored: DatabaseRef,
+        findings: Sequence[Finding],
+        *,
+        reference_manifest: Manifest | None = None,
+        restored_manifest: Manifest | None = None,
+        max_keys: int = 20,
+    ) -> list[Finding]:
+        """With both databases at hand, add ``details["keys"]`` (the differing keys, up to
+        ``max_keys``) to the ``row_count``/``checksum`` findings; other findings pass unchanged."""
+
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
+        """A new empty database for drill's self-test, removed by ``stack``."""
+
+    def prepare_target(self, source: DatabaseRef, options: RestoreOptions, stack: contextlib.ExitStack) -> None:
+        """Get the restore target ready while the backup of ``source`` runs (may do nothing)."""

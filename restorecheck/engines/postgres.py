@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -111,6 +112,31 @@ class PostgresEngine:
         from restorecheck.engines.pg_fingerprint import self_checks_postgres
 
         return list(self_checks_postgres(manifest))
+
+    def narrow(self, reference: DatabaseRef, restored: DatabaseRef, findings: Sequence[Finding], *,
+               reference_manifest: Manifest | None = None, restored_manifest: Manifest | None = None,
+               max_keys: int = 20) -> list[Finding]:
+        """Bisect the tables with a row_count or checksum finding down to their differing keys."""
+        from restorecheck.engines.pg_fingerprint import narrow_table
+
+        if not (isinstance(reference, PostgresRef) and isinstance(restored, PostgresRef)
+                and reference_manifest is not None and restored_manifest is not None):
+            return list(findings)
+        mode = str(reference_manifest.facts.get("checksum_mode", ""))
+        options = FingerprintOptions(strict=mode.startswith("text"))
+        out = []
+        for f in findings:
+            ta, tb = reference_manifest.table(f.object), restored_manifest.table(f.object)
+            if f.check in ("row_count", "checksum") and ta is not None and tb is not None and ta.key \
+                    and ta.checksum_mode == tb.checksum_mode:
+                try:
+                    keys = narrow_table(reference, restored, ta, tb, max_keys=max_keys, options=options)
+                    f = dataclasses.replace(f, details={**f.details, "keys": keys})
+                except Exception as exc:  # the tables differ in shape: the schema findings say how
+                    first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+                    f = dataclasses.replace(f, details={**f.details, "keys_error": first})
+            out.append(f)
+        return out
 
     # --- backup ----------------------------------------------------------------------------
 

@@ -852,9 +852,19 @@ class SqliteEngine:
     def detect_format(self, path: Path) -> str | None:
         return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
 
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
+        """A new database file in a private temporary directory, for drill's self-test."""
+        from restorecheck.provisioners.sqlite import temporary_sqlite
+
+        path = stack.enter_context(temporary_sqlite(options.tmp_root, name="selftest.db", keep=options.keep))
+        return SqliteRef(path)
+
+    def prepare_target(self, source: DatabaseRef, options: RestoreOptions, stack: contextlib.ExitStack) -> None:
+        """Nothing to start: a SQLite target is a file made at restore time."""
+
     # --- fingerprint --------------------------------------------------------------------------
 
-    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions,
+    def fingerprint(self, db: DatabaseRef, options: FingerprintOptions, *,
                     ranges_from: Manifest | None = None) -> Manifest:
         """Fingerprint a live database read-only, in one read transaction (``ranges_from``: reuse
         that manifest's key-range bounds)."""
@@ -1002,6 +1012,7 @@ class SqliteEngine:
     # --- exact keys when both databases are at hand ---------------------------------------------
 
     def narrow(self, reference: DatabaseRef, restored: DatabaseRef, findings: Sequence[Finding], *,
+               reference_manifest: Manifest | None = None, restored_manifest: Manifest | None = None,
                max_keys: int = 20) -> list[Finding]:
         """Add ``details["keys"]``, the exact differing rowids (or primary keys), to every
         ``row_count``/``checksum`` finding on a table, by comparing the typed rows of both files.
