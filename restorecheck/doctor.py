@@ -151,7 +151,7 @@ def render_doctor(d: Diagnosis, *, as_json: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 140)
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 140, markup=False)
     t = Table(title="Provisioners", title_justify="left")
     t.add_column("provisioner")
     t.add_column("usable")

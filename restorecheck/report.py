@@ -64,7 +64,7 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110) -> s
     from rich.table import Table
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False,
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False, markup=False,
                       soft_wrap=True)
     head = f"{_VERDICT_WORD.get(report.verdict, report.verdict.upper())}: restorecheck {report.command}"
     n_err, n_warn = len(report.errors), len(report.warnings)

@@ -33,7 +33,7 @@ def progress_bar(enabled: bool) -> Iterator[ProgressFn]:
 
 def render_result(result: SeedResult, console: Console | None = None) -> None:
     """A short table of what was loaded, and the totals."""
-    console = console or Console(file=sys.stdout)
+    console = console or Console(file=sys.stdout, markup=False)
     console.print(f"seeded {result.target} ({result.engine}, scale {result.scale}, seed {result.seed})",
                   highlight=False, soft_wrap=True)
     table = Table()

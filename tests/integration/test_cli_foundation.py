@@ -77,3 +77,41 @@ def test_malformed_url_is_exit_2() -> None:
     out = run("snapshot", "postgresql://u:pw@h:port/db", "-o", "/dev/null")
     assert out.returncode == 2
     assert "pw@" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_human_output_prints_brackets_verbatim(tmp_path: Path) -> None:
+    """Names and remedies with [brackets] must not be eaten as rich markup."""
+    import sqlite3
+
+    db = tmp_path / "x.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute('CREATE TABLE "orders[2024]" (id INTEGER PRIMARY KEY, note TEXT)')
+        conn.execute("INSERT INTO \"orders[2024]\" VALUES (1, '[bold]x[/bold]')")
+    conn.close()
+    out = run("drill", str(db), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "orders[2024]" in out.stdout
+    doctor = run("doctor").stdout
+    if "testcontainers package is not installed" in doctor:
+        assert "restorecheck[docker]" in doctor
+
+
+def test_rendered_reports_and_doctor_keep_bracketed_text() -> None:
+    from restorecheck.doctor import Diagnosis, ProvisionerStatus, render_doctor
+    from restorecheck.model import Finding, Report, TableResult
+    from restorecheck.report import render_human
+
+    report = Report(verdict="fail", engine="sqlite", reference="manifest",
+                    tables=(TableResult("main.t[bold]", 1, 0, "a", "b", False),),
+                    findings=(Finding("row_count", "error", "main.t[bold]", "see [docker] and [red]x[/red]"),))
+    text = render_human(report)
+    assert "main.t[bold]" in text and "[docker]" in text and "[red]x[/red]" in text
+    import contextlib
+    import io
+
+    diag = Diagnosis(provisioners=(ProvisionerStatus("docker", False, "why", "pip install 'restorecheck[docker]'"),),
+                     installations=(), sqlite_version="3", python="3.11", running_as_root=False)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        render_doctor(diag)
+    assert "restorecheck[docker]" in buf.getvalue()
