@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import shutil
 import tempfile
@@ -305,7 +306,7 @@ def verify(
         raise BackupNotFoundError(f"backup {path} cannot be read (permission denied)",
                                   "run as a user that can read it")
     if path.is_file() and path.stat().st_size == 0:
-        raise UnknownFormatError(f"backup {path} is an empty file", "give a non-empty backup")
+        return _empty_backup_report(path, engine, manifest, started_at, start)
     eng, fmt = _detect(path, engine, pg_bin or restore.pg_bin)
     if manifest is not None and against is not None:
         raise BadInputError("give either --manifest or --against, not both")
@@ -363,6 +364,29 @@ def verify(
         started_at=started_at, source=live.display() if live is not None else None,
         target=mask(restore.target) if restore.target else extra["restore"].get("target_kind"),
         extra=extra,
+    )
+
+
+def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | Manifest | None,
+                         started_at: str, start: float) -> Report:
+    """An empty file is the extreme of a truncated backup (``pg_dump db > f`` that failed at once,
+    a disk that was full): a failed verification (exit 1), not bad input."""
+    reference = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest) if manifest else None
+    if reference is None:
+        beside = [c for c in manifest_candidates(path) if c.is_file()]
+        reference = Manifest.load(beside[0]) if beside else None
+    name = engine or (reference.engine if reference is not None else
+                      "sqlite" if path.suffix.lower() in (".db", ".sqlite", ".sqlite3") else "postgresql")
+    finding = Finding(
+        "backup_file", "error", path.name,
+        "the backup file is empty (0 bytes): the job that wrote it produced nothing; check its log and "
+        "exit status (a pipeline such as 'pg_dump | gzip > f' hides pg_dump's failure)",
+        {} if reference is None or reference.backup is None else {"bytes_expected": reference.backup.bytes},
+    )
+    return Report(
+        verdict="fail", engine=name, reference="none" if reference is None else "manifest",
+        backup=BackupArtifact(str(path.resolve()), "empty", 0, hashlib.sha256(b"").hexdigest()),
+        phases={"total": _elapsed(start)}, findings=(finding,), command="verify", started_at=started_at,
     )
 
 

@@ -115,3 +115,19 @@ def test_rendered_reports_and_doctor_keep_bracketed_text() -> None:
     with contextlib.redirect_stdout(buf):
         render_doctor(diag)
     assert "restorecheck[docker]" in buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["nightly.dump", "app.db"])
+def test_an_empty_backup_file_is_a_failed_verification(tmp_path: Path, name: str) -> None:
+    """`pg_dump db > f` that failed at once leaves an empty file: that is a failed backup (exit 1)."""
+    backup = tmp_path / name
+    backup.touch()
+    report = tmp_path / "r.json"
+    out = run("verify", str(backup), "--report", str(report), "--no-progress")
+    assert out.returncode == 1, out.stderr
+    data = json.loads(report.read_text())
+    assert data["verdict"] == "fail"
+    assert [f["check"] for f in data["findings"]] == ["backup_file"]
+    assert "empty" in data["findings"][0]["message"]
+    assert data["engine"] == ("sqlite" if name.endswith(".db") else "postgresql")
+    assert backup.stat().st_size == 0
