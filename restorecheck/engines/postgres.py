@@ -508,8 +508,16 @@ class PostgresEngine:
                 # a script with \restrict needs a psql from after CVE-2025-8714 (PITFALLS E8)
                 newer = [i for i in self._readers()
                          if "psql" in i.tools and pgd.psql_knows_restrict(i.version)]
-                if newer:
-                    psql = newer[0]
+                if not newer:
+                    # never strip \restrict: it keeps a hostile source's dump from running psql
+                    # meta-commands (\! shell) in the verifier; a psql that cannot honour it cannot restore
+                    raise ToolNotFoundError(
+                        f"this plain dump uses \\restrict (pg_dump 13.22/14.19/15.14/16.10/17.6 or later), "
+                        f"which psql {psql.version} does not know",
+                        "install a newer PostgreSQL client (or the distribution's postgresql-client) or give "
+                        "--pg-bin with one",
+                    )
+                psql = newer[0]
             info["psql_version"] = psql.version
             argv = pgd.psql_restore_argv(psql.tool("psql"), insp.script, dbname=db.dbname or "")
             res = pgd.run_tool(argv, env=env, label="restore: psql", progress=progress)
