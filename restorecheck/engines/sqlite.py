@@ -480,6 +480,23 @@ def _plan_from(reference: TableFingerprint | None, key: tuple[str, ...]) -> list
     return [(r.lower, r.upper) for r in reference.ranges]
 
 
+def _hash_run(chunks: Iterator[tuple[int, bytes, tuple[Any, ...] | None]], whole: Any,
+              after: tuple[Any, ...] | None) -> tuple[int, tuple[Any, ...] | None, str]:
+    """Hash one key range's chunks into its own digest and the table's ``whole`` digest.
+
+    Returns (rows, the last key read, or ``after`` when the range was empty, the range's digest).
+    """
+    part = hashlib.sha256()
+    rows = 0
+    for n, text, last in chunks:
+        data = text + b"\n"
+        part.update(data)
+        whole.update(data)
+        rows += n
+        after = last
+    return rows, after, part.hexdigest()[:32]
+
+
 def checksum_table(
     conn: sqlite3.Connection,
     info: TableInfo,
@@ -526,18 +543,10 @@ def checksum_table(
             for i, (lower, upper) in enumerate(plan):
                 nxt = plan[i + 1][0] if i + 1 < len(plan) else None
                 before = tuple(nxt) if nxt is not None else None
-                part = hashlib.sha256()
-                n_part = 0
-                for n, text, last in reader.chunks(after, before=before):
-                    data = text + b"\n"
-                    part.update(data)
-                    whole.update(data)
-                    n_part += n
-                    after = last
+                n_part, after, digest = _hash_run(reader.chunks(after, before=before), whole, after)
                 rows += n_part
                 ranges.append(RangeChecksum(None if lower is None else tuple(lower),
-                                            None if upper is None else tuple(upper), n_part,
-                                            part.hexdigest()[:32]))
+                                            None if upper is None else tuple(upper), n_part, digest))
         elif count > options.range_rows and options.max_ranges > 1:
             # runs of a power-of-two number of rows in key order (WITHOUT ROWID, composite keys)
             per = 1
@@ -548,17 +557,9 @@ def checksum_table(
                 first = _next_key(conn, reader, after)
                 if first is None:
                     break
-                part = hashlib.sha256()
-                n_part = 0
-                for n, text, last in reader.chunks(after, max_rows=per):
-                    data = text + b"\n"
-                    part.update(data)
-                    whole.update(data)
-                    n_part += n
-                    after = last
+                n_part, after, digest = _hash_run(reader.chunks(after, max_rows=per), whole, after)
                 rows += n_part
-                ranges.append(RangeChecksum(_jsonable_key(first), _jsonable_key(after), n_part,
-                                            part.hexdigest()[:32]))
+                ranges.append(RangeChecksum(_jsonable_key(first), _jsonable_key(after), n_part, digest))
         else:
             for n, text, _ in reader.chunks(None):
                 whole.update(text + b"\n")
