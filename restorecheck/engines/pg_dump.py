@@ -425,6 +425,23 @@ def roles_in_line(line: str) -> set[str]:
     return {r.strip("'") for r in found if r and r.upper() not in _NOT_ROLES and not r.startswith("pg_")}
 
 
+_SET_TABLESPACE = re.compile(r"^SET default_tablespace = (?P<name>.+);$")
+
+
+def tablespace_in_line(line: str) -> str | None:
+    """The tablespace a ``SET default_tablespace = x;`` line of pg_dump names ('' is the default)."""
+    m = _SET_TABLESPACE.match(line.strip())
+    if not m:
+        return None
+    name = _ident(m.group("name").strip())
+    return name.strip("'") or None
+
+
+def tablespaces_in_sql(text: str) -> set[str]:
+    """Tablespaces named by a schema-only SQL script (``pg_restore --schema-only`` output)."""
+    return {t for t in map(tablespace_in_line, text.splitlines()) if t}
+
+
 def roles_in_sql(text: str) -> set[str]:
     """Roles named by a schema-only SQL script (``pg_restore --schema-only`` output)."""
     roles: set[str] = set()
@@ -448,6 +465,7 @@ class PlainScan:
     copy_blocks: int = 0
     unterminated_copy: str | None = None
     roles: set[str] = field(default_factory=set)
+    tablespaces: set[str] = field(default_factory=set)
     preamble: dict[str, str] = field(default_factory=dict)
     lines: int = 0
     ends_with_newline: bool = True
@@ -525,6 +543,10 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
                 if is_database_statement(stripped):
                     scan.database_statements += 1
                 scan.roles |= roles_in_line(stripped)
+                if stripped.startswith("SET default_tablespace"):
+                    ts = tablespace_in_line(stripped)
+                    if ts:
+                        scan.tablespaces.add(ts)
     scan.unterminated_copy = in_copy
     scan.ends_with_newline = last.endswith(b"\n") if last else True
     scan.preamble = parse_preamble("".join(head))

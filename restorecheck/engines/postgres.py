@@ -402,9 +402,9 @@ class PostgresEngine:
             reader = self._reader_for(insp)
             schema = pgd.run_tool(pgd.pg_restore_schema_argv(reader.tool("pg_restore"), insp.script),
                                   capture_stdout=True)
-            return [], pgd.roles_in_sql(schema.stdout), {}
+            return [], pgd.roles_in_sql(schema.stdout), {"tablespaces": sorted(pgd.tablespaces_in_sql(schema.stdout))}
         scan = pgd.scan_plain(insp.script, progress=progress)
-        facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks}
+        facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks, "tablespaces": sorted(scan.tablespaces)}
         if scan.restrict_key:
             facts["restrict"] = True
         if scan.database_statements:
@@ -487,6 +487,7 @@ class PostgresEngine:
             info.update(scan_facts)
         _create_roles(server, roles, created)
         info["roles_created"] = sorted(created)
+        info["tablespaces_created"] = _create_tablespaces(server, info.pop("tablespaces", []), obj, findings)
         timings["database_and_roles"] = time.monotonic() - t0
         env = db.child_env()
         seconds = 0.0
@@ -598,6 +599,38 @@ def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
         raise EnvironmentFailure(f"could not create the roles the dump names on the target: "
                                  f"{_first_line(exc)}",
                                  "restore as a superuser or a role with CREATEROLE") from None
+
+
+def _create_tablespaces(server: Any, names: list[str], obj: str, findings: list[Finding]) -> list[str]:
+    """CREATE TABLESPACE for each tablespace the dump names that the target lacks.
+
+    Without them every ``SET default_tablespace`` of the dump is a restore error (and stops a
+    plain dump under ON_ERROR_STOP), though the data itself would load (PITFALLS E2). A local
+    throwaway cluster gets directories inside its own temporary directory; on any other target
+    restorecheck cannot make directories, so the restore reports the tablespaces as missing.
+    """
+    import psycopg
+    from psycopg import sql
+
+    if not names:
+        return []
+    with psycopg.connect(server.admin.conninfo(), autocommit=True) as conn:
+        existing = {r[0] for r in conn.execute("SELECT spcname FROM pg_tablespace").fetchall()}
+        wanted = [n for n in names if n not in existing]
+        if not wanted:
+            return []
+        if server.tablespace_dir is None:
+            findings.append(Finding(
+                "restore_errors", "warning", obj,
+                f"the dump puts objects in tablespaces the target lacks ({', '.join(wanted)}); "
+                "restore into --target local, which creates them, to restore without these errors",
+                {"tablespaces": wanted}))
+            return []
+        for i, name in enumerate(wanted):
+            location = server.tablespace_dir(f"ts{i}")
+            conn.execute(sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
+                sql.Identifier(name), sql.Literal(str(location))))
+    return wanted
 
 
 def _drop_roles(server: Any, created: set[str]) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from restorecheck.dburl import PostgresRef
@@ -40,6 +41,9 @@ class PgServer:
     kind: str  # local | docker | server
     tools: PgInstallation | None = None  # client tools that can talk to it (pg_restore, psql)
     info: dict[str, Any] = field(default_factory=dict)  # e.g. data directory, log file, container id
+    # Makes an empty directory the server may use for CREATE TABLESPACE; None where restorecheck
+    # has no access to the server's file system (an existing server, a container).
+    tablespace_dir: Callable[[str], Path] | None = None
 
     @property
     def major(self) -> int:

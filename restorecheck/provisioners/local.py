@@ -178,6 +178,15 @@ def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
             os.chown(os.path.join(dirpath, n), user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
+def _make_dir(path: Path, user: pwd.struct_passwd | None) -> Path:
+    """A new empty directory owned by the server's user (for CREATE TABLESPACE)."""
+    path.mkdir(parents=True, mode=0o700)
+    if user is not None:
+        for d in (path.parent, path):
+            os.chown(d, user.pw_uid, user.pw_gid)
+    return path
+
+
 def _traversable(path: Path) -> bool:
     """True when every directory from / down to ``path`` is searchable by others (o+x)."""
     p = path.resolve()
@@ -351,6 +360,7 @@ def local_cluster(
                       "socket_dir": str(sockdir), "bindir": str(inst.bindir),
                       "tcp": PostgresRef({"host": "127.0.0.1", "port": str(port), "user": SUPERUSER,
                                           "dbname": "postgres"}, password)},
+                tablespace_dir=lambda name: _make_dir(base / "tablespaces" / name, user),
             )
             yield server
             return
