@@ -490,6 +490,7 @@ class PostgresEngine:
         info["tablespaces_created"] = _create_tablespaces(server, info.pop("tablespaces", []), obj, findings)
         timings["database_and_roles"] = time.monotonic() - t0
         env = db.child_env()
+        info["event_triggers_quiet"] = _quiet_event_triggers(db, env)
         seconds = 0.0
         if not insp.readable:
             findings.append(Finding("restore_errors", "error", obj,
@@ -580,6 +581,28 @@ class PostgresEngine:
 def _fresh_database(server: Any, encoding: str, *, keep: bool) -> Any:
     with server.fresh_database(encoding=encoding, keep=keep) as db:
         yield db
+
+
+def _quiet_event_triggers(db: PostgresRef, env: dict[str, str]) -> bool:
+    """Restore with ``session_replication_role = replica`` where the restoring role may set it.
+
+    The dump recreates its event triggers before the ``REFRESH MATERIALIZED VIEW`` step, so a
+    ``ddl_command_end`` trigger fires during the restore and writes rows the source never had
+    (PITFALLS D5): a faithful backup would be judged failed. In replica mode event triggers
+    (and rules, and user triggers, which a full restore creates after the data anyway) with the
+    default ENABLE state do not fire; ENABLE ALWAYS ones still do, as they would on a replica.
+    Only a superuser may set it; otherwise the env is left alone. True if it was set."""
+    import psycopg
+
+    try:
+        with psycopg.connect(db.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            row = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()
+    except psycopg.Error:
+        return False  # the restore itself reports an unreachable target
+    if not (row and row[0]):
+        return False
+    env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c session_replication_role=replica".strip()
+    return True
 
 
 def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
