@@ -61,7 +61,10 @@ def _looks_like_sql(head: bytes) -> bool:
         try:
             text = head[:-4].decode("utf-8")
         except UnicodeDecodeError:
-            return False
+            # a dump of a LATIN1/WIN1252/EUC_* database is written in that encoding (its
+            # SET client_encoding line says which); pg_dump's own lines are ASCII, so a
+            # byte-for-byte decoding is enough to recognise them
+            text = head.decode("latin-1")
     if "PostgreSQL database dump" in text:
         return True
     words = ("CREATE ", "SET ", "SELECT ", "COPY ", "INSERT ", "ALTER ", "BEGIN", "\\connect", "--")

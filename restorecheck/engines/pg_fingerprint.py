@@ -313,9 +313,13 @@ def connect(ref: PostgresRef, options: FingerprintOptions, *, application: str =
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise SourceUnreachableError(f"cannot connect to {ref.display()}: {first}",
                                      "check the URL, that the server runs, and the credentials") from None
+    # libpq's default client_encoding is the database's: in a LATIN1 (or other non-UTF8) database
+    # catalog json arrives in that encoding and psycopg's json loader, which assumes UTF-8, fails.
+    # SQL_ASCII is left alone: the server cannot convert its bytes, whatever we ask for.
+    encoding = {} if conn.info.parameter_status("server_encoding") == b"SQL_ASCII" else {"client_encoding": "UTF8"}
     try:
         for name, value in {**PINNED_SETTINGS, **PLANNER_SETTINGS, "lock_timeout": options.lock_timeout,
-                            "statement_timeout": options.statement_timeout}.items():
+                            "statement_timeout": options.statement_timeout, **encoding}.items():
             conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
     except psycopg.Error:
         conn.close()
