@@ -42,7 +42,20 @@ def _setup_logging(verbose: int, debug: bool) -> None:
     root.propagate = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _CtrlC(BaseException):
+    """A KeyboardInterrupt carried past click, which would print a blank line of its own and turn it
+    into a bare Abort: a cron log must get the one 'interrupted by Ctrl-C' line and nothing else."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _CtrlC() from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="restorecheck")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr; tracebacks on errors.")
 @click.option("--debug", is_flag=True, help="Log every command run and every SQL phase.")
@@ -73,7 +86,7 @@ def output_options(f: F) -> F:
 def target_options(f: F) -> F:
     """Where the throwaway restore target comes from."""
     f = click.option("--keep", is_flag=True, help="Keep the throwaway target and print how to connect.")(f)
-    f = click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+    f = click.option("--pg-bin", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Directory of PostgreSQL binaries to use first.")(f)
     f = click.option("--target", "target", metavar="local|docker|URL",
                      help="Throwaway target: local (default), docker, or a postgresql:// server URL.")(f)
@@ -113,8 +126,10 @@ def run_cli(argv: list[str] | None = None) -> int:
             log.exception("error")
         _err(mask(exc.one_line()))
         return int(exc.exit_code)
-    except (KeyboardInterrupt, Terminated) as exc:
-        what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    except (KeyboardInterrupt, _CtrlC, Terminated) as exc:
+        what = "Ctrl-C (SIGINT)" if isinstance(exc, (KeyboardInterrupt, _CtrlC)) else str(exc)
+        if sys.stderr.isatty():  # end the line of the terminal's ^C echo
+            click.echo("", err=True)
         _err(f"interrupted by {what}; everything restorecheck started was removed")
         return int(ExitCode.ENVIRONMENT)
     except Exception as exc:  # an unexpected error never exits 0
@@ -226,10 +241,24 @@ def _error_report(exc: BaseException, *, command: str, engine: str, backup_path:
         backup = BackupArtifact(str(backup_path), "unknown", size, None)
     report = Report(verdict="error", engine=engine, reference="none", backup=backup, command=command,
                     error=mask(message), extra={"exit_code": code})
-    try:
-        write_outputs(report, report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
-    except OSError as err:
-        log.warning("could not write the error report: %s", err)
+    # each output on its own: an unwritable --junit must not cost the monitor its --report
+    for option, path in (("report", report_file), ("junit", junit_file), ("metrics", metrics_file)):
+        if path is None:
+            continue
+        try:
+            write_outputs(report, report_file=path if option == "report" else None,
+                          junit_file=path if option == "junit" else None,
+                          metrics_file=path if option == "metrics" else None)
+        except (OSError, RestorecheckError) as err:
+            log.debug("could not write the error --%s: %s", option, err)
+
+
+def _check_outputs(report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
+    """Before any long work: each output file asked for can be written (else exit 2, one line)."""
+    from restorecheck.report import check_writable
+
+    for path, option in ((report_file, "--report"), (junit_file, "--junit"), (metrics_file, "--metrics")):
+        check_writable(path, option)
 
 
 def _fingerprint_opts(jobs: int, lock_timeout: str, statement_timeout: str, progress: Any) -> Any:
@@ -262,7 +291,7 @@ def backup_format_options(f: F) -> F:
 @backup_format_options
 @click.option("--name", help="File name stem (default: <database>-<UTC timestamp>).")
 @jobs_option
-@click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--pg-bin", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Directory of PostgreSQL binaries to use first.")
 @source_session_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
@@ -318,6 +347,7 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
     from restorecheck.report import progress_reporter
 
     try:
+        _check_outputs(report_file, junit_file, metrics_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, progress=progress)
@@ -365,6 +395,7 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
     from restorecheck.report import progress_reporter
 
     try:
+        _check_outputs(report_file, junit_file, metrics_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             fp = _fingerprint_opts(jobs, lock_timeout, statement_timeout, progress)
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
@@ -466,6 +497,7 @@ def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges
     from restorecheck.report import progress_reporter
 
     try:
+        _check_outputs(report_file, junit_file, metrics_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             options = dataclasses.replace(_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
                                           strict=strict, range_rows=range_rows, max_ranges=max_ranges)

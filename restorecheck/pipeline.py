@@ -168,6 +168,27 @@ def _elapsed(start: float) -> float:
     return round(time.monotonic() - start, 3)
 
 
+def prepare_outdir(outdir: str | Path, name: str | None = None) -> Path:
+    """Create the backup directory ``outdir`` and check that ``name`` is a plain file name.
+
+    BadInputError (exit 2, naming the fix) for a name with a '/' (it would write outside ``outdir``)
+    and for a directory that cannot be created or written, before any work starts.
+    """
+    if name is not None and (not name.strip() or "/" in name or "\0" in name
+                             or name.startswith(".")):
+        raise BadInputError(f"--name {name!r} is not a plain file name",
+                            "give a name without '/' that does not start with '.'; -o chooses the directory")
+    out = Path(outdir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot create the output directory {out}: {exc.strerror or exc}",
+                            "choose a writable directory with -o") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise BadInputError(f"the output directory {out} is not writable", "choose a writable directory with -o")
+    return out
+
+
 def backup(
     source: str | DatabaseRef,
     outdir: str | Path,
@@ -177,9 +198,11 @@ def backup(
 ) -> BackupResult:
     """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot."""
     ref = _as_ref(source)
+    options = options or BackupOptions()
+    outdir = prepare_outdir(outdir, options.name)
     engine = engine_for(ref, pg_bin=pg_bin)
     start = time.monotonic()
-    artifact, manifest = engine.backup(ref, Path(outdir), options or BackupOptions())
+    artifact, manifest = engine.backup(ref, outdir, options)
     if manifest.backup is None:
         manifest = manifest.with_backup(artifact)
     path = manifest_path_for(artifact.path)
@@ -194,6 +217,10 @@ def _detect(path: Path, engine: str | None, pg_bin: str | Path | None) -> tuple[
         fmt = eng.detect_format(path)
         if fmt:
             return eng, fmt
+    for other in ENGINE_NAMES if engine else ():
+        if other != engine and get_engine(other, pg_bin=pg_bin).detect_format(path):
+            raise UnknownFormatError(f"{path} is a {other} backup, not {engine}",
+                                     f"drop --engine (the engine is recognised from the content) or give --engine {other}")
     raise UnknownFormatError(
         f"{path} is not a backup restorecheck recognises",
         "give pg_dump output (custom, directory, tar, plain SQL, or plain SQL compressed with gzip) "
@@ -409,6 +436,7 @@ def drill(
     fingerprint = fingerprint or FingerprintOptions()
     backup_options = backup_options or BackupOptions()
     started_at, start = _now_iso(), time.monotonic()
+    kept_dir = None if outdir is None else prepare_outdir(outdir, backup_options.name)  # before long work
     phases: dict[str, float] = {}
     findings: list[Finding] = []
     with contextlib.ExitStack() as stack:
@@ -428,11 +456,11 @@ def drill(
                 raise BadInputError(f"{src.display()} is a {src.engine} database, not {engine}")
             eng = engine_for(src, pg_bin=pg_bin or restore.pg_bin)
             source_text = src.display()
-        if outdir is None:
+        if kept_dir is None:
             out = Path(tempfile.mkdtemp(prefix="restorecheck-drill-", dir=restore.tmp_root))
             stack.callback(shutil.rmtree, out, True)
         else:
-            out = Path(outdir)
+            out = kept_dir
         t = time.monotonic()
         opts = dataclasses.replace(backup_options, fingerprint=fingerprint, progress=restore.progress)
         if source is None:  # the self-test restores into the server its source is on

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from restorecheck.engines.base import ProgressFn, no_progress
+from restorecheck.errors import BadInputError, EnvironmentFailure
 from restorecheck.model import CHECK_IDS, Finding, Report
 
 # Checks that compare against a reference: skipped (JUnit) when there is none.
@@ -268,8 +270,40 @@ def to_prometheus(report: Report, now: float | None = None) -> str:
 def _write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise EnvironmentFailure(f"cannot write {path}: {exc.strerror or exc}",
+                                 "choose a writable path, or free space on its file system") from None
+
+
+def check_writable(path: str | Path | None, option: str) -> None:
+    """Fail fast, before any long work, when ``path`` (an output file; '-' is stdout) cannot be written.
+
+    Creates and removes a temporary file beside it, as ``write_outputs`` will; BadInputError (exit 2).
+    """
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not parent.is_dir():
+        problem = f"the directory {parent} does not exist"
+    else:
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        except OSError as exc:
+            problem = f"the directory {parent} is not writable ({exc.strerror or exc})"
+        else:
+            os.close(fd)
+            os.unlink(name)
+            return
+    raise BadInputError(f"cannot write the {option} file {path}: {problem}",
+                        "give a path in an existing, writable directory")
 
 
 def write_outputs(

@@ -1,0 +1,249 @@
+"""The command line as a demanding user and a cron job meet it: bad input, odd paths, signals.
+
+Every case checks the contract: one line on stderr naming the problem and the fix, the right exit
+code (2 bad input, 3 environment), no traceback, nothing left behind, the backup untouched.
+Most cases use SQLite files (no server); the signal cases run a real PostgreSQL drill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from restorecheck.cli import run_cli
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    code = run_cli([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def sqlite_backup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    src = tmp_path / "src.db"
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    assert run(capsys, "backup", src, "-o", tmp_path / "out", "--name", "app", "-q")[0] == 0
+    return tmp_path / "out" / "app.db"
+
+
+# --- backup -o / --name ----------------------------------------------------------------------
+
+
+def test_backup_into_an_uncreatable_directory_is_exit_2(tmp_path: Path, sqlite_backup: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a parent directory should be")
+    code, out, err = run(capsys, "backup", sqlite_backup, "-o", blocker / "sub")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert "cannot create the output directory" in line and "-o" in line
+
+
+@pytest.mark.parametrize("name", ["a/b", "../escape", ".hidden"])
+def test_backup_name_with_a_slash_is_exit_2_and_writes_nothing_outside(
+        tmp_path: Path, sqlite_backup: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, "backup", sqlite_backup, "-o", tmp_path / "o2", "--name", name)
+    assert code == 2 and out == ""
+    assert "is not a plain file name" in one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # not even the -o directory
+    assert not (tmp_path / "escape.db").exists()
+
+
+def test_second_backup_with_the_same_name_does_not_overwrite(tmp_path: Path, sqlite_backup: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    first = sha(sqlite_backup)
+    code, _, err = run(capsys, "backup", tmp_path / "src.db", "-o", sqlite_backup.parent, "--name", "app")
+    assert code == 2 and "never overwrites" in one_line(err)
+    assert sha(sqlite_backup) == first
+
+
+# --- verify: what the BACKUP argument can be --------------------------------------------------
+
+
+def test_engine_option_that_contradicts_the_content_names_the_right_engine(
+        sqlite_backup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sha(sqlite_backup)
+    code, out, err = run(capsys, "verify", sqlite_backup, "--engine", "postgresql")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert "is a sqlite backup, not postgresql" in line and "--engine sqlite" in line
+    assert sha(sqlite_backup) == before
+
+
+@pytest.mark.parametrize("kind", ["missing", "dir", "fifo", "devnull", "one_byte"])
+def test_verify_of_what_is_not_a_backup_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  kind: str) -> None:
+    path = tmp_path / "thing"
+    if kind == "dir":
+        path.mkdir()
+        (path / "x").write_text("hi")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "devnull":
+        path = Path("/dev/null")
+    elif kind == "one_byte":
+        path.write_bytes(b"x")
+    report = tmp_path / "r.json"
+    code, out, err = run(capsys, "verify", path, "--report", report)
+    assert code == 2 and out == ""
+    one_line(err)
+    assert json.loads(report.read_text())["verdict"] == "error"
+
+
+# --- output files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--report", "--junit", "--metrics"])
+def test_unwritable_output_is_exit_2_before_any_work(tmp_path: Path, sqlite_backup: Path,
+                                                     capsys: pytest.CaptureFixture[str], option: str) -> None:
+    code, out, err = run(capsys, "verify", sqlite_backup, option, tmp_path / "no-such-dir" / "file", "-q")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert f"cannot write the {option} file" in line and "does not exist" in line
+
+
+def test_an_unwritable_output_does_not_cost_the_others(tmp_path: Path, sqlite_backup: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r.json"
+    code, _, err = run(capsys, "verify", sqlite_backup, "--report", report,
+                       "--metrics", tmp_path / "no-such-dir" / "m.prom", "-q")
+    assert code == 2
+    one_line(err)
+    doc = json.loads(report.read_text())
+    assert doc["verdict"] == "error" and "--metrics" in doc["error"]
+
+
+def test_drill_and_compare_check_their_outputs_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "drill", "--engine", "sqlite", "--junit", tmp_path / "nope" / "j.xml")
+    assert code == 2 and "--junit" in one_line(err)
+    code, _, err = run(capsys, "compare", "a.json", "b.json", "--metrics", tmp_path / "nope" / "m.prom")
+    assert code == 2 and "--metrics" in one_line(err)
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_one_line_exit_3(
+        tmp_path: Path, sqlite_backup: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up between the check and the write: exit 3, one line, no stray temp file."""
+    from restorecheck import report as report_mod
+
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    (tmp_path / "rep").mkdir()
+    monkeypatch.setattr(report_mod.os, "replace", disk_full)
+    code, _, err = run(capsys, "verify", sqlite_backup, "--report", tmp_path / "rep" / "r.json", "-q")
+    monkeypatch.undo()
+    assert code == 3
+    assert "No space left on device" in one_line(err)
+    assert list((tmp_path / "rep").iterdir()) == []
+
+
+def test_report_to_stdout_with_quiet_is_pure_json(sqlite_backup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "verify", sqlite_backup, "--report", "-", "--quiet")
+    assert code == 0 and err == ""
+    assert json.loads(out)["verdict"] == "pass"
+
+
+# --- --pg-bin -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["verify", "x.dump"], ["drill"], ["backup", "x.db", "-o", "out"]])
+def test_pg_bin_that_does_not_exist_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              command: list[str]) -> None:
+    code, out, err = run(capsys, *command, "--pg-bin", tmp_path / "nonexistent")
+    assert code == 2 and out == ""
+    assert "--pg-bin" in one_line(err) and "does not exist" in err
+
+
+# --- paths with spaces and non-ASCII characters --------------------------------------------
+
+
+def test_paths_with_spaces_and_non_ascii(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "sp ace" / "ünï cödé"
+    src = d / "sö urce.db"
+    d.mkdir(parents=True)
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    assert run(capsys, "backup", src, "-o", d, "--name", "bäck up", "-q") == (0, "", "")
+    backup = d / "bäck up.db"
+    before = sha(backup)
+    code, out, err = run(capsys, "verify", backup, "--report", d / "rép ort.json", "-q")
+    assert (code, out, err) == (0, "", "")
+    doc = json.loads((d / "rép ort.json").read_text(encoding="utf-8"))
+    assert doc["verdict"] == "pass" and doc["backup"]["path"].endswith("bäck up.db")
+    assert run(capsys, "verify", backup, "--manifest", d / "bäck up.manifest.json", "-q")[0] == 0
+    assert run(capsys, "compare", d / "bäck up.manifest.json", src, "-q")[0] == 0
+    assert sha(backup) == before
+
+
+# --- Ctrl-C and SIGTERM (a real PostgreSQL drill) -------------------------------------------
+
+
+@pytest.fixture
+def world_tmp() -> Iterator[Path]:
+    """A temporary root the unprivileged server user can reach (pytest's tmp_path is private)."""
+    root = Path(tempfile.mkdtemp(prefix="rc-edges-test-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _interrupt_drill(world_tmp: Path, sig: int, when: str) -> tuple[int, str]:
+    env = {**os.environ, "TMPDIR": str(world_tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "restorecheck", "drill", "--no-progress",
+                             "--report", str(world_tmp / "r.json")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(world_tmp.glob(when)):
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sig, word", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_interrupted_drill_is_one_line_exit_3_and_leaves_nothing(world_tmp: Path, sig: int, word: str) -> None:
+    """Ctrl-C used to print click's blank line and a bare 'interrupted': two lines, cause unnamed."""
+    code, err = _interrupt_drill(world_tmp, sig, "restorecheck-drill-*")
+    assert code == 3, err
+    assert word in one_line(err)
+    assert json.loads((world_tmp / "r.json").read_text())["verdict"] == "error"
+    assert sorted(p.name for p in world_tmp.iterdir()) == ["r.json"]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(world_tmp) not in ps
+
+
+def test_drill_into_an_uncreatable_output_directory_fails_before_seeding(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    code, out, err = run(capsys, "drill", "--engine", "sqlite", "-o", blocker / "kept", "--report",
+                         tmp_path / "r.json")
+    assert code == 2 and out == ""
+    assert "cannot create the output directory" in one_line(err)
+    assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"
