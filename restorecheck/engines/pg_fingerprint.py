@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import logging
 import math
 import queue
@@ -48,6 +49,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 
 from restorecheck.checks.compare import fk_self_checks, same_boundaries, sequence_self_checks
 from restorecheck.dburl import PostgresRef
@@ -303,6 +305,25 @@ def ranges_from_boundaries(boundaries: Sequence[Sequence[Any]],
 # --- connections ----------------------------------------------------------------------------------
 
 
+def _latin1_json(data: str | bytes) -> Any:
+    return json.loads(data.decode("latin-1") if isinstance(data, bytes | bytearray | memoryview) else data)
+
+
+def pin_client_encoding(conn: psycopg.Connection[Any]) -> None:
+    """Make text (and the catalog's json) decode on any database encoding.
+
+    libpq's default client_encoding is the database's. In a LATIN1 (or other non-UTF8) database
+    json then arrives in that encoding and psycopg's json loader, which assumes UTF-8, fails: UTF8
+    is asked for, and the server converts. A SQL_ASCII server converts nothing and psycopg would
+    return text as bytes: LATIN1 is asked for instead, which maps every byte to one character, so
+    names and values round-trip losslessly (and the same way on the source and the restored copy)."""
+    if conn.info.parameter_status("server_encoding") == "SQL_ASCII":
+        conn.execute("SELECT pg_catalog.set_config('client_encoding', 'LATIN1', false)")
+        set_json_loads(_latin1_json, conn)
+    else:
+        conn.execute("SELECT pg_catalog.set_config('client_encoding', 'UTF8', false)")
+
+
 def connect(ref: PostgresRef, options: FingerprintOptions, *, application: str = "restorecheck"
             ) -> psycopg.Connection[Any]:
     """An autocommit connection with the pinned settings (the source is only read)."""
@@ -313,13 +334,10 @@ def connect(ref: PostgresRef, options: FingerprintOptions, *, application: str =
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise SourceUnreachableError(f"cannot connect to {ref.display()}: {first}",
                                      "check the URL, that the server runs, and the credentials") from None
-    # libpq's default client_encoding is the database's: in a LATIN1 (or other non-UTF8) database
-    # catalog json arrives in that encoding and psycopg's json loader, which assumes UTF-8, fails.
-    # SQL_ASCII is left alone: the server cannot convert its bytes, whatever we ask for.
-    encoding = {} if conn.info.parameter_status("server_encoding") == b"SQL_ASCII" else {"client_encoding": "UTF8"}
     try:
+        pin_client_encoding(conn)
         for name, value in {**PINNED_SETTINGS, **PLANNER_SETTINGS, "lock_timeout": options.lock_timeout,
-                            "statement_timeout": options.statement_timeout, **encoding}.items():
+                            "statement_timeout": options.statement_timeout}.items():
             conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
     except psycopg.Error:
         conn.close()

@@ -148,6 +148,8 @@ class PostgresEngine:
                options: BackupOptions) -> tuple[BackupArtifact, Manifest]:
         import psycopg
 
+        from restorecheck.engines.pg_fingerprint import pin_client_encoding
+
         if not isinstance(source, PostgresRef):
             raise BadInputError(f"{source} is not a PostgreSQL database")
         fmt = options.format
@@ -183,6 +185,7 @@ class PostgresEngine:
         started = time.monotonic()
         try:
             with conn:
+                pin_client_encoding(conn)  # a SQL_ASCII source would return the snapshot id as bytes
                 conn.execute("SET default_transaction_read_only = on")
                 conn.execute("SELECT set_config('lock_timeout', %s, false), "
                              "set_config('statement_timeout', %s, false)",

@@ -66,3 +66,34 @@ def test_a_latin1_plain_dump_is_recognised(tmp_path: Path) -> None:
     binary = tmp_path / "noise.bin"
     binary.write_bytes(bytes(range(1, 256)) * 10)
     assert detect_format(binary) is None
+
+
+# A legacy SQL_ASCII database holding LATIN1 bytes: the server converts nothing and psycopg
+# returned text as bytes, so backup crashed (the exported snapshot id, a bytes object, became a
+# bytea literal in SET TRANSACTION SNAPSHOT: exit 2), and asking for UTF8 made the server reject
+# the non-UTF-8 names (exit 3).
+SQL_ASCII_SCHEMA = (
+    "CREATE TABLE \"caf\xe9\" (id int PRIMARY KEY, t text, j jsonb);\n"
+    "INSERT INTO \"caf\xe9\" SELECT g, 'cr\xe8me \xff\xfe ' || g, '{\"a\": 1}' FROM generate_series(1, 100) g;\n"
+    "COMMENT ON TABLE \"caf\xe9\" IS 'na\xefve';\n"
+).encode("latin-1")
+
+
+def test_sql_ascii_database_with_high_bytes_backs_up_verifies_and_compares(pg_server: PgServer,
+                                                                          tmp_path: Path) -> None:
+    import psycopg
+
+    with pg_server.fresh_database(encoding="SQL_ASCII", lc_collate="C", lc_ctype="C") as ref:
+        with psycopg.connect(ref.conninfo(), autocommit=True) as conn:
+            conn.execute(SQL_ASCII_SCHEMA)
+        result = pipeline.backup(ref, tmp_path / "out", pipeline.BackupOptions(format="custom"))
+        copy = ref.with_dbname(f"{ref.dbname}_copy")
+        execute(pg_server.admin, f'CREATE DATABASE "{copy.dbname}" TEMPLATE "{ref.dbname}"')
+        try:
+            compared = pipeline.compare(ref.display(), copy.display())
+        finally:
+            execute(pg_server.admin, f'DROP DATABASE "{copy.dbname}"')
+    assert compared.verdict == "pass", [f.message for f in compared.findings]
+    report = pipeline.verify(result.artifact.path, restore=RestoreOptions(target="local"))
+    assert report.verdict == "pass", [f.message for f in report.findings]
+    assert {t.name: t.rows_restored for t in report.tables} == {"public.caf\xe9": 100}
