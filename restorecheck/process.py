@@ -12,11 +12,13 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from restorecheck.dburl import mask
 from restorecheck.errors import ToolNotFoundError
@@ -222,23 +224,47 @@ def run(
     log.debug("run: %s", mask(" ".join(args)))
     start = time.monotonic()
     try:
-        with (open(stdout_path, "wb") if stdout_path is not None else contextlib.nullcontext()) as out:
-            proc = subprocess.run(
-                args,
-                env=child_env,
-                cwd=cwd,
-                timeout=timeout,
-                input=None if input_text is None else input_text.encode(),
-                stdout=out if out is not None else subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                user=user,
-                check=False,
-            )
-        stdout = "" if proc.stdout is None else proc.stdout.decode("utf-8", "replace")
+        # its own process group: on Ctrl-C/SIGTERM/timeout the tool AND its children are killed
+        # (initdb's postgres --single kept writing into a directory the cleanup had just removed)
+        with (open(stdout_path, "wb") if stdout_path is not None else contextlib.nullcontext()) as out, \
+                subprocess.Popen(
+                    args,
+                    env=child_env,
+                    cwd=cwd,
+                    stdin=None if input_text is None else subprocess.PIPE,
+                    stdout=out if out is not None else subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    user=user,
+                    process_group=0,
+                ) as proc:
+            try:
+                out_bytes, err_bytes = proc.communicate(
+                    None if input_text is None else input_text.encode(), timeout=timeout)
+            except BaseException:
+                kill_process_group(proc)
+                raise
+        stdout = "" if out_bytes is None else out_bytes.decode("utf-8", "replace")
     except FileNotFoundError:
         raise ToolNotFoundError(f"{args[0]} was not found", "check the PostgreSQL installation") from None
     seconds = time.monotonic() - start
-    return Completed(args, proc.returncode, stdout, proc.stderr.decode("utf-8", "replace"), seconds)
+    return Completed(args, proc.returncode, stdout, err_bytes.decode("utf-8", "replace"), seconds)
+
+
+def kill_process_group(proc: subprocess.Popen[Any], grace: float = 2.0) -> None:
+    """SIGKILL ``proc`` (started with ``process_group=0``) and every process of its group, reap it,
+    and wait up to ``grace`` seconds for the rest of the group to be gone."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except OSError:
+            return
+        time.sleep(0.02)
 
 
 def tail(text: str, lines: int = 15) -> str:

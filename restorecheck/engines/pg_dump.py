@@ -34,6 +34,7 @@ from pathlib import Path
 from restorecheck.dburl import mask
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.model import Finding
+from restorecheck.process import kill_process_group
 
 ARCHIVE_FORMATS = ("custom", "directory", "tar")
 PLAIN_FORMATS = ("plain", "plain-gzip")
@@ -206,6 +207,17 @@ def pg_restore_readall_argv(pg_restore: Path | str, archive: Path | str) -> list
 def pg_restore_schema_argv(pg_restore: Path | str, archive: Path | str) -> list[str]:
     """The schema as SQL on stdout (no data): read for the roles it names."""
     return [str(pg_restore), "--schema-only", "--file=-", str(archive)]
+
+
+_LO_ENTRY = re.compile(r"^\s*\d+; \d+ \d+ (?:BLOB|BLOB METADATA|ACL - LARGE OBJECTS?) ")
+
+
+def large_object_entries(listing: str) -> list[str]:
+    """The ``pg_restore --list`` lines that create large objects, set their owners and grant on them.
+
+    pg_restore counts them as data, so ``--schema-only`` leaves them out, and with them the roles
+    that own large objects or are granted on them."""
+    return [line for line in listing.splitlines() if _LO_ENTRY.match(line)]
 
 
 def pg_restore_preamble_argv(pg_restore: Path | str, archive: Path | str,
@@ -752,12 +764,14 @@ def run_tool(
         child_env.update(env)
     start = time.monotonic()
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out_tmp:
+        # its own process group, so that a kill reaches pg_dump's / pg_restore's -j workers too
         if capture_stdout:
             out_target = out_tmp
-            proc = subprocess.Popen(list(argv), env=child_env, stdout=out_target, stderr=err)
+            proc = subprocess.Popen(list(argv), env=child_env, stdout=out_target, stderr=err, process_group=0)
         else:
             with open(stdout_path or os.devnull, "wb") as out_file:
-                proc = subprocess.Popen(list(argv), env=child_env, stdout=out_file, stderr=err)
+                proc = subprocess.Popen(list(argv), env=child_env, stdout=out_file, stderr=err,
+                                        process_group=0)
         try:
             while True:
                 try:
@@ -773,8 +787,7 @@ def run_tool(
                             done = float(backup_bytes(size_of)) if size_of.exists() else 0.0
                     progress(label, done, total)
         except BaseException:
-            proc.kill()
-            proc.wait()
+            kill_process_group(proc)
             raise
         err.seek(0)
         stderr = err.read(stderr_limit).decode("utf-8", "replace")
