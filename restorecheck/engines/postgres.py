@@ -405,7 +405,18 @@ class PostgresEngine:
             reader = self._reader_for(insp)
             schema = pgd.run_tool(pgd.pg_restore_schema_argv(reader.tool("pg_restore"), insp.script),
                                   capture_stdout=True)
-            return [], pgd.roles_in_sql(schema.stdout), {"tablespaces": sorted(pgd.tablespaces_in_sql(schema.stdout))}
+            roles = pgd.roles_in_sql(schema.stdout)
+            # large objects' owners and grantees: not in --schema-only (pg_restore counts LOs as data)
+            listing = pgd.run_tool(pgd.pg_restore_list_argv(reader.tool("pg_restore"), insp.script),
+                                   capture_stdout=True)
+            lo_entries = pgd.large_object_entries(listing.stdout)
+            if lo_entries and insp.workdir is not None:
+                use_list = insp.workdir / "large-objects.list"
+                use_list.write_text("\n".join(lo_entries) + "\n")
+                los = pgd.run_tool(pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), insp.script, use_list),
+                                   capture_stdout=True)
+                roles |= pgd.roles_in_sql(los.stdout)
+            return [], roles, {"tablespaces": sorted(pgd.tablespaces_in_sql(schema.stdout))}
         scan = pgd.scan_plain(insp.script, progress=progress)
         facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks, "tablespaces": sorted(scan.tablespaces)}
         if scan.restrict_key:
