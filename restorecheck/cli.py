@@ -40,6 +40,12 @@ def _setup_logging(verbose: int, debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # psycopg's own warnings ("error ignored in rollback ...", when SIGTERM cut a query short) are
+    # for -v: without it stderr keeps to restorecheck's one line (Python's last-resort handler
+    # would print them bare)
+    driver = logging.getLogger("psycopg")
+    driver.handlers[:] = [handler] if (debug or verbose) else [logging.NullHandler()]
+    driver.propagate = False
 
 
 class _CtrlC(BaseException):

@@ -278,3 +278,19 @@ def test_run_tool_kills_the_children_of_a_stopped_tool(tmp_path: Path) -> None:
         run_tool(["sh", "-c", f"(sleep 1; touch '{late}') & sleep 30"], poll=0.05)
     time.sleep(1.5)
     assert not late.exists()
+
+
+def test_driver_warnings_stay_off_stderr_without_v(capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM during a COPY made psycopg log 'error ignored in rollback ...' twice, bare, through
+    Python's last-resort handler: three lines on stderr instead of one."""
+    import logging
+
+    from restorecheck.cli import _setup_logging
+
+    _setup_logging(0, False)
+    logging.getLogger("psycopg.transaction").warning("error ignored in rollback")
+    assert capsys.readouterr().err == ""
+    _setup_logging(1, False)
+    logging.getLogger("psycopg.transaction").warning("error ignored in rollback")
+    assert "error ignored in rollback" in capsys.readouterr().err
+    _setup_logging(0, False)
