@@ -364,10 +364,11 @@ def compare_schema(
     from deepdiff import DeepDiff
 
     skip = set(reported_tables)
+    findings: list[Finding] = []
+    restored = _without_template_public(reference, restored, findings)
     # lists compare as sets (privileges, roles): engines encode ordered lists as one string
     diff = DeepDiff(_plain(reference), _plain(restored), ignore_order=True, verbose_level=2,
                     view="tree", threshold_to_diff_deeper=0)
-    findings: list[Finding] = []
     for change_type, items in sorted(diff.items()):
         for item in items:
             path = [str(p) for p in item.path(output_format="list")]
@@ -383,6 +384,29 @@ def compare_schema(
                     findings.append(f)
     findings.sort(key=lambda f: (f.object, f.message))
     return findings
+
+
+def _without_template_public(reference: Mapping[str, Any], restored: Mapping[str, Any],
+                             findings: list[Finding]) -> Mapping[str, Any]:
+    """Leave out an empty ``public`` schema that only the restored copy has.
+
+    A source may have dropped its ``public`` schema; pg_dump does not drop it on restore, so the
+    new database (from template0) still has its own, empty one. That is the restore target's, not
+    a difference in what the backup holds: a warning, not a failed backup."""
+    ref_schemas = reference.get("schemas")
+    res_schemas = restored.get("schemas")
+    if not isinstance(ref_schemas, Mapping) or not isinstance(res_schemas, Mapping):
+        return restored
+    if "public" in ref_schemas or "public" not in res_schemas:
+        return restored
+    for section, objects in restored.items():
+        if section != "schemas" and isinstance(objects, Mapping) and any(
+                str(k).startswith("public.") for k in objects):
+            return restored  # something lives in it: a real difference, reported as such
+    findings.append(Finding("schema", "warning", "public",
+                            "schema public (empty) is in the restored copy only: the reference dropped it, "
+                            "and a new database always has one (pg_dump does not drop it)"))
+    return {**restored, "schemas": {k: v for k, v in res_schemas.items() if k != "public"}}
 
 
 def _plain(value: Any) -> Any:
