@@ -456,8 +456,9 @@ def snapshot(source: str, output: Path, jobs: int, strict: bool, range_rows: int
     import dataclasses
 
     from restorecheck import pipeline
-    from restorecheck.report import progress_reporter
+    from restorecheck.report import check_writable, progress_reporter
 
+    check_writable(output, "-o")  # before fingerprinting a large database, not after
     with progress_reporter(_show_progress(quiet, no_progress)) as progress:
         options = dataclasses.replace(_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
                                       strict=strict, range_rows=range_rows, max_ranges=max_ranges,

@@ -294,3 +294,13 @@ def test_driver_warnings_stay_off_stderr_without_v(capsys: pytest.CaptureFixture
     logging.getLogger("psycopg.transaction").warning("error ignored in rollback")
     assert "error ignored in rollback" in capsys.readouterr().err
     _setup_logging(0, False)
+
+
+def test_snapshot_to_an_unwritable_manifest_fails_before_reading_the_source(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked first: the source here is unreachable, so exit 2 proves nothing was fingerprinted."""
+    code, out, err = run(capsys, "snapshot", "postgresql://u:hunter2@127.0.0.1:1/x", "-o",
+                         tmp_path / "nope" / "m.json")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert "cannot write the -o file" in line and "hunter2" not in err
