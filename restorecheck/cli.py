@@ -123,6 +123,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     except click.Abort:
         _err("interrupted; everything restorecheck started was removed")
         return int(ExitCode.ENVIRONMENT)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare 'restorecheck': the help, as click shows it
+        exc.show()
+        return int(ExitCode.BAD_INPUT)
     except click.ClickException as exc:
         ctx_hint = " (see 'restorecheck --help')" if isinstance(exc, click.UsageError) else ""
         _err(mask(exc.format_message()) + ctx_hint)

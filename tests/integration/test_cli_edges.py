@@ -304,3 +304,10 @@ def test_snapshot_to_an_unwritable_manifest_fails_before_reading_the_source(
     assert code == 2 and out == ""
     line = one_line(err)
     assert "cannot write the -o file" in line and "hunter2" not in err
+
+
+def test_bare_command_prints_the_help_not_an_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed 'restorecheck: error: Usage: ...' with the whole help and a '(see --help)' tail."""
+    code, out, err = run(capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("Usage: restorecheck") and "error:" not in err and "see 'restorecheck --help'" not in err
