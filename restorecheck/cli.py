@@ -8,6 +8,7 @@ is one line on stderr, without a traceback; nothing ever prints a password.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -277,16 +278,35 @@ def _fingerprint_opts(jobs: int, lock_timeout: str, statement_timeout: str, prog
                               progress=progress)
 
 
+_DURATION = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*")
+_COMPRESS = re.compile(r"(\d+|none|gzip|lz4|zstd)(:[\w=,]+)?")
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A PostgreSQL duration (``0``, ``500ms``, ``10s``, ``5min``): checked here, not by the source
+    server after a throwaway cluster was started and seeded."""
+    if not _DURATION.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a duration; give e.g. 0 (none), 500ms, 10s or 5min")
+    return value
+
+
+def _compression(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _COMPRESS.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a pg_dump compression; give a level 0-9 or "
+                                 "METHOD[:LEVEL] with METHOD gzip, lz4, zstd or none")
+    return value
+
+
 def source_session_options(f: F) -> F:
-    f = click.option("--statement-timeout", default="0", show_default=True,
+    f = click.option("--statement-timeout", default="0", show_default=True, callback=_duration,
                      help="statement_timeout of the source sessions (0 = none).")(f)
-    f = click.option("--lock-timeout", default="10s", show_default=True,
+    f = click.option("--lock-timeout", default="10s", show_default=True, callback=_duration,
                      help="lock_timeout of the source sessions (and pg_dump --lock-wait-timeout).")(f)
     return f
 
 
 def backup_format_options(f: F) -> F:
-    f = click.option("--compress", "-Z", "compress", metavar="LEVEL|METHOD",
+    f = click.option("--compress", "-Z", "compress", metavar="LEVEL|METHOD", callback=_compression,
                      help="pg_dump --compress (e.g. 0 for none, 1 for fast, gzip:6, lz4 on PostgreSQL 16).")(f)
     f = click.option("--format", "-F", "fmt", type=click.Choice(["custom", "directory", "tar", "plain"]),
                      default="custom", show_default=True, help="pg_dump output format.")(f)

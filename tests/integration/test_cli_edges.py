@@ -311,3 +311,23 @@ def test_bare_command_prints_the_help_not_an_error_line(capsys: pytest.CaptureFi
     code, out, err = run(capsys)
     assert code == 2 and out == ""
     assert err.startswith("Usage: restorecheck") and "error:" not in err and "see 'restorecheck --help'" not in err
+
+
+@pytest.mark.parametrize("option, value", [("--lock-timeout", "bogus"), ("--statement-timeout", "10 parsecs"),
+                                           ("--compress", "bogus"), ("--compress", "gzip;rm")])
+def test_malformed_timeout_or_compression_is_exit_2_up_front(capsys: pytest.CaptureFixture[str],
+                                                             option: str, value: str) -> None:
+    """They were handed to the source server or pg_dump after a cluster was provisioned and seeded:
+    exit 3 with an unrelated hint ('check that the role may read every table')."""
+    code, out, err = run(capsys, "drill", option, value)
+    assert code == 2 and out == ""
+    assert option in one_line(err)
+
+
+@pytest.mark.parametrize("option, value", [("--lock-timeout", "0"), ("--lock-timeout", "1.5s"),
+                                           ("--statement-timeout", "5min"), ("--compress", "gzip:6"),
+                                           ("--compress", "0"), ("--compress", "zstd:level=3,long")])
+def test_valid_timeouts_and_compressions_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              option: str, value: str) -> None:
+    code, _, err = run(capsys, "drill", "--engine", "sqlite", option, value, "-q")
+    assert code == 0, err
