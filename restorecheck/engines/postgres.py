@@ -493,7 +493,7 @@ class PostgresEngine:
             "encoding": encoding, "database": db.dbname, **insp.facts,
         })
         if options.keep:
-            info["connect"] = f"{server.connect_hint()} (database {db.dbname})"
+            info["connect"] = f"psql '{db.display()}'"  # the restored database, not the server's 'postgres'
         roles: set[str] = set()
         if f_scan is not None:
             scan_findings, roles, scan_facts = f_scan.result()

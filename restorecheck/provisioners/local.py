@@ -376,10 +376,12 @@ def _cleanup(inst: PgInstallation, base: Path, datadir: Path, sockdir: Path, por
     try:
         if keep and started:
             sock = sockdir if user is None else f"{sockdir} (as root)"
+            # pg_ctl refuses to run as root: the server's own user stops it
+            as_user = "" if user is None else f"runuser -u {user.pw_name} -- "
             log.warning(
                 "kept the throwaway cluster in %s: connect with psql -h %s -p %s -U %s postgres "
-                "(socket %s); stop and remove it with: %s -D %s -m fast stop && rm -rf %s",
-                base, sockdir, port, SUPERUSER, sock, inst.tool("pg_ctl"), datadir, base,
+                "(socket %s); stop and remove it with: %s%s -D %s -m fast stop && rm -rf %s",
+                base, sockdir, port, SUPERUSER, sock, as_user, inst.tool("pg_ctl"), datadir, base,
             )
             return
         if started:

@@ -331,3 +331,32 @@ def test_valid_timeouts_and_compressions_pass(tmp_path: Path, capsys: pytest.Cap
                                               option: str, value: str) -> None:
     code, _, err = run(capsys, "drill", "--engine", "sqlite", option, value, "-q")
     assert code == 0, err
+
+
+@pytest.mark.postgres
+def test_keep_prints_instructions_that_work_as_printed(world_tmp: Path) -> None:
+    """--keep printed a psql URL of the server's 'postgres' database (not the restored one) and, as
+    root, a 'pg_ctl stop' that pg_ctl refuses to run as root."""
+    import re
+
+    env = {**os.environ, "TMPDIR": str(world_tmp)}
+    cmd = [sys.executable, "-m", "restorecheck"]
+    out_dir = world_tmp / "kept"
+    done = subprocess.run([*cmd, "drill", "-o", str(out_dir), "-q"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    backup = next(out_dir.glob("*.dump"))
+    kept = subprocess.run([*cmd, "verify", str(backup), "--keep", "-q"], env=env, capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stderr
+    url = re.search(r"kept the restored database: psql '([^']+)'", kept.stderr)
+    stop = re.search(r"stop and remove it with: (.+)$", kept.stderr, re.M)
+    assert url and stop, kept.stderr
+    try:
+        import psycopg
+
+        with psycopg.connect(url.group(1)) as conn:
+            row = conn.execute("SELECT current_database(), count(*) FROM rc_shop.orders").fetchone()
+        assert row is not None and row[0].startswith("restorecheck_") and row[1] > 0
+    finally:
+        stopped = subprocess.run(stop.group(1), shell=True, capture_output=True, text=True)
+    assert stopped.returncode == 0, stopped.stderr
+    assert sorted(p.name for p in world_tmp.iterdir()) == ["kept"]
