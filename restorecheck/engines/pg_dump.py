@@ -91,6 +91,38 @@ def _is_tar_dump(path: Path, head: bytes) -> bool:
     return False
 
 
+def tar_damage(path: Path) -> str | None:
+    """Why a tar archive is cut short or damaged, or None when its structure is whole.
+
+    pg_restore 15 and 16 never return on a truncated tar archive (``pg_restore -l`` still
+    lists it and exits 0; reading the data loops forever), so the structure is checked here
+    first: every member's data lies inside the file, and the end-of-archive zero block follows
+    the last member (pg_dump writes two).
+    """
+    size = Path(path).stat().st_size
+    try:
+        with tarfile.open(path, "r:") as tf:
+            members = 0
+            for member in tf:
+                members += 1
+                end = member.offset_data + member.size
+                if end > size:
+                    return (f"the tar archive is truncated: member {member.name} needs {end} bytes, "
+                            f"the file has {size}")
+            offset = tf.offset
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return f"the tar archive cannot be read: {exc}"
+    if not members:
+        return "the tar archive holds no members"
+    with open(path, "rb") as f:
+        f.seek(offset)
+        tail = f.read(512)
+    if len(tail) < 512 or tail.count(0) != 512:
+        return (f"the tar archive is truncated: no end-of-archive block after its last member "
+                f"(at byte {offset} of {size})")
+    return None
+
+
 def detect_format(path: Path) -> str | None:
     """The pg_dump format of ``path`` by its content, or None when it is no pg_dump output."""
     p = Path(path)

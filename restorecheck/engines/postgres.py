@@ -314,6 +314,12 @@ class PostgresEngine:
         fmt = artifact.format or pgd.detect_format(path) or ""
         insp = Inspection(format=fmt, workdir=workdir)
         obj = path.name
+        if fmt == "tar":
+            damage = pgd.tar_damage(path)
+            if damage:  # pg_restore would hang on it, not fail
+                insp.readable = False
+                insp.findings.append(Finding("backup_file", "error", obj, damage))
+                return insp
         if fmt in pgd.ARCHIVE_FORMATS:
             header, reader, err = None, None, ""
             for inst in self._readers():

@@ -1,0 +1,53 @@
+"""tar_damage: a pg_dump tar archive cut short is recognised before pg_restore (which hangs on it)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from restorecheck.engines.pg_dump import tar_damage
+
+
+def _tar(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, size in (("toc.dat", 700), ("3001.dat", 3000), ("restore.sql", 900)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tf.addfile(info, io.BytesIO(bytes([65 + len(name)]) * size))
+    data = buf.getvalue()
+    path.write_bytes(data)
+    return data
+
+
+def test_whole_archive(tmp_path: Path) -> None:
+    _tar(tmp_path / "a.tar")
+    assert tar_damage(tmp_path / "a.tar") is None
+
+
+@pytest.mark.parametrize("cut", [10, 600, 1500, 3000, 5000])
+def test_cut_inside_a_member_or_header(tmp_path: Path, cut: int) -> None:
+    data = _tar(tmp_path / "a.tar")
+    bad = tmp_path / "cut.tar"
+    bad.write_bytes(data[:cut])
+    assert tar_damage(bad) is not None
+
+
+def test_cut_at_a_member_boundary_or_without_end_block(tmp_path: Path) -> None:
+    data = _tar(tmp_path / "a.tar")
+    with tarfile.open(tmp_path / "a.tar") as tf:
+        last = tf.getmembers()[-1]
+    for cut in (last.offset, last.offset_data + 1024):  # before the last member; end block missing
+        bad = tmp_path / "cut.tar"
+        bad.write_bytes(data[:cut])
+        message = tar_damage(bad)
+        assert message is not None and "truncated" in message
+
+
+def test_not_a_tar(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"\x01" * 2000)
+    assert tar_damage(junk) is not None
