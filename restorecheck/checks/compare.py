@@ -429,10 +429,14 @@ def _schema_finding(change: str, path: list[str], t1: Any, t2: Any, skip: set[st
     section = path[0]
     if len(path) == 1:
         what = _singular(section)
+        # a section only one side has (engines may leave out empty ones): name its objects
+        side = t1 if change == "dictionary_item_removed" else t2
+        names = f": {', '.join(sorted(map(str, side)))}" if isinstance(side, Mapping) and side else ""
         if change == "dictionary_item_removed":
-            return Finding("schema", "error", section, f"the reference's {section} are missing in the restored copy")
+            return Finding("schema", "error", section,
+                           f"the reference's {section} are missing in the restored copy{names}")
         if change == "dictionary_item_added":
-            return Finding("schema", "error", section, f"the restored copy has {section} the reference has not")
+            return Finding("schema", "error", section, f"the restored copy has {section} the reference has not{names}")
         return Finding("schema", "error", section, f"{what}: {_short(t1)} -> {_short(t2)}")
     name = path[1]
     obj = name

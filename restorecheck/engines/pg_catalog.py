@@ -114,6 +114,9 @@ def schema_snapshot(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "event_triggers": _event_triggers(conn),
         "default_privileges": _default_privileges(conn),
     }
+    publications = _publications(conn)
+    if publications:  # only when there are some: manifests written before keep comparing equal
+        out["publications"] = publications
     _relations(conn, out)
     return out
 
@@ -378,6 +381,22 @@ def _event_triggers(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         FROM pg_event_trigger e""")
     return {name: {"event": ev, "function": fn, "enabled": en, "tags": sorted(tags), "owner": owner}
             for name, ev, fn, en, tags, owner in rows}
+
+
+def _publications(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Publications and the tables they publish (pg_dump --no-publications drops them silently)."""
+    rows = _rows(conn, """
+        SELECT p.pubname, pg_get_userbyid(p.pubowner), p.puballtables, p.pubinsert, p.pubupdate,
+               p.pubdelete, p.pubtruncate, p.pubviaroot,
+               coalesce((SELECT array_to_json(array_agg(t.schemaname || '.' || t.tablename
+                                                        ORDER BY t.schemaname, t.tablename))
+                         FROM pg_publication_tables t WHERE t.pubname = p.pubname), '[]')
+        FROM pg_publication p""")
+    return {name: {"owner": owner, "all_tables": alltables,
+                   "actions": [a for a, on in (("insert", ins), ("update", upd), ("delete", dele),
+                                               ("truncate", trunc)) if on],
+                   "via_root": viaroot, "tables": sorted(tables)}
+            for name, owner, alltables, ins, upd, dele, trunc, viaroot, tables in rows}
 
 
 def _default_privileges(conn: psycopg.Connection[Any]) -> dict[str, Any]:
