@@ -532,7 +532,7 @@ def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges
             options = dataclasses.replace(_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
                                           strict=strict, range_rows=range_rows, max_ranges=max_ranges)
             report = pipeline.compare(a, b, options=options, live_reference=live_reference, max_keys=max_keys)
-    except RestorecheckError as exc:
+    except (Exception, KeyboardInterrupt, Terminated) as exc:  # a monitor must see every run, as for verify
         _error_report(exc, command="compare", engine="postgresql", backup_path=None, report_file=report_file,
                       junit_file=junit_file, metrics_file=metrics_file)
         raise

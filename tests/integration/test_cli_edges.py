@@ -360,3 +360,17 @@ def test_keep_prints_instructions_that_work_as_printed(world_tmp: Path) -> None:
         stopped = subprocess.run(stop.group(1), shell=True, capture_output=True, text=True)
     assert stopped.returncode == 0, stopped.stderr
     assert sorted(p.name for p in world_tmp.iterdir()) == ["kept"]
+
+
+def test_compare_writes_an_error_report_for_an_unexpected_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare wrote its error report only for restorecheck's own errors, unlike verify and drill."""
+    from restorecheck import pipeline
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "compare", boom)
+    code, _, err = run(capsys, "compare", "a.json", "b.json", "--report", tmp_path / "r.json")
+    assert code == 3 and "internal error" in err and len(err.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"
