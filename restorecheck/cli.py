@@ -249,8 +249,11 @@ def _error_report(exc: BaseException, *, command: str, engine: str, backup_path:
     if backup_path is not None:
         size = backup_path.stat().st_size if backup_path.is_file() else 0
         backup = BackupArtifact(str(backup_path), "unknown", size, None)
+    import datetime as dt
+
     report = Report(verdict="error", engine=engine, reference="none", backup=backup, command=command,
-                    error=mask(message), extra={"exit_code": code})
+                    error=mask(message), extra={"exit_code": code},
+                    started_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # was ""
     # each output on its own: an unwritable --junit must not cost the monitor its --report
     for option, path in (("report", report_file), ("junit", junit_file), ("metrics", metrics_file)):
         if path is None:

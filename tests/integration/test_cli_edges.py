@@ -111,7 +111,8 @@ def test_verify_of_what_is_not_a_backup_is_exit_2(tmp_path: Path, capsys: pytest
     code, out, err = run(capsys, "verify", path, "--report", report)
     assert code == 2 and out == ""
     one_line(err)
-    assert json.loads(report.read_text())["verdict"] == "error"
+    doc = json.loads(report.read_text())
+    assert doc["verdict"] == "error" and doc["started_at"]  # an error report is dated too (was "")
 
 
 # --- output files ----------------------------------------------------------------------------
