@@ -44,6 +44,8 @@ FORMAT_FLAG = {"custom": "c", "directory": "d", "tar": "t", "plain": "p"}
 SUFFIX = {"custom": ".dump", "directory": ".dir", "tar": ".tar", "plain": ".sql"}
 
 TRAILER = "-- PostgreSQL database dump complete"
+HEADER = "-- PostgreSQL database dump"  # the first comment of every pg_dump plain script
+CLUSTER_HEADER = "-- PostgreSQL database cluster dump"  # pg_dumpall: one HEADER per database inside
 GZIP_MAGIC = b"\x1f\x8b"
 CUSTOM_MAGIC = b"PGDMP"
 MAX_ERROR_FINDINGS = 50
@@ -518,6 +520,8 @@ class PlainScan:
     ends_with_newline: bool = True
     decode_errors: int = 0
     database_statements: int = 0  # CREATE/ALTER/DROP DATABASE and \connect (pg_dump -C)
+    dump_headers: int = 0  # '-- PostgreSQL database dump' lines: more than one is a concatenation
+    cluster_dump: bool = False  # pg_dumpall output, which legitimately holds several dumps
 
     def findings(self, object_name: str) -> list[Finding]:
         """backup_file findings for a dump that is visibly incomplete (PITFALLS B1, E8)."""
@@ -533,6 +537,12 @@ class PlainScan:
                 "backup_file", "error", object_name,
                 f"the dump has no '{TRAILER}' trailer: it is incomplete (truncated, or pg_dump failed); "
                 "whatever follows the cut (constraints, indexes, setval, grants) is missing",
+            ))
+        elif self.dump_headers > 1 and not self.cluster_dump:
+            out.append(Finding(
+                "backup_file", "error", object_name,
+                f"the file holds {self.dump_headers} pg_dump scripts one after the other (concatenated "
+                "dumps): restoring it replays the first and then collides with or overwrites it",
             ))
         elif self.restrict_key and not self.unrestricted:
             out.append(Finding(
@@ -584,6 +594,10 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
                 scan.unrestricted = stripped.split(None, 1)[1] == scan.restrict_key
             elif stripped == TRAILER:
                 scan.trailer = True
+            elif stripped == HEADER:
+                scan.dump_headers += 1
+            elif stripped == CLUSTER_HEADER:
+                scan.cluster_dump = True
             elif stripped:
                 if scan.trailer and not stripped.startswith("--"):
                     scan.trailer = False  # more SQL after the trailer: a concatenation, not complete

@@ -1,4 +1,4 @@
-"""tar_damage: a pg_dump tar archive cut short is recognised before pg_restore (which hangs on it)."""
+"""Backup-file checks that need no server: a cut tar archive (pg_restore hangs on it), concatenated plain dumps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from restorecheck.engines.pg_dump import tar_damage
+from restorecheck.engines.pg_dump import scan_plain, tar_damage
 
 
 def _tar(path: Path) -> bytes:
@@ -51,3 +51,37 @@ def test_not_a_tar(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"\x01" * 2000)
     assert tar_damage(junk) is not None
+
+
+PLAIN = """--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+CREATE TABLE public.t (n integer);
+COPY public.t (n) FROM stdin;
+1
+\\.
+
+--
+-- PostgreSQL database dump complete
+--
+
+"""
+
+
+def test_concatenated_plain_dumps(tmp_path: Path) -> None:
+    one = tmp_path / "one.sql"
+    one.write_text(PLAIN)
+    assert scan_plain(one).findings("one.sql") == []
+    twice = tmp_path / "twice.sql"
+    twice.write_text(PLAIN * 2)
+    [finding] = scan_plain(twice).findings("twice.sql")
+    assert finding.check == "backup_file" and "concatenated" in finding.message
+
+
+def test_pg_dumpall_holds_several_dumps(tmp_path: Path) -> None:
+    cluster = tmp_path / "all.sql"
+    cluster.write_text("--\n-- PostgreSQL database cluster dump\n--\n\n" + PLAIN * 2
+                       + "--\n-- PostgreSQL database cluster dump complete\n--\n")
+    assert scan_plain(cluster).findings("all.sql") == []
