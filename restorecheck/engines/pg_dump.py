@@ -120,8 +120,8 @@ def tar_damage(path: Path) -> str | None:
         f.seek(offset)
         tail = f.read(512)
     if len(tail) < 512 or tail.count(0) != 512:
-        return (f"the tar archive is truncated: no end-of-archive block after its last member "
-                f"(at byte {offset} of {size})")
+        return (f"the tar archive is truncated or damaged: no end-of-archive block after its last "
+                f"readable member (at byte {offset} of {size})")
     return None
 
 

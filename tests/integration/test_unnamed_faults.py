@@ -278,12 +278,25 @@ def test_directory_backup_with_a_data_file_truncated(src: Src, directory_backup:
     assert_fails_with(verify(d, src.manifest))
 
 
-def test_truncated_tar_backup(src: Src, tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["cut-inside", "cut-at-member", "header-flipped"])
+def test_truncated_tar_backup(src: Src, tmp_path: Path, damage: str) -> None:
+    """pg_restore 15 never returns on a cut tar archive: restorecheck must judge it, not hang."""
+    import tarfile
+
     tar = src.pg_dump(tmp_path / "shop.tar", "-Ft")
-    data = tar.read_bytes()
-    cut = tmp_path / "cut.tar"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
-    assert_fails_with(verify(cut, src.manifest))
+    data = bytearray(tar.read_bytes())
+    with tarfile.open(tar) as tf:
+        member = max(tf.getmembers(), key=lambda m: m.size)
+    if damage == "cut-inside":
+        data = data[: member.offset_data + member.size // 2]
+    elif damage == "cut-at-member":
+        data = data[: member.offset]
+    else:
+        data[member.offset + 10] ^= 0xFF
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    report = verify(bad, src.manifest)
+    assert_fails_with(report, "backup_file")
 
 
 # --- checks that need no reference; a wrong reference -------------------------------------------

@@ -85,3 +85,14 @@ def test_pg_dumpall_holds_several_dumps(tmp_path: Path) -> None:
     cluster.write_text("--\n-- PostgreSQL database cluster dump\n--\n\n" + PLAIN * 2
                        + "--\n-- PostgreSQL database cluster dump complete\n--\n")
     assert scan_plain(cluster).findings("all.sql") == []
+
+
+def test_damaged_member_header(tmp_path: Path) -> None:
+    data = bytearray(_tar(tmp_path / "a.tar"))
+    with tarfile.open(tmp_path / "a.tar") as tf:
+        second = tf.getmembers()[1]
+    data[second.offset + 10] ^= 0xFF  # its header checksum no longer matches
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    message = tar_damage(bad)
+    assert message is not None and "damaged" in message
