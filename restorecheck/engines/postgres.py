@@ -207,9 +207,13 @@ class PostgresEngine:
                 # the dump's setval values are never behind the manifest's (compared with >=).
                 early_sequences = _sequence_values(conn)
                 tools = self._client_tools(version_num // 10000, ("pg_dump",))
+                # --encoding: else pg_dump writes in the session's client_encoding, which a
+                # PGCLIENTENCODING or an ALTER DATABASE ... SET client_encoding can make differ from
+                # the database's, and verify would restore into a database of that other encoding
                 argv = pgd.pg_dump_argv(tools.tool("pg_dump"), fmt=fmt, output=out, snapshot=snapshot,
                                         jobs=options.jobs, compress=options.compress,
-                                        lock_wait_timeout=_as_ms(fp_opts.lock_timeout))
+                                        lock_wait_timeout=_as_ms(fp_opts.lock_timeout),
+                                        extra=[f"--encoding={encoding}"])
                 env = source.child_env()
                 env.setdefault("PGDATABASE", dbname)
                 progress("backup: pg_dump", 0, None)
