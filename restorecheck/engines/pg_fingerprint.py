@@ -45,7 +45,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import psycopg
 from psycopg import sql
@@ -345,6 +345,34 @@ def connect(ref: PostgresRef, options: FingerprintOptions, *, application: str =
     return conn
 
 
+def _double_quoted_percents(text: str) -> str:
+    """``%`` inside quoted identifiers and string literals doubled, so that psycopg does not read
+    a table named ``pct%s`` as a placeholder; the placeholders outside quotes are left alone."""
+    out: list[str] = []
+    quote: str | None = None
+    for ch in text:
+        if ch in ("'", '"'):
+            if quote is None:
+                quote = ch
+            elif ch == quote:
+                quote = None  # a doubled quote leaves and re-enters: still inside
+        out.append("%%" if ch == "%" and quote is not None else ch)
+    return "".join(out)
+
+
+def execute_with_params(conn: psycopg.Connection[Any], query: sql.SQL | sql.Composed,
+                        params: Sequence[Any]) -> psycopg.Cursor[Any]:
+    """``conn.execute(query, params)`` that survives ``%`` in identifiers (schema, table, column).
+
+    psycopg looks for placeholders in the whole query text, quoted identifiers included: a table
+    or column whose name holds ``%s`` or ``%(x)s`` failed every checksum query and was reported
+    unreadable on both sides, so its content was silently not compared."""
+    if not params:
+        return conn.execute(query)
+    text = _double_quoted_percents(query.as_string(conn))
+    return conn.execute(cast(LiteralString, text), params)
+
+
 def begin_snapshot(conn: psycopg.Connection[Any], snapshot: str | None) -> None:
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     if snapshot:
@@ -555,7 +583,7 @@ class _Fingerprinter:
                                        blocks=blocks)
             try:
                 with _savepoint(conn):
-                    rows = conn.execute(q, params).fetchall()
+                    rows = execute_with_params(conn, q, params).fetchall()
             except psycopg.Error as exc:
                 self._fail(plan, exc)
                 rows = []
@@ -976,8 +1004,8 @@ def narrow_down(
             where_a = _range_where(ia, lo, hi)
             qa, pa = checksum_query(ia, strict=options.strict, where=where_a)
             qb, pb = checksum_query(ib, strict=options.strict, where=_range_where(ib, lo, hi))
-            ra = ca.execute(qa, pa).fetchone() or (0, 0, 0)
-            rb = cb.execute(qb, pb).fetchone() or (0, 0, 0)
+            ra = execute_with_params(ca, qa, pa).fetchone() or (0, 0, 0)
+            rb = execute_with_params(cb, qb, pb).fetchone() or (0, 0, 0)
             if (ra[1], int(ra[2]) % MOD64) == (rb[1], int(rb[2]) % MOD64):
                 continue
             if max(ra[1], rb[1]) <= leaf_rows:
@@ -1004,7 +1032,7 @@ def _median_key(conn: psycopg.Connection[Any], info: TableInfo, lo: Any, hi: Any
     q = sql.SQL("SELECT {c} FROM {only}{t} AS t{w} ORDER BY {k} OFFSET {o} LIMIT 1").format(
         c=cols, only=sql.SQL("") if info.relkind == "p" else sql.SQL("ONLY "), t=info.ident,
         w=sql.SQL("") if w is None else sql.SQL(" WHERE ") + w[0], k=key_expr(info), o=sql.Literal(offset))
-    row = conn.execute(q, [] if w is None else w[1]).fetchone()
+    row = execute_with_params(conn, q, [] if w is None else w[1]).fetchone()
     return None if row is None else list(row)
 
 
@@ -1018,7 +1046,7 @@ def _diff_rows(ca: psycopg.Connection[Any], cb: psycopg.Connection[Any], info: T
             only=sql.SQL("") if info.relkind == "p" else sql.SQL("ONLY "), t=info.ident,
             w=sql.SQL("") if w is None else sql.SQL(" WHERE ") + w[0])
         out: dict[tuple[str, ...], int] = {}
-        for r in conn.execute(q, [] if w is None else w[1]).fetchall():
+        for r in execute_with_params(conn, q, [] if w is None else w[1]).fetchall():
             k = tuple(r[:-1])
             out[k] = out.get(k, 0) + int(r[-1])  # a duplicated key (no unique index) sums
         return out
