@@ -360,7 +360,8 @@ def verify(
                 reference_from = str(cand)
                 break
     if reference is not None and reference.engine != eng.name:
-        raise BadManifestError(f"the manifest is for {reference.engine}, but the backup is {eng.name}",
+        which = f"the manifest {reference_from}" if reference_from else "the manifest"
+        raise BadManifestError(f"{which} is for {reference.engine}, but the backup is {eng.name}",
                                "give the manifest written with this backup")
     restore.progress("sha256 of the backup", 0, None)
     from restorecheck.engines.pg_dump import backup_bytes, sha256_of

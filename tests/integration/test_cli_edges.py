@@ -375,3 +375,22 @@ def test_compare_writes_an_error_report_for_an_unexpected_error(
     code, _, err = run(capsys, "compare", "a.json", "b.json", "--report", tmp_path / "r.json")
     assert code == 3 and "internal error" in err and len(err.strip().splitlines()) == 1
     assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"
+
+
+def test_manifest_problems_are_one_line_exit_2_naming_the_file(tmp_path: Path, sqlite_backup: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    good = json.loads(sqlite_backup.with_name("app.manifest.json").read_text())
+    other = tmp_path / "pg.manifest.json"
+    other.write_text(json.dumps({**good, "engine": "postgresql"}))
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({**good, "manifest_version": 99}))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    for manifest, words in ((tmp_path / "missing.json", "does not exist"), (broken, "not valid JSON"),
+                            (newer, "upgrade restorecheck"), (other, "is for postgresql")):
+        code, out, err = run(capsys, "verify", sqlite_backup, "--manifest", manifest)
+        assert code == 2 and out == "", err
+        line = one_line(err)
+        assert words in line and str(manifest) in line, line
+    code, _, err = run(capsys, "verify", sqlite_backup, "--manifest", other, "--against", "x.db")
+    assert code == 2 and "not both" in one_line(err)
