@@ -210,6 +210,14 @@ def backup(
     return BackupResult(artifact, manifest, path, _elapsed(start))
 
 
+def check_target(engine: str, target: str | None) -> None:
+    """A SQLite backup is restored into a temporary file: a --target other than local was silently
+    ignored (even 'bogus'), so a run did something other than what it was asked. BadInputError."""
+    if engine == "sqlite" and target not in (None, "local"):
+        raise BadInputError(f"--target {mask(target or '')} is for PostgreSQL; a SQLite backup is restored into "
+                            "a temporary file", "drop --target (or give --target local)")
+
+
 def _detect(path: Path, engine: str | None, pg_bin: str | Path | None) -> tuple[Engine, str]:
     names = [engine] if engine else list(ENGINE_NAMES)
     for name in names:
@@ -335,6 +343,7 @@ def verify(
     if path.is_file() and path.stat().st_size == 0:
         return _empty_backup_report(path, engine, manifest, started_at, start)
     eng, fmt = _detect(path, engine, pg_bin or restore.pg_bin)
+    check_target(eng.name, restore.target)
     if manifest is not None and against is not None:
         raise BadInputError("give either --manifest or --against, not both")
     reference: Manifest | None = None
@@ -443,6 +452,7 @@ def drill(
     with contextlib.ExitStack() as stack:
         if source is None:
             eng = get_engine(engine, pg_bin=pg_bin or restore.pg_bin)
+            check_target(eng.name, restore.target)
             t = time.monotonic()
             src = eng.throwaway_source(restore, stack)
             from restorecheck.seed import seed as seed_dataset
@@ -456,6 +466,7 @@ def drill(
             if engine and src.engine != engine and engine != "postgresql":
                 raise BadInputError(f"{src.display()} is a {src.engine} database, not {engine}")
             eng = engine_for(src, pg_bin=pg_bin or restore.pg_bin)
+            check_target(eng.name, restore.target)
             source_text = src.display()
         if kept_dir is None:
             out = Path(tempfile.mkdtemp(prefix="restorecheck-drill-", dir=restore.tmp_root))

@@ -394,3 +394,18 @@ def test_manifest_problems_are_one_line_exit_2_naming_the_file(tmp_path: Path, s
         assert words in line and str(manifest) in line, line
     code, _, err = run(capsys, "verify", sqlite_backup, "--manifest", other, "--against", "x.db")
     assert code == 2 and "not both" in one_line(err)
+
+
+@pytest.mark.parametrize("target", ["bogus", "docker", "postgresql://u:hunter2@127.0.0.1:1/x"])
+def test_sqlite_backup_with_a_postgresql_target_is_exit_2(sqlite_backup: Path, capsys: pytest.CaptureFixture[str],
+                                                          target: str) -> None:
+    """It was silently ignored (exit 0), even --target bogus: the run did not do what it was asked."""
+    code, out, err = run(capsys, "verify", sqlite_backup, "--target", target, "-q")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert "--target" in line and "SQLite" in line and "hunter2" not in err
+    assert run(capsys, "drill", "--engine", "sqlite", "--target", target, "-q")[0] == 2
+
+
+def test_sqlite_backup_with_target_local_verifies(sqlite_backup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "verify", sqlite_backup, "--target", "local", "-q") == (0, "", "")
