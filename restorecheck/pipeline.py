@@ -23,7 +23,13 @@ from typing import Any
 
 from restorecheck.dburl import DatabaseRef, mask, parse_database
 from restorecheck.engines import ENGINE_NAMES, engine_for, get_engine
-from restorecheck.engines.base import BackupOptions, Engine, FingerprintOptions, RestoreOptions
+from restorecheck.engines.base import (
+    BackupOptions,
+    Engine,
+    FingerprintOptions,
+    RestoreOptions,
+    in_checksum_mode_of,
+)
 from restorecheck.errors import BackupNotFoundError, BadInputError, BadManifestError, UnknownFormatError
 from restorecheck.model import (
     BackupArtifact,
@@ -62,14 +68,6 @@ def snapshot(source: DatabaseRef | str, options: FingerprintOptions | None = Non
     return _live_fingerprint(ref, options or FingerprintOptions(), None)
 
 
-def _strict_of(manifest: Manifest, options: FingerprintOptions) -> FingerprintOptions:
-    """Fingerprint a live side in the checksum mode of the manifest it is compared with."""
-    mode = str(manifest.facts.get("checksum_mode", ""))
-    if mode:
-        return dataclasses.replace(options, strict=mode.startswith("text"))
-    return options
-
-
 def compare(
     a: str,
     b: str,
@@ -100,11 +98,11 @@ def compare(
     t = time.monotonic()
     if man_a is None:
         assert ref_a is not None
-        opts_a = _strict_of(man_b, options) if man_b is not None else options
+        opts_a = in_checksum_mode_of(man_b, options) if man_b is not None else options
         man_a = _live_fingerprint(ref_a, dataclasses.replace(opts_a, snapshot=None), man_b)
     if man_b is None:
         assert ref_b is not None
-        man_b = _live_fingerprint(ref_b, dataclasses.replace(_strict_of(man_a, options), snapshot=None), man_a)
+        man_b = _live_fingerprint(ref_b, dataclasses.replace(in_checksum_mode_of(man_a, options), snapshot=None), man_a)
     phases["fingerprint"] = _elapsed(t)
     if man_a.engine != man_b.engine:
         raise BadInputError(f"cannot compare a {man_a.engine} manifest with a {man_b.engine} one")
@@ -278,7 +276,7 @@ def _restore_and_check(
         ))
     start = time.monotonic() - live_seconds
     if reference is not None:
-        fp = _strict_of(reference, fp)  # the restored copy hashes as the reference did
+        fp = in_checksum_mode_of(reference, fp)  # the restored copy hashes as the reference did
     restore.progress("verify: fingerprint the restored copy", 0, None)
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
     findings += engine.self_checks(outcome.restored, restored)

@@ -9,6 +9,7 @@ in ``ENGINES`` (``engines/__init__.py``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,14 @@ class FingerprintOptions:
     statement_timeout: str = "0"
     schema_only: bool = False  # catalog facts only, no counts or checksums
     progress: ProgressFn = no_progress
+
+
+def in_checksum_mode_of(manifest: Manifest, options: FingerprintOptions) -> FingerprintOptions:
+    """``options`` in the checksum mode ``manifest`` was made in, so that the two compare."""
+    mode = str(manifest.facts.get("checksum_mode", ""))
+    if mode:
+        return dataclasses.replace(options, strict=mode.startswith("text"))
+    return options
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from restorecheck.engines.base import (
     ProgressFn,
     RestoreOptions,
     RestoreOutcome,
+    in_checksum_mode_of,
     no_progress,
 )
 from restorecheck.errors import (
@@ -122,8 +123,7 @@ class PostgresEngine:
         if not (isinstance(reference, PostgresRef) and isinstance(restored, PostgresRef)
                 and reference_manifest is not None and restored_manifest is not None):
             return list(findings)
-        mode = str(reference_manifest.facts.get("checksum_mode", ""))
-        options = FingerprintOptions(strict=mode.startswith("text"))
+        options = in_checksum_mode_of(reference_manifest, FingerprintOptions())
         out = []
         for f in findings:
             ta, tb = reference_manifest.table(f.object), restored_manifest.table(f.object)
