@@ -8,8 +8,11 @@ that need it skip with the reason; with ``RESTORECHECK_REQUIRE_PG`` set (``.ci/r
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -109,3 +112,16 @@ def execute(ref: PostgresRef, sql: str, params: object = None) -> list[tuple[obj
     with psycopg.connect(ref.conninfo(), autocommit=True) as conn:
         cur = conn.execute(sql, params)  # type: ignore[arg-type]
         return cur.fetchall() if cur.description else []
+
+
+def sha(path: Path) -> str | None:
+    """The sha256 of a file, None when it does not exist (to prove a file was left untouched)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def sqlite_script(path: Path, script: str) -> None:
+    """Run an SQL script in a SQLite file and commit, for test set-up and fault injection."""
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.commit()
+    conn.close()

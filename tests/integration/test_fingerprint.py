@@ -92,11 +92,7 @@ def test_pg15_dump_restored_into_pg16_compares_equal(pg15: PgServer, pg16: PgSer
     with pg15.fresh_database() as src, pg16.fresh_database() as dst:
         create_shop(src)
         dump = tmp_path / "shop.dump"
-        subprocess.run([str(pg15.tools.tool("pg_dump")), "-Fc", "-f", str(dump)], env={**src.child_env()},
-                       check=True, capture_output=True)
-        done = subprocess.run([str(pg16.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
-                              env={**dst.child_env()}, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        _dump_on_15_restore_on_16(pg15, pg16, src, dst, dump)
         ref = fingerprint_postgres(src, OPTS)
         restored = fingerprint_postgres(dst, OPTS, ranges_from=ref)
         results, findings = compare_manifests(ref, restored)
@@ -247,11 +243,7 @@ def test_known_dataset_survives_pg15_to_pg16(pg15: PgServer, pg16: PgServer, tmp
         seed_mod.seed(src, scale=1, seed=0)
         _copy_roles(pg15, pg16)
         dump = tmp_path / "seed.dump"
-        subprocess.run([str(pg15.tools.tool("pg_dump")), "-Fc", "-f", str(dump)], env={**src.child_env()},
-                       check=True, capture_output=True)
-        done = subprocess.run([str(pg16.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
-                              env={**dst.child_env()}, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        _dump_on_15_restore_on_16(pg15, pg16, src, dst, dump)
         ref = fingerprint_postgres(src, OPTS)
         restored = fingerprint_postgres(dst, OPTS, ranges_from=ref)
         _, findings = compare_manifests(ref, restored)
@@ -295,3 +287,14 @@ def test_one_large_table_is_read_by_every_job(fresh_db: PostgresRef, monkeypatch
     parallel = fingerprint_postgres(fresh_db, dataclasses.replace(OPTS, jobs=2))
     assert len(opened) == 2
     assert parallel.table("public.t") == serial.table("public.t")
+
+
+def _dump_on_15_restore_on_16(pg15: PgServer, pg16: PgServer, src: PostgresRef, dst: PostgresRef,
+                              dump: Path) -> None:
+    """pg_dump -Fc with PostgreSQL 15's tools, pg_restore into 16 with 16's: zero errors."""
+    assert pg15.tools is not None and pg16.tools is not None
+    subprocess.run([str(pg15.tools.tool("pg_dump")), "-Fc", "-f", str(dump)], env={**src.child_env()},
+                   check=True, capture_output=True)
+    done = subprocess.run([str(pg16.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
+                          env={**dst.child_env()}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -6,7 +6,6 @@ and ``verify`` must exit 1 with the right check id in the JSON report; the clean
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import pytest
 
 from restorecheck.cli import run_cli
+from tests.conftest import sha
+from tests.conftest import sqlite_script as sql
 
 
 def rc(*args: str | Path) -> int:
@@ -28,17 +29,6 @@ def report(path: Path) -> dict[str, Any]:
 
 def error_checks(rep: dict[str, Any]) -> set[str]:
     return {f["check"] for f in rep["findings"] if f["severity"] == "error"}
-
-
-def sha(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-
-
-def sql(path: Path, script: str) -> None:
-    conn = sqlite3.connect(path)
-    conn.executescript(script)
-    conn.commit()
-    conn.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ adds ``checks.sqlite.compare_sqlite`` for SQLite manifests), as the pipeline doe
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,8 @@ from restorecheck.engines.sqlite import (
 )
 from restorecheck.errors import BackupNotFoundError, BadInputError, UnknownFormatError
 from restorecheck.model import BackupArtifact, Finding, Manifest
+from tests.conftest import sha
+from tests.conftest import sqlite_script as sql
 
 SMALL = FingerprintOptions(range_rows=500, max_ranges=8)
 
@@ -64,17 +65,6 @@ def build_db(path: Path, *, books: int = 1200) -> Path:
     conn.commit()
     conn.close()
     return path
-
-
-def sha(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-
-
-def sql(path: Path, script: str) -> None:
-    conn = sqlite3.connect(path)
-    conn.executescript(script)
-    conn.commit()
-    conn.close()
 
 
 @pytest.fixture
