@@ -211,17 +211,24 @@ def run(
     input_text: str | None = None,
     user: str | int | None = None,
     stdout_path: str | os.PathLike[str] | None = None,
+    inherit_env: bool = True,
+    popen_kwargs: Mapping[str, Any] | None = None,
 ) -> Completed:
     """Run a command, capture its output, never raise on a non-zero exit.
 
-    ``env`` is added to a copy of the current environment (libpq variables from it apply).
-    ``user`` runs the child as that user (used as root to run the server unprivileged).
+    ``env`` is added to a copy of the current environment (libpq variables from it apply), or with
+    ``inherit_env=False`` is the whole environment (a sandboxed child sees nothing of ours).
+    ``user`` runs the child as that user; ``popen_kwargs`` (``Sandbox.popen_kwargs``) adds the
+    unprivileged user's gid, no supplementary groups and a parent-death signal.
     """
     args = [os.fspath(a) for a in argv]
-    child_env = dict(os.environ)
+    child_env = dict(os.environ) if inherit_env else {}
     if env:
         child_env.update(env)
     log.debug("run: %s", mask(" ".join(args)))
+    extra = dict(popen_kwargs or {})
+    if user is not None:
+        extra.setdefault("user", user)
     start = time.monotonic()
     try:
         # its own process group: on Ctrl-C/SIGTERM/timeout the tool AND its children are killed
@@ -234,8 +241,8 @@ def run(
                     stdin=None if input_text is None else subprocess.PIPE,
                     stdout=out if out is not None else subprocess.PIPE,
                     stderr=subprocess.PIPE,
-                    user=user,
                     process_group=0,
+                    **extra,
                 ) as proc:
             try:
                 out_bytes, err_bytes = proc.communicate(

@@ -66,6 +66,8 @@ class RestoreOptions:
     tmp_root: str | None = None
     start_timeout: float = 60.0
     progress: ProgressFn = no_progress
+    sandbox: str = "auto"  # auto | bwrap | none: the OS sandbox around the server and the restore tools
+    restore_timeout: float | None = None  # seconds: the restore tool (and its sandbox) is killed then
 
 
 @dataclass

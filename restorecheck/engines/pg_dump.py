@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import logging
 import os
 import re
 import subprocess
@@ -27,14 +28,17 @@ import tarfile
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from restorecheck.dburl import mask
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.model import Finding
 from restorecheck.process import kill_process_group
+
+log = logging.getLogger("restorecheck")
 
 ARCHIVE_FORMATS = ("custom", "directory", "tar")
 PLAIN_FORMATS = ("plain", "plain-gzip")
@@ -219,28 +223,32 @@ def pg_dump_argv(
     return argv
 
 
-def pg_restore_argv(pg_restore: Path | str, archive: Path | str, *, dbname: str, fmt: str,
+def _archive_arg(archive: Path | str | None) -> list[str]:
+    """The archive operand: none means pg_restore reads the archive on its standard input."""
+    return [] if archive is None else [str(archive)]
+
+
+def pg_restore_argv(pg_restore: Path | str, archive: Path | str | None, *, dbname: str, fmt: str,
                     jobs: int = 1) -> list[str]:
     """pg_restore into ``dbname`` (connection in the env); parallel where the format allows."""
     argv = [str(pg_restore), "--no-password", f"--dbname={dbname}"]
-    if jobs > 1 and fmt in ("custom", "directory"):
+    if jobs > 1 and fmt in ("custom", "directory") and archive is not None:
         argv.append(f"--jobs={jobs}")
-    argv.append(str(archive))
-    return argv
+    return argv + _archive_arg(archive)
 
 
-def pg_restore_list_argv(pg_restore: Path | str, archive: Path | str) -> list[str]:
-    return [str(pg_restore), "--list", str(archive)]
+def pg_restore_list_argv(pg_restore: Path | str, archive: Path | str | None) -> list[str]:
+    return [str(pg_restore), "--list", *_archive_arg(archive)]
 
 
-def pg_restore_readall_argv(pg_restore: Path | str, archive: Path | str) -> list[str]:
+def pg_restore_readall_argv(pg_restore: Path | str, archive: Path | str | None) -> list[str]:
     """Read every data block without a server (PITFALLS B2): fails on truncation or zlib errors."""
-    return [str(pg_restore), "--file=/dev/null", str(archive)]
+    return [str(pg_restore), "--file=/dev/null", *_archive_arg(archive)]
 
 
-def pg_restore_schema_argv(pg_restore: Path | str, archive: Path | str) -> list[str]:
+def pg_restore_schema_argv(pg_restore: Path | str, archive: Path | str | None) -> list[str]:
     """The schema as SQL on stdout (no data): read for the roles it names."""
-    return [str(pg_restore), "--schema-only", "--file=-", str(archive)]
+    return [str(pg_restore), "--schema-only", "--file=-", *_archive_arg(archive)]
 
 
 _LO_ENTRY = re.compile(r"^\s*\d+; \d+ \d+ (?:BLOB|BLOB METADATA|ACL - LARGE OBJECTS?) ")
@@ -254,20 +262,48 @@ def large_object_entries(listing: str) -> list[str]:
     return [line for line in listing.splitlines() if _LO_ENTRY.match(line)]
 
 
-def pg_restore_preamble_argv(pg_restore: Path | str, archive: Path | str,
+def pg_restore_preamble_argv(pg_restore: Path | str, archive: Path | str | None,
                              empty_list: Path | str) -> list[str]:
     """Only the script preamble (an empty --use-list): versions and client_encoding, cheaply."""
-    return [str(pg_restore), f"--use-list={empty_list}", "--file=-", str(archive)]
+    return [str(pg_restore), f"--use-list={empty_list}", "--file=-", *_archive_arg(archive)]
 
 
-def psql_restore_argv(psql: Path | str, script: Path | str, *, dbname: str) -> list[str]:
-    """psql without ~/.psqlrc, stopping at the first error (PITFALLS A1, A4).
+def psql_restore_argv(psql: Path | str, script: Path | str | None, *, dbname: str) -> list[str]:
+    """psql without ~/.psqlrc, stopping at the first error (PITFALLS A1, A4); ``script`` None: the
+    script comes on standard input (``restricted_script``, which restricts psql first).
 
     No --single-transaction: a failed restore leaves what loaded before the error, so the
     fingerprint shows the damage instead of an empty database (A3).
     """
     return [str(psql), "-X", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
-            f"--dbname={dbname}", f"--file={script}"]
+            f"--dbname={dbname}", f"--file={'-' if script is None else script}"]
+
+
+def restricted_script(script: Path, key: str, edits: Mapping[int, bytes] | None = None,
+                      chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes psql reads on stdin: first ``\\restrict KEY`` (a key the dump cannot know, so psql
+    refuses every meta-command of the dump: ``\\!``, ``\\o``, ``\\copy``, ``\\c``, ...), then the
+    script with the lines at the offsets of ``edits`` replaced (``PlainScan.edits``). psql's line
+    numbers are ``RESTRICT_LINES`` more than the script's."""
+    yield f"\\restrict {key}\n".encode()
+    pos = 0
+    with open(script, "rb") as f:
+        for offset in sorted(edits or {}):
+            while pos < offset:
+                block = f.read(min(chunk, offset - pos))
+                if not block:
+                    return
+                pos += len(block)
+                yield block
+            line = f.readline()
+            pos += len(line)
+            if line:
+                yield (edits or {})[offset]
+        while block := f.read(chunk):
+            yield block
+
+
+RESTRICT_LINES = 1  # lines restricted_script puts before the script
 
 
 def create_role_statements(roles: Iterable[str]) -> list[object]:
@@ -522,6 +558,12 @@ class PlainScan:
     database_statements: int = 0  # CREATE/ALTER/DROP DATABASE and \connect (pg_dump -C)
     dump_headers: int = 0  # '-- PostgreSQL database dump' lines: more than one is a concatenation
     cluster_dump: bool = False  # pg_dumpall output, which legitimately holds several dumps
+    # Lines psql must read otherwise, by the byte offset where the line starts (outside COPY data
+    # only): pg_dump's own \\restrict/\\unrestrict pair (psql is restricted with restorecheck's
+    # key instead) and pg_dump -C's database statements become comments. ``restricted_script``
+    # applies them while it streams the script: no edited copy of the dump is written.
+    edits: dict[int, bytes] = field(default_factory=dict)
+    meta_commands: int = 0  # other lines starting with a backslash outside COPY data
 
     def findings(self, object_name: str) -> list[Finding]:
         """backup_file findings for a dump that is visibly incomplete (PITFALLS B1, E8)."""
@@ -587,11 +629,15 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
             if len(head) < 200:
                 head.append(line)
             stripped = line.strip()
-            if stripped.startswith("\\restrict "):
+            start = done - len(raw)
+            if stripped.startswith("\\restrict ") and not (scan.restrict_key and not scan.unrestricted):
                 scan.restrict_key = stripped.split(None, 1)[1]
                 scan.unrestricted = False
-            elif stripped.startswith("\\unrestrict "):
-                scan.unrestricted = stripped.split(None, 1)[1] == scan.restrict_key
+                scan.edits[start] = _comment(b"pg_dump's restrict line", raw)
+            elif stripped.startswith("\\unrestrict ") and scan.restrict_key and not scan.unrestricted \
+                    and stripped.split(None, 1)[1] == scan.restrict_key:
+                scan.unrestricted = True
+                scan.edits[start] = _comment(b"pg_dump's unrestrict line", raw)
             elif stripped == TRAILER:
                 scan.trailer = True
             elif stripped == HEADER:
@@ -603,6 +649,9 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
                     scan.trailer = False  # more SQL after the trailer: a concatenation, not complete
                 if is_database_statement(stripped):
                     scan.database_statements += 1
+                    scan.edits[start] = _comment(b"left out by restorecheck", raw)
+                elif stripped.startswith("\\"):
+                    scan.meta_commands += 1
                 scan.roles |= roles_in_line(stripped)
                 if stripped.startswith("SET default_tablespace"):
                     ts = tablespace_in_line(stripped)
@@ -624,25 +673,11 @@ def is_database_statement(line: str) -> bool:
     return line.startswith(_DATABASE_PREFIXES)
 
 
-def without_database_statements(src: Path, dest: Path) -> int:
-    """Copy a plain dump without its database-level lines (outside COPY data), so that it restores
-    into the database restorecheck created instead of creating and switching to its own (-C).
-    Returns the number of lines left out."""
-    dropped = 0
-    in_copy = False
-    with open(src, "rb") as fin, open(dest, "wb") as out:
-        for raw in fin:
-            if in_copy:
-                if raw.rstrip(b"\r\n") == b"\\.":
-                    in_copy = False
-            elif _COPY_START.match(raw):
-                in_copy = True
-            elif is_database_statement(raw.decode("utf-8", "replace").strip()):
-                dropped += 1
-                out.write(b"-- (left out by restorecheck) " + raw if raw.endswith(b"\n") else raw + b"\n")
-                continue
-            out.write(raw)
-    return dropped
+def _comment(why: bytes, raw: bytes) -> bytes:
+    """One line that stands for ``raw`` in the script psql reads: a comment saying why (the line count
+    stays, so psql's line numbers still point into the file)."""
+    text = raw.rstrip(b"\r\n").replace(b"\\", b"/")[:200]
+    return b"-- (" + why + b") " + text + b"\n"
 
 
 def gunzip_to(src: Path, dest: Path, *, progress: ProgressFn = no_progress) -> str | None:
@@ -727,7 +762,7 @@ def parse_pg_restore_stderr(stderr: str) -> tuple[list[RestoreError], int | None
     return errors, ignored
 
 
-def parse_psql_stderr(stderr: str) -> list[RestoreError]:
+def parse_psql_stderr(stderr: str, *, line_offset: int = 0) -> list[RestoreError]:
     """Every ERROR/FATAL psql printed (``psql:FILE:LINE: ERROR: ...``) with DETAIL/CONTEXT lines."""
     errors: list[RestoreError] = []
     lines = stderr.splitlines()
@@ -742,7 +777,8 @@ def parse_psql_stderr(stderr: str) -> list[RestoreError]:
                 details.append(s)
             elif _PSQL_ERR.match(s):
                 break
-        errors.append(RestoreError(m.group("msg").strip(), f"line {m.group('line')}", None,
+        line_no = max(1, int(m.group("line")) - line_offset)
+        errors.append(RestoreError(m.group("msg").strip(), f"line {line_no}", None,
                                    " ".join(details) or None))
     return errors
 
@@ -782,6 +818,19 @@ class ToolResult:
     stderr: str
     stdout: str
     seconds: float
+    timed_out: bool = False  # killed at the deadline
+
+
+def _feeder(feed: Iterator[bytes], pipe: Any) -> None:
+    """Write ``feed`` into a child's stdin; the child stopping early (ON_ERROR_STOP) is not an error."""
+    try:
+        for block in feed:
+            pipe.write(block)
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            pipe.close()
 
 
 def run_tool(
@@ -797,35 +846,56 @@ def run_tool(
     size_of: Path | None = None,
     total: float | None = None,
     cancel: threading.Event | None = None,
+    stdin: Any = None,
+    feed: Iterator[bytes] | None = None,
+    inherit_env: bool = True,
+    popen_kwargs: Mapping[str, Any] | None = None,
+    deadline: float | None = None,
 ) -> ToolResult:
     """Run a tool, reporting progress while it runs; stdout to a file (default /dev/null) or captured.
 
     ``size_of``: a path whose growing size is the progress (pg_dump's output). ``cancel``: when set
-    (from another thread, e.g. on Ctrl-C in the main thread), the tool is killed.
+    (from another thread, e.g. on Ctrl-C in the main thread), the tool is killed. ``stdin``: an open
+    file for its standard input; ``feed``: bytes written to its standard input by a thread.
+    ``inherit_env=False``: ``env`` is the whole environment (a sandboxed tool, ``Sandbox.env``);
+    ``popen_kwargs``: ``Sandbox.popen_kwargs``. ``deadline`` (time.monotonic()): the tool and its
+    process group (its sandbox) are killed then, and the result says ``timed_out``.
     """
     import tempfile
 
-    child_env = dict(os.environ)
+    child_env = dict(os.environ) if inherit_env else {}
     if env:
         child_env.update(env)
+    log.debug("run: %s", mask(" ".join(str(a) for a in argv)))
+    extra = dict(popen_kwargs or {})
+    stdin_arg: Any = subprocess.PIPE if feed is not None else stdin if stdin is not None else subprocess.DEVNULL
     start = time.monotonic()
+    timed_out = False
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out_tmp:
         # its own process group, so that a kill reaches pg_dump's / pg_restore's -j workers too
         if capture_stdout:
-            out_target = out_tmp
-            proc = subprocess.Popen(list(argv), env=child_env, stdout=out_target, stderr=err, process_group=0)
+            proc = subprocess.Popen(list(argv), env=child_env, stdin=stdin_arg, stdout=out_tmp, stderr=err,
+                                    process_group=0, **extra)
         else:
             with open(stdout_path or os.devnull, "wb") as out_file:
-                proc = subprocess.Popen(list(argv), env=child_env, stdout=out_file, stderr=err,
-                                        process_group=0)
+                proc = subprocess.Popen(list(argv), env=child_env, stdin=stdin_arg, stdout=out_file, stderr=err,
+                                        process_group=0, **extra)
+        writer = None
+        if feed is not None:
+            writer = threading.Thread(target=_feeder, args=(feed, proc.stdin), daemon=True)
+            writer.start()
         try:
             while True:
                 try:
-                    proc.wait(timeout=poll)
+                    proc.wait(timeout=poll if deadline is None else max(0.01, min(poll, deadline - time.monotonic())))
                     break
                 except subprocess.TimeoutExpired:
                     if cancel is not None and cancel.is_set():
-                        proc.kill()
+                        kill_process_group(proc)
+                        continue
+                    if deadline is not None and time.monotonic() >= deadline:
+                        timed_out = True
+                        kill_process_group(proc)
                         continue
                     done: float = time.monotonic() - start
                     if size_of is not None:
@@ -835,10 +905,13 @@ def run_tool(
         except BaseException:
             kill_process_group(proc)
             raise
+        finally:
+            if writer is not None:
+                writer.join(5)
         err.seek(0)
         stderr = err.read(stderr_limit).decode("utf-8", "replace")
         stdout = ""
         if capture_stdout:
             out_tmp.seek(0)
             stdout = out_tmp.read().decode("utf-8", "replace")
-    return ToolResult(list(argv), proc.returncode, stderr, stdout, time.monotonic() - start)
+    return ToolResult(list(argv), proc.returncode, stderr, stdout, time.monotonic() - start, timed_out)

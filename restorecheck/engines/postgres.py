@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -79,6 +80,8 @@ class Inspection:
     readable: bool = True  # False: nothing can be restored from it at all
     workdir: Path | None = None  # restorecheck's own temporary directory for this backup
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    jail: Any = None  # the ToolJail the tools that read this backup run in (engines/pg_jail.py)
+    edits: dict[int, bytes] = dataclasses.field(default_factory=dict)  # plain: PlainScan.edits
 
 
 class PostgresEngine:
@@ -306,7 +309,7 @@ class PostgresEngine:
         self._readers_cache = sorted(insts, key=_version_key, reverse=True)
         return self._readers_cache
 
-    def inspect(self, artifact: BackupArtifact, workdir: Path, *,
+    def inspect(self, artifact: BackupArtifact, workdir: Path, jail: Any, *,
                 progress: ProgressFn = no_progress) -> Inspection:
         """The quick part of the inspection: the format, the versions and the encoding.
 
@@ -316,7 +319,7 @@ class PostgresEngine:
         """
         path = Path(artifact.path)
         fmt = artifact.format or pgd.detect_format(path) or ""
-        insp = Inspection(format=fmt, workdir=workdir)
+        insp = Inspection(format=fmt, workdir=workdir, jail=jail)
         obj = path.name
         if fmt == "tar":
             damage = pgd.tar_damage(path)
@@ -327,8 +330,10 @@ class PostgresEngine:
         if fmt in pgd.ARCHIVE_FORMATS:
             header, reader, err = None, None, ""
             for inst in self._readers():
-                res = pgd.run_tool(pgd.pg_restore_list_argv(inst.tool("pg_restore"), path),
-                                   capture_stdout=True)
+                inst = self._reachable(inst, jail)
+                inp = jail.input(path, need_path=fmt == "directory")
+                res = jail.run(inst, pgd.pg_restore_list_argv(inst.tool("pg_restore"), inp.path),
+                               source=path, inp=inp, capture_stdout=True)
                 if res.returncode == 0:
                     header, reader = pgd.parse_archive_list(res.stdout), inst
                     break
@@ -347,10 +352,10 @@ class PostgresEngine:
                     "backup_file", "error", obj,
                     f"the archive's table of contents cannot be read: {pgd.mask(err)}"))
                 return insp
-            empty = workdir / "empty.list"
-            empty.write_text("")
-            pre = pgd.run_tool(pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), path, empty),
-                               capture_stdout=True)
+            empty = jail.give("empty.list", "")
+            inp = jail.input(path, need_path=fmt == "directory")
+            pre = jail.run(reader, pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), inp.path, empty),
+                           source=path, inp=inp, capture_stdout=True)
             preamble = pgd.parse_preamble(pre.stdout)
             insp.header = dataclasses.replace(header, encoding=preamble.get("encoding"))
             insp.facts["reader"] = reader.version
@@ -369,7 +374,7 @@ class PostgresEngine:
                     insp.findings.append(Finding("backup_file", "error", obj, gz_error))
                 inner = pgd.detect_format(script)
                 if inner in ("custom", "tar"):  # pg_dump -Fc | gzip: an archive inside the gzip
-                    nested = self.inspect(BackupArtifact(str(script), inner, 0, None), workdir,
+                    nested = self.inspect(BackupArtifact(str(script), inner, 0, None), workdir, jail,
                                           progress=progress)
                     nested.findings[:0] = insp.findings
                     nested.facts["gzip_of"] = inner
@@ -390,8 +395,9 @@ class PostgresEngine:
         """Read every data block of an archive without a server (PITFALLS B2, B4)."""
         assert insp.script is not None
         reader = self._reader_for(insp)
-        read = pgd.run_tool(pgd.pg_restore_readall_argv(reader.tool("pg_restore"), insp.script),
-                            cancel=cancel)
+        inp = insp.jail.input(insp.script, need_path=insp.format == "directory")
+        read = insp.jail.run(reader, pgd.pg_restore_readall_argv(reader.tool("pg_restore"), inp.path),
+                             source=insp.script, inp=inp, cancel=cancel)
         if cancel is not None and cancel.is_set():
             return []
         if read.returncode != 0 or "error:" in read.stderr:
@@ -404,8 +410,25 @@ class PostgresEngine:
         version = insp.facts.get("reader")
         for inst in self._readers():
             if inst.version == version:
-                return inst
-        return self._readers()[0]
+                return self._reachable(inst, insp.jail)
+        return self._reachable(self._readers()[0], insp.jail)
+
+    @staticmethod
+    def _reachable(inst: PgInstallation, jail: Any) -> PgInstallation:
+        """``inst`` as the jail's unprivileged user can run it (a safe copy where it cannot reach it)."""
+        from restorecheck.provisioners.local import reachable_installation
+
+        if jail is None or jail.sandbox.user is None:
+            return inst
+        return reachable_installation(inst, jail.sandbox.user)
+
+    @staticmethod
+    def _jail(options: RestoreOptions, stack: contextlib.ExitStack) -> Any:
+        from restorecheck.engines.pg_jail import ToolJail
+        from restorecheck.sandbox import resolve
+
+        sb = resolve(options.sandbox, os.environ.get("RESTORECHECK_RUN_AS"))
+        return ToolJail.create(sb, options.tmp_root, stack)
 
     def _scan(self, insp: Inspection, obj: str,
               progress: ProgressFn) -> tuple[list[Finding], set[str], dict[str, Any]]:
@@ -413,18 +436,19 @@ class PostgresEngine:
         assert insp.script is not None
         if insp.format in pgd.ARCHIVE_FORMATS:
             reader = self._reader_for(insp)
-            schema = pgd.run_tool(pgd.pg_restore_schema_argv(reader.tool("pg_restore"), insp.script),
-                                  capture_stdout=True)
+            jail = insp.jail
+            inp = jail.input(insp.script, need_path=insp.format == "directory")
+            schema = jail.run(reader, pgd.pg_restore_schema_argv(reader.tool("pg_restore"), inp.path),
+                              source=insp.script, inp=inp, capture_stdout=True)
             roles = pgd.roles_in_sql(schema.stdout)
             # large objects' owners and grantees: not in --schema-only (pg_restore counts LOs as data)
-            listing = pgd.run_tool(pgd.pg_restore_list_argv(reader.tool("pg_restore"), insp.script),
-                                   capture_stdout=True)
+            listing = jail.run(reader, pgd.pg_restore_list_argv(reader.tool("pg_restore"), inp.path),
+                               source=insp.script, inp=inp, capture_stdout=True)
             lo_entries = pgd.large_object_entries(listing.stdout)
-            if lo_entries and insp.workdir is not None:
-                use_list = insp.workdir / "large-objects.list"
-                use_list.write_text("\n".join(lo_entries) + "\n")
-                los = pgd.run_tool(pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), insp.script, use_list),
-                                   capture_stdout=True)
+            if lo_entries:
+                use_list = jail.give("large-objects.list", "\n".join(lo_entries) + "\n")
+                los = jail.run(reader, pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), inp.path, use_list),
+                               source=insp.script, inp=inp, capture_stdout=True)
                 roles |= pgd.roles_in_sql(los.stdout)
             return [], roles, {"tablespaces": sorted(pgd.tablespaces_in_sql(schema.stdout))}
         scan = pgd.scan_plain(insp.script, progress=progress)
@@ -433,10 +457,10 @@ class PostgresEngine:
             facts["restrict"] = True
         if scan.database_statements:
             # pg_dump -C: restore into our database, not into one the script creates and connects to
-            assert insp.workdir is not None
-            filtered = insp.workdir / "without-database-statements.sql"
-            facts["database_lines_left_out"] = pgd.without_database_statements(insp.script, filtered)
-            insp.script = filtered
+            facts["database_lines_left_out"] = scan.database_statements
+        if scan.meta_commands:
+            facts["meta_commands"] = scan.meta_commands
+        insp.edits = scan.edits
         return scan.findings(obj), scan.roles, facts
 
     # --- restore ---------------------------------------------------------------------------
@@ -444,8 +468,10 @@ class PostgresEngine:
     def restore(self, artifact: BackupArtifact, options: RestoreOptions,
                 stack: contextlib.ExitStack) -> RestoreOutcome:
         """Inspect, provision, create roles, restore. The full read check of an archive and the
-        scan of a plain dump run while the target starts (and the read check while it restores)."""
+        scan of a plain dump run while the target starts (and the read check while it restores).
+        Every tool that reads the backup runs in the restore's ``ToolJail`` (engines/pg_jail.py)."""
         from restorecheck.provisioners import provision_postgres
+        from restorecheck.provisioners.local import record_owner
 
         path = Path(artifact.path)
         if not path.exists():
@@ -453,14 +479,20 @@ class PostgresEngine:
         progress = options.progress
         workdir = Path(tempfile.mkdtemp(prefix="restorecheck-work-", dir=options.tmp_root))
         stack.callback(shutil.rmtree, workdir, True)
-        os.chmod(workdir, 0o755)
+        os.chmod(workdir, 0o700)
+        record_owner(workdir)
+        jail = self._jail(options, stack)
         obj = path.name
         progress("inspect the backup", 0, None)
         t0 = time.monotonic()
-        insp = self.inspect(artifact, workdir, progress=progress)
+        insp = self.inspect(artifact, workdir, jail, progress=progress)
         timings = {"inspect": time.monotonic() - t0}
         findings = list(insp.findings)
-        info: dict[str, Any] = {"format": insp.format}
+        info: dict[str, Any] = {"format": insp.format, "sandbox": jail.sandbox.facts()}
+        if jail.sandbox.note:
+            findings.append(Finding("restore_errors", "warning", obj, jail.sandbox.note
+                                    + " (untrusted backups: install bubblewrap; see the README's threat model)",
+                                    {"sandbox": jail.sandbox.kind}))
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
         stack.callback(pool.shutdown, True, cancel_futures=True)
         cancel = threading.Event()
@@ -476,6 +508,9 @@ class PostgresEngine:
                 else:
                     f_read = pool.submit(self._read_check, insp, obj, cancel)
                     info["read_check"] = "pg_restore --file=/dev/null"
+        psql: PgInstallation | None = None
+        if insp.readable and insp.format in pgd.PLAIN_FORMATS:
+            psql = self._restricting_psql()  # before a target is started: exit 3 at once without one
         min_major = insp.header.min_major
         t0 = time.monotonic()
         server = self._shared_server
@@ -485,10 +520,11 @@ class PostgresEngine:
             progress("provision target", 0, None)
             server = stack.enter_context(provision_postgres(
                 options.target, min_major=min_major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-                tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+                tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
         timings["provision"] = time.monotonic() - t0
         t0 = time.monotonic()
-        tools = server.tools or self._client_tools(server.major, ("pg_restore", "psql"))
+        tjail = jail.for_target(rw=server.tool_binds_rw, ro=server.tool_binds_ro, network=server.tool_network)
+        tools = self._reachable(server.tools or self._client_tools(server.major, ("pg_restore", "psql")), jail)
         encoding = insp.header.encoding or "UTF8"
         created: set[str] = set()
         if server.kind != "local" and not options.keep:
@@ -515,42 +551,50 @@ class PostgresEngine:
         timings["database_and_roles"] = time.monotonic() - t0
         env = db.child_env()
         info["event_triggers_quiet"] = _quiet_event_triggers(db, env)
-        seconds = 0.0
+        if options.restore_timeout is not None:
+            tjail.deadline = time.monotonic() + options.restore_timeout
+        res: pgd.ToolResult | None = None
         if not insp.readable:
             findings.append(Finding("restore_errors", "error", obj,
                                     "nothing could be restored: the backup cannot be read"))
         elif insp.format in pgd.ARCHIVE_FORMATS:
-            argv = pgd.pg_restore_argv(tools.tool("pg_restore"), insp.script or path, dbname=db.dbname or "",
-                                       fmt=insp.format, jobs=options.jobs)
-            res = pgd.run_tool(argv, env=env, label="restore: pg_restore", progress=progress)
-            seconds = res.seconds
+            assert insp.script is not None
+            jobs = options.jobs if insp.format in ("custom", "directory") else 1
+            inp = tjail.input(insp.script, need_path=insp.format == "directory" or jobs > 1)
+            argv = pgd.pg_restore_argv(tools.tool("pg_restore"), inp.path, dbname=db.dbname or "",
+                                       fmt=insp.format, jobs=jobs)
+            res = tjail.run(tools, argv, source=insp.script, inp=inp, env=env, restore=True,
+                            label="restore: pg_restore", progress=progress)
             errors, ignored = pgd.parse_pg_restore_stderr(res.stderr)
-            findings.extend(pgd.restore_findings("pg_restore", res.returncode, res.stderr, errors, ignored))
+            if not res.timed_out:
+                findings.extend(pgd.restore_findings("pg_restore", res.returncode, res.stderr, errors, ignored))
             info["restore_tool"] = "pg_restore"
         else:
-            assert insp.script is not None
-            psql = tools
-            if info.get("restrict") and not pgd.psql_knows_restrict(tools.version):
-                # a script with \restrict needs a psql from after CVE-2025-8714 (PITFALLS E8)
-                newer = [i for i in self._readers()
-                         if "psql" in i.tools and pgd.psql_knows_restrict(i.version)]
-                if not newer:
-                    # never strip \restrict: it keeps a hostile source's dump from running psql
-                    # meta-commands (\! shell) in the verifier; a psql that cannot honour it cannot restore
-                    raise ToolNotFoundError(
-                        f"this plain dump uses \\restrict (pg_dump 13.22/14.19/15.14/16.10/17.6 or later), "
-                        f"which psql {psql.version} does not know",
-                        "install a newer PostgreSQL client (or the distribution's postgresql-client) or give "
-                        "--pg-bin with one",
-                    )
-                psql = newer[0]
+            assert insp.script is not None and psql is not None
             info["psql_version"] = psql.version
-            argv = pgd.psql_restore_argv(psql.tool("psql"), insp.script, dbname=db.dbname or "")
-            res = pgd.run_tool(argv, env=env, label="restore: psql", progress=progress)
-            seconds = res.seconds
-            errors = pgd.parse_psql_stderr(res.stderr)
-            findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
+            psql = self._reachable(psql, jail)
+            key = secrets.token_hex(24)  # psql's \restrict key: the dump cannot know it
+            argv = pgd.psql_restore_argv(psql.tool("psql"), None, dbname=db.dbname or "")
+            res = tjail.run(psql, argv, env=env, feed=pgd.restricted_script(insp.script, key, insp.edits),
+                            restore=True, label="restore: psql", progress=progress)
+            errors = pgd.parse_psql_stderr(res.stderr, line_offset=pgd.RESTRICT_LINES)
+            if not res.timed_out:
+                findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
+            info["psql_restricted"] = True
+        info.update(jail.facts)
+        seconds = res.seconds if res is not None else 0.0
+        if res is not None and res.timed_out:
+            info["timed_out"] = True
+            findings.append(Finding(
+                "restore_timeout", "error", obj,
+                f"the restore did not finish within --restore-timeout {options.restore_timeout:g}s: "
+                f"{info['restore_tool']} and everything in its sandbox were killed; the restored copy was "
+                "not checked (raise --restore-timeout if the backup is just large)",
+                {"seconds": round(seconds, 3), "timeout_seconds": options.restore_timeout}))
+        # whatever the dump left running in the scratch database (a backend still busy after its
+        # client was killed) must not hold locks while the copy is checked
+        _end_sessions(server, db)
         timings["restore_tool"] = seconds
         if f_read is not None:
             t0 = time.monotonic()
@@ -559,6 +603,23 @@ class PostgresEngine:
         info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
         return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
+
+    def _restricting_psql(self) -> PgInstallation:
+        """A psql that knows ``\\restrict`` (13.22, 14.19, 15.14, 16.10, 17.6 and later; CVE-2025-8714),
+        newest first: restorecheck restricts it with its own key so that no meta-command of a dump
+        (``\\!`` runs a shell) is ever executed. None found: exit 3 naming the fix."""
+        found = [i for i in self._readers() if "psql" in i.tools]
+        for inst in found:
+            if pgd.psql_knows_restrict(inst.version):
+                return inst
+        seen = ", ".join(f"{i.version} ({i.bindir})" for i in found) or "none"
+        raise ToolNotFoundError(
+            "a plain SQL dump is restored with psql, and no psql here can be restricted with \\restrict "
+            f"(it needs 13.22, 14.19, 15.14, 16.10, 17.6 or later; found: {seen}); without it a hostile "
+            "dump's meta-commands (\\! runs a shell) would run on this machine",
+            "install a current PostgreSQL client (Debian/Ubuntu: postgresql-client), give --pg-bin with one, "
+            "or verify a custom-format dump (pg_dump -Fc) instead",
+        )
 
     # --- drill: targets started early, throwaway sources ----------------------------------------
 
@@ -580,7 +641,7 @@ class PostgresEngine:
             return  # backup() reports the unreachable source
         server = stack.enter_context(provision_postgres(
             options.target, min_major=major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-            tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
         self._shared_server = server
         self._shared_target = options.target or "local"
 
@@ -595,7 +656,7 @@ class PostgresEngine:
 
         server = stack.enter_context(provision_postgres(
             options.target, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-            tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
         self._shared_server = server
         self._shared_target = options.target or "local"
         return stack.enter_context(server.fresh_database(keep=options.keep))
@@ -627,6 +688,16 @@ def _quiet_event_triggers(db: PostgresRef, env: dict[str, str]) -> bool:
         return False
     env["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c session_replication_role=replica".strip()
     return True
+
+
+def _end_sessions(server: Any, db: PostgresRef) -> None:
+    """Terminate every other session in the restored database (what a killed restore tool left)."""
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error), psycopg.connect(server.admin.conninfo(), autocommit=True,
+                                                             connect_timeout=15) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", (db.dbname,))
 
 
 def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:

@@ -23,6 +23,7 @@ def provision_postgres(
     keep: bool = False,
     tmp_root: str | Path | None = None,
     start_timeout: float = 60.0,
+    sandbox: str = "auto",
 ) -> Iterator[PgServer]:
     """A ready PostgreSQL server for a throwaway restore, from ``--target`` (default ``local``).
 
@@ -31,10 +32,14 @@ def provision_postgres(
     """
     spec = (target or "local").strip()
     if spec == "local":
+        import os
+
         from restorecheck.provisioners.local import local_cluster
+        from restorecheck.sandbox import resolve
 
         with local_cluster(min_major=min_major, pg_bin=pg_bin, keep=keep, tmp_root=tmp_root,
-                           start_timeout=start_timeout) as server:
+                           start_timeout=start_timeout,
+                           sandbox=resolve(sandbox, os.environ.get("RESTORECHECK_RUN_AS"))) as server:
             yield server
         return
     if spec == "docker":

@@ -44,6 +44,14 @@ class PgServer:
     # Makes an empty directory the server may use for CREATE TABLESPACE; None where restorecheck
     # has no access to the server's file system (an existing server, a container).
     tablespace_dir: Callable[[str], Path] | None = None
+    # How the restore tools that talk to this server are confined (restorecheck.sandbox): None means
+    # the unprivileged user without an OS sandbox (resolved by the engine). The tools see the
+    # rw/ro paths (a local cluster's socket directory, its installation) and the network only when
+    # ``tool_network`` (a server or container they reach over TCP).
+    sandbox: Any = None
+    tool_binds_rw: tuple[Path, ...] = ()
+    tool_binds_ro: tuple[Path, ...] = ()
+    tool_network: bool = True
 
     @property
     def major(self) -> int:

@@ -1,10 +1,21 @@
-"""``local``: a throwaway PostgreSQL cluster in a temporary directory.
+"""``local``: a throwaway PostgreSQL cluster in a temporary directory, inside an OS sandbox.
 
-initdb + pg_ctl in ``<tmp>/restorecheck-XXXX/``, a free TCP port on 127.0.0.1 (password
-authentication with a random password) and a private Unix socket directory (trust, reachable
-only by its owner and root). Started as root, the cluster runs as an unprivileged user
-(``nobody`` unless told otherwise); binaries under a directory that user cannot reach (the
-embedded PostgreSQL inside root's site-packages) are copied once into a shared cache.
+Layout of one run (``<tmp>/restorecheck-XXXX/``, see ``RunDir``):
+
+- ``run.json``: who owns the run (restorecheck's pid and start time, the server's pid), read by
+  ``doctor --sweep``; written by restorecheck, never writable by the server.
+- ``conf/pg_hba.conf``: the only authentication rules (restorecheck's admin role, by password),
+  outside the data directory and read-only for the server, so a dump cannot rewrite them.
+- ``cluster/``: the server's own directory (``data``, ``sock``, ``server.log``, tablespaces), the
+  only place the server and the restore tools may write.
+
+The server runs ``postgres`` directly (no ``pg_ctl``) as a child of restorecheck: inside
+bubblewrap (``restorecheck.sandbox``) with no network, listening only on the Unix socket in
+``cluster/sock``, in a PID namespace that dies with restorecheck; or, with ``--sandbox none``,
+on 127.0.0.1 and the socket, with PR_SET_PDEATHSIG. Started as root, it runs as an unprivileged
+user (``nobody`` unless ``RESTORECHECK_RUN_AS``) with its gid and no supplementary groups.
+Binaries that user cannot reach (the embedded PostgreSQL inside root's site-packages) are copied
+into a cache that is trusted only when it is safe (``safe_tree``).
 
 The settings trade durability for speed, which is right for a cluster that lives for one
 restore and is thrown away: see ``THROWAWAY_SETTINGS``.
@@ -14,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import pwd
@@ -21,16 +33,20 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError
 from restorecheck.process import PgInstallation, choose, discover, run, tail
 from restorecheck.provisioners.base import PgServer
+from restorecheck.sandbox import Sandbox, popen_long_lived, resolve, unprivileged_user
 from restorecheck.signals import deferred_signals
 
 log = logging.getLogger("restorecheck")
@@ -62,6 +78,7 @@ THROWAWAY_SETTINGS: dict[str, str] = {
     "log_checkpoints": "off",
     "logging_collector": "off",
     "dynamic_shared_memory_type": "posix",
+    "password_encryption": "scram-sha-256",
 }
 
 
@@ -74,16 +91,7 @@ def free_port() -> int:
 
 def run_as_user(explicit: str | None = None) -> pwd.struct_passwd | None:
     """The unprivileged user the server runs as when we are root; None when we are not root."""
-    if os.geteuid() != 0:
-        return None
-    name = explicit or os.environ.get("RESTORECHECK_RUN_AS") or "nobody"
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise ProvisionError(
-            f"running as root, and the unprivileged user {name!r} to run PostgreSQL as does not exist",
-            "create it (useradd --system postgres-rc) and set RESTORECHECK_RUN_AS, or run as a normal user",
-        ) from None
+    return unprivileged_user(explicit or os.environ.get("RESTORECHECK_RUN_AS"))
 
 
 def _can_run(path: Path, user: pwd.struct_passwd | None) -> bool:
@@ -102,8 +110,86 @@ def _can_run(path: Path, user: pwd.struct_passwd | None) -> bool:
     return out.returncode == 0
 
 
-def reachable_installation(inst: PgInstallation, user: pwd.struct_passwd | None) -> PgInstallation:
-    """``inst`` itself if ``user`` can run its server, else a copy in a cache that it can run."""
+# --- the binary cache: trusted only when safe -------------------------------------------------
+
+
+def unsafe_reason(path: Path, *, tree: bool = False) -> str | None:
+    """Why ``path`` (and, with ``tree``, everything under it) could be changed by someone other
+    than root or the running user; None when it is safe to run binaries from.
+
+    Every directory from / down must be owned by root or the running user and not writable by
+    group or others (a sticky world-writable directory such as /tmp is allowed as a parent when the
+    entry below it is owned by root or the running user: nobody else can rename or replace it).
+    """
+    trusted = {0, os.geteuid()}
+    p = Path(os.path.abspath(path))
+    chain = [*reversed(p.parents), p]
+    for i, d in enumerate(chain):
+        try:
+            st = os.lstat(d)
+        except OSError as exc:
+            return f"{d} cannot be examined ({exc.strerror})"
+        if stat.S_ISLNK(st.st_mode):
+            return f"{d} is a symbolic link"
+        if st.st_uid not in trusted:
+            return f"{d} is owned by uid {st.st_uid}"
+        if st.st_mode & 0o022:
+            sticky_ok = (st.st_mode & stat.S_ISVTX) and i + 1 < len(chain)
+            if not sticky_ok:
+                return f"{d} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    if tree:
+        for dirpath, dirnames, filenames in os.walk(p):
+            for n in dirnames + filenames:
+                f = os.path.join(dirpath, n)
+                st = os.lstat(f)
+                if st.st_uid not in trusted:
+                    return f"{f} is owned by uid {st.st_uid}"
+                if stat.S_ISLNK(st.st_mode):
+                    target = os.path.realpath(f)
+                    if not (target == str(p) or target.startswith(str(p) + os.sep)):
+                        return f"{f} links outside the cache ({target})"
+                elif st.st_mode & 0o022:
+                    return f"{f} is writable by group or others"
+    return None
+
+
+def default_cache_root() -> Path:
+    """Where copies of unreachable installations go: ``RESTORECHECK_CACHE_DIR``, else
+    /var/cache/restorecheck (as root) or ~/.cache/restorecheck."""
+    env = os.environ.get("RESTORECHECK_CACHE_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/cache/restorecheck")
+    return Path.home() / ".cache" / "restorecheck"
+
+
+def _copy_installation(root: Path, dest: Path) -> None:
+    """Copy bin/lib/share of ``root`` (and sibling ``*.libs`` of its package) into ``dest``."""
+    inner = Path(root.parent.name) / root.name
+    for part in ("bin", "lib", "share"):
+        if (root / part).is_dir():
+            shutil.copytree(root / part, dest / inner / part, symlinks=True)
+    for libs in root.parent.parent.glob("*.libs"):
+        if libs.is_dir():
+            shutil.copytree(libs, dest / libs.name, symlinks=True)
+    for d, _dirs, files in os.walk(dest):
+        os.chmod(d, 0o755)
+        for f in files:
+            fp = os.path.join(d, f)
+            if not os.path.islink(fp):
+                os.chmod(fp, (os.stat(fp).st_mode & 0o111) | 0o644)
+
+
+def reachable_installation(inst: PgInstallation, user: pwd.struct_passwd | None,
+                           private_root: Path | None = None) -> PgInstallation:
+    """``inst`` itself if ``user`` can run its server, else a copy that it can run.
+
+    The copy lives in a cache (``default_cache_root``) that is checked before every use
+    (``unsafe_reason``: owners and modes along the whole path and the whole tree). A cache that is
+    not safe is never used: the copy is then made privately under ``private_root`` (removed with
+    the run) or, without one, refused.
+    """
     if user is None or _can_run(inst.bindir / "postgres", user):
         return inst
     root = inst.bindir.parent
@@ -114,32 +200,66 @@ def reachable_installation(inst: PgInstallation, user: pwd.struct_passwd | None)
             "install PostgreSQL under a world-readable directory or give --pg-bin",
         )
     digest = hashlib.sha256(f"{root}:{(inst.bindir / 'postgres').stat().st_mtime_ns}".encode()).hexdigest()
-    cache = Path(os.environ.get("RESTORECHECK_CACHE_DIR") or "/var/tmp") / f"restorecheck-pg{inst.version}-{digest[:12]}"
-    # Mirror two levels above the installation, with sibling "*.libs" directories: wheels repaired
-    # by auditwheel (pgserver) find libpq through an RPATH of $ORIGIN/../../../<pkg>.libs.
+    name = f"pg{inst.version}-{digest[:12]}"
     inner = Path(root.parent.name) / root.name
-    if not (cache / inner / "bin" / "postgres").exists():
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache.parent))
-        try:
-            for part in ("bin", "lib", "share"):
-                shutil.copytree(root / part, staging / inner / part, symlinks=True)
-            for libs in root.parent.parent.glob("*.libs"):
-                if libs.is_dir():
-                    shutil.copytree(libs, staging / libs.name, symlinks=True)
-            for d, _dirs, _files in os.walk(staging):
-                os.chmod(d, 0o755)
-            with contextlib.suppress(OSError):  # another process won the race: use its copy
-                staging.rename(cache)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    cache = cache / inner
-    copied = PgInstallation(cache / "bin", inst.version, inst.origin + " (copied)", inst.tools)
+    cache_root = default_cache_root()
+    cache: Path | None = None
+    why = None
+    try:
+        cache_root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        why = unsafe_reason(cache_root)
+    except OSError as exc:
+        why = f"{cache_root} cannot be created ({exc.strerror})"
+    if why is None:
+        cand = cache_root / name
+        if cand.exists():
+            why = unsafe_reason(cand, tree=True)
+            if why is not None:
+                log.warning("not using the binary cache %s: %s; rebuilding it", cand, why)
+                shutil.rmtree(cand, ignore_errors=True)
+                why = f"{cand} is not safe and cannot be removed" if cand.exists() else None
+        if why is None:
+            if not (cand / inner / "bin" / "postgres").exists():
+                staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_root))
+                try:
+                    _copy_installation(root, staging)
+                    with contextlib.suppress(OSError):  # another process won the race: use its copy
+                        staging.rename(cand)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+            why = unsafe_reason(cand, tree=True)  # checked before every use, also right after the copy
+            if why is None:
+                cache = cand
+    if cache is None:
+        if private_root is None:
+            raise ProvisionError(f"the binary cache cannot be trusted: {why}",
+                                 "set RESTORECHECK_CACHE_DIR to a directory only root can write")
+        log.info("binary cache not trusted (%s): copying PostgreSQL privately for this run", why)
+        cache = private_root / "pg"
+        cache.mkdir(mode=0o755)
+        _copy_installation(root, cache)
+    copied = PgInstallation(cache / inner / "bin", inst.version, inst.origin + " (copied)", inst.tools)
     if not _can_run(copied.bindir / "postgres", user):
         raise ProvisionError(
             f"the unprivileged user {user.pw_name} cannot run PostgreSQL from {cache}",
-            "set RESTORECHECK_CACHE_DIR to a world-readable directory",
+            "set RESTORECHECK_CACHE_DIR to a world-readable directory only root can write",
         )
     return copied
+
+
+def installation_paths(inst: PgInstallation) -> list[Path]:
+    """What a sandbox must show of an installation: its prefix (bin, lib, share) and, for wheels
+    repaired by auditwheel, the sibling ``*.libs`` directories its RPATH points at."""
+    prefix = inst.bindir.parent
+    if str(prefix).startswith("/usr/"):
+        return []  # /usr is in every sandbox
+    paths = [prefix]
+    pkg_parent = prefix.parent.parent
+    paths += [p for p in pkg_parent.glob("*.libs") if p.is_dir()]
+    return paths
+
+
+# --- commands and configuration ---------------------------------------------------------------
 
 
 def initdb_cmd(inst: PgInstallation, datadir: Path, pwfile: Path) -> list[str]:
@@ -149,7 +269,7 @@ def initdb_cmd(inst: PgInstallation, datadir: Path, pwfile: Path) -> list[str]:
         str(datadir),
         "-U",
         SUPERUSER,
-        "--auth-local=trust",
+        "--auth-local=scram-sha-256",
         "--auth-host=scram-sha-256",
         f"--pwfile={pwfile}",
         "--encoding=UTF8",
@@ -159,14 +279,28 @@ def initdb_cmd(inst: PgInstallation, datadir: Path, pwfile: Path) -> list[str]:
     ]
 
 
-def settings_text(port: int, sockdir: Path, extra: Mapping[str, str] | None = None) -> str:
+def settings_text(port: int, sockdir: Path, extra: Mapping[str, str] | None = None, *,
+                  tcp: bool = True, hba_file: Path | None = None) -> str:
     values = dict(THROWAWAY_SETTINGS)
-    values.update({"port": str(port), "listen_addresses": "'127.0.0.1'"})
+    values.update({"port": str(port), "listen_addresses": "'127.0.0.1'" if tcp else "''"})
     values["unix_socket_directories"] = f"'{sockdir}'"
     values["unix_socket_permissions"] = "0700"
+    if hba_file is not None:
+        values["hba_file"] = f"'{hba_file}'"
     if extra:
         values.update(extra)
     return "".join(f"{k} = {v}\n" for k, v in values.items())
+
+
+def hba_text(*, tcp: bool) -> str:
+    """Only restorecheck's admin role may log in, by password; every other role is rejected, so a
+    role a dump creates (even SUPERUSER LOGIN PASSWORD '...') cannot log in."""
+    lines = ["# written by restorecheck: only its own admin role, by password",
+             f"local all {SUPERUSER} scram-sha-256", "local all all reject"]
+    if tcp:
+        lines += [f"host all {SUPERUSER} 127.0.0.1/32 scram-sha-256", "host all all 0.0.0.0/0 reject",
+                  "host all all ::/0 reject"]
+    return "\n".join(lines) + "\n"
 
 
 def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
@@ -183,7 +317,7 @@ def _make_dir(path: Path, user: pwd.struct_passwd | None) -> Path:
     path.mkdir(parents=True, mode=0o700)
     if user is not None:
         for d in (path.parent, path):
-            os.chown(d, user.pw_uid, user.pw_gid)
+            os.chown(d, user.pw_uid, user.pw_gid, follow_symlinks=False)
     return path
 
 
@@ -217,7 +351,72 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_ready(admin: PostgresRef, logfile: Path, datadir: Path, deadline: float) -> str:
+def process_start_time(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat): with the pid
+    it names one process, even after the pid is reused."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(text.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def same_process(pid: int | None, start: int | None) -> bool:
+    return pid is not None and start is not None and process_start_time(pid) == start
+
+
+@dataclass
+class RunDir:
+    """One run's directory: ``run.json`` and ``conf/`` (restorecheck's) and ``cluster/`` (the server's)."""
+
+    base: Path
+
+    @property
+    def cluster(self) -> Path:
+        return self.base / "cluster"
+
+    @property
+    def datadir(self) -> Path:
+        return self.cluster / "data"
+
+    @property
+    def sockdir(self) -> Path:
+        return self.cluster / "sock"
+
+    @property
+    def logfile(self) -> Path:
+        return self.cluster / "server.log"
+
+    @property
+    def conf(self) -> Path:
+        return self.base / "conf"
+
+    def write_meta(self, **fields: Any) -> None:
+        meta = self.read_meta()
+        meta.update(fields)
+        tmp = self.base / ".run.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.base / "run.json")
+
+    def read_meta(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.base / "run.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+def record_owner(directory: Path) -> None:
+    """Write ``run.json`` naming this process (pid and start time) into a directory restorecheck
+    made (work, drill, input staging), so that ``doctor --sweep`` removes it once this process is gone."""
+    RunDir(directory).write_meta(owner_pid=os.getpid(), owner_start=process_start_time(os.getpid()))
+
+
+def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes], deadline: float) -> str:
     """Poll until the server answers a query; return its server_version."""
     import psycopg
     from tenacity import (
@@ -232,10 +431,10 @@ def _wait_ready(admin: PostgresRef, logfile: Path, datadir: Path, deadline: floa
         pass
 
     def attempt() -> str:
-        pid = _postmaster_pid(datadir)
-        if pid is None and logfile.exists() and "FATAL" in logfile.read_text(errors="replace"):
+        if proc.poll() is not None:
             raise ProvisionError(
-                "the throwaway PostgreSQL server did not start: " + tail(logfile.read_text(errors="replace"), 5)
+                "the throwaway PostgreSQL server did not start: "
+                + tail(logfile.read_text(errors="replace") if logfile.exists() else "(no log)", 5)
             )
         try:
             with psycopg.connect(admin.conninfo(), connect_timeout=3, autocommit=True) as conn:
@@ -262,8 +461,31 @@ def _wait_ready(admin: PostgresRef, logfile: Path, datadir: Path, deadline: floa
     raise AssertionError("unreachable")
 
 
+def stop_server(proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, timeout: float = 15) -> None:
+    """Stop the server started by ``local_cluster``; never raises.
+
+    Sandboxed: SIGKILL to bubblewrap ends its PID namespace, and the kernel kills every process in
+    it (the postmaster, its backends, and anything a dump started). Otherwise: fast shutdown
+    (SIGINT), then immediate (SIGQUIT), then SIGKILL.
+    """
+    if proc is None:
+        return
+    steps = ((signal.SIGKILL, 5.0),) if sandboxed else (
+        (signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
+    for sig, wait in steps:
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(OSError):
+            proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+    with contextlib.suppress(Exception):
+        proc.wait(1)
+
+
 def stop_cluster(inst: PgInstallation, datadir: Path, user: pwd.struct_passwd | None, timeout: float = 30) -> None:
-    """Fast shutdown, then immediate, then SIGKILL; never raises."""
+    """Stop a cluster by its data directory (a kept one, or one left by a killed run): pg_ctl's fast
+    shutdown, then SIGQUIT, then SIGKILL to the pid in postmaster.pid; never raises."""
     pid = _postmaster_pid(datadir)
     if pid is None:
         return
@@ -292,12 +514,13 @@ def local_cluster(
     start_timeout: float = 60.0,
     tmp_root: str | Path | None = None,
     run_as: str | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Iterator[PgServer]:
     """Start a throwaway cluster; yield a ``PgServer``; stop it and delete its directory on exit."""
     inst = installation or choose(discover(pg_bin), min_major=min_major,
                                   prefer_origin="--pg-bin" if pg_bin else None)
-    user = run_as_user(run_as)
-    inst = reachable_installation(inst, user)
+    sb = sandbox or resolve("auto", run_as or os.environ.get("RESTORECHECK_RUN_AS"))
+    user = sb.user
     parent = Path(tmp_root or tempfile.gettempdir())
     if user is not None and not _traversable(parent):
         if tmp_root is not None:
@@ -306,21 +529,31 @@ def local_cluster(
                 "choose a temporary directory whose parents are all world-searchable (such as /tmp)",
             )
         parent = Path("/tmp")
-    base = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
-    datadir, sockdir, logfile = base / "data", base / "sock", base / "server.log"
-    started = False
+    rd = RunDir(Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)))
+    proc: subprocess.Popen[bytes] | None = None
     port = 0
+    sandboxed = sb.kind == "bwrap"
+    tcp = not sandboxed  # in the sandbox: no network at all, the Unix socket only
     try:
-        os.chmod(base, 0o700)
-        (base / "owner.pid").write_text(f"{os.getpid()}\n")  # for stray_directories()
-        sockdir.mkdir(mode=0o700)
+        # the unprivileged user must reach cluster/ and conf/ (o+x), but may list or change nothing
+        os.chmod(rd.base, 0o711 if user is not None else 0o700)
+        record_owner(rd.base)
+        inst = reachable_installation(inst, user, private_root=rd.base)
+        rd.cluster.mkdir(mode=0o700)
+        rd.sockdir.mkdir(mode=0o700)
+        rd.conf.mkdir(mode=0o755)
+        (rd.conf / "pg_hba.conf").write_text(hba_text(tcp=tcp))
+        os.chmod(rd.conf / "pg_hba.conf", 0o644)
         password = secrets.token_urlsafe(24)
-        pwfile = base / "pwfile"
-        pwfile.write_text(password + "\n")
-        os.chmod(pwfile, 0o600)
-        _chown_tree(base, user)
-        uid = None if user is None else user.pw_uid
-        res = run(initdb_cmd(inst, datadir, pwfile), user=uid, timeout=300, cwd=base)
+        pwfile = rd.cluster / "pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        _chown_tree(rd.cluster, user)
+        binds_ro = [*installation_paths(inst), rd.conf]
+        env = sb.env(home=rd.cluster)
+        res = run(sb.wrap(initdb_cmd(inst, rd.datadir, pwfile), rw=[rd.cluster], ro=binds_ro, chdir=rd.cluster),
+                  timeout=300, cwd=rd.cluster, env=env, inherit_env=False, popen_kwargs=sb.popen_kwargs())
         pwfile.unlink()
         if not res.ok:
             raise ProvisionError(
@@ -329,38 +562,57 @@ def local_cluster(
             )
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probe and bind
-            port = free_port()
-            with open(datadir / "postgresql.conf", "a") as conf:
-                conf.write("\n# restorecheck throwaway settings\n" + settings_text(port, sockdir, settings))
-            admin = PostgresRef({"host": str(sockdir), "port": str(port), "user": SUPERUSER,
-                                 "dbname": "postgres"})
+            port = free_port() if tcp else 5432
+            with open(rd.datadir / "postgresql.conf", "a") as conf:
+                conf.write("\n# restorecheck throwaway settings\n"
+                           + settings_text(port, rd.sockdir, settings, tcp=tcp, hba_file=rd.conf / "pg_hba.conf"))
+            admin = PostgresRef({"host": str(rd.sockdir), "port": str(port), "user": SUPERUSER,
+                                 "dbname": "postgres"}, password)
             with contextlib.suppress(FileNotFoundError):
-                logfile.unlink()
-            started = True  # from here on, cleanup stops whatever postmaster.pid names
-            res = run([inst.tool("pg_ctl"), "-D", datadir, "-l", logfile, "-W", "start"],
-                      user=uid, timeout=60, cwd=base)
-            if not res.ok:
-                last_error = tail(res.stderr or res.stdout, 5)
-                continue
+                rd.logfile.unlink()
+            log_fd = os.open(rd.logfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            if user is not None:
+                os.fchown(log_fd, user.pw_uid, user.pw_gid)
+            argv = sb.wrap([str(inst.tool("postgres")), "-D", str(rd.datadir)], rw=[rd.cluster], ro=binds_ro,
+                           chdir=rd.cluster, die_with_parent=not keep)
             try:
-                version = _wait_ready(admin, logfile, datadir, start_timeout)
+                proc = popen_long_lived(argv, env=env, cwd=rd.cluster, stdin=subprocess.DEVNULL, stdout=log_fd,
+                                        stderr=log_fd, start_new_session=True,
+                                        **sb.popen_kwargs(die_with_parent=not keep))
+            finally:
+                os.close(log_fd)
+            rd.write_meta(server_pid=proc.pid, server_start=process_start_time(proc.pid), keep=keep,
+                          sandbox=sb.kind)
+            log.debug("started %s (pid %s)", " ".join(argv[-3:]), proc.pid)
+            try:
+                version = _wait_ready(admin, rd.logfile, proc, start_timeout)
             except ProvisionError as exc:
-                log_text = logfile.read_text(errors="replace") if logfile.exists() else ""
-                if "could not bind" in log_text or "Address already in use" in log_text:
+                log_text = rd.logfile.read_text(errors="replace") if rd.logfile.exists() else ""
+                if tcp and ("could not bind" in log_text or "Address already in use" in log_text):
                     last_error = str(exc)
-                    stop_cluster(inst, datadir, user)
+                    stop_server(proc, sandboxed=sandboxed)
+                    proc = None
                     continue
                 raise
+            info: dict[str, Any] = {
+                "base": str(rd.base), "datadir": str(rd.datadir), "logfile": str(rd.logfile), "port": port,
+                "socket_dir": str(rd.sockdir), "bindir": str(inst.bindir), "server_pid": proc.pid,
+                "sandbox": sb.facts(), "cluster_dir": str(rd.cluster),
+            }
+            if tcp:
+                info["tcp"] = PostgresRef({"host": "127.0.0.1", "port": str(port), "user": SUPERUSER,
+                                           "dbname": "postgres"}, password)
             server = PgServer(
                 admin=admin,
                 version=version,
                 kind="local",
                 tools=inst,
-                info={"base": str(base), "datadir": str(datadir), "logfile": str(logfile), "port": port,
-                      "socket_dir": str(sockdir), "bindir": str(inst.bindir),
-                      "tcp": PostgresRef({"host": "127.0.0.1", "port": str(port), "user": SUPERUSER,
-                                          "dbname": "postgres"}, password)},
-                tablespace_dir=lambda name: _make_dir(base / "tablespaces" / name, user),
+                info=info,
+                tablespace_dir=lambda name: _make_dir(rd.cluster / "tablespaces" / name, user),
+                sandbox=sb,
+                tool_binds_rw=(rd.sockdir,),
+                tool_binds_ro=tuple(installation_paths(inst)),
+                tool_network=False,
             )
             yield server
             return
@@ -368,61 +620,114 @@ def local_cluster(
                              "run 'restorecheck doctor'")
     finally:
         with deferred_signals():  # a Ctrl-C or SIGTERM now must not cut the cleanup short
-            _cleanup(inst, base, datadir, sockdir, port, user, keep=keep, started=started)
+            _cleanup(rd, proc, sandboxed=sandboxed, keep=keep, inst=inst, port=port)
 
 
-def _cleanup(inst: PgInstallation, base: Path, datadir: Path, sockdir: Path, port: int,
-             user: pwd.struct_passwd | None, *, keep: bool, started: bool) -> None:
+def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, keep: bool,
+             inst: PgInstallation, port: int) -> None:
     try:
-        if keep and started:
-            sock = sockdir if user is None else f"{sockdir} (as root)"
-            # pg_ctl refuses to run as root: the server's own user stops it
-            as_user = "" if user is None else f"runuser -u {user.pw_name} -- "
+        if keep and proc is not None and proc.poll() is None:
             log.warning(
                 "kept the throwaway cluster in %s: connect with psql -h %s -p %s -U %s postgres "
-                "(socket %s); stop and remove it with: %s%s -D %s -m fast stop && rm -rf %s",
-                base, sockdir, port, SUPERUSER, sock, as_user, inst.tool("pg_ctl"), datadir, base,
+                "(the password is in the report's connect line); stop and remove it with: "
+                "kill %s && rm -rf %s",
+                rd.base, rd.sockdir, port, SUPERUSER, proc.pid, rd.base,
             )
             return
-        if started:
-            stop_cluster(inst, datadir, user)
+        stop_server(proc, sandboxed=sandboxed)
     finally:
-        if not (keep and started):
-            shutil.rmtree(base, ignore_errors=True)
+        if not (keep and proc is not None and proc.poll() is None):
+            shutil.rmtree(rd.base, ignore_errors=True)
+
+
+# --- what killed runs leave behind --------------------------------------------------------------
+
+STRAY_PREFIXES = ("restorecheck-", )
+_AGE_WITHOUT_OWNER = 3600.0
+
+
+@dataclass
+class Stray:
+    path: Path
+    kind: str  # cluster | work
+    server_pid: int | None = None
+
+
+def _owner_alive(meta: dict[str, Any], path: Path) -> bool | None:
+    """True/False from run.json; None when the directory names no owner."""
+    pid, start = meta.get("owner_pid"), meta.get("owner_start")
+    if isinstance(pid, int) and isinstance(start, int):
+        return same_process(pid, start)
+    old = path / "owner.pid"  # restorecheck 0.1
+    try:
+        return _alive(int(old.read_text().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def _server_of(meta: dict[str, Any], path: Path) -> int | None:
+    """The live server process a run directory names, verified: same start time, and its command
+    line names this directory (a pid the server could have written elsewhere is never trusted)."""
+    pid, start = meta.get("server_pid"), meta.get("server_start")
+    if not (isinstance(pid, int) and isinstance(start, int) and same_process(pid, start)):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return None
+    return pid if str(path) in cmdline else None
 
 
 def stray_directories(tmp_root: str | Path | None = None) -> list[Path]:
-    """Throwaway cluster directories left by a run that was killed (SIGKILL, power loss).
-
-    A directory counts as stray when no live postmaster owns it; a running cluster (another
-    restorecheck run, or one kept with --keep) is never listed.
+    """Directories left by a run that was killed (SIGKILL, power loss): throwaway clusters, work,
+    drill and input directories. A directory counts as stray when the restorecheck process that
+    made it is gone; a live run's, and a cluster kept with --keep whose server still runs, never do.
     """
+    return [s.path for s in _strays(tmp_root)]
+
+
+def _strays(tmp_root: str | Path | None = None) -> list[Stray]:
     root = Path(tmp_root or tempfile.gettempdir())
-    strays: list[Path] = []
+    out: list[Stray] = []
     for d in sorted(root.glob(TMP_PREFIX + "*")):
-        if not d.is_dir() or not ((d / "data").exists() or (d / "sock").exists()):
-            continue
-        pid = _postmaster_pid(d / "data")
-        if pid is not None and _alive(pid):
-            continue  # a running cluster: another run's, or one kept with --keep
         try:
-            owner = int((d / "owner.pid").read_text().strip())
-        except (OSError, ValueError):
-            owner = None
-        if owner is not None and _alive(owner):
-            continue  # its run is still going (perhaps still in initdb)
-        if owner is None and time.time() - d.stat().st_mtime < 3600:
+            st = os.lstat(d)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, os.geteuid()):
+            continue  # never follow a link, never touch what another user made
+        rd = RunDir(d)
+        meta = rd.read_meta()
+        is_cluster = (d / "cluster").exists() or (d / "data").exists() or (d / "sock").exists()
+        server = _server_of(meta, d) if is_cluster else None
+        if is_cluster and meta.get("keep") and server is not None:
+            continue  # kept with --keep and still running
+        if is_cluster and not meta:  # restorecheck 0.1: the postmaster pid in the data directory
+            pid = _postmaster_pid(d / "data")
+            if pid is not None and _alive(pid):
+                continue
+        owner = _owner_alive(meta, d)
+        if owner:
+            continue  # its run is still going
+        if owner is None and time.time() - st.st_mtime < _AGE_WITHOUT_OWNER:
             continue  # no owner recorded: only sweep it once it is clearly old
-        strays.append(d)
-    return strays
+        out.append(Stray(d, "cluster" if is_cluster else "work", server))
+    return out
 
 
 def sweep(tmp_root: str | Path | None = None) -> list[Path]:
-    """Remove the stray throwaway directories (see ``stray_directories``); return what was removed."""
+    """Stop the orphan servers and remove the stray directories (``stray_directories``); return what
+    was removed."""
     removed = []
-    for d in stray_directories(tmp_root):
-        shutil.rmtree(d, ignore_errors=True)
-        if not d.exists():
-            removed.append(d)
+    for s in _strays(tmp_root):
+        if s.server_pid is not None:
+            for sig, wait in ((signal.SIGKILL, 5.0),):
+                with contextlib.suppress(OSError):
+                    os.kill(s.server_pid, sig)
+                end = time.monotonic() + wait
+                while time.monotonic() < end and _alive(s.server_pid):
+                    time.sleep(0.05)
+        shutil.rmtree(s.path, ignore_errors=True)
+        if not s.path.exists():
+            removed.append(s.path)
     return removed
-

@@ -302,9 +302,32 @@ def test_database_statements_of_pg_dump_C_are_left_out(tmp_path: Path) -> None:
     src = write(tmp_path, "c.sql", text)
     scan = pgd.scan_plain(src)
     assert scan.database_statements == 3
-    out = tmp_path / "out.sql"
-    assert pgd.without_database_statements(src, out) == 3
-    kept = out.read_text()
+    fed = b"".join(pgd.restricted_script(src, "k3y", scan.edits)).decode()
+    kept = fed.split("\n", pgd.RESTRICT_LINES)[-1]
+    assert fed.startswith("\\restrict k3y\n")
     assert "\\connect not a statement: data\n" in kept  # COPY data is never touched
     assert "\n\\connect shop" not in kept and not kept.startswith("CREATE DATABASE")
     assert "CREATE TABLE public.t" in kept
+    assert kept.count("\n") == text.count("\n")  # psql's line numbers still point into the file
+
+
+def test_restricted_script_neutralises_only_pg_dumps_own_restrict_pair(tmp_path: Path) -> None:
+    text = ("\\restrict DUMPKEY\n"
+            "CREATE TABLE public.t (v text);\n"
+            "COPY public.t (v) FROM stdin;\n"
+            "\\restrict in data\n"
+            "\\.\n"
+            "\\unrestrict WRONG\n"
+            "SELECT 1; \\! id\n") + PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):] + \
+        "\\unrestrict DUMPKEY\n"
+    src = write(tmp_path, "r.sql", text)
+    scan = pgd.scan_plain(src)
+    assert scan.restrict_key == "DUMPKEY" and scan.unrestricted and len(scan.edits) == 2
+    for chunk in (1, 7, 1 << 20):  # edits straddling read blocks
+        fed = b"".join(pgd.restricted_script(src, "OURS", scan.edits, chunk=chunk)).decode()
+        lines = fed.splitlines()
+        assert lines[0] == "\\restrict OURS"
+        assert lines[1].startswith("-- (pg_dump's restrict line)") and lines[-1].startswith("-- (pg_dump's")
+        assert "\\restrict in data" in lines  # COPY data untouched
+        assert "\\unrestrict WRONG" in lines and "SELECT 1; \\! id" in lines  # left for psql to refuse
+        assert len(lines) == text.count("\n") + 1
