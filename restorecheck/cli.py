@@ -314,7 +314,20 @@ def source_session_options(f: F) -> F:
     return f
 
 
+def _file_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an octal file mode (such as 600 or 640)") from None
+    if not 0 <= mode <= 0o666 or not mode & 0o400:
+        raise click.BadParameter(f"{value} must be a file mode between 400 and 666 that the owner can read")
+    return mode
+
+
 def backup_format_options(f: F) -> F:
+    f = click.option("--file-mode", default="600", show_default=True, callback=_file_mode, metavar="OCTAL",
+                     help="Mode of the backup and its manifest (0600: only the owner can read them; "
+                          "640 lets a backup group read them).")(f)
     f = click.option("--compress", "-Z", "compress", metavar="LEVEL|METHOD", callback=_compression,
                      help="pg_dump --compress (e.g. 0 for none, 1 for fast, gzip:6, lz4 on PostgreSQL 16).")(f)
     f = click.option("--format", "-F", "fmt", type=click.Choice(["custom", "directory", "tar", "plain"]),
@@ -334,7 +347,7 @@ def backup_format_options(f: F) -> F:
 @source_session_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
 @click.option("--no-progress", is_flag=True, help="Never show progress bars.")
-def backup(source: str, outdir: Path, fmt: str, compress: str | None, name: str | None, jobs: int,
+def backup(source: str, outdir: Path, file_mode: int, fmt: str, compress: str | None, name: str | None, jobs: int,
            pg_bin: Path | None, lock_timeout: str, statement_timeout: str, quiet: bool,
            no_progress: bool) -> int:
     """Take a backup of SOURCE and its manifest from the same snapshot.
@@ -348,6 +361,7 @@ def backup(source: str, outdir: Path, fmt: str, compress: str | None, name: str 
 
     with progress_reporter(_show_progress(quiet, no_progress)) as progress:
         options = BackupOptions(format=fmt, jobs=jobs, name=name, compress=compress, progress=progress,
+                                file_mode=file_mode,
                                 fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress))
         result = pipeline.backup(source, outdir, options, pg_bin=pg_bin)
     if not quiet:
@@ -420,7 +434,7 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
 @source_session_options
 @output_options
 def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | None, keep: bool, sandbox: str,
-          restore_timeout: float | None, jobs: int,
+          restore_timeout: float | None, jobs: int, file_mode: int,
           fmt: str, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
           report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
@@ -444,6 +458,7 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
             engine_name = parse_database(source).engine if source else engine
             backup_options = BackupOptions(format=fmt if engine_name == "postgresql" else "sqlite",
                                            jobs=jobs if fmt == "directory" else 1, compress=compress,
+                                           file_mode=file_mode,
                                            fingerprint=fp, progress=progress)
             report = pipeline.drill(source, engine=engine, outdir=outdir, backup_options=backup_options,
                                     restore=restore, fingerprint=fp, max_restore_seconds=max_restore_seconds,

@@ -7,6 +7,7 @@ A manifest written today must load in three years: ``Manifest.from_dict`` accept
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
@@ -298,10 +299,18 @@ class Manifest:
             ) from None
         return cls.from_dict(data, source=f"manifest {p}")
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, mode: int = 0o600) -> None:
+        """Write the manifest atomically, ``mode`` 0600 unless told (it names every table)."""
+        import os
+
         p = Path(path)
         tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(self.to_json())
+        os.chmod(tmp, mode)
         tmp.replace(p)
 
 

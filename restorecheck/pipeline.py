@@ -204,7 +204,7 @@ def backup(
     if manifest.backup is None:
         manifest = manifest.with_backup(artifact)
     path = manifest_path_for(artifact.path)
-    manifest.save(path)
+    manifest.save(path, options.file_mode)
     return BackupResult(artifact, manifest, path, _elapsed(start))
 
 
@@ -493,7 +493,7 @@ def drill(
         if manifest.backup is None:
             manifest = manifest.with_backup(artifact)
         if outdir is not None:
-            manifest.save(manifest_path_for(artifact.path))
+            manifest.save(manifest_path_for(artifact.path), backup_options.file_mode)
         phases["backup"] = _elapsed(t)
         tables, more, extra = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
                                                  fingerprint, max_restore_seconds, stack, phases,

@@ -75,9 +75,12 @@ def unprivileged_user(explicit: str | None = None) -> pwd.struct_passwd | None:
     return user
 
 
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: the child only calls it
+
+
+def set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """``preexec_fn``: the kernel kills the child when restorecheck dies (PR_SET_PDEATHSIG)."""
+    _PRCTL(1, signal.SIGKILL, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class Sandbox:
         if self.user is not None:
             kw.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
         if die_with_parent and self.kind != "bwrap":
-            kw["preexec_fn"] = _set_pdeathsig
+            kw["preexec_fn"] = set_pdeathsig
         return kw
 
     def env(self, extra: Mapping[str, str] | None = None, *, network: bool = False,

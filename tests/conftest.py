@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,25 @@ from restorecheck.provisioners.base import PgServer
 from restorecheck.provisioners.local import local_cluster
 
 MAJORS = (15, 16)
+
+# The throwaway clusters take only their admin role, by password: URLs built from a test server
+# (``ref.display()``, which masks the password) reach it through this passfile, as a user's would
+# through ~/.pgpass. Child processes (the CLI in a subprocess, pg_dump) inherit it.
+_PASSFILE = Path(tempfile.mkdtemp(prefix="rc-test-pgpass-")) / "pgpass"
+_PASSFILE.touch(mode=0o600)
+os.environ["PGPASSFILE"] = str(_PASSFILE)
+
+
+def remember_password(server: PgServer) -> None:
+    """Add ``server``'s admin password to the tests' passfile."""
+    lines = []
+    refs = [server.admin, server.info.get("tcp")]
+    for ref in refs:
+        if isinstance(ref, PostgresRef) and ref.password:
+            host, port = ref.params.get("host", "localhost"), ref.params.get("port", "5432")
+            lines.append(f"{host}:{port}:*:{ref.params.get('user', 'postgres')}:{ref.password}\n")
+    with open(_PASSFILE, "a") as fh:
+        fh.writelines(lines)
 
 
 def _required() -> set[int]:
@@ -64,6 +84,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @contextlib.contextmanager
 def _server(major: int) -> Iterator[PgServer]:
     with local_cluster(installation=installation_for(major)) as server:
+        remember_password(server)
         yield server
 
 

@@ -53,6 +53,7 @@ class BackupOptions:
     jobs: int = 1
     name: str | None = None  # file stem; default from the database name
     compress: str | None = None  # passed to pg_dump -Z
+    file_mode: int = 0o600  # the backup and its manifest (directories: 0700 plus the execute bits)
     fingerprint: FingerprintOptions = field(default_factory=FingerprintOptions)
     progress: ProgressFn = no_progress
 

@@ -688,7 +688,8 @@ def gunzip_to(src: Path, dest: Path, *, progress: ProgressFn = no_progress) -> s
     """
     total = src.stat().st_size
     try:
-        with open(src, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as zin, open(dest, "wb") as out:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with open(src, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as zin, os.fdopen(fd, "wb") as out:
             while block := zin.read(1 << 20):
                 out.write(block)
                 progress("decompress gzip", raw.tell(), total)
@@ -783,17 +784,25 @@ def parse_psql_stderr(stderr: str, *, line_offset: int = 0) -> list[RestoreError
     return errors
 
 
+_REFUSED_META = re.compile(r"backslash commands are restricted|\\unrestrict: wrong key|\\restrict: ")
+
+
 def restore_findings(tool: str, returncode: int, stderr: str, errors: Sequence[RestoreError],
                      ignored: int | None = None) -> list[Finding]:
     """restore_errors findings: one per error printed (up to a limit), and one for a bare exit status."""
     out: list[Finding] = []
     for err in errors[:MAX_ERROR_FINDINGS]:
         details: dict[str, str] = {"tool": tool}
+        message = err.message
+        if tool == "psql" and _REFUSED_META.search(message):
+            message = ("the dump holds a psql meta-command, which restorecheck never runs (psql is restricted "
+                       f"with a key the dump cannot know): {message}")
+            details["meta_command"] = "refused"
         if err.command:
             details["command"] = mask(err.command[:500])
         if err.detail:
             details["detail"] = mask(err.detail[:500])
-        out.append(Finding("restore_errors", "error", err.context or tool, mask(err.message[:500]), details))
+        out.append(Finding("restore_errors", "error", err.context or tool, mask(message[:700]), details))
     if len(errors) > MAX_ERROR_FINDINGS:
         out.append(Finding("restore_errors", "error", tool,
                            f"{len(errors) - MAX_ERROR_FINDINGS} more restore errors not listed"))

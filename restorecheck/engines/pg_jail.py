@@ -61,9 +61,10 @@ class ToolJail:
     @classmethod
     def create(cls, sandbox: Sandbox, tmp_root: str | os.PathLike[str] | None,
                stack: contextlib.ExitStack) -> ToolJail:
-        from restorecheck.provisioners.local import record_owner
+        from restorecheck.provisioners.local import reachable_parent, record_owner
 
-        exchange = Path(tempfile.mkdtemp(prefix="restorecheck-input-", dir=tmp_root))
+        parent = reachable_parent(tmp_root, sandbox.user)
+        exchange = Path(tempfile.mkdtemp(prefix="restorecheck-input-", dir=parent))
         stack.callback(shutil.rmtree, exchange, True)
         # root: the unprivileged user may pass through (o+x) to the files made for it, list nothing
         os.chmod(exchange, 0o711 if sandbox.user is not None else 0o700)

@@ -226,8 +226,10 @@ class PostgresEngine:
                 def dump_and_digest() -> tuple[pgd.ToolResult, str | None]:
                     # the sha256 is taken as soon as pg_dump is done, while the fingerprint may
                     # still be running
+                    # umask 077: the backup is never readable by others, not even while it is written
                     res = pgd.run_tool(argv, env=env, label="backup: pg_dump", progress=progress, size_of=out,
-                                       cancel=cancel)
+                                       cancel=cancel, popen_kwargs={"umask": 0o077,
+                                                                    "preexec_fn": _parent_death_signal()})
                     ok = (res.returncode == 0 and "error:" not in res.stderr and out.exists()
                           and not cancel.is_set())
                     return res, pgd.sha256_of(out) if ok else None
@@ -266,6 +268,7 @@ class PostgresEngine:
                 f"pg_dump failed (exit {result.returncode}): {pgd.mask(_tail(result.stderr))}",
                 "read pg_dump's message above; the backup was not kept",
             )
+        _set_mode(out, options.file_mode)
         size = pgd.backup_bytes(out)
         artifact = BackupArtifact(path=str(out.resolve()), format=fmt, bytes=size, sha256=digest)
         self._written_here = (artifact.path, digest)
@@ -810,6 +813,23 @@ def _plausible_archive_version(path: Path) -> bool:
 
 def _version_key(inst: PgInstallation) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", inst.version))
+
+
+def _parent_death_signal() -> Any:
+    from restorecheck.sandbox import set_pdeathsig
+
+    return set_pdeathsig
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    """The backup's mode (a directory archive: its directory gets the execute bits of ``mode``'s
+    read bits, its files ``mode``)."""
+    if path.is_dir():
+        os.chmod(path, mode | ((mode & 0o444) >> 2))
+        for child in path.iterdir():
+            os.chmod(child, mode)
+    else:
+        os.chmod(path, mode)
 
 
 def _remove(path: Path) -> None:

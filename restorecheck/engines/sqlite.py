@@ -922,7 +922,7 @@ class SqliteEngine:
         facts["backup_seconds"] = round(time.monotonic() - started, 3)
         facts["source_wal_bytes"] = _wal_size(src_path)
         manifest = dataclasses.replace(manifest, facts=facts).with_backup(artifact)
-        manifest.save(manifest_path)
+        manifest.save(manifest_path, options.file_mode)
         return artifact, manifest
 
     def _online_backup(self, src_path: Path, dest: Path, options: BackupOptions) -> Manifest:
@@ -944,6 +944,7 @@ class SqliteEngine:
                                              "check that it is a healthy SQLite database") from None
             with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
+            os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, options.file_mode))
             dst = sqlite3.connect(str(dest), isolation_level=None)
             try:
                 def step(status: int, remaining: int, total: int) -> None:

@@ -333,6 +333,20 @@ def _traversable(path: Path) -> bool:
     return True
 
 
+def reachable_parent(tmp_root: str | os.PathLike[str] | None, user: pwd.struct_passwd | None) -> Path:
+    """Where a directory the unprivileged user must reach goes: ``tmp_root`` (refused when that user
+    cannot reach it) or the temporary directory (/tmp when that user cannot reach it)."""
+    parent = Path(tmp_root or tempfile.gettempdir())
+    if user is not None and not _traversable(parent):
+        if tmp_root is not None:
+            raise ProvisionError(
+                f"the unprivileged server user {user.pw_name} cannot reach {parent}",
+                "choose a temporary directory whose parents are all world-searchable (such as /tmp)",
+            )
+        parent = Path("/tmp")
+    return parent
+
+
 def _postmaster_pid(datadir: Path) -> int | None:
     try:
         first = (datadir / "postmaster.pid").read_text().splitlines()[0]
@@ -521,17 +535,10 @@ def local_cluster(
                                   prefer_origin="--pg-bin" if pg_bin else None)
     sb = sandbox or resolve("auto", run_as or os.environ.get("RESTORECHECK_RUN_AS"))
     user = sb.user
-    parent = Path(tmp_root or tempfile.gettempdir())
-    if user is not None and not _traversable(parent):
-        if tmp_root is not None:
-            raise ProvisionError(
-                f"the unprivileged server user {user.pw_name} cannot reach {parent}",
-                "choose a temporary directory whose parents are all world-searchable (such as /tmp)",
-            )
-        parent = Path("/tmp")
-    rd = RunDir(Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)))
+    rd = RunDir(Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=reachable_parent(tmp_root, user))))
     proc: subprocess.Popen[bytes] | None = None
     port = 0
+    password = secrets.token_urlsafe(24)
     sandboxed = sb.kind == "bwrap"
     tcp = not sandboxed  # in the sandbox: no network at all, the Unix socket only
     try:
@@ -544,7 +551,6 @@ def local_cluster(
         rd.conf.mkdir(mode=0o755)
         (rd.conf / "pg_hba.conf").write_text(hba_text(tcp=tcp))
         os.chmod(rd.conf / "pg_hba.conf", 0o644)
-        password = secrets.token_urlsafe(24)
         pwfile = rd.cluster / "pwfile"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -620,18 +626,21 @@ def local_cluster(
                              "run 'restorecheck doctor'")
     finally:
         with deferred_signals():  # a Ctrl-C or SIGTERM now must not cut the cleanup short
-            _cleanup(rd, proc, sandboxed=sandboxed, keep=keep, inst=inst, port=port)
+            _cleanup(rd, proc, sandboxed=sandboxed, keep=keep, port=port, password=password)
 
 
 def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, keep: bool,
-             inst: PgInstallation, port: int) -> None:
+             port: int, password: str) -> None:
     try:
         if keep and proc is not None and proc.poll() is None:
+            passfile = rd.base / "pgpass"  # restorecheck's (0600), not the server's
+            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{rd.sockdir}:{port}:*:{SUPERUSER}:{password}\n")
             log.warning(
-                "kept the throwaway cluster in %s: connect with psql -h %s -p %s -U %s postgres "
-                "(the password is in the report's connect line); stop and remove it with: "
-                "kill %s && rm -rf %s",
-                rd.base, rd.sockdir, port, SUPERUSER, proc.pid, rd.base,
+                "kept the throwaway cluster in %s: connect with PGPASSFILE=%s psql -h %s -p %s -U %s postgres; "
+                "stop and remove it with: kill %s && rm -rf %s",
+                rd.base, passfile, rd.sockdir, port, SUPERUSER, proc.pid, rd.base,
             )
             return
         stop_server(proc, sandboxed=sandboxed)

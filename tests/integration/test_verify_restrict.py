@@ -33,5 +33,5 @@ def test_no_psql_that_knows_restrict_is_an_environment_failure(
     code = run_cli(["verify", str(dump), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 3, err
-    assert "\\restrict" in err and "newer PostgreSQL client" in err and len(err.strip().splitlines()) == 1
+    assert "\\restrict" in err and "current PostgreSQL client" in err and len(err.strip().splitlines()) == 1
     assert dump.read_bytes() == before
