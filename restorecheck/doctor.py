@@ -36,6 +36,7 @@ class Diagnosis:
     running_as_root: bool
     run_as: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    sandbox: ProvisionerStatus | None = None  # the OS sandbox for untrusted backups (bubblewrap)
 
     @property
     def ok(self) -> bool:
@@ -58,6 +59,7 @@ class Diagnosis:
             "running_as_root": self.running_as_root,
             "run_as": self.run_as,
             "notes": list(self.notes),
+            "sandbox": asdict(self.sandbox) if self.sandbox is not None else None,
         }
 
 
@@ -112,6 +114,23 @@ def check_docker() -> ProvisionerStatus:
                              "start Docker (or set DOCKER_HOST), or use --target local")
 
 
+def check_sandbox() -> ProvisionerStatus:
+    """Whether --sandbox auto would put the server and the restore tools in bubblewrap here."""
+    from restorecheck.sandbox import resolve
+
+    try:
+        sb = resolve("auto", os.environ.get("RESTORECHECK_RUN_AS"))
+    except RestorecheckError as exc:
+        return ProvisionerStatus("sandbox", False, exc.message, exc.hint or "")
+    if sb.kind == "bwrap":
+        return ProvisionerStatus("sandbox", True, f"bubblewrap ({sb.bwrap}): the server and the restore tools "
+                                                  f"run as '{sb.username}', read-only system, no network, own "
+                                                  "PID namespace")
+    return ProvisionerStatus("sandbox", False, sb.note,
+                             "install bubblewrap (apt-get install bubblewrap) and allow unprivileged user "
+                             "namespaces; until then verify only backups you trust")
+
+
 def diagnose(pg_bin: str | Path | None = None) -> Diagnosis:
     installations = discover(pg_bin)
     sqlite_ok = ProvisionerStatus("sqlite", True, f"temporary files, SQLite {sqlite3.sqlite_version}")
@@ -140,6 +159,7 @@ def diagnose(pg_bin: str | Path | None = None) -> Diagnosis:
         running_as_root=os.geteuid() == 0,
         run_as=run_as,
         notes=tuple(notes),
+        sandbox=check_sandbox(),
     )
 
 
@@ -172,6 +192,9 @@ def render_doctor(d: Diagnosis, *, as_json: bool = False) -> None:
         it.add_row("-", "-", "-", "none found", "-")
     console.print(it)
     console.print(f"SQLite {d.sqlite_version} (Python {d.python})")
+    if d.sandbox is not None:
+        sb = d.sandbox
+        console.print(f"sandbox: {'yes' if sb.usable else 'NO'}: {sb.detail}" + (f" ({sb.remedy})" if sb.remedy else ""))
     for n in d.notes:
         console.print(f"note: {n}")
     missing = [t for t in (*SERVER_TOOLS, *CLIENT_TOOLS) if not any(t in i.tools for i in d.installations)]

@@ -128,6 +128,11 @@ def fresh_db_any(pg_any: PgServer) -> Iterator[PostgresRef]:
         yield ref
 
 
+def url(ref: PostgresRef) -> str:
+    """The URL of a test database as a user would type it: no password (the test passfile has it)."""
+    return PostgresRef(dict(ref.params)).display()
+
+
 def execute(ref: PostgresRef, sql: str, params: object = None) -> list[tuple[object, ...]]:
     """Run SQL in ``ref`` (autocommit) and return the rows, for test set-up and assertions."""
     with psycopg.connect(ref.conninfo(), autocommit=True) as conn:

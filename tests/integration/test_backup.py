@@ -19,7 +19,7 @@ from restorecheck.engines.pg_dump import detect_format, sha256_of
 from restorecheck.errors import BadInputError
 from restorecheck.model import Manifest
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import execute
+from tests.conftest import execute, url
 from tests.integration import pg5_helpers as h
 
 pytestmark = pytest.mark.postgres
@@ -106,8 +106,7 @@ def test_writer_during_backup_does_not_fail_verify(fresh_db: PostgresRef, tmp_pa
 def test_cli_backup_and_unreachable_source(fresh_db: PostgresRef, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     h.build_source(fresh_db)
-    url = fresh_db.display()
-    rc = run_cli(["backup", url, "-o", str(tmp_path), "--format", "tar", "--name", "t", "--no-progress"])
+    rc = run_cli(["backup", url(fresh_db), "-o", str(tmp_path), "--format", "tar", "--name", "t", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0 and "t.tar" in out and "t.manifest.json" in out
     assert json.loads((tmp_path / "t.manifest.json").read_text())["backup"]["format"] == "tar"

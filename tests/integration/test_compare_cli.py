@@ -10,7 +10,7 @@ import pytest
 from restorecheck.cli import run_cli
 from restorecheck.dburl import PostgresRef
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import execute
+from tests.conftest import execute, url
 from tests.integration.pg_shop import create_shop, template_copy
 
 pytestmark = pytest.mark.postgres
@@ -20,15 +20,15 @@ def test_snapshot_then_compare(pg_server: PgServer, fresh_db: PostgresRef, tmp_p
                                capsys: pytest.CaptureFixture[str]) -> None:
     create_shop(fresh_db)
     manifest = tmp_path / "shop.manifest.json"
-    assert run_cli(["snapshot", fresh_db.display(), "-o", str(manifest), "--jobs", "2"]) == 0
+    assert run_cli(["snapshot", url(fresh_db), "-o", str(manifest), "--jobs", "2"]) == 0
     assert json.loads(manifest.read_text())["manifest_version"] == 1
-    assert run_cli(["compare", str(manifest), fresh_db.display(), "-q"]) == 0
+    assert run_cli(["compare", str(manifest), url(fresh_db), "-q"]) == 0
     with template_copy(pg_server, fresh_db) as copy:
         execute(copy, "DELETE FROM shop.orders WHERE id = 3")
         report = tmp_path / "report.json"
         junit = tmp_path / "junit.xml"
         capsys.readouterr()
-        code = run_cli(["compare", fresh_db.display(), copy.display(), "--report", str(report),
+        code = run_cli(["compare", url(fresh_db), url(copy), "--report", str(report),
                         "--junit", str(junit)])
         assert code == 1
         data = json.loads(report.read_text())
@@ -43,8 +43,8 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path: Path, fresh_db: PostgresRef
                                            capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert run_cli(["compare", str(bad), fresh_db.display()]) == 2
+    assert run_cli(["compare", str(bad), url(fresh_db)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not valid JSON" in err[0]
-    assert run_cli(["compare", str(tmp_path / "missing.json"), fresh_db.display()]) == 2
+    assert run_cli(["compare", str(tmp_path / "missing.json"), url(fresh_db)]) == 2
     assert run_cli(["snapshot", "postgresql://nobody@127.0.0.1:1/x", "-o", str(tmp_path / "m.json")]) == 3

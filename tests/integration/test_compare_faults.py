@@ -12,7 +12,7 @@ from restorecheck.dburl import PostgresRef
 from restorecheck.engines.base import FingerprintOptions
 from restorecheck.model import Report
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import execute
+from tests.conftest import execute, url
 from tests.integration.pg_shop import create_shop, template_copy
 
 pytestmark = pytest.mark.postgres
@@ -31,7 +31,7 @@ def compare_after(server: PgServer, shop: PostgresRef, mutation: str, **kw: Any)
     with template_copy(server, shop) as copy:
         if mutation:
             execute(copy, mutation)
-        return pipeline.compare(shop.display(), copy.display(), options=kw.pop("options", OPTS), **kw)
+        return pipeline.compare(url(shop), url(copy), options=kw.pop("options", OPTS), **kw)
 
 
 def checks(report: Report) -> set[tuple[str, str]]:
@@ -223,7 +223,7 @@ def test_manifest_against_live_and_manifest_against_manifest(pg_server: PgServer
     pipeline.snapshot(shop, OPTS).save(ref_manifest)
     with template_copy(pg_server, shop) as copy:
         execute(copy, "UPDATE shop.orders SET a = 'x' WHERE id = 200")
-        report = pipeline.compare(str(ref_manifest), copy.display())
+        report = pipeline.compare(str(ref_manifest), url(copy))
         details = only_finding(report, "checksum", "shop.orders")
         assert details["ranges_differing"] == 1  # narrowed to one key range (no live side to bisect)
         lo, hi = details["ranges"][0]["lower"], details["ranges"][0]["upper"]

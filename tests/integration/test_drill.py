@@ -16,6 +16,7 @@ from restorecheck import pipeline
 from restorecheck.cli import run_cli
 from restorecheck.dburl import PostgresRef
 from restorecheck.engines.base import BackupOptions, RestoreOptions
+from tests.conftest import url
 from tests.integration import pg5_helpers as h
 
 pytestmark = pytest.mark.postgres
@@ -48,7 +49,7 @@ def test_drill_of_a_source_keeps_backup_with_output(fresh_db: PostgresRef, tmp_p
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     h.build_source(fresh_db)
     out = tmp_path / "kept"
-    rc = run_cli(["drill", fresh_db.display(), "-o", str(out), "--format", "plain", "--no-progress",
+    rc = run_cli(["drill", url(fresh_db), "-o", str(out), "--format", "plain", "--no-progress",
                   "--report", str(tmp_path / "r.json"), "--junit", str(tmp_path / "j.xml"),
                   "--metrics", str(tmp_path / "m.prom")])
     stdout = capsys.readouterr().out

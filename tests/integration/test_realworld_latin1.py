@@ -16,7 +16,7 @@ from restorecheck import pipeline
 from restorecheck.engines.base import FingerprintOptions, RestoreOptions
 from restorecheck.engines.pg_dump import detect_format
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import execute
+from tests.conftest import execute, url
 
 pytestmark = pytest.mark.postgres
 
@@ -50,8 +50,8 @@ def test_latin1_database_compares_equal_to_its_template_copy(pg_server: PgServer
         copy = ref.with_dbname(f"{ref.dbname}_copy")
         execute(pg_server.admin, f'CREATE DATABASE "{copy.dbname}" TEMPLATE "{ref.dbname}"')
         try:
-            report = pipeline.compare(ref.display(), copy.display())
-            strict = pipeline.compare(ref.display(), copy.display(), options=FingerprintOptions(strict=True))
+            report = pipeline.compare(url(ref), url(copy))
+            strict = pipeline.compare(url(ref), url(copy), options=FingerprintOptions(strict=True))
         finally:
             execute(pg_server.admin, f'DROP DATABASE "{copy.dbname}"')
     assert report.verdict == "pass", [f.message for f in report.findings]
@@ -90,7 +90,7 @@ def test_sql_ascii_database_with_high_bytes_backs_up_verifies_and_compares(pg_se
         copy = ref.with_dbname(f"{ref.dbname}_copy")
         execute(pg_server.admin, f'CREATE DATABASE "{copy.dbname}" TEMPLATE "{ref.dbname}"')
         try:
-            compared = pipeline.compare(ref.display(), copy.display())
+            compared = pipeline.compare(url(ref), url(copy))
         finally:
             execute(pg_server.admin, f'DROP DATABASE "{copy.dbname}"')
     assert compared.verdict == "pass", [f.message for f in compared.findings]

@@ -13,7 +13,7 @@ from restorecheck import pipeline
 from restorecheck.engines.base import FingerprintOptions
 from restorecheck.engines.pg_fingerprint import _double_quoted_percents
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import execute
+from tests.conftest import execute, url
 
 pytestmark = pytest.mark.postgres
 
@@ -32,9 +32,9 @@ def test_tables_with_percent_names_are_compared(pg_server: PgServer, range_rows:
         execute(pg_server.admin, f'CREATE DATABASE "{copy.dbname}" TEMPLATE "{ref.dbname}"')
         try:
             options = FingerprintOptions(range_rows=range_rows)
-            clean = pipeline.compare(ref.display(), copy.display(), options=options)
+            clean = pipeline.compare(url(ref), url(copy), options=options)
             execute(copy, 'DELETE FROM "we{ird}%s"."pct%s{0}" WHERE "a%b" = 77')
-            damaged = pipeline.compare(ref.display(), copy.display(), options=options)
+            damaged = pipeline.compare(url(ref), url(copy), options=options)
         finally:
             execute(pg_server.admin, f'DROP DATABASE "{copy.dbname}"')
     assert clean.verdict == "pass", [f.message for f in clean.findings]
