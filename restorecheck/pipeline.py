@@ -283,6 +283,8 @@ def _restore_and_check(
     if reference is not None:
         fp = in_checksum_mode_of(reference, fp)  # the restored copy hashes as the reference did
     restore.progress("verify: fingerprint the restored copy", 0, None)
+    if restore.restore_timeout is not None:  # the restored copy is the dump's: no query of ours may hang on it
+        fp = dataclasses.replace(fp, statement_timeout=f"{max(1, int(restore.restore_timeout * 1000))}ms")
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
     findings += engine.self_checks(outcome.restored, restored)
     if reference is not None:

@@ -83,7 +83,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @contextlib.contextmanager
 def _server(major: int) -> Iterator[PgServer]:
-    with local_cluster(installation=installation_for(major)) as server:
+    # these clusters stand in for sources, where tests log in as roles of their own
+    with local_cluster(installation=installation_for(major), any_role_on_socket=True) as server:
         remember_password(server)
         yield server
 

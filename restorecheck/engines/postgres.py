@@ -541,8 +541,10 @@ class PostgresEngine:
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
             "encoding": encoding, "database": db.dbname, **insp.facts,
         })
-        if options.keep:
-            info["connect"] = f"psql '{db.display()}'"  # the restored database, not the server's 'postgres'
+        if options.keep:  # the restored database, not the server's 'postgres'; the password in a passfile
+            passfile = server.info.get("passfile")
+            info["connect"] = (f"PGPASSFILE={passfile} " if passfile else "") + \
+                f"psql '{PostgresRef(dict(db.params)).display()}'"
         roles: set[str] = set()
         if f_scan is not None:
             scan_findings, roles, scan_facts = f_scan.result()

@@ -292,11 +292,15 @@ def settings_text(port: int, sockdir: Path, extra: Mapping[str, str] | None = No
     return "".join(f"{k} = {v}\n" for k, v in values.items())
 
 
-def hba_text(*, tcp: bool) -> str:
+def hba_text(*, tcp: bool, any_role_on_socket: bool = False) -> str:
     """Only restorecheck's admin role may log in, by password; every other role is rejected, so a
-    role a dump creates (even SUPERUSER LOGIN PASSWORD '...') cannot log in."""
+    role a dump creates (even SUPERUSER LOGIN PASSWORD '...') cannot log in.
+
+    ``any_role_on_socket``: every role may log in on the (0700) socket without a password: for a
+    cluster that plays a *source* in tests, never for a restore target."""
     lines = ["# written by restorecheck: only its own admin role, by password",
-             f"local all {SUPERUSER} scram-sha-256", "local all all reject"]
+             f"local all {SUPERUSER} scram-sha-256",
+             "local all all trust" if any_role_on_socket else "local all all reject"]
     if tcp:
         lines += [f"host all {SUPERUSER} 127.0.0.1/32 scram-sha-256", "host all all 0.0.0.0/0 reject",
                   "host all all ::/0 reject"]
@@ -403,6 +407,10 @@ class RunDir:
     @property
     def logfile(self) -> Path:
         return self.cluster / "server.log"
+
+    @property
+    def passfile(self) -> Path:
+        return self.base / "pgpass"
 
     @property
     def conf(self) -> Path:
@@ -529,8 +537,11 @@ def local_cluster(
     tmp_root: str | Path | None = None,
     run_as: str | None = None,
     sandbox: Sandbox | None = None,
+    any_role_on_socket: bool = False,
 ) -> Iterator[PgServer]:
-    """Start a throwaway cluster; yield a ``PgServer``; stop it and delete its directory on exit."""
+    """Start a throwaway cluster; yield a ``PgServer``; stop it and delete its directory on exit.
+
+    ``any_role_on_socket`` (``hba_text``) is for clusters that stand in for a source in tests."""
     inst = installation or choose(discover(pg_bin), min_major=min_major,
                                   prefer_origin="--pg-bin" if pg_bin else None)
     sb = sandbox or resolve("auto", run_as or os.environ.get("RESTORECHECK_RUN_AS"))
@@ -545,11 +556,15 @@ def local_cluster(
         # the unprivileged user must reach cluster/ and conf/ (o+x), but may list or change nothing
         os.chmod(rd.base, 0o711 if user is not None else 0o700)
         record_owner(rd.base)
+        if keep:  # how a person reaches the kept cluster: restorecheck's file (0600), not the server's
+            fd = os.open(rd.passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{rd.sockdir}:*:*:{SUPERUSER}:{password}\n")
         inst = reachable_installation(inst, user, private_root=rd.base)
         rd.cluster.mkdir(mode=0o700)
         rd.sockdir.mkdir(mode=0o700)
         rd.conf.mkdir(mode=0o755)
-        (rd.conf / "pg_hba.conf").write_text(hba_text(tcp=tcp))
+        (rd.conf / "pg_hba.conf").write_text(hba_text(tcp=tcp, any_role_on_socket=any_role_on_socket))
         os.chmod(rd.conf / "pg_hba.conf", 0o644)
         pwfile = rd.cluster / "pwfile"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -605,6 +620,8 @@ def local_cluster(
                 "socket_dir": str(rd.sockdir), "bindir": str(inst.bindir), "server_pid": proc.pid,
                 "sandbox": sb.facts(), "cluster_dir": str(rd.cluster),
             }
+            if keep:
+                info["passfile"] = str(rd.passfile)
             if tcp:
                 info["tcp"] = PostgresRef({"host": "127.0.0.1", "port": str(port), "user": SUPERUSER,
                                            "dbname": "postgres"}, password)
@@ -626,27 +643,35 @@ def local_cluster(
                              "run 'restorecheck doctor'")
     finally:
         with deferred_signals():  # a Ctrl-C or SIGTERM now must not cut the cleanup short
-            _cleanup(rd, proc, sandboxed=sandboxed, keep=keep, port=port, password=password)
+            _cleanup(rd, proc, sandboxed=sandboxed, keep=keep, port=port)
 
 
 def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, keep: bool,
-             port: int, password: str) -> None:
+             port: int) -> None:
     try:
         if keep and proc is not None and proc.poll() is None:
-            passfile = rd.base / "pgpass"  # restorecheck's (0600), not the server's
-            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f"{rd.sockdir}:{port}:*:{SUPERUSER}:{password}\n")
             log.warning(
                 "kept the throwaway cluster in %s: connect with PGPASSFILE=%s psql -h %s -p %s -U %s postgres; "
-                "stop and remove it with: kill %s && rm -rf %s",
-                rd.base, passfile, rd.sockdir, port, SUPERUSER, proc.pid, rd.base,
+                "stop and remove it with: %s && rm -rf %s",
+                rd.base, rd.passfile, rd.sockdir, port, SUPERUSER, _stop_command(proc, sandboxed), rd.base,
             )
             return
         stop_server(proc, sandboxed=sandboxed)
     finally:
         if not (keep and proc is not None and proc.poll() is None):
             shutil.rmtree(rd.base, ignore_errors=True)
+
+
+def _stop_command(proc: subprocess.Popen[bytes], sandboxed: bool) -> str:
+    """How a person stops a kept server. In the sandbox: SIGKILL to the PID namespace's first process
+    (the kernel then kills the namespace); else the postmaster's fast shutdown."""
+    if not sandboxed:
+        return f"kill -INT {proc.pid}"
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return f"kill -KILL {children[0] if children else proc.pid}"
 
 
 # --- what killed runs leave behind --------------------------------------------------------------

@@ -131,3 +131,25 @@ def test_unreadable_table_fails_the_backup_and_keeps_no_file(fresh_db: PostgresR
         pipeline.backup(weak, tmp_path, BackupOptions(name="weak"))
     assert info.value.exit_code == 3 and "permission denied" in info.value.message
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+def test_backups_and_manifests_are_private_unless_told(fresh_db: PostgresRef, tmp_path: Path, fmt: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Written 0644 in 0.1: anyone on the machine could read a whole database's backup."""
+    import stat
+
+    execute(fresh_db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+    for mode, args in ((0o600, []), (0o640, ["--file-mode", "640"])):
+        out = tmp_path / f"m{mode:o}"
+        rc = run_cli(["backup", url(fresh_db), "-o", str(out), "--format", fmt, "--name", "b", "-q", *args])
+        assert rc == 0, capsys.readouterr().err
+        manifest = out / "b.manifest.json"
+        backup = next(p for p in out.iterdir() if p != manifest)
+        assert stat.S_IMODE(manifest.stat().st_mode) == mode
+        if backup.is_dir():
+            assert stat.S_IMODE(backup.stat().st_mode) == mode | ((mode & 0o444) >> 2)
+            assert {stat.S_IMODE(p.stat().st_mode) for p in backup.iterdir()} == {mode}
+        else:
+            assert stat.S_IMODE(backup.stat().st_mode) == mode
+    assert run_cli(["backup", url(fresh_db), "-o", str(tmp_path / "x"), "--file-mode", "777"]) == 2

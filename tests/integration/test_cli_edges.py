@@ -348,13 +348,13 @@ def test_keep_prints_instructions_that_work_as_printed(world_tmp: Path) -> None:
     backup = next(out_dir.glob("*.dump"))
     kept = subprocess.run([*cmd, "verify", str(backup), "--keep", "-q"], env=env, capture_output=True, text=True)
     assert kept.returncode == 0, kept.stderr
-    url = re.search(r"kept the restored database: psql '([^']+)'", kept.stderr)
+    url = re.search(r"kept the restored database: PGPASSFILE=(\S+) psql '([^']+)'", kept.stderr)
     stop = re.search(r"stop and remove it with: (.+)$", kept.stderr, re.M)
     assert url and stop, kept.stderr
     try:
         import psycopg
 
-        with psycopg.connect(url.group(1)) as conn:
+        with psycopg.connect(url.group(2), passfile=url.group(1)) as conn:
             row = conn.execute("SELECT current_database(), count(*) FROM rc_shop.orders").fetchone()
         assert row is not None and row[0].startswith("restorecheck_") and row[1] > 0
     finally:

@@ -131,3 +131,19 @@ def test_an_empty_backup_file_is_a_failed_verification(tmp_path: Path, name: str
     assert "empty" in data["findings"][0]["message"]
     assert data["engine"] == ("sqlite" if name.endswith(".db") else "postgresql")
     assert backup.stat().st_size == 0
+
+
+@pytest.mark.postgres
+def test_debug_logs_every_external_command_masked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--debug names each program run (the sandbox around it included), never a password."""
+    from restorecheck.cli import run_cli as cli_main
+
+    dump = tmp_path / "d.sql"
+    dump.write_text("--\n-- PostgreSQL database dump\n--\nCREATE TABLE t (a int);\n"
+                    "--\n-- PostgreSQL database dump complete\n--\n")
+    rc = cli_main(["--debug", "verify", str(dump), "--no-progress", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    runs = [ln for ln in err.splitlines() if "run: " in ln]
+    assert any("initdb" in ln for ln in runs) and any("psql" in ln for ln in runs), runs
+    assert "PGPASSWORD" not in err and "password=" not in err
