@@ -492,7 +492,7 @@ class PostgresEngine:
         timings = {"inspect": time.monotonic() - t0}
         findings = list(insp.findings)
         info: dict[str, Any] = {"format": insp.format, "sandbox": jail.sandbox.facts()}
-        if jail.sandbox.note:
+        if jail.sandbox.note and jail.sandbox.requested == "auto":  # asked for with --sandbox none: a fact only
             findings.append(Finding("restore_errors", "warning", obj, jail.sandbox.note
                                     + " (untrusted backups: install bubblewrap; see the README's threat model)",
                                     {"sandbox": jail.sandbox.kind}))

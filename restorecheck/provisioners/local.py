@@ -653,7 +653,7 @@ def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: boo
             log.warning(
                 "kept the throwaway cluster in %s: connect with PGPASSFILE=%s psql -h %s -p %s -U %s postgres; "
                 "stop and remove it with: %s && rm -rf %s",
-                rd.base, rd.passfile, rd.sockdir, port, SUPERUSER, _stop_command(proc, sandboxed), rd.base,
+                rd.base, rd.passfile, rd.sockdir, port, SUPERUSER, stop_command(proc.pid, sandboxed), rd.base,
             )
             return
         stop_server(proc, sandboxed=sandboxed)
@@ -662,16 +662,17 @@ def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: boo
             shutil.rmtree(rd.base, ignore_errors=True)
 
 
-def _stop_command(proc: subprocess.Popen[bytes], sandboxed: bool) -> str:
-    """How a person stops a kept server. In the sandbox: SIGKILL to the PID namespace's first process
-    (the kernel then kills the namespace); else the postmaster's fast shutdown."""
+def stop_command(pid: int, sandboxed: bool) -> str:
+    """How a person stops a kept server (``pid``: ``server_pid``). In the sandbox: SIGKILL to the PID
+    namespace's first process (the kernel then kills the namespace); else the postmaster's fast
+    shutdown."""
     if not sandboxed:
-        return f"kill -INT {proc.pid}"
+        return f"kill -INT {pid}"
     try:
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         children = []
-    return f"kill -KILL {children[0] if children else proc.pid}"
+    return f"kill -KILL {children[0] if children else pid}"
 
 
 # --- what killed runs leave behind --------------------------------------------------------------

@@ -114,7 +114,7 @@ def test_cli_backup_and_unreachable_source(fresh_db: PostgresRef, tmp_path: Path
     err = capsys.readouterr().err
     assert rc == 3
     assert len(err.strip().splitlines()) == 1 and "cannot connect" in err
-    rc = run_cli(["backup", url, "-o", str(tmp_path), "--format", "tar", "--jobs", "2"])
+    rc = run_cli(["backup", url(fresh_db), "-o", str(tmp_path), "--format", "tar", "--jobs", "2"])
     assert rc == 2
 
 

@@ -25,15 +25,19 @@ pytestmark = pytest.mark.postgres
 
 
 def _pid_alive(pid: int) -> bool:
+    """Running (a zombie that only waits to be reaped by its parent, this test, is not)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    return state != "Z"
 
 
 def _postmaster_pid(server: PgServer) -> int:
-    return int((Path(server.info["datadir"]) / "postmaster.pid").read_text().split()[0])
+    """The server's process as seen from here: bubblewrap's (whose PID namespace holds the postmaster)
+    or, without the sandbox, the postmaster's."""
+    return int(server.info["server_pid"])
 
 
 def _assert_gone(base: str, pid: int) -> None:
@@ -55,9 +59,15 @@ def test_local_cluster_starts_answers_and_is_removed(major: int) -> None:
                                "current_setting('fsync'), rolsuper FROM pg_roles "
                                "WHERE rolname = current_user").fetchone()
         assert row == (major, "off", True)
-        # TCP on 127.0.0.1 needs the random password; the socket directory is private.
-        with psycopg.connect(server.info["tcp"].conninfo()) as conn:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
+        # in the sandbox there is no network at all; without it TCP on 127.0.0.1 needs the password.
+        if server.info["sandbox"]["kind"] == "bwrap":
+            assert "tcp" not in server.info
+            assert execute(server.admin, "SHOW listen_addresses") == [("",)]
+        else:
+            with psycopg.connect(server.info["tcp"].conninfo()) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(PostgresRef(dict(server.admin.params), "wrong").conninfo(), connect_timeout=5)
         assert oct(os.stat(server.info["socket_dir"]).st_mode & 0o777) == "0o700"
         if os.geteuid() == 0:
             assert os.stat(server.info["datadir"]).st_uid != 0, "the server must not run as root"
@@ -84,8 +94,7 @@ def test_local_cluster_removed_after_sigterm_to_its_holder(tmp_path: Path) -> No
                               ("initdb", "pg_ctl", "postgres", "pg_dump", "pg_restore", "psql"))
         with handle_termination():
             with local_cluster(installation=inst) as s:
-                pid = (Path(s.info["datadir"]) / "postmaster.pid").read_text().split()[0]
-                print(s.info["base"], pid, flush=True)
+                print(s.info["base"], s.info["server_pid"], flush=True)
                 time.sleep(600)
     """))
     with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as proc:
@@ -108,7 +117,7 @@ def _sigterm_holder(proc: subprocess.Popen[str]) -> None:
 
 
 def test_keep_leaves_the_cluster_running_and_connectable() -> None:
-    from restorecheck.provisioners.local import stop_cluster
+    from restorecheck.provisioners.local import stop_command
 
     inst = installation_for(16)
     with local_cluster(installation=inst, keep=True) as server:
@@ -117,13 +126,16 @@ def test_keep_leaves_the_cluster_running_and_connectable() -> None:
         assert _pid_alive(pid)
         with psycopg.connect(server.admin.conninfo()) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
+        with psycopg.connect(PostgresRef(dict(server.admin.params)).conninfo(),
+                             passfile=server.info["passfile"]) as conn:  # as the printed line says
+            assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         import shutil
 
-        from restorecheck.provisioners.local import run_as_user
-
-        stop_cluster(inst, Path(server.info["datadir"]), run_as_user())
+        cmd = stop_command(pid, server.info["sandbox"]["kind"] == "bwrap")
+        subprocess.run(cmd, shell=True, check=True)
         shutil.rmtree(base, ignore_errors=True)
+    _assert_gone(base, pid)
 
 
 def test_min_major_above_every_installation_is_exit_3() -> None:
@@ -137,8 +149,7 @@ def test_server_provisioner_drops_only_its_own_database(pg_server: PgServer) -> 
     execute(pg_server.admin, "CREATE DATABASE neighbour")
     try:
         execute(pg_server.admin.with_dbname("neighbour"), "CREATE TABLE keep_me(x int); INSERT INTO keep_me VALUES (1)")
-        url = pg_server.info["tcp"]
-        with provision_postgres(_url(url)) as server:
+        with provision_postgres(_url(pg_server.admin)) as server:
             assert server.kind == "server"
             with server.fresh_database() as ref:
                 assert ref.dbname and ref.dbname.startswith("restorecheck_")
@@ -172,7 +183,7 @@ def test_unreachable_server_is_exit_3_without_password() -> None:
 
 def _url(ref: PostgresRef) -> str:
     p = ref.params
-    return f"postgresql://{p['user']}:{ref.password}@{p['host']}:{p['port']}/postgres"
+    return f"postgresql://{p['user']}:{ref.password}@/postgres?host={p['host']}&port={p['port']}"
 
 
 def test_docker_integration_needs_an_engine() -> None:
@@ -236,13 +247,13 @@ def test_sigterm_during_cleanup_does_not_cut_it_short(monkeypatch: pytest.Monkey
     from restorecheck.provisioners import local
     from restorecheck.signals import Terminated, handle_termination
 
-    real_stop = local.stop_cluster
+    real_stop = local.stop_server
 
     def stop_with_a_signal(*args: object, **kwargs: object) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # held: delivered after the cleanup
         real_stop(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(local, "stop_cluster", stop_with_a_signal)
+    monkeypatch.setattr(local, "stop_server", stop_with_a_signal)
     state: dict[str, object] = {}
     with pytest.raises(Terminated), handle_termination(), local_cluster(installation=installation_for(16)) as s:
         state["base"], state["pid"] = s.info["base"], _postmaster_pid(s)
