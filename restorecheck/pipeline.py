@@ -279,7 +279,7 @@ def _restore_and_check(
         fp = in_checksum_mode_of(reference, fp)  # the restored copy hashes as the reference did
     restore.progress("verify: fingerprint the restored copy", 0, None)
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
-    findings += engine.self_checks(outcome.restored, restored)
+    findings += engine.self_checks(outcome.restored, restored, reference=reference)
     if reference is not None:
         from restorecheck.checks.compare import compare_manifests
 

@@ -103,8 +103,12 @@ class Engine(Protocol):
         A backup that does not restore cleanly is a ``restore_errors`` finding, not an exception.
         """
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
-        """Checks that need no reference (SQLite integrity_check, a sequence behind its column, ...)."""
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
+                    reference: Manifest | None = None) -> list[Finding]:
+        """Checks that need no reference (SQLite integrity_check, a sequence behind its column, ...).
+
+        ``reference`` (None when there is none) only decides whether a condition was inherited
+        from the source (it shows it too: a warning) or introduced by the backup (an error)."""
 
     def narrow(
         self,

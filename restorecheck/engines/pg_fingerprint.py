@@ -932,9 +932,12 @@ def _derive_parents(results: dict[str, TableFingerprint], tables: Sequence[Table
             extra={**_extra(t), "derived": True, "partitions": sorted(x.name for x in ls)})
 
 
-def self_checks_postgres(manifest: Manifest) -> list[Finding]:
-    """Checks that need no reference: sequences behind their column, orphans on validated FKs, RLS."""
-    findings = sequence_self_checks(manifest.sequences) + fk_self_checks(manifest.fk_orphans)
+def self_checks_postgres(manifest: Manifest, reference: Manifest | None = None) -> list[Finding]:
+    """What the restored copy says about itself: sequences behind their column, orphans on validated
+    FKs, RLS. ``reference``: where it shows the same condition, it was inherited from the source
+    (a warning); where it does not, the backup or the restore introduced it (an error)."""
+    findings = (sequence_self_checks(manifest.sequences, None if reference is None else reference.sequences)
+                + fk_self_checks(manifest.fk_orphans, None if reference is None else reference.fk_orphans))
     for t in manifest.tables:
         if t.extra.get("row_security"):
             findings.append(Finding("row_security", "warning", t.name, t.note or "row-level security applies"))

@@ -109,10 +109,11 @@ class PostgresEngine:
             raise BadInputError(f"{db} is not a PostgreSQL database")
         return fingerprint_postgres(db, options, ranges_from=ranges_from)
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
+                    reference: Manifest | None = None) -> list[Finding]:
         from restorecheck.engines.pg_fingerprint import self_checks_postgres
 
-        return list(self_checks_postgres(manifest))
+        return list(self_checks_postgres(manifest, reference))
 
     def narrow(self, reference: DatabaseRef, restored: DatabaseRef, findings: Sequence[Finding], *,
                reference_manifest: Manifest | None = None, restored_manifest: Manifest | None = None,
