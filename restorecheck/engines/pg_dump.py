@@ -520,6 +520,7 @@ class PlainScan:
     ends_with_newline: bool = True
     decode_errors: int = 0
     database_statements: int = 0  # CREATE/ALTER/DROP DATABASE and \connect (pg_dump -C)
+    clean_statements: int = 0  # the leading DROP section of pg_dump -c (--clean) without --if-exists
     dump_headers: int = 0  # '-- PostgreSQL database dump' lines: more than one is a concatenation
     cluster_dump: bool = False  # pg_dumpall output, which legitimately holds several dumps
 
@@ -559,6 +560,7 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
     total = Path(path).stat().st_size
     in_copy: str | None = None
     head: list[str] = []
+    clean = CleanSection()
     done = 0
     last_report = 0
     last = b""
@@ -578,6 +580,7 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
             if m:
                 in_copy = m.group("table").decode("utf-8", "replace")
                 scan.copy_blocks += 1
+                clean.state = "after"
                 continue
             try:
                 line = raw.decode("utf-8")
@@ -586,6 +589,8 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
                 line = raw.decode("utf-8", "replace")
             if len(head) < 200:
                 head.append(line)
+            if clean.state != "after" and clean.rewrite(line) is not None:
+                scan.clean_statements += 1
             stripped = line.strip()
             if stripped.startswith("\\restrict "):
                 scan.restrict_key = stripped.split(None, 1)[1]
@@ -628,8 +633,22 @@ def without_database_statements(src: Path, dest: Path) -> int:
     """Copy a plain dump without its database-level lines (outside COPY data), so that it restores
     into the database restorecheck created instead of creating and switching to its own (-C).
     Returns the number of lines left out."""
-    dropped = 0
+    return prepare_plain(src, dest)[0]
+
+
+def prepare_plain(src: Path, dest: Path) -> tuple[int, int]:
+    """Copy a plain dump so that it restores into the empty database restorecheck created.
+
+    * Its database-level lines (outside COPY data) are left out, so that it restores into that
+      database instead of creating and switching to its own (``pg_dump -C``).
+    * Its leading DROP section (``pg_dump -c`` without ``--if-exists``) is rewritten as
+      ``--if-exists`` would have written it: a DROP of an object that does not exist yet is what an
+      empty database must answer, not a restore error (``CleanSection``).
+
+    Returns (lines left out, DROP statements rewritten)."""
+    dropped = rewritten = 0
     in_copy = False
+    clean = CleanSection()
     with open(src, "rb") as fin, open(dest, "wb") as out:
         for raw in fin:
             if in_copy:
@@ -637,12 +656,102 @@ def without_database_statements(src: Path, dest: Path) -> int:
                     in_copy = False
             elif _COPY_START.match(raw):
                 in_copy = True
-            elif is_database_statement(raw.decode("utf-8", "replace").strip()):
-                dropped += 1
-                out.write(b"-- (left out by restorecheck) " + raw if raw.endswith(b"\n") else raw + b"\n")
-                continue
+                clean.state = "after"
+            else:
+                line = raw.decode("utf-8", "replace")
+                if is_database_statement(line.strip()):
+                    dropped += 1
+                    out.write(b"-- (left out by restorecheck) " + raw if raw.endswith(b"\n") else raw + b"\n")
+                    continue
+                if clean.state != "after":
+                    new = clean.rewrite(raw.decode("utf-8", "surrogateescape"))
+                    if new is not None:
+                        rewritten += 1
+                        out.write(new.encode("utf-8", "surrogateescape"))
+                        continue
             out.write(raw)
-    return dropped
+    return dropped, rewritten
+
+
+# The object kinds of pg_dump's DROP statements (te->desc), longest first: "IF EXISTS" goes after them.
+_DROP_KINDS = sorted((
+    "ACCESS METHOD", "AGGREGATE", "CAST", "COLLATION", "CONVERSION", "DOMAIN", "EVENT TRIGGER", "EXTENSION",
+    "FOREIGN DATA WRAPPER", "FOREIGN TABLE", "FUNCTION", "INDEX", "LANGUAGE", "MATERIALIZED VIEW", "OPERATOR",
+    "OPERATOR CLASS", "OPERATOR FAMILY", "POLICY", "PROCEDURAL LANGUAGE", "PROCEDURE", "PUBLICATION", "RULE",
+    "SCHEMA", "SEQUENCE", "SERVER", "STATISTICS", "SUBSCRIPTION", "TABLE", "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TRANSFORM", "TRIGGER", "TYPE",
+    "USER MAPPING", "VIEW",
+), key=len, reverse=True)
+_LO_UNLINK = re.compile(r"^SELECT pg_catalog\.lo_unlink\('(?P<oid>\d+)'\);$")
+# preamble lines pg_dump writes before the DROP section (-C: the database lines come first)
+_PREAMBLE = re.compile(r"^(SET [a-z_]+ = .*;|SELECT pg_catalog\.set_config\(.*\);|\\(restrict|unrestrict) \S+)$")
+
+
+@dataclass
+class CleanSection:
+    """Finds and rewrites the leading DROP section of a ``pg_dump -c`` plain dump, line by line.
+
+    pg_dump writes it right after the preamble (the ``SET`` lines), one statement per line, before
+    the first object's ``-- Name:`` comment; every statement there is a DROP of an object the dump
+    then creates. Only that section is touched: the first line that is neither preamble nor such a
+    DROP ends it for good (``state == "after"``), so a ``DROP`` in COPY data, a function body or
+    anywhere later in the script is never rewritten. Each statement becomes what ``pg_dump -c
+    --if-exists`` writes (pg_backup_archiver.c, ``_printTocEntry``): ``ALTER TABLE IF EXISTS``,
+    ``DROP CONSTRAINT IF EXISTS``, ``DROP <kind> IF EXISTS``, and a ``lo_unlink`` that skips missing
+    large objects. A line it does not recognise ends the section unchanged, so it still fails if it
+    fails.
+    """
+
+    state: str = "preamble"  # preamble | clean | after
+
+    def rewrite(self, line: str) -> str | None:
+        """The rewritten line, or None when it is left as is (the state is updated either way)."""
+        stripped = line.strip()
+        end = line[len(line.rstrip("\r\n")):] or "\n"
+        if not stripped or (stripped.startswith("--") and self.state == "preamble"):
+            return None
+        if self.state == "preamble" and (_PREAMBLE.match(stripped) or is_database_statement(stripped)):
+            return None
+        new = if_exists(stripped)
+        if new is None:
+            self.state = "after"
+            return None
+        self.state = "clean"
+        return None if new == stripped else new + end
+
+
+def if_exists(statement: str) -> str | None:
+    """``statement`` (one line of pg_dump's DROP section) as ``--if-exists`` writes it, or None when
+    it is not such a statement. Already-IF-EXISTS statements are returned unchanged."""
+    if not statement.endswith(";") or "\n" in statement:
+        return None
+    m = _LO_UNLINK.match(statement)
+    if m:
+        return f"SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '{m['oid']}';"
+    if statement.startswith("SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = "):
+        return statement
+    if statement.startswith("ALTER TABLE "):
+        rest = statement[len("ALTER TABLE "):]
+        head = "ALTER TABLE " if rest.startswith("IF EXISTS ") else "ALTER TABLE IF EXISTS "
+        if rest.endswith(" DROP DEFAULT;") and " ALTER COLUMN " in rest:
+            return head + rest  # ALTER COLUMN ... DROP DEFAULT has no IF EXISTS (pg_dump leaves it too)
+        mark = rest.find(" DROP CONSTRAINT ")
+        if mark < 0:
+            return None
+        after = rest[mark + len(" DROP CONSTRAINT "):]
+        if after.startswith("IF EXISTS "):
+            return head + rest
+        return f"{head}{rest[:mark]} DROP CONSTRAINT IF EXISTS {after}"
+    if not statement.startswith("DROP "):
+        return None
+    rest = statement[len("DROP "):]
+    for kind in _DROP_KINDS:
+        if rest.startswith(kind + " ") or (kind == "CAST" and rest.startswith("CAST (")):
+            after = rest[len(kind):].lstrip(" ")
+            if after.startswith("IF EXISTS "):
+                return statement
+            return f"DROP {kind} IF EXISTS {after}"
+    return None
 
 
 def gunzip_to(src: Path, dest: Path, *, progress: ProgressFn = no_progress) -> str | None:

@@ -432,11 +432,16 @@ class PostgresEngine:
         facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks, "tablespaces": sorted(scan.tablespaces)}
         if scan.restrict_key:
             facts["restrict"] = True
-        if scan.database_statements:
-            # pg_dump -C: restore into our database, not into one the script creates and connects to
+        if scan.database_statements or scan.clean_statements:
+            # pg_dump -C: restore into our database, not into one the script creates and connects to;
+            # pg_dump -c: its leading DROPs meet an empty database, as with --if-exists
             assert insp.workdir is not None
-            filtered = insp.workdir / "without-database-statements.sql"
-            facts["database_lines_left_out"] = pgd.without_database_statements(insp.script, filtered)
+            filtered = insp.workdir / "prepared.sql"
+            left_out, rewritten = pgd.prepare_plain(insp.script, filtered)
+            if left_out:
+                facts["database_lines_left_out"] = left_out
+            if rewritten:
+                facts["clean_drops_made_if_exists"] = rewritten
             insp.script = filtered
         return scan.findings(obj), scan.roles, facts
 

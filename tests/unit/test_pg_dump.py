@@ -308,3 +308,91 @@ def test_database_statements_of_pg_dump_C_are_left_out(tmp_path: Path) -> None:
     assert "\\connect not a statement: data\n" in kept  # COPY data is never touched
     assert "\n\\connect shop" not in kept and not kept.startswith("CREATE DATABASE")
     assert "CREATE TABLE public.t" in kept
+
+
+CLEAN_HEAD = """--
+-- PostgreSQL database dump
+--
+
+\\restrict abc123
+
+SET statement_timeout = 0;
+SET client_encoding = 'UTF8';
+SELECT pg_catalog.set_config('search_path', '', false);
+SET row_security = off;
+
+"""
+
+
+@pytest.mark.parametrize(("statement", "expected"), [
+    ("DROP TABLE public.t;", "DROP TABLE IF EXISTS public.t;"),
+    ("DROP MATERIALIZED VIEW app.mv;", "DROP MATERIALIZED VIEW IF EXISTS app.mv;"),
+    ("DROP TRIGGER trg ON app.c;", "DROP TRIGGER IF EXISTS trg ON app.c;"),
+    ("DROP EVENT TRIGGER et;", "DROP EVENT TRIGGER IF EXISTS et;"),
+    ("DROP OPERATOR CLASS app.oc USING btree;", "DROP OPERATOR CLASS IF EXISTS app.oc USING btree;"),
+    ("DROP TEXT SEARCH CONFIGURATION app.cfg;", "DROP TEXT SEARCH CONFIGURATION IF EXISTS app.cfg;"),
+    ("DROP CAST (text AS app.d);", "DROP CAST IF EXISTS (text AS app.d);"),
+    ("DROP USER MAPPING FOR alice SERVER s;", "DROP USER MAPPING IF EXISTS FOR alice SERVER s;"),
+    ('DROP FUNCTION app."DROP TABLE x"(integer);', 'DROP FUNCTION IF EXISTS app."DROP TABLE x"(integer);'),
+    ("ALTER TABLE ONLY app.c DROP CONSTRAINT c_pkey;", "ALTER TABLE IF EXISTS ONLY app.c DROP CONSTRAINT IF EXISTS c_pkey;"),
+    ("ALTER TABLE app.p ALTER COLUMN id DROP DEFAULT;", "ALTER TABLE IF EXISTS app.p ALTER COLUMN id DROP DEFAULT;"),
+    ("SELECT pg_catalog.lo_unlink('16427');",
+     "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16427';"),
+    ("DROP TABLE IF EXISTS public.t;", "DROP TABLE IF EXISTS public.t;"),  # --if-exists: unchanged
+    ("CREATE TABLE public.t (id int);", None),
+    ("DROP DATABASE shop;", None),  # not an object kind of the section (-C's database lines are left out)
+    ("DROP TABLE public.t", None),  # not a whole statement on the line
+    ("ALTER TABLE public.t ADD COLUMN x int;", None),
+])
+def test_if_exists_writes_what_pg_dump_if_exists_writes(statement: str, expected: str | None) -> None:
+    assert pgd.if_exists(statement) == expected
+
+
+def test_clean_section_of_pg_dump_c_is_made_if_exists_and_nothing_else(tmp_path: Path) -> None:
+    text = CLEAN_HEAD + (
+        "DROP PUBLICATION pub;\n"
+        "ALTER TABLE ONLY app.c DROP CONSTRAINT c_p_id_fkey;\n"
+        "SELECT pg_catalog.lo_unlink('16427');\n"
+        "DROP TABLE app.c;\n"
+        "DROP SCHEMA app;\n"
+        "--\n-- Name: app; Type: SCHEMA; Schema: -; Owner: postgres\n--\n\n"
+        "CREATE SCHEMA app;\n"
+        "CREATE FUNCTION app.f() RETURNS void LANGUAGE sql AS $$\n"
+        "DROP TABLE app.c;\n"
+        "$$;\n"
+        "CREATE TABLE app.c (v text);\n"
+        "COPY app.c (v) FROM stdin;\n"
+        "DROP TABLE app.c;\n"
+        "\\.\n"
+        "DROP TABLE app.c;\n"
+    ) + PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):]
+    src = write(tmp_path, "c.sql", text)
+    assert pgd.scan_plain(src).clean_statements == 5
+    out = tmp_path / "out.sql"
+    assert pgd.prepare_plain(src, out) == (0, 5)
+    lines = out.read_text().splitlines()
+    assert lines[lines.index("SET row_security = off;") + 2:][:5] == [
+        "DROP PUBLICATION IF EXISTS pub;",
+        "ALTER TABLE IF EXISTS ONLY app.c DROP CONSTRAINT IF EXISTS c_p_id_fkey;",
+        "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16427';",
+        "DROP TABLE IF EXISTS app.c;",
+        "DROP SCHEMA IF EXISTS app;",
+    ]
+    # the function body, the COPY data and a DROP after the section are untouched
+    assert lines.count("DROP TABLE app.c;") == 3
+    assert out.read_text().replace("IF EXISTS ", "").count("DROP TABLE app.c;") == 4
+
+
+def test_no_clean_section_when_the_script_starts_with_anything_else(tmp_path: Path) -> None:
+    # a DROP only after the first CREATE is the script's own business: never rewritten
+    text = CLEAN_HEAD + "CREATE TABLE public.t (v text);\nDROP TABLE public.t;\n" + \
+        PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):]
+    src = write(tmp_path, "n.sql", text)
+    assert pgd.scan_plain(src).clean_statements == 0
+    # a COPY first: its data is never a clean section either
+    text = CLEAN_HEAD + "COPY public.t (v) FROM stdin;\nDROP TABLE public.t;\n\\.\nDROP TABLE public.t;\n" + \
+        PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):]
+    src = write(tmp_path, "copy.sql", text)
+    assert pgd.scan_plain(src).clean_statements == 0
+    out = tmp_path / "out.sql"
+    assert pgd.prepare_plain(src, out) == (0, 0) and out.read_text() == text
