@@ -56,9 +56,12 @@ def compare_manifests(
     return results, findings
 
 
-# facts of the database as a whole that a restore should keep; a difference is worth a warning
-# (a different collation changes sort order and text indexes, PITFALLS E4)
-DATABASE_FACTS = ("encoding", "lc_collate", "lc_ctype")
+# facts of the database as a whole that a restore should keep: a different encoding is worth a warning
+DATABASE_FACTS = ("encoding",)
+# the locale (PITFALLS E4): a different collation changes sort order, text range partitions and text
+# comparisons, not the rows; restorecheck creates the throwaway database with the reference's locale
+# where the target has it, so a difference says the target lacks it: one informational finding
+LOCALE_FACTS = ("lc_collate", "lc_ctype", "locale_provider", "icu_locale", "icu_rules", "builtin_locale")
 
 
 def compare_database_facts(reference: Mapping[str, Any], restored: Mapping[str, Any]) -> list[Finding]:
@@ -68,7 +71,22 @@ def compare_database_facts(reference: Mapping[str, Any], restored: Mapping[str, 
             findings.append(Finding("schema", "warning", "database",
                                     f"database {key}: {reference[key]} -> {restored[key]}",
                                     {"expected": reference[key], "restored": restored[key]}))
+    differ = [k for k in LOCALE_FACTS
+              if reference.get(k) is not None and restored.get(k) is not None and reference[k] != restored[k]]
+    if differ:
+        changes = ", ".join(f"{k} {reference[k]} -> {restored[k]}" for k in differ)
+        findings.append(Finding(
+            "database", "info", "database",
+            f"database locale differs from the reference's: {changes}; text sorts and compares differently "
+            "there, row counts and checksums do not depend on it",
+            {"locale_difference": True, "expected": {k: reference[k] for k in differ},
+             "restored": {k: restored[k] for k in differ}}))
     return findings
+
+
+def locale_of(facts: Mapping[str, Any]) -> dict[str, str]:
+    """The encoding and locale facts of a manifest (what the throwaway database should get)."""
+    return {k: str(facts[k]) for k in ("encoding", *LOCALE_FACTS) if facts.get(k) is not None}
 
 
 # --- tables ---------------------------------------------------------------------------------------

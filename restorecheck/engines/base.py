@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -66,6 +66,9 @@ class RestoreOptions:
     tmp_root: str | None = None
     start_timeout: float = 60.0
     progress: ProgressFn = no_progress
+    # the reference's encoding and locale facts (checks.compare.locale_of): the throwaway database
+    # gets its locale where the target has it; None: the dump's own, where it says
+    reference_locale: Mapping[str, str] | None = None
 
 
 @dataclass

@@ -255,9 +255,11 @@ def large_object_entries(listing: str) -> list[str]:
 
 
 def pg_restore_preamble_argv(pg_restore: Path | str, archive: Path | str,
-                             empty_list: Path | str) -> list[str]:
-    """Only the script preamble (an empty --use-list): versions and client_encoding, cheaply."""
-    return [str(pg_restore), f"--use-list={empty_list}", "--file=-", str(archive)]
+                             empty_list: Path | str, *, create: bool = False) -> list[str]:
+    """Only the script preamble (an empty --use-list): versions and client_encoding, cheaply.
+    ``create``: with the archive's CREATE DATABASE statement too (its encoding and locale)."""
+    return [str(pg_restore), *(["--create"] if create else []), f"--use-list={empty_list}", "--file=-",
+            str(archive)]
 
 
 def psql_restore_argv(psql: Path | str, script: Path | str, *, dbname: str) -> list[str]:
@@ -618,6 +620,42 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
     scan.preamble = parse_preamble("".join(head))
     progress("check plain dump", total, total)
     return scan
+
+
+_CREATE_DATABASE = re.compile(r'^CREATE DATABASE (?:"(?:[^"]|"")*"|[^\s"]+) WITH (?P<options>.*);\s*$')
+_DB_OPTION = re.compile(r"\s*(?P<key>[A-Z_]+)\s*=\s*(?P<value>'(?:[^']|'')*'|[A-Za-z0-9_]+)")
+_LOCALE_KEYS = {"ENCODING": "encoding", "LC_COLLATE": "lc_collate", "LC_CTYPE": "lc_ctype",
+                "LOCALE_PROVIDER": "locale_provider", "ICU_LOCALE": "icu_locale", "ICU_RULES": "icu_rules",
+                "BUILTIN_LOCALE": "builtin_locale"}
+
+
+def database_locale_in_sql(text: str) -> dict[str, str]:
+    """The encoding and locale of the first ``CREATE DATABASE ... WITH ...;`` line of a script
+    (pg_dump -C, or ``pg_restore --create`` of an archive), as manifest facts name them
+    (``lc_collate``, ``lc_ctype``, ``locale_provider``, ``icu_locale``, ...); ``LOCALE`` sets both
+    LC_ values. Empty when there is none. Values are only ever passed on as SQL literals."""
+    for line in text.splitlines():
+        m = _CREATE_DATABASE.match(line)
+        if not m:
+            continue
+        out: dict[str, str] = {}
+        options = m["options"]
+        pos = 0
+        while pos < len(options):
+            o = _DB_OPTION.match(options, pos)
+            if o is None:
+                break
+            pos = o.end()
+            key, value = o["key"], o["value"]
+            if value.startswith("'"):
+                value = value[1:-1].replace("''", "'")
+            if key == "LOCALE":
+                out.setdefault("lc_collate", value)
+                out.setdefault("lc_ctype", value)
+            elif key in _LOCALE_KEYS:
+                out[_LOCALE_KEYS[key]] = value.lower() if key == "LOCALE_PROVIDER" else value
+        return out
+    return {}
 
 
 _DATABASE_PREFIXES = ("CREATE DATABASE ", "ALTER DATABASE ", "DROP DATABASE ", "COMMENT ON DATABASE ",

@@ -15,6 +15,7 @@ from restorecheck.checks.compare import (
     compare_schema,
     compare_sequences,
     fk_self_checks,
+    locale_of,
     next_value,
     sequence_self_checks,
 )
@@ -242,8 +243,18 @@ def test_partitioned_parents_leave_the_findings_to_their_partitions() -> None:
     assert [r.match for r in results] == [False, False]
 
 
-def test_database_encoding_and_collation_differences_are_warnings() -> None:
-    a = manifest(facts={"encoding": "UTF8", "lc_collate": "C.UTF-8"})
-    b = manifest(facts={"encoding": "UTF8", "lc_collate": "en_US.UTF-8"})
+def test_database_locale_difference_is_one_info_and_encoding_a_warning() -> None:
+    a = manifest(facts={"encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+                        "locale_provider": "icu", "icu_locale": "en-US"})
+    b = manifest(facts={"encoding": "UTF8", "lc_collate": "C", "lc_ctype": "C", "locale_provider": "libc"})
     _, f = compare_manifests(a, b)
-    assert ids(f) == [("schema", "warning", "database")] and "lc_collate" in f[0].message
+    assert ids(f) == [("database", "info", "database")]
+    assert f[0].message.startswith("database locale differs from the reference's: lc_collate C.UTF-8 -> C, "
+                                   "lc_ctype C.UTF-8 -> C, locale_provider icu -> libc")
+    assert f[0].details["locale_difference"] is True
+    _, f = compare_manifests(a, manifest(facts={**a.facts, "encoding": "LATIN1"}))
+    assert ids(f) == [("schema", "warning", "database")] and "encoding" in f[0].message
+    # an older manifest without the provider facts: only what both record is compared
+    assert compare_manifests(manifest(facts={"lc_collate": "C"}), b)[1] == []
+    assert locale_of(a.facts) == {"encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+                                  "locale_provider": "icu", "icu_locale": "en-US"}

@@ -396,3 +396,24 @@ def test_no_clean_section_when_the_script_starts_with_anything_else(tmp_path: Pa
     assert pgd.scan_plain(src).clean_statements == 0
     out = tmp_path / "out.sql"
     assert pgd.prepare_plain(src, out) == (0, 0) and out.read_text() == text
+
+
+def test_database_locale_of_a_create_database_line() -> None:
+    icu = ("CREATE DATABASE shop WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = icu "
+           "LOCALE = 'C.UTF-8' ICU_LOCALE = 'en-US';\n")
+    assert pgd.database_locale_in_sql("SET x = 1;\n" + icu) == {
+        "encoding": "UTF8", "locale_provider": "icu", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+        "icu_locale": "en-US"}
+    split = ("CREATE DATABASE \"a WITH LOCALE = 'x';\" WITH TEMPLATE = template0 ENCODING = 'LATIN1' "
+             "LOCALE_PROVIDER = libc LC_COLLATE = 'C' LC_CTYPE = 'it''s';")
+    assert pgd.database_locale_in_sql(split) == {"encoding": "LATIN1", "locale_provider": "libc",
+                                                 "lc_collate": "C", "lc_ctype": "it's"}
+    # PostgreSQL 17's builtin provider; 14's LC_ pairs without a provider
+    assert pgd.database_locale_in_sql("CREATE DATABASE d WITH TEMPLATE = template0 ENCODING = 'UTF8' "
+                                      "LOCALE_PROVIDER = builtin LOCALE = 'C.UTF-8' BUILTIN_LOCALE = 'C.UTF-8';"
+                                      )["builtin_locale"] == "C.UTF-8"
+    assert pgd.database_locale_in_sql("CREATE DATABASE d WITH TEMPLATE = template0 ENCODING = 'UTF8' "
+                                      "LC_COLLATE = 'en_US.utf8' LC_CTYPE = 'en_US.utf8';") == {
+        "encoding": "UTF8", "lc_collate": "en_US.utf8", "lc_ctype": "en_US.utf8"}
+    assert pgd.database_locale_in_sql("-- CREATE DATABASE d WITH LOCALE = 'x';\nCREATE TABLE t (v text);") == {}
+    assert pgd.pg_restore_preamble_argv("pg_restore", "a.dump", "e.list", create=True)[1] == "--create"
