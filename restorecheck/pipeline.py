@@ -301,6 +301,10 @@ def _restore_and_check(
                                      restored_manifest=restored)
         tables = list(results)
         findings += compared
+        if reference.fk_orphans:
+            from restorecheck.checks.compare import inherited_restore_errors
+
+            findings = inherited_restore_errors(findings, reference.fk_orphans)
     else:
         tables = _no_reference_tables(restored)
         findings.append(Finding(

@@ -19,6 +19,7 @@ Conventions the engines follow so that the messages read well:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -452,6 +453,51 @@ def fk_self_checks(
                 "e.g. with session_replication_role = replica or disabled triggers): the restored copy is as "
                 "the source", {**details, "orphans_expected": expected, "inherited": True}))
     return findings
+
+
+_FK_VIOLATION = re.compile(
+    r'on table "(?P<table>(?:[^"]|"")+)" violates foreign key constraint "(?P<con>(?:[^"]|"")+)"')
+
+
+def inherited_restore_errors(findings: Sequence[Finding],
+                             reference_fk_orphans: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+    """A foreign key the restore could not re-create because the source's own rows violate it.
+
+    A source whose validated foreign key has orphans (the constraint bypassed there, e.g. with
+    ``session_replication_role = replica``) dumps faithfully, but no restore can add the constraint
+    back on that data: ``ADD CONSTRAINT`` fails with "violates foreign key constraint". Where the
+    reference records orphans under that very key, the error and the constraint missing from the
+    restored copy are inherited: warnings that say so. Anything else stays as it was."""
+    inherited: dict[tuple[str, str], int] = {}
+    out: list[Finding] = []
+    for f in findings:
+        m = _FK_VIOLATION.search(f.message) if f.check == "restore_errors" and f.severity == "error" else None
+        if m is not None:
+            table, con = m["table"].replace('""', '"'), m["con"].replace('""', '"')
+            hits = [(str(ref.get("table")), n) for key, ref in reference_fk_orphans.items()
+                    if ref.get("validated", True) and (n := _as_int(ref.get("orphans")) or 0) > 0
+                    and str(ref.get("table", "")).endswith("." + table) and key == f"{ref.get('table')}.{con}"]
+            if len(hits) == 1:
+                qualified, n = hits[0]
+                inherited[(qualified, con)] = n
+                f = Finding(f.check, "warning", f.object,
+                            f"{f.message} (inherited from the source: {n} rows of {qualified} reference a missing "
+                            f"parent there too, under its validated foreign key {con}, so no restore can add the "
+                            "constraint back; repair those rows in the source)",
+                            {**f.details, "inherited": True, "orphans_expected": n})
+        out.append(f)
+    if not inherited:
+        return out
+    result = []
+    for f in out:
+        path = f.details.get("path") if f.check == "schema" and f.severity == "error" else None
+        if (isinstance(path, list) and len(path) == 4 and path[0] == "tables" and path[2] == "constraints"
+                and (path[1], path[3]) in inherited and f.details.get("change") == "dictionary_item_removed"):
+            f = Finding(f.check, "warning", f.object,
+                        f"{f.message} (inherited from the source: its rows violate it, so the restore could not "
+                        "add it back; see the restore error)", {**f.details, "inherited": True})
+        result.append(f)
+    return result
 
 
 # --- large objects --------------------------------------------------------------------------------

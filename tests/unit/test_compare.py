@@ -258,3 +258,28 @@ def test_database_locale_difference_is_one_info_and_encoding_a_warning() -> None
     assert compare_manifests(manifest(facts={"lc_collate": "C"}), b)[1] == []
     assert locale_of(a.facts) == {"encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
                                   "locale_provider": "icu", "icu_locale": "en-US"}
+
+
+def test_a_foreign_key_the_source_own_rows_violate_is_inherited() -> None:
+    from restorecheck.checks.compare import inherited_restore_errors
+    from restorecheck.model import Finding
+
+    restore_error = Finding("restore_errors", "error", "FK CONSTRAINT c c_p_id_fkey postgres",
+                            'insert or update on table "c" violates foreign key constraint "c_p_id_fkey"',
+                            {"tool": "pg_restore"})
+    missing = Finding("schema", "error", "public.c", "constraint public.c.c_p_id_fkey is missing in the restored copy",
+                      {"path": ["tables", "public.c", "constraints", "c_p_id_fkey"],
+                       "change": "dictionary_item_removed"})
+    other = Finding("restore_errors", "error", "line 9", 'relation "x" does not exist')
+    source = {"public.c.c_p_id_fkey": {"table": "public.c", "orphans": 1, "validated": True}}
+    out = inherited_restore_errors([restore_error, missing, other], source)
+    assert [(f.check, f.severity) for f in out] == [("restore_errors", "warning"), ("schema", "warning"),
+                                                    ("restore_errors", "error")]
+    assert "inherited from the source: 1 rows of public.c reference a missing parent there too" in out[0].message
+    assert "inherited from the source" in out[1].message
+    # the source had no orphans there: the backup introduced them, both stay errors
+    clean = {"public.c.c_p_id_fkey": {"table": "public.c", "orphans": 0, "validated": True}}
+    assert inherited_restore_errors([restore_error, missing], clean) == [restore_error, missing]
+    # orphans under a NOT VALID key restore fine (ADD CONSTRAINT ... NOT VALID): an error here is not theirs
+    not_valid = {"public.c.c_p_id_fkey": {"table": "public.c", "orphans": 1, "validated": False}}
+    assert inherited_restore_errors([restore_error], not_valid) == [restore_error]
