@@ -43,6 +43,7 @@ CHECK_IDS = (
     "unreadable",  # a relation that could not be fingerprinted (foreign table, unpopulated MV)
     "row_security",  # the reading role is subject to RLS: counts would lie
     "header",  # SQLite header values a copy must keep
+    "database",  # database-level properties: the locale the throwaway database could not get, ...
 )
 
 

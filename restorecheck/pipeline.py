@@ -263,6 +263,11 @@ def _restore_and_check(
         restore.progress("verify: fingerprint the live source", 0, None)
         reference = engine.fingerprint(live_source, fp)
         live_seconds = time.monotonic() - start
+    if reference is not None:
+        from restorecheck.checks.compare import locale_of
+
+        # the throwaway database gets the reference's locale where the target has it
+        restore = dataclasses.replace(restore, reference_locale=locale_of(reference.facts))
     start = time.monotonic()
     outcome = engine.restore(artifact, restore, stack)
     phases["restore"] = _elapsed(start)
@@ -286,7 +291,7 @@ def _restore_and_check(
     if restore.restore_timeout is not None:  # the restored copy is the dump's: no query of ours may hang on it
         fp = dataclasses.replace(fp, statement_timeout=f"{max(1, int(restore.restore_timeout * 1000))}ms")
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
-    findings += engine.self_checks(outcome.restored, restored)
+    findings += engine.self_checks(outcome.restored, restored, reference=reference)
     if reference is not None:
         from restorecheck.checks.compare import compare_manifests
 
@@ -294,12 +299,19 @@ def _restore_and_check(
         # restored sequences may be ahead of the reference, never behind
         at_least = reference_kind == "live" or bool(reference.facts.get("sequences_at_least"))
         results, compared = compare_manifests(reference, restored, live_reference=at_least)
+        if any(f.details.get("locale_fallback") for f in outcome.findings):
+            # the restore already said, once, which locale the target lacks
+            compared = [f for f in compared if not f.details.get("locale_difference")]
         against = live_source or key_source
         if against is not None and any(f.check in ("row_count", "checksum") for f in compared):
             compared = engine.narrow(against, outcome.restored, compared, reference_manifest=reference,
                                      restored_manifest=restored)
         tables = list(results)
         findings += compared
+        if reference.fk_orphans:
+            from restorecheck.checks.compare import inherited_restore_errors
+
+            findings = inherited_restore_errors(findings, reference.fk_orphans)
     else:
         tables = _no_reference_tables(restored)
         findings.append(Finding(

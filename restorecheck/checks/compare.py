@@ -19,6 +19,7 @@ Conventions the engines follow so that the messages read well:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -56,9 +57,12 @@ def compare_manifests(
     return results, findings
 
 
-# facts of the database as a whole that a restore should keep; a difference is worth a warning
-# (a different collation changes sort order and text indexes, PITFALLS E4)
-DATABASE_FACTS = ("encoding", "lc_collate", "lc_ctype")
+# facts of the database as a whole that a restore should keep: a different encoding is worth a warning
+DATABASE_FACTS = ("encoding",)
+# the locale (PITFALLS E4): a different collation changes sort order, text range partitions and text
+# comparisons, not the rows; restorecheck creates the throwaway database with the reference's locale
+# where the target has it, so a difference says the target lacks it: one informational finding
+LOCALE_FACTS = ("lc_collate", "lc_ctype", "locale_provider", "icu_locale", "icu_rules", "builtin_locale")
 
 
 def compare_database_facts(reference: Mapping[str, Any], restored: Mapping[str, Any]) -> list[Finding]:
@@ -68,7 +72,22 @@ def compare_database_facts(reference: Mapping[str, Any], restored: Mapping[str, 
             findings.append(Finding("schema", "warning", "database",
                                     f"database {key}: {reference[key]} -> {restored[key]}",
                                     {"expected": reference[key], "restored": restored[key]}))
+    differ = [k for k in LOCALE_FACTS
+              if reference.get(k) is not None and restored.get(k) is not None and reference[k] != restored[k]]
+    if differ:
+        changes = ", ".join(f"{k} {reference[k]} -> {restored[k]}" for k in differ)
+        findings.append(Finding(
+            "database", "info", "database",
+            f"database locale differs from the reference's: {changes}; text sorts and compares differently "
+            "there, row counts and checksums do not depend on it",
+            {"locale_difference": True, "expected": {k: reference[k] for k in differ},
+             "restored": {k: restored[k] for k in differ}}))
     return findings
+
+
+def locale_of(facts: Mapping[str, Any]) -> dict[str, str]:
+    """The encoding and locale facts of a manifest (what the throwaway database should get)."""
+    return {k: str(facts[k]) for k in ("encoding", *LOCALE_FACTS) if facts.get(k) is not None}
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -280,28 +299,98 @@ def compare_sequences(
     return findings
 
 
-def sequence_self_checks(sequences: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
-    """A sequence whose next value collides with its owned column's current maximum (no reference needed)."""
+def _as_int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None  # a column of another type (numeric 1.5, text): not compared
+
+
+def behind_by(state: Mapping[str, Any]) -> int | None:
+    """How far a sequence is behind the column it feeds: the number of ``nextval`` calls that would
+    return a value already in the column (0: not behind), or None when that is unknown (it feeds no
+    column, its state or its column could not be read, or a manifest that does not record it)."""
+    nv = next_value(state)
+    if nv is None or state.get("owned_by") is None or state.get("column_note"):
+        return None
+    inc = int(state.get("increment", 1) or 1)
+    key = "column_max" if inc > 0 else "column_min"
+    if key not in state:
+        return None
+    if state[key] is None:
+        return 0  # the column is empty
+    edge = _as_int(state[key])
+    if edge is None:
+        return None
+    gap = edge - nv if inc > 0 else nv - edge
+    return max(0, gap // abs(inc) + 1)
+
+
+def _sequence_state_text(state: Mapping[str, Any]) -> str:
+    inc = int(state.get("increment", 1) or 1)
+    col = str(state.get("owned_by") or "?").rsplit(".", 1)[-1]
+    edge = f"max({col}) = {state.get('column_max')}" if inc > 0 else f"min({col}) = {state.get('column_min')}"
+    return f"next value {next_value(state)}, {edge}"
+
+
+def sequence_self_checks(
+    sequences: Mapping[str, Mapping[str, Any]],
+    reference: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Finding]:
+    """A sequence whose next value collides with its owned column's maximum (minimum if descending).
+
+    Whether that is the backup's fault depends on the reference (``reference``: its sequence
+    states, None when there is no reference):
+
+    - the reference's sequence is behind as far or further: inherited from the source, a warning
+      (a database loaded with explicit ids never advanced its sequences; the copy is faithful);
+    - the reference's is not behind, or less: the backup or the restore introduced it, an error;
+    - no reference, or the reference does not record the sequence's column: a warning that says
+      it cannot tell which (pg_dump reads sequences after the data, so a faithful dump of a healthy
+      source never has one behind; ``--manifest`` or ``--against`` tells the two apart).
+    """
     findings: list[Finding] = []
     for name in sorted(sequences):
         s = sequences[name]
-        nv = next_value(s)
-        inc = int(s.get("increment", 1) or 1)
-        col = s.get("owned_by")
-        if nv is None or col is None:
+        lag = behind_by(s)
+        if not lag:
             continue
-        if inc > 0 and s.get("column_max") is not None and nv <= int(s["column_max"]):
-            findings.append(Finding(
-                "sequence", "error", name,
-                f"sequence {name} is behind its column {col}: next value {nv}, max({col.rsplit('.', 1)[-1]}) "
-                f"= {s['column_max']}; the next insert would collide",
-                {"next_value": nv, "column_max": s["column_max"], "owned_by": col}))
-        if inc < 0 and s.get("column_min") is not None and nv >= int(s["column_min"]):
-            findings.append(Finding(
-                "sequence", "error", name,
-                f"descending sequence {name} is behind its column {col}: next value {nv}, "
-                f"min = {s['column_min']}; the next insert would collide",
-                {"next_value": nv, "column_min": s["column_min"], "owned_by": col}))
+        col = str(s["owned_by"])
+        inc = int(s.get("increment", 1) or 1)
+        what = "descending sequence" if inc < 0 else "sequence"
+        head = f"{what} {name} is behind its column {col}: {_sequence_state_text(s)}; the next insert would collide"
+        details: dict[str, Any] = {"next_value": next_value(s), "owned_by": col, "behind_by": lag,
+                                   "column_max" if inc > 0 else "column_min":
+                                       s.get("column_max") if inc > 0 else s.get("column_min")}
+        ref = None if reference is None else reference.get(name)
+        ref_lag = None if ref is None else behind_by(ref)
+        table = col.rsplit(".", 1)[0]
+        fix = (f"fix it in the source: SELECT setval('{name}', max({col.rsplit('.', 1)[-1]})) FROM {table}"
+               if inc > 0 else "fix it in the source with setval")
+        if ref is not None and ref_lag is not None:
+            ref_text = _sequence_state_text(ref)
+            details.update(reference_next_value=next_value(ref), reference_behind_by=ref_lag)
+            if ref_lag == 0:
+                findings.append(Finding("sequence", "error", name,
+                                        f"{head}; the source's was not behind ({ref_text}): the backup or the "
+                                        "restore introduced it", {**details, "inherited": False}))
+            elif lag > ref_lag:
+                findings.append(Finding("sequence", "error", name,
+                                        f"{head}; the source's was behind by less ({ref_text}): the backup or "
+                                        "the restore made it worse", {**details, "inherited": False}))
+            else:
+                findings.append(Finding("sequence", "warning", name,
+                                        f"{head}; inherited from the source, whose sequence is behind too "
+                                        f"({ref_text}): the restored copy is as the source ({fix})",
+                                        {**details, "inherited": True}))
+            continue
+        why = ("there is no reference" if reference is None
+               else "the reference does not record this sequence's column")
+        findings.append(Finding("sequence", "warning", name,
+                                f"{head}; cannot tell whether it was inherited from the source or introduced "
+                                f"by the backup: {why} (give --manifest or --against to tell; a source loaded "
+                                "with explicit ids has it behind too)",
+                                {**details, "inherited": None}))
     return findings
 
 
@@ -323,23 +412,92 @@ def compare_fk_orphans(
             state = "" if b.get("validated", True) else " (NOT VALID constraint)"
             findings.append(Finding(
                 "fk_orphans", "error", name,
-                f"foreign key {name}{state}: {got} rows reference a missing parent, the reference had {expected}",
+                f"foreign key {name}{state}: {got} rows reference a missing parent, the reference had {expected}: "
+                f"the backup or the restore introduced {int(got) - expected}",
                 {"orphans_expected": expected, "orphans_restored": int(got),
                  "validated": b.get("validated"), "table": b.get("table")}))
     return findings
 
 
-def fk_self_checks(fks: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
-    """Orphans on validated foreign keys (no reference needed; NOT VALID ones may have orphans)."""
+def fk_self_checks(
+    fks: Mapping[str, Mapping[str, Any]],
+    reference: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Finding]:
+    """Orphans on validated foreign keys (NOT VALID ones may have orphans; ``compare_fk_orphans``
+    compares their counts with the reference's).
+
+    ``reference``: the reference's orphan counts per foreign key, None when there is no reference.
+    As many orphans as the reference or fewer: inherited from the source, a warning. More: the
+    backup or the restore added them, and ``compare_fk_orphans`` reports that error (not repeated
+    here). No reference: a warning that says it cannot tell which.
+    """
     findings: list[Finding] = []
     for name in sorted(fks):
         b = fks[name]
-        if b.get("validated", True) and int(b.get("orphans") or 0) > 0:
+        got = _as_int(b.get("orphans"))
+        if not b.get("validated", True) or not got:
+            continue
+        details = {"orphans": got, "table": b.get("table")}
+        head = f"foreign key {name}: {got} rows reference a missing parent"
+        if reference is None:
             findings.append(Finding(
-                "fk_orphans", "error", name,
-                f"foreign key {name}: {b['orphans']} rows reference a missing parent",
-                {"orphans": int(b["orphans"]), "table": b.get("table")}))
+                "fk_orphans", "warning", name,
+                f"{head}; cannot tell whether the source had them too or the backup introduced them: there is no "
+                "reference (give --manifest or --against to tell)", {**details, "inherited": None}))
+            continue
+        expected = _as_int((reference.get(name) or {}).get("orphans"))
+        if expected is not None and got <= expected:
+            findings.append(Finding(
+                "fk_orphans", "warning", name,
+                f"{head}; inherited from the source, which has {expected} (its constraint was bypassed there, "
+                "e.g. with session_replication_role = replica or disabled triggers): the restored copy is as "
+                "the source", {**details, "orphans_expected": expected, "inherited": True}))
     return findings
+
+
+_FK_VIOLATION = re.compile(
+    r'on table "(?P<table>(?:[^"]|"")+)" violates foreign key constraint "(?P<con>(?:[^"]|"")+)"')
+
+
+def inherited_restore_errors(findings: Sequence[Finding],
+                             reference_fk_orphans: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+    """A foreign key the restore could not re-create because the source's own rows violate it.
+
+    A source whose validated foreign key has orphans (the constraint bypassed there, e.g. with
+    ``session_replication_role = replica``) dumps faithfully, but no restore can add the constraint
+    back on that data: ``ADD CONSTRAINT`` fails with "violates foreign key constraint". Where the
+    reference records orphans under that very key, the error and the constraint missing from the
+    restored copy are inherited: warnings that say so. Anything else stays as it was."""
+    inherited: dict[tuple[str, str], int] = {}
+    out: list[Finding] = []
+    for f in findings:
+        m = _FK_VIOLATION.search(f.message) if f.check == "restore_errors" and f.severity == "error" else None
+        if m is not None:
+            table, con = m["table"].replace('""', '"'), m["con"].replace('""', '"')
+            hits = [(str(ref.get("table")), n) for key, ref in reference_fk_orphans.items()
+                    if ref.get("validated", True) and (n := _as_int(ref.get("orphans")) or 0) > 0
+                    and str(ref.get("table", "")).endswith("." + table) and key == f"{ref.get('table')}.{con}"]
+            if len(hits) == 1:
+                qualified, n = hits[0]
+                inherited[(qualified, con)] = n
+                f = Finding(f.check, "warning", f.object,
+                            f"{f.message} (inherited from the source: {n} rows of {qualified} reference a missing "
+                            f"parent there too, under its validated foreign key {con}, so no restore can add the "
+                            "constraint back; repair those rows in the source)",
+                            {**f.details, "inherited": True, "orphans_expected": n})
+        out.append(f)
+    if not inherited:
+        return out
+    result = []
+    for f in out:
+        path = f.details.get("path") if f.check == "schema" and f.severity == "error" else None
+        if (isinstance(path, list) and len(path) == 4 and path[0] == "tables" and path[2] == "constraints"
+                and (path[1], path[3]) in inherited and f.details.get("change") == "dictionary_item_removed"):
+            f = Finding(f.check, "warning", f.object,
+                        f"{f.message} (inherited from the source: its rows violate it, so the restore could not "
+                        "add it back; see the restore error)", {**f.details, "inherited": True})
+        result.append(f)
+    return result
 
 
 # --- large objects --------------------------------------------------------------------------------

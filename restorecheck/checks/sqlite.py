@@ -69,11 +69,16 @@ def self_check_findings(
     fk_orphans: Mapping[str, Mapping[str, Any]],
     *,
     open_error_reported: bool = False,
+    reference_fk_orphans: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Finding]:
     """Findings from a restored copy's own facts: integrity_check, read errors, FK orphans.
 
     ``open_error_reported``: the restore already reported that the file does not open (a
     ``restore_errors`` finding), so that is not reported a second time.
+    ``reference_fk_orphans``: the reference's orphan counts (None: no reference). Orphans the
+    reference has as many of are inherited (a warning that says so); more than the reference are
+    ``compare_fk_orphans``'s error and not repeated here; with no reference the warning says that
+    it cannot tell.
     """
     findings: list[Finding] = []
     open_error = facts.get("open_error")
@@ -102,13 +107,21 @@ def self_check_findings(
         findings.append(Finding("integrity", "error", "database", message, details))
     for name, state in sorted(fk_orphans.items()):
         n = int(state.get("orphans") or 0)
-        if n > 0:
-            findings.append(Finding(
-                "fk_orphans", "warning", name,
-                f"foreign key {name}: {n} row(s) of {state.get('table')} reference a missing parent in "
-                f"{state.get('parent')} (SQLite does not enforce foreign keys by default; compared with the "
-                "reference when there is one)",
-                {"orphans": n, "table": state.get("table"), "parent": state.get("parent"),
-                 "rowids": list(state.get("rowids") or [])[:MAX_LISTED]},
-            ))
+        if n <= 0:
+            continue
+        if reference_fk_orphans is None:
+            why = ("cannot tell whether the source had them too: there is no reference (give --manifest or "
+                   "--against to tell)")
+        else:
+            expected = int((reference_fk_orphans.get(name) or {}).get("orphans") or 0)
+            if n > expected:
+                continue  # compare_fk_orphans: an error, the backup added them
+            why = f"inherited from the source, which has {expected}: the restored copy is as the source"
+        findings.append(Finding(
+            "fk_orphans", "warning", name,
+            f"foreign key {name}: {n} row(s) of {state.get('table')} reference a missing parent in "
+            f"{state.get('parent')} (SQLite does not enforce foreign keys by default); {why}",
+            {"orphans": n, "table": state.get("table"), "parent": state.get("parent"),
+             "rowids": list(state.get("rowids") or [])[:MAX_LISTED]},
+        ))
     return findings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -69,6 +69,9 @@ class RestoreOptions:
     progress: ProgressFn = no_progress
     sandbox: str = "auto"  # auto | bwrap | none: the OS sandbox around the server and the restore tools
     restore_timeout: float | None = None  # seconds: the restore tool (and its sandbox) is killed then
+    # the reference's encoding and locale facts (checks.compare.locale_of): the throwaway database
+    # gets its locale where the target has it; None: the dump's own, where it says
+    reference_locale: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -106,8 +109,12 @@ class Engine(Protocol):
         A backup that does not restore cleanly is a ``restore_errors`` finding, not an exception.
         """
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
-        """Checks that need no reference (SQLite integrity_check, a sequence behind its column, ...)."""
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
+                    reference: Manifest | None = None) -> list[Finding]:
+        """Checks that need no reference (SQLite integrity_check, a sequence behind its column, ...).
+
+        ``reference`` (None when there is none) only decides whether a condition was inherited
+        from the source (it shows it too: a warning) or introduced by the backup (an error)."""
 
     def narrow(
         self,

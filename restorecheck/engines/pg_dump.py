@@ -263,9 +263,11 @@ def large_object_entries(listing: str) -> list[str]:
 
 
 def pg_restore_preamble_argv(pg_restore: Path | str, archive: Path | str | None,
-                             empty_list: Path | str) -> list[str]:
-    """Only the script preamble (an empty --use-list): versions and client_encoding, cheaply."""
-    return [str(pg_restore), f"--use-list={empty_list}", "--file=-", *_archive_arg(archive)]
+                             empty_list: Path | str, *, create: bool = False) -> list[str]:
+    """Only the script preamble (an empty --use-list): versions and client_encoding, cheaply.
+    ``create``: with the archive's CREATE DATABASE statement too (its encoding and locale)."""
+    return [str(pg_restore), *(["--create"] if create else []), f"--use-list={empty_list}", "--file=-",
+            *_archive_arg(archive)]
 
 
 def psql_restore_argv(psql: Path | str, script: Path | str | None, *, dbname: str) -> list[str]:
@@ -556,6 +558,7 @@ class PlainScan:
     ends_with_newline: bool = True
     decode_errors: int = 0
     database_statements: int = 0  # CREATE/ALTER/DROP DATABASE and \connect (pg_dump -C)
+    clean_statements: int = 0  # the leading DROP section of pg_dump -c (--clean) without --if-exists
     dump_headers: int = 0  # '-- PostgreSQL database dump' lines: more than one is a concatenation
     cluster_dump: bool = False  # pg_dumpall output, which legitimately holds several dumps
     # Lines psql must read otherwise, by the byte offset where the line starts (outside COPY data
@@ -601,6 +604,7 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
     total = Path(path).stat().st_size
     in_copy: str | None = None
     head: list[str] = []
+    clean = CleanSection()
     done = 0
     last_report = 0
     last = b""
@@ -620,6 +624,7 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
             if m:
                 in_copy = m.group("table").decode("utf-8", "replace")
                 scan.copy_blocks += 1
+                clean.state = "after"
                 continue
             try:
                 line = raw.decode("utf-8")
@@ -630,6 +635,11 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
                 head.append(line)
             stripped = line.strip()
             start = done - len(raw)
+            if clean.state != "after":
+                rewritten = clean.rewrite(raw.decode("utf-8", "surrogateescape"))
+                if rewritten is not None:  # pg_dump -c: as --if-exists writes it (CleanSection)
+                    scan.clean_statements += 1
+                    scan.edits[start] = rewritten.encode("utf-8", "surrogateescape")
             if stripped.startswith("\\restrict ") and not (scan.restrict_key and not scan.unrestricted):
                 scan.restrict_key = stripped.split(None, 1)[1]
                 scan.unrestricted = False
@@ -664,6 +674,42 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
     return scan
 
 
+_CREATE_DATABASE = re.compile(r'^CREATE DATABASE (?:"(?:[^"]|"")*"|[^\s"]+) WITH (?P<options>.*);\s*$')
+_DB_OPTION = re.compile(r"\s*(?P<key>[A-Z_]+)\s*=\s*(?P<value>'(?:[^']|'')*'|[A-Za-z0-9_]+)")
+_LOCALE_KEYS = {"ENCODING": "encoding", "LC_COLLATE": "lc_collate", "LC_CTYPE": "lc_ctype",
+                "LOCALE_PROVIDER": "locale_provider", "ICU_LOCALE": "icu_locale", "ICU_RULES": "icu_rules",
+                "BUILTIN_LOCALE": "builtin_locale"}
+
+
+def database_locale_in_sql(text: str) -> dict[str, str]:
+    """The encoding and locale of the first ``CREATE DATABASE ... WITH ...;`` line of a script
+    (pg_dump -C, or ``pg_restore --create`` of an archive), as manifest facts name them
+    (``lc_collate``, ``lc_ctype``, ``locale_provider``, ``icu_locale``, ...); ``LOCALE`` sets both
+    LC_ values. Empty when there is none. Values are only ever passed on as SQL literals."""
+    for line in text.splitlines():
+        m = _CREATE_DATABASE.match(line)
+        if not m:
+            continue
+        out: dict[str, str] = {}
+        options = m["options"]
+        pos = 0
+        while pos < len(options):
+            o = _DB_OPTION.match(options, pos)
+            if o is None:
+                break
+            pos = o.end()
+            key, value = o["key"], o["value"]
+            if value.startswith("'"):
+                value = value[1:-1].replace("''", "'")
+            if key == "LOCALE":
+                out.setdefault("lc_collate", value)
+                out.setdefault("lc_ctype", value)
+            elif key in _LOCALE_KEYS:
+                out[_LOCALE_KEYS[key]] = value.lower() if key == "LOCALE_PROVIDER" else value
+        return out
+    return {}
+
+
 _DATABASE_PREFIXES = ("CREATE DATABASE ", "ALTER DATABASE ", "DROP DATABASE ", "COMMENT ON DATABASE ",
                       "\\connect ", "\\c ")
 
@@ -678,6 +724,89 @@ def _comment(why: bytes, raw: bytes) -> bytes:
     stays, so psql's line numbers still point into the file)."""
     text = raw.rstrip(b"\r\n").replace(b"\\", b"/")[:200]
     return b"-- (" + why + b") " + text + b"\n"
+
+
+# The object kinds of pg_dump's DROP statements (te->desc), longest first: "IF EXISTS" goes after them.
+_DROP_KINDS = sorted((
+    "ACCESS METHOD", "AGGREGATE", "CAST", "COLLATION", "CONVERSION", "DOMAIN", "EVENT TRIGGER", "EXTENSION",
+    "FOREIGN DATA WRAPPER", "FOREIGN TABLE", "FUNCTION", "INDEX", "LANGUAGE", "MATERIALIZED VIEW", "OPERATOR",
+    "OPERATOR CLASS", "OPERATOR FAMILY", "POLICY", "PROCEDURAL LANGUAGE", "PROCEDURE", "PUBLICATION", "RULE",
+    "SCHEMA", "SEQUENCE", "SERVER", "STATISTICS", "SUBSCRIPTION", "TABLE", "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TRANSFORM", "TRIGGER", "TYPE",
+    "USER MAPPING", "VIEW",
+), key=len, reverse=True)
+_LO_UNLINK = re.compile(r"^SELECT pg_catalog\.lo_unlink\('(?P<oid>\d+)'\);$")
+# preamble lines pg_dump writes before the DROP section (-C: the database lines come first)
+_PREAMBLE = re.compile(r"^(SET [a-z_]+ = .*;|SELECT pg_catalog\.set_config\(.*\);|\\(restrict|unrestrict) \S+)$")
+
+
+@dataclass
+class CleanSection:
+    """Finds and rewrites the leading DROP section of a ``pg_dump -c`` plain dump, line by line.
+
+    pg_dump writes it right after the preamble (the ``SET`` lines), one statement per line, before
+    the first object's ``-- Name:`` comment; every statement there is a DROP of an object the dump
+    then creates. Only that section is touched: the first line that is neither preamble nor such a
+    DROP ends it for good (``state == "after"``), so a ``DROP`` in COPY data, a function body or
+    anywhere later in the script is never rewritten. Each statement becomes what ``pg_dump -c
+    --if-exists`` writes (pg_backup_archiver.c, ``_printTocEntry``): ``ALTER TABLE IF EXISTS``,
+    ``DROP CONSTRAINT IF EXISTS``, ``DROP <kind> IF EXISTS``, and a ``lo_unlink`` that skips missing
+    large objects. A line it does not recognise ends the section unchanged, so it still fails if it
+    fails.
+    """
+
+    state: str = "preamble"  # preamble | clean | after
+
+    def rewrite(self, line: str) -> str | None:
+        """The rewritten line, or None when it is left as is (the state is updated either way)."""
+        stripped = line.strip()
+        end = line[len(line.rstrip("\r\n")):] or "\n"
+        if not stripped or (stripped.startswith("--") and self.state == "preamble"):
+            return None
+        if self.state == "preamble" and (_PREAMBLE.match(stripped) or is_database_statement(stripped)):
+            return None
+        new = if_exists(stripped)
+        if new is None:
+            self.state = "after"
+            return None
+        self.state = "clean"
+        return None if new == stripped else new + end
+
+
+def if_exists(statement: str) -> str | None:
+    """``statement`` (one line of pg_dump's DROP section) as ``--if-exists`` writes it, or None when
+    it is not such a statement. Already-IF-EXISTS statements are returned unchanged."""
+    if not statement.endswith(";") or "\n" in statement:
+        return None
+    m = _LO_UNLINK.match(statement)
+    if m:
+        return f"SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '{m['oid']}';"
+    if statement.startswith("SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = "):
+        return statement
+    if statement.startswith("ALTER TABLE "):
+        rest = statement[len("ALTER TABLE "):]
+        head = "ALTER TABLE " if rest.startswith("IF EXISTS ") else "ALTER TABLE IF EXISTS "
+        if rest.endswith(" DROP DEFAULT;") and " ALTER COLUMN " in rest:
+            return head + rest  # ALTER COLUMN ... DROP DEFAULT has no IF EXISTS (pg_dump leaves it too)
+        mark = rest.find(" DROP CONSTRAINT ")
+        if mark < 0:
+            return None
+        after = rest[mark + len(" DROP CONSTRAINT "):]
+        if after.startswith("IF EXISTS "):
+            return head + rest
+        return f"{head}{rest[:mark]} DROP CONSTRAINT IF EXISTS {after}"
+    if not statement.startswith("DROP "):
+        return None
+    rest = statement[len("DROP "):]
+    for kind in _DROP_KINDS:
+        if rest.startswith(kind + " ") or (kind == "CAST" and rest.startswith("CAST (")):
+            after = rest[len(kind):].lstrip(" ")
+            if after.startswith("IF EXISTS "):
+                return statement
+            return f"DROP {kind} IF EXISTS {after}"
+    return None
+
+
 
 
 def gunzip_to(src: Path, dest: Path, *, progress: ProgressFn = no_progress) -> str | None:

@@ -764,9 +764,35 @@ def database_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         """).fetchone()
     assert row is not None
     (db, ver, vnum, enc, coll, ctype, recovery, user, sup, bypass, snap) = row
-    return {"database": db, "server_version": ver, "server_version_num": int(vnum), "encoding": enc,
-            "lc_collate": coll, "lc_ctype": ctype, "in_recovery": bool(recovery), "role": user,
-            "rolsuper": bool(sup), "rolbypassrls": bool(bypass), "txid_snapshot": snap}
+    facts = {"database": db, "server_version": ver, "server_version_num": int(vnum), "encoding": enc,
+             "lc_collate": coll, "lc_ctype": ctype, "in_recovery": bool(recovery), "role": user,
+             "rolsuper": bool(sup), "rolbypassrls": bool(bypass), "txid_snapshot": snap}
+    facts.update(locale_provider_facts(conn))
+    return facts
+
+
+_PROVIDERS = {"c": "libc", "i": "icu", "b": "builtin"}
+
+
+def locale_provider_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The database's locale provider and its ICU or builtin locale (PostgreSQL 15+; the column
+    names changed in 17, so the row is read as JSON): ``locale_provider`` (libc, icu, builtin),
+    ``icu_locale``, ``icu_rules`` (16+), ``builtin_locale`` (17+). Empty before 15 (always libc)."""
+    row = conn.execute("SELECT to_jsonb(d) FROM pg_catalog.pg_database d "
+                       "WHERE d.datname = current_database()").fetchone()
+    d: Mapping[str, Any] = (row[0] if row else None) or {}
+    provider = _PROVIDERS.get(str(d.get("datlocprovider") or ""))
+    if provider is None:
+        return {}
+    out: dict[str, Any] = {"locale_provider": provider}
+    own = d.get("datlocale") if "datlocale" in d else d.get("daticulocale")  # 17 renamed it
+    if provider == "icu" and own:
+        out["icu_locale"] = own
+        if d.get("daticurules"):
+            out["icu_rules"] = d["daticurules"]
+    elif provider == "builtin" and own:
+        out["builtin_locale"] = own
+    return out
 
 
 # --- the entry points ------------------------------------------------------------------------------
@@ -932,9 +958,12 @@ def _derive_parents(results: dict[str, TableFingerprint], tables: Sequence[Table
             extra={**_extra(t), "derived": True, "partitions": sorted(x.name for x in ls)})
 
 
-def self_checks_postgres(manifest: Manifest) -> list[Finding]:
-    """Checks that need no reference: sequences behind their column, orphans on validated FKs, RLS."""
-    findings = sequence_self_checks(manifest.sequences) + fk_self_checks(manifest.fk_orphans)
+def self_checks_postgres(manifest: Manifest, reference: Manifest | None = None) -> list[Finding]:
+    """What the restored copy says about itself: sequences behind their column, orphans on validated
+    FKs, RLS. ``reference``: where it shows the same condition, it was inherited from the source
+    (a warning); where it does not, the backup or the restore introduced it (an error)."""
+    findings = (sequence_self_checks(manifest.sequences, None if reference is None else reference.sequences)
+                + fk_self_checks(manifest.fk_orphans, None if reference is None else reference.fk_orphans))
     for t in manifest.tables:
         if t.extra.get("row_security"):
             findings.append(Finding("row_security", "warning", t.name, t.note or "row-level security applies"))

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +45,7 @@ from restorecheck.errors import (
     BackupNotFoundError,
     BadInputError,
     EnvironmentFailure,
+    ProvisionError,
     SourceUnreachableError,
     ToolNotFoundError,
 )
@@ -112,10 +113,11 @@ class PostgresEngine:
             raise BadInputError(f"{db} is not a PostgreSQL database")
         return fingerprint_postgres(db, options, ranges_from=ranges_from)
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
+                    reference: Manifest | None = None) -> list[Finding]:
         from restorecheck.engines.pg_fingerprint import self_checks_postgres
 
-        return list(self_checks_postgres(manifest))
+        return list(self_checks_postgres(manifest, reference))
 
     def narrow(self, reference: DatabaseRef, restored: DatabaseRef, findings: Sequence[Finding], *,
                reference_manifest: Manifest | None = None, restored_manifest: Manifest | None = None,
@@ -357,9 +359,11 @@ class PostgresEngine:
                 return insp
             empty = jail.give("empty.list", "")
             inp = jail.input(path, need_path=fmt == "directory")
-            pre = jail.run(reader, pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), inp.path, empty),
+            pre = jail.run(reader, pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), inp.path, empty,
+                                                                create=True),
                            source=path, inp=inp, capture_stdout=True)
             preamble = pgd.parse_preamble(pre.stdout)
+            insp.facts["dump_locale"] = pgd.database_locale_in_sql(pre.stdout)
             insp.header = dataclasses.replace(header, encoding=preamble.get("encoding"))
             insp.facts["reader"] = reader.version
             insp.facts["toc_entries"] = dict(header.entry_counts)
@@ -385,6 +389,7 @@ class PostgresEngine:
             with open(script, "rb") as f:
                 head = f.read(64 * 1024).decode("utf-8", "replace")
             preamble = pgd.parse_preamble(head)
+            insp.facts["dump_locale"] = pgd.database_locale_in_sql(head)  # pg_dump -C
             insp.script = script
             insp.readable = script.stat().st_size > 0
             insp.header = pgd.ArchiveHeader(format=fmt, dumped_from=preamble.get("dumped_from"),
@@ -461,6 +466,9 @@ class PostgresEngine:
         if scan.database_statements:
             # pg_dump -C: restore into our database, not into one the script creates and connects to
             facts["database_lines_left_out"] = scan.database_statements
+        if scan.clean_statements:
+            # pg_dump -c: its leading DROPs meet an empty database, as with --if-exists
+            facts["clean_drops_made_if_exists"] = scan.clean_statements
         if scan.meta_commands:
             facts["meta_commands"] = scan.meta_commands
         insp.edits = scan.edits
@@ -534,7 +542,8 @@ class PostgresEngine:
             # registered before the database, so it runs after the database is dropped (LIFO);
             # a throwaway cluster takes its roles with it.
             stack.callback(_drop_roles, server, created)
-        db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep))
+        db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep,
+                                                 locale=database_locale(insp, options), notes=(findings, info)))
         info.update({
             "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
@@ -667,9 +676,93 @@ class PostgresEngine:
         return stack.enter_context(server.fresh_database(keep=options.keep))
 
 
+def database_locale(insp: Inspection, options: RestoreOptions) -> tuple[dict[str, str], str]:
+    """The locale the throwaway database should get, and where it comes from: the reference's
+    (manifest or live source) where known, else the dump's own (``pg_dump -C`` scripts and every
+    archive carry a CREATE DATABASE statement), else none (the target's default)."""
+    keys = ("lc_collate", "lc_ctype", "locale_provider", "icu_locale", "icu_rules", "builtin_locale")
+    for source, facts in (("reference", options.reference_locale), ("dump", insp.facts.get("dump_locale"))):
+        locale = {k: str(v) for k, v in (facts or {}).items() if k in keys and v}
+        if locale.get("lc_collate") or locale.get("lc_ctype"):
+            return locale, source
+    return {}, ""
+
+
+def locale_attempts(locale: Mapping[str, str], major: int) -> list[dict[str, str]]:
+    """``fresh_database`` keyword sets to try in order: the whole locale, then (ICU or builtin
+    missing) its libc part, then the target's default."""
+    libc = {k: locale[k] for k in ("lc_collate", "lc_ctype") if locale.get(k)}
+    provider = locale.get("locale_provider")
+    full = dict(libc)
+    if major >= 15 and provider in ("libc", "icu", "builtin"):
+        full["locale_provider"] = provider
+        if provider == "icu" and locale.get("icu_locale"):
+            full["icu_locale"] = locale["icu_locale"]
+            if major >= 16 and locale.get("icu_rules"):
+                full["icu_rules"] = locale["icu_rules"]
+        if provider == "builtin" and locale.get("builtin_locale"):
+            full["builtin_locale"] = locale["builtin_locale"]
+    attempts = [full]
+    if provider in ("icu", "builtin") and major >= 15:
+        attempts.append({**libc, "locale_provider": "libc"})
+    attempts.append({})
+    out: list[dict[str, str]] = []
+    for a in attempts:
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def describe_locale(kw: Mapping[str, str]) -> str:
+    if not kw:
+        return "the target's default locale"
+    parts = []
+    if kw.get("lc_collate") and kw.get("lc_collate") == kw.get("lc_ctype"):
+        parts.append(f"locale {kw['lc_collate']}")
+    else:
+        parts += [f"{k.upper()} {kw[k]}" for k in ("lc_collate", "lc_ctype") if kw.get(k)]
+    provider = kw.get("locale_provider")
+    if provider == "icu":
+        parts.append(f"ICU locale {kw.get('icu_locale', '?')}" + (" with ICU rules" if kw.get("icu_rules") else ""))
+    elif provider == "builtin":
+        parts.append(f"builtin locale {kw.get('builtin_locale', '?')}")
+    return ", ".join(parts)
+
+
 @contextlib.contextmanager
-def _fresh_database(server: Any, encoding: str, *, keep: bool) -> Any:
-    with server.fresh_database(encoding=encoding, keep=keep) as db:
+def _fresh_database(server: Any, encoding: str, *, keep: bool,
+                    locale: tuple[Mapping[str, str], str] = ({}, ""),
+                    notes: tuple[list[Finding], dict[str, Any]] | None = None) -> Any:
+    """A fresh database with ``encoding`` and, where the target has it, the locale ``locale``
+    (``database_locale``). Where it has not, the database gets what the target has, and ONE
+    informational finding (check ``database``) says so, with the remedy; ``notes`` (the restore's
+    findings and info) receive it and ``info["locale"]``."""
+    wanted, source = locale
+    attempts = locale_attempts(wanted, server.major)
+    reason: str | None = None
+    with contextlib.ExitStack() as inner:
+        for i, kw in enumerate(attempts):
+            try:
+                db = inner.enter_context(server.fresh_database(encoding=encoding, keep=keep, **kw))
+            except ProvisionError as exc:
+                if i == len(attempts) - 1:
+                    raise
+                if reason is None:
+                    reason = exc.message.split(": ", 1)[-1]
+                continue
+            break
+        if notes is not None and wanted:
+            findings, info = notes
+            info["locale"] = {"source": source, "requested": attempts[0], "used": kw, "unavailable": reason}
+            if i > 0:
+                findings.append(Finding(
+                    "database", "info", "database",
+                    f"the throwaway database could not get the {source}'s {describe_locale(attempts[0])}: "
+                    f"{reason}; it has {describe_locale(kw)}. Text sorts and compares differently there (ORDER BY, "
+                    "text range partitions, non-deterministic collations); row counts and checksums do not depend "
+                    "on it. To restore under the same locale, install it on this machine (the distribution's "
+                    "locales, a PostgreSQL built with ICU) or give --target a server that has it",
+                    {"locale_fallback": True, "requested": attempts[0], "used": kw, "error": reason}))
         yield db
 
 

@@ -1037,7 +1037,8 @@ class SqliteEngine:
 
     # --- checks that need no reference --------------------------------------------------------
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest) -> list[Finding]:
+    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
+                    reference: Manifest | None = None) -> list[Finding]:
         """Findings from the restored copy's own manifest: integrity_check, unreadable tables, orphans.
 
         ``manifest`` is the fingerprint of ``restored``; when it holds no integrity_check result
@@ -1053,7 +1054,8 @@ class SqliteEngine:
             except sqlite3.DatabaseError as exc:
                 facts["open_error"] = _first_line(exc)
         reported = isinstance(restored, SqliteRef) and str(restored.path) in self._unopenable
-        return self_check_findings(facts, manifest.fk_orphans, open_error_reported=reported)
+        return self_check_findings(facts, manifest.fk_orphans, open_error_reported=reported,
+                                   reference_fk_orphans=None if reference is None else reference.fk_orphans)
 
 
 def _wal_size(path: Path) -> int:

@@ -70,8 +70,15 @@ class PgServer:
         lc_collate: str | None = None,
         lc_ctype: str | None = None,
         keep: bool = False,
+        locale_provider: str | None = None,
+        icu_locale: str | None = None,
+        icu_rules: str | None = None,
+        builtin_locale: str | None = None,
     ) -> Iterator[PostgresRef]:
-        """Create a new empty database from template0, yield a ref to it, drop it afterwards."""
+        """Create a new empty database from template0, yield a ref to it, drop it afterwards.
+
+        ``locale_provider`` (libc, icu or builtin; PostgreSQL 15+) with ``icu_locale``/``icu_rules``
+        or ``builtin_locale`` (17+). A locale the server lacks is a ``ProvisionError``."""
         import psycopg
         from psycopg import sql
 
@@ -83,6 +90,13 @@ class PgServer:
             parts.append(sql.SQL("LC_COLLATE {}").format(sql.Literal(lc_collate)))
         if lc_ctype:
             parts.append(sql.SQL("LC_CTYPE {}").format(sql.Literal(lc_ctype)))
+        if locale_provider:
+            if locale_provider not in ("libc", "icu", "builtin"):
+                raise ProvisionError(f"unknown locale provider {locale_provider!r}")
+            parts.append(sql.SQL("LOCALE_PROVIDER {}").format(sql.SQL(locale_provider)))
+        for key, value in (("ICU_LOCALE", icu_locale), ("ICU_RULES", icu_rules), ("BUILTIN_LOCALE", builtin_locale)):
+            if value:
+                parts.append(sql.SQL(key + " {}").format(sql.Literal(value)))
         stmt = sql.SQL(" ").join(parts)
         try:
             with psycopg.connect(self.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:

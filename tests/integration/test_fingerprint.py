@@ -215,11 +215,18 @@ def test_row_level_security_is_said_not_hidden(pg_server: PgServer) -> None:
 def test_self_checks_catch_a_sequence_behind_its_column(fresh_db: PostgresRef) -> None:
     execute(fresh_db, "CREATE TABLE t (id serial PRIMARY KEY, d int); INSERT INTO t (d) SELECT 1 FROM "
                       "generate_series(1, 10); SELECT setval('t_id_seq', 4)")
-    found = self_checks_postgres(fingerprint_postgres(fresh_db, OPTS))
-    assert [(f.check, f.object) for f in found] == [("sequence", "public.t_id_seq")]
-    assert "next value 5" in found[0].message
+    behind = fingerprint_postgres(fresh_db, OPTS)
+    found = self_checks_postgres(behind)
+    assert [(f.check, f.severity, f.object) for f in found] == [("sequence", "warning", "public.t_id_seq")]
+    assert "next value 5" in found[0].message and "cannot tell" in found[0].message
+    assert behind.sequences["public.t_id_seq"]["column_max"] == 10  # what the manifest records to tell
     execute(fresh_db, "SELECT setval('t_id_seq', 10)")
-    assert self_checks_postgres(fingerprint_postgres(fresh_db, OPTS)) == []
+    healthy = fingerprint_postgres(fresh_db, OPTS)
+    assert self_checks_postgres(healthy) == []
+    # against a reference: behind there too, inherited (warning); not behind there, introduced (error)
+    assert [f.severity for f in self_checks_postgres(behind, behind)] == ["warning"]
+    assert "inherited from the source" in self_checks_postgres(behind, behind)[0].message
+    assert [f.severity for f in self_checks_postgres(behind, healthy)] == ["error"]
 
 
 def test_unreachable_source_is_an_environment_failure() -> None:

@@ -308,10 +308,19 @@ def _lower_customers_seq(lines: list[str]) -> list[str]:
 
 
 def test_sequence_behind_its_column_without_a_reference(src: Src, tmp_path: Path) -> None:
-    report = verify(h.edit_plain(src.plain, tmp_path / "seq.sql", _lower_customers_seq))
+    faulty = h.edit_plain(src.plain, tmp_path / "seq.sql", _lower_customers_seq)
+    report = verify(faulty)
     assert report.reference == "none"
-    assert_fails_with(report, "sequence")
-    assert any(o == "shop.customers_id_seq" for c, o, _ in errors(report) if c == "sequence"), errors(report)
+    # without a reference it cannot tell inherited from introduced: a warning that says so
+    assert report.verdict == "pass", errors(report)
+    (f,) = [f for f in report.findings if f.check == "sequence"]
+    assert (f.severity, f.object) == ("warning", "shop.customers_id_seq")
+    assert "cannot tell whether it was inherited from the source or introduced by the backup" in f.message
+    # with the manifest of the source (whose sequence was not behind): an error
+    against = verify(faulty, src.manifest)
+    assert_fails_with(against, "sequence")
+    assert any(o == "shop.customers_id_seq" and "introduced it" in m for c, o, m in errors(against)
+               if c == "sequence"), errors(against)
 
 
 def test_manifest_of_another_database(src: Src, pg_server: PgServer, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from restorecheck.checks.compare import (
     compare_schema,
     compare_sequences,
     fk_self_checks,
+    locale_of,
     next_value,
     sequence_self_checks,
 )
@@ -105,15 +106,59 @@ def test_sequences_exact_and_against_a_live_reference() -> None:
                              live_reference=True) == []
 
 
-def test_sequence_self_checks() -> None:
-    behind = {"s.q": {"last_value": 4, "is_called": True, "increment": 1, "owned_by": "s.t.id", "column_max": 10}}
-    assert ids(sequence_self_checks(behind)) == [("sequence", "error", "s.q")]
-    ok = {"s.q": {"last_value": 10, "is_called": True, "increment": 1, "owned_by": "s.t.id", "column_max": 10}}
-    assert sequence_self_checks(ok) == []
-    not_called = {"s.q": {"last_value": 10, "is_called": False, "increment": 1, "owned_by": "s.t.id",
-                          "column_max": 10}}
-    assert ids(sequence_self_checks(not_called)) == [("sequence", "error", "s.q")]
+def seq(last: int, *, called: bool = True, inc: int = 1, col_max: Any = 10, **kw: Any) -> dict[str, Any]:
+    edge = {"column_max": col_max} if inc > 0 else {"column_min": col_max}
+    return {"last_value": last, "is_called": called, "increment": inc, "owned_by": "s.t.id", **edge, **kw}
+
+
+def test_sequence_self_checks_without_a_reference_cannot_tell() -> None:
+    (f,) = sequence_self_checks({"s.q": seq(4)})
+    assert (f.check, f.severity, f.object) == ("sequence", "warning", "s.q")
+    assert "is behind its column s.t.id: next value 5, max(id) = 10" in f.message
+    assert "cannot tell whether it was inherited from the source or introduced by the backup" in f.message
+    assert "there is no reference" in f.message and f.details["inherited"] is None
+    assert f.details["behind_by"] == 6  # nextval returns 5..10 before it is past the column
+    assert sequence_self_checks({"s.q": seq(10)}) == []
+    assert ids(sequence_self_checks({"s.q": seq(10, called=False)})) == [("sequence", "warning", "s.q")]
     assert sequence_self_checks({"s.q": {"last_value": 1, "is_called": True}}) == []  # owns no column
+    assert sequence_self_checks({"s.q": seq(1, col_max=None)}) == []  # an empty column
+    assert sequence_self_checks({"s.q": seq(1, col_max="1.5")}) == []  # not an integer column: not compared
+    assert ids(sequence_self_checks({"s.d": seq(-5, inc=-1, col_max=-10)})) == [("sequence", "warning", "s.d")]
+    assert sequence_self_checks({"s.d": seq(-11, inc=-1, col_max=-10)}) == []
+
+
+def test_a_sequence_behind_in_the_source_too_is_inherited() -> None:
+    # loaded with explicit ids, never advanced: setval(seq, 1, false) in the source and in the copy
+    source = {"s.q": seq(1, called=False, col_max=100)}
+    (f,) = sequence_self_checks(source, source)
+    assert (f.check, f.severity, f.object) == ("sequence", "warning", "s.q")
+    assert "inherited from the source, whose sequence is behind too (next value 1, max(id) = 100)" in f.message
+    assert "SELECT setval('s.q', max(id)) FROM s.t" in f.message and f.details["inherited"] is True
+    # the live source took more explicit ids since the backup: still inherited
+    assert ids(sequence_self_checks(source, {"s.q": seq(1, called=False, col_max=120)})) == [
+        ("sequence", "warning", "s.q")]
+
+
+def test_a_sequence_behind_where_the_source_was_not_is_an_error() -> None:
+    (f,) = sequence_self_checks({"s.q": seq(4)}, {"s.q": seq(10)})
+    assert (f.check, f.severity) == ("sequence", "error")
+    assert "the source's was not behind (next value 11, max(id) = 10): the backup or the restore introduced it" \
+        in f.message and f.details["inherited"] is False
+    # behind in the source, further behind in the copy: made worse
+    (g,) = sequence_self_checks({"s.q": seq(2, col_max=100)}, {"s.q": seq(50, col_max=100)})
+    assert (g.severity, g.details["behind_by"], g.details["reference_behind_by"]) == ("error", 98, 50)
+    assert "the source's was behind by less" in g.message and "made it worse" in g.message
+    # a descending sequence behind where the source's was not
+    assert ids(sequence_self_checks({"s.d": seq(-5, inc=-1, col_max=-10)},
+                                    {"s.d": seq(-11, inc=-1, col_max=-10)})) == [("sequence", "error", "s.d")]
+
+
+def test_a_reference_that_does_not_record_the_column_cannot_tell() -> None:
+    old = {"s.q": {"last_value": 1, "is_called": False, "increment": 1, "owned_by": "s.t.id"}}
+    (f,) = sequence_self_checks({"s.q": seq(1, called=False)}, old)
+    assert f.severity == "warning" and "the reference does not record this sequence's column" in f.message
+    (g,) = sequence_self_checks({"s.q": seq(1, called=False)}, {})
+    assert g.severity == "warning" and "cannot tell" in g.message
 
 
 def test_fk_orphans() -> None:
@@ -123,8 +168,26 @@ def test_fk_orphans() -> None:
     more = compare_fk_orphans(ref, {"s.c.fk": {"orphans": 1, "validated": True},
                                     "s.c.nv": {"orphans": 2, "validated": False}})
     assert ids(more) == [("fk_orphans", "error", "s.c.fk")]
+    assert "the backup or the restore introduced 1" in more[0].message
     assert ids(fk_self_checks(ref)) == []  # NOT VALID may have orphans
-    assert ids(fk_self_checks({"s.c.fk": {"orphans": 3, "validated": True}})) == [("fk_orphans", "error", "s.c.fk")]
+    assert ids(fk_self_checks(ref, ref)) == []
+
+
+def test_fk_orphans_on_a_validated_key_inherited_or_not() -> None:
+    restored = {"s.c.fk": {"orphans": 3, "validated": True, "table": "s.c"}}
+    (f,) = fk_self_checks(restored)
+    assert (f.check, f.severity, f.object) == ("fk_orphans", "warning", "s.c.fk")
+    assert "cannot tell whether the source had them too" in f.message and "no reference" in f.message
+    # the source has them too (its constraint was bypassed): inherited
+    (g,) = fk_self_checks(restored, {"s.c.fk": {"orphans": 3, "validated": True}})
+    assert g.severity == "warning" and "inherited from the source, which has 3" in g.message
+    assert compare_fk_orphans({"s.c.fk": {"orphans": 3, "validated": True}}, restored) == []
+    # more than the source: compare_fk_orphans's error, not repeated as a self-check warning
+    fewer = {"s.c.fk": {"orphans": 1, "validated": True}}
+    assert fk_self_checks(restored, fewer) == []
+    assert ids(compare_fk_orphans(fewer, restored)) == [("fk_orphans", "error", "s.c.fk")]
+    _, findings = compare_manifests(manifest(fk_orphans=fewer), manifest(fk_orphans=restored))
+    assert ids(findings) == [("fk_orphans", "error", "s.c.fk")]
 
 
 def test_large_objects() -> None:
@@ -180,8 +243,43 @@ def test_partitioned_parents_leave_the_findings_to_their_partitions() -> None:
     assert [r.match for r in results] == [False, False]
 
 
-def test_database_encoding_and_collation_differences_are_warnings() -> None:
-    a = manifest(facts={"encoding": "UTF8", "lc_collate": "C.UTF-8"})
-    b = manifest(facts={"encoding": "UTF8", "lc_collate": "en_US.UTF-8"})
+def test_database_locale_difference_is_one_info_and_encoding_a_warning() -> None:
+    a = manifest(facts={"encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+                        "locale_provider": "icu", "icu_locale": "en-US"})
+    b = manifest(facts={"encoding": "UTF8", "lc_collate": "C", "lc_ctype": "C", "locale_provider": "libc"})
     _, f = compare_manifests(a, b)
-    assert ids(f) == [("schema", "warning", "database")] and "lc_collate" in f[0].message
+    assert ids(f) == [("database", "info", "database")]
+    assert f[0].message.startswith("database locale differs from the reference's: lc_collate C.UTF-8 -> C, "
+                                   "lc_ctype C.UTF-8 -> C, locale_provider icu -> libc")
+    assert f[0].details["locale_difference"] is True
+    _, f = compare_manifests(a, manifest(facts={**a.facts, "encoding": "LATIN1"}))
+    assert ids(f) == [("schema", "warning", "database")] and "encoding" in f[0].message
+    # an older manifest without the provider facts: only what both record is compared
+    assert compare_manifests(manifest(facts={"lc_collate": "C"}), b)[1] == []
+    assert locale_of(a.facts) == {"encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+                                  "locale_provider": "icu", "icu_locale": "en-US"}
+
+
+def test_a_foreign_key_the_source_own_rows_violate_is_inherited() -> None:
+    from restorecheck.checks.compare import inherited_restore_errors
+    from restorecheck.model import Finding
+
+    restore_error = Finding("restore_errors", "error", "FK CONSTRAINT c c_p_id_fkey postgres",
+                            'insert or update on table "c" violates foreign key constraint "c_p_id_fkey"',
+                            {"tool": "pg_restore"})
+    missing = Finding("schema", "error", "public.c", "constraint public.c.c_p_id_fkey is missing in the restored copy",
+                      {"path": ["tables", "public.c", "constraints", "c_p_id_fkey"],
+                       "change": "dictionary_item_removed"})
+    other = Finding("restore_errors", "error", "line 9", 'relation "x" does not exist')
+    source = {"public.c.c_p_id_fkey": {"table": "public.c", "orphans": 1, "validated": True}}
+    out = inherited_restore_errors([restore_error, missing, other], source)
+    assert [(f.check, f.severity) for f in out] == [("restore_errors", "warning"), ("schema", "warning"),
+                                                    ("restore_errors", "error")]
+    assert "inherited from the source: 1 rows of public.c reference a missing parent there too" in out[0].message
+    assert "inherited from the source" in out[1].message
+    # the source had no orphans there: the backup introduced them, both stay errors
+    clean = {"public.c.c_p_id_fkey": {"table": "public.c", "orphans": 0, "validated": True}}
+    assert inherited_restore_errors([restore_error, missing], clean) == [restore_error, missing]
+    # orphans under a NOT VALID key restore fine (ADD CONSTRAINT ... NOT VALID): an error here is not theirs
+    not_valid = {"public.c.c_p_id_fkey": {"table": "public.c", "orphans": 1, "validated": False}}
+    assert inherited_restore_errors([restore_error], not_valid) == [restore_error]

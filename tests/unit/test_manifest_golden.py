@@ -40,3 +40,21 @@ def test_golden_manifest_compares_equal_with_itself() -> None:
     results, findings = compare_manifests(m, Manifest.load(GOLDEN))
     assert findings == [] and all(r.match for r in results)
     assert self_checks_postgres(m) == []
+
+
+def test_golden_manifest_tells_inherited_from_introduced() -> None:
+    """A version 1 manifest already records what the inherited/introduced rule needs: per sequence
+    its state, owned column and that column's max; per foreign key its orphan count."""
+    import dataclasses
+
+    from restorecheck.checks.compare import behind_by
+
+    m = Manifest.load(GOLDEN)
+    seq = m.sequences["shop.customers_id_seq"]
+    assert behind_by(seq) == 0 and "column_max" in seq
+    assert self_checks_postgres(m, m) == []
+    behind = dict(seq, last_value=1, is_called=False)
+    copy = dataclasses.replace(m, sequences={**m.sequences, "shop.customers_id_seq": behind})
+    # behind in the copy only: introduced, an error; behind in the reference too: inherited, a warning
+    assert [(f.check, f.severity) for f in self_checks_postgres(copy, m)] == [("sequence", "error")]
+    assert [(f.check, f.severity) for f in self_checks_postgres(copy, copy)] == [("sequence", "warning")]

@@ -331,3 +331,115 @@ def test_restricted_script_neutralises_only_pg_dumps_own_restrict_pair(tmp_path:
         assert "\\restrict in data" in lines  # COPY data untouched
         assert "\\unrestrict WRONG" in lines and "SELECT 1; \\! id" in lines  # left for psql to refuse
         assert len(lines) == text.count("\n") + 1
+
+
+CLEAN_HEAD = """--
+-- PostgreSQL database dump
+--
+
+\\restrict abc123
+
+SET statement_timeout = 0;
+SET client_encoding = 'UTF8';
+SELECT pg_catalog.set_config('search_path', '', false);
+SET row_security = off;
+
+"""
+
+
+@pytest.mark.parametrize(("statement", "expected"), [
+    ("DROP TABLE public.t;", "DROP TABLE IF EXISTS public.t;"),
+    ("DROP MATERIALIZED VIEW app.mv;", "DROP MATERIALIZED VIEW IF EXISTS app.mv;"),
+    ("DROP TRIGGER trg ON app.c;", "DROP TRIGGER IF EXISTS trg ON app.c;"),
+    ("DROP EVENT TRIGGER et;", "DROP EVENT TRIGGER IF EXISTS et;"),
+    ("DROP OPERATOR CLASS app.oc USING btree;", "DROP OPERATOR CLASS IF EXISTS app.oc USING btree;"),
+    ("DROP TEXT SEARCH CONFIGURATION app.cfg;", "DROP TEXT SEARCH CONFIGURATION IF EXISTS app.cfg;"),
+    ("DROP CAST (text AS app.d);", "DROP CAST IF EXISTS (text AS app.d);"),
+    ("DROP USER MAPPING FOR alice SERVER s;", "DROP USER MAPPING IF EXISTS FOR alice SERVER s;"),
+    ('DROP FUNCTION app."DROP TABLE x"(integer);', 'DROP FUNCTION IF EXISTS app."DROP TABLE x"(integer);'),
+    ("ALTER TABLE ONLY app.c DROP CONSTRAINT c_pkey;", "ALTER TABLE IF EXISTS ONLY app.c DROP CONSTRAINT IF EXISTS c_pkey;"),
+    ("ALTER TABLE app.p ALTER COLUMN id DROP DEFAULT;", "ALTER TABLE IF EXISTS app.p ALTER COLUMN id DROP DEFAULT;"),
+    ("SELECT pg_catalog.lo_unlink('16427');",
+     "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16427';"),
+    ("DROP TABLE IF EXISTS public.t;", "DROP TABLE IF EXISTS public.t;"),  # --if-exists: unchanged
+    ("CREATE TABLE public.t (id int);", None),
+    ("DROP DATABASE shop;", None),  # not an object kind of the section (-C's database lines are left out)
+    ("DROP TABLE public.t", None),  # not a whole statement on the line
+    ("ALTER TABLE public.t ADD COLUMN x int;", None),
+])
+def test_if_exists_writes_what_pg_dump_if_exists_writes(statement: str, expected: str | None) -> None:
+    assert pgd.if_exists(statement) == expected
+
+
+def test_clean_section_of_pg_dump_c_is_made_if_exists_and_nothing_else(tmp_path: Path) -> None:
+    text = CLEAN_HEAD + (
+        "DROP PUBLICATION pub;\n"
+        "ALTER TABLE ONLY app.c DROP CONSTRAINT c_p_id_fkey;\n"
+        "SELECT pg_catalog.lo_unlink('16427');\n"
+        "DROP TABLE app.c;\n"
+        "DROP SCHEMA app;\n"
+        "--\n-- Name: app; Type: SCHEMA; Schema: -; Owner: postgres\n--\n\n"
+        "CREATE SCHEMA app;\n"
+        "CREATE FUNCTION app.f() RETURNS void LANGUAGE sql AS $$\n"
+        "DROP TABLE app.c;\n"
+        "$$;\n"
+        "CREATE TABLE app.c (v text);\n"
+        "COPY app.c (v) FROM stdin;\n"
+        "DROP TABLE app.c;\n"
+        "\\.\n"
+        "DROP TABLE app.c;\n"
+    ) + PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):]
+    src = write(tmp_path, "c.sql", text)
+    assert pgd.scan_plain(src).clean_statements == 5
+    fed = b"".join(pgd.restricted_script(src, "k", pgd.scan_plain(src).edits)).decode()
+    fed = fed.split("\n", pgd.RESTRICT_LINES)[-1]  # the script as psql reads it, after restorecheck's key
+    lines = fed.splitlines()
+    assert lines[lines.index("SET row_security = off;") + 2:][:5] == [
+        "DROP PUBLICATION IF EXISTS pub;",
+        "ALTER TABLE IF EXISTS ONLY app.c DROP CONSTRAINT IF EXISTS c_p_id_fkey;",
+        "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16427';",
+        "DROP TABLE IF EXISTS app.c;",
+        "DROP SCHEMA IF EXISTS app;",
+    ]
+    # the function body, the COPY data and a DROP after the section are untouched
+    assert lines.count("DROP TABLE app.c;") == 3
+    assert fed.replace("IF EXISTS ", "").count("DROP TABLE app.c;") == 4
+    assert fed.count("\n") == text.count("\n")
+
+
+def test_no_clean_section_when_the_script_starts_with_anything_else(tmp_path: Path) -> None:
+    # a DROP only after the first CREATE is the script's own business: never rewritten
+    text = CLEAN_HEAD + "CREATE TABLE public.t (v text);\nDROP TABLE public.t;\n" + \
+        PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):]
+    src = write(tmp_path, "n.sql", text)
+    assert pgd.scan_plain(src).clean_statements == 0
+    # a COPY first: its data is never a clean section either
+    text = CLEAN_HEAD + "COPY public.t (v) FROM stdin;\nDROP TABLE public.t;\n\\.\nDROP TABLE public.t;\n" + \
+        PLAIN[PLAIN.index("--\n-- PostgreSQL database dump complete"):]
+    src = write(tmp_path, "copy.sql", text)
+    scan = pgd.scan_plain(src)
+    assert scan.clean_statements == 0
+    fed = b"".join(pgd.restricted_script(src, "k", scan.edits)).decode().split("\n", pgd.RESTRICT_LINES)[-1]
+    assert fed.replace("-- (pg_dump's restrict line) /restrict abc123", "\\restrict abc123").replace(
+        "-- (pg_dump's unrestrict line) /unrestrict abc123", "\\unrestrict abc123") == text
+
+
+def test_database_locale_of_a_create_database_line() -> None:
+    icu = ("CREATE DATABASE shop WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = icu "
+           "LOCALE = 'C.UTF-8' ICU_LOCALE = 'en-US';\n")
+    assert pgd.database_locale_in_sql("SET x = 1;\n" + icu) == {
+        "encoding": "UTF8", "locale_provider": "icu", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+        "icu_locale": "en-US"}
+    split = ("CREATE DATABASE \"a WITH LOCALE = 'x';\" WITH TEMPLATE = template0 ENCODING = 'LATIN1' "
+             "LOCALE_PROVIDER = libc LC_COLLATE = 'C' LC_CTYPE = 'it''s';")
+    assert pgd.database_locale_in_sql(split) == {"encoding": "LATIN1", "locale_provider": "libc",
+                                                 "lc_collate": "C", "lc_ctype": "it's"}
+    # PostgreSQL 17's builtin provider; 14's LC_ pairs without a provider
+    assert pgd.database_locale_in_sql("CREATE DATABASE d WITH TEMPLATE = template0 ENCODING = 'UTF8' "
+                                      "LOCALE_PROVIDER = builtin LOCALE = 'C.UTF-8' BUILTIN_LOCALE = 'C.UTF-8';"
+                                      )["builtin_locale"] == "C.UTF-8"
+    assert pgd.database_locale_in_sql("CREATE DATABASE d WITH TEMPLATE = template0 ENCODING = 'UTF8' "
+                                      "LC_COLLATE = 'en_US.utf8' LC_CTYPE = 'en_US.utf8';") == {
+        "encoding": "UTF8", "lc_collate": "en_US.utf8", "lc_ctype": "en_US.utf8"}
+    assert pgd.database_locale_in_sql("-- CREATE DATABASE d WITH LOCALE = 'x';\nCREATE TABLE t (v text);") == {}
+    assert pgd.pg_restore_preamble_argv("pg_restore", "a.dump", "e.list", create=True)[1] == "--create"
