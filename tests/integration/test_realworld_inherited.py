@@ -24,7 +24,7 @@ from restorecheck.dburl import PostgresRef
 from restorecheck.engines.base import BackupOptions, RestoreOptions
 from restorecheck.model import Manifest, Report
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import execute
+from tests.conftest import execute, url
 from tests.integration import pg5_helpers as h
 
 pytestmark = pytest.mark.postgres
@@ -73,7 +73,7 @@ def test_drill_of_a_source_loaded_with_explicit_ids_passes_with_warnings(source:
 
 def test_drill_cli_exit_0(source: PostgresRef, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    assert run_cli(["drill", source.display(), "--report", str(out), "--no-progress", "-q"]) == 0
+    assert run_cli(["drill", url(source), "--report", str(out), "--no-progress", "-q"]) == 0
     doc = json.loads(out.read_text())
     assert doc["verdict"] == "pass"
     assert {f["object"] for f in doc["findings"] if f["check"] == "sequence" and f["severity"] == "warning"} == BEHIND
