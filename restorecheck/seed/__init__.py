@@ -42,4 +42,5 @@ def seed(
         require_sqlite_file(target.path, "TARGET", hint="give a SQLite database file (it is created if missing)")
 
         return seed_sqlite(target, scale=scale, seed=seed, replace=replace, progress=progress)
-    raise BadInputError(f"cannot seed {target!r}", "give a postgresql:// URL or a SQLite file path")
+    raise BadInputError(f"cannot seed a {type(target).__name__}: it is not a database reference",
+                        "give a postgresql:// URL or a SQLite file path")
