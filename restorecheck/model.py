@@ -416,8 +416,8 @@ def _read_bounded(p: Path, source: str, max_bytes: int) -> str:
                                "check the path and its permissions") from None
     with fh:
         too_big = BadManifestError(f"{source} is larger than {_size(max_bytes)}, the limit for a manifest",
-                                   "give the manifest restorecheck wrote (the Python API's Manifest.load "
-                                   "takes max_bytes for a larger one)")
+                                   "give the manifest restorecheck wrote; in the Python API, "
+                                   "Manifest.load(path, max_bytes=...) reads a larger one")
         if os.fstat(fh.fileno()).st_size > max_bytes:
             raise too_big
         try:
