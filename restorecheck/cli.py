@@ -90,6 +90,15 @@ def output_options(f: F) -> F:
     return f
 
 
+def _pg_bin_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--pg-bin must be a directory: click's Path(file_okay=False) lets a FIFO or a device through."""
+    from restorecheck.paths import require_dir
+
+    if value is not None:
+        require_dir(value, "--pg-bin", hint="give the directory that holds pg_dump, pg_restore and psql")
+    return value
+
+
 def target_options(f: F) -> F:
     """Where the throwaway restore target comes from."""
     f = click.option("--restore-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
@@ -100,7 +109,7 @@ def target_options(f: F) -> F:
                           "(bubblewrap), none, or auto (bwrap where it works, else none with a warning).")(f)
     f = click.option("--keep", is_flag=True, help="Keep the throwaway target and print how to connect.")(f)
     f = click.option("--pg-bin", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     help="Directory of PostgreSQL binaries to use first.")(f)
+                     callback=_pg_bin_dir, help="Directory of PostgreSQL binaries to use first.")(f)
     f = click.option("--target", "target", metavar="local|docker|URL",
                      help="Throwaway target: local (default), docker, or a postgresql:// server URL.")(f)
     return f
@@ -162,7 +171,7 @@ def _err(line: str) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-@click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--pg-bin", type=click.Path(file_okay=False, path_type=Path), callback=_pg_bin_dir,
               help="Also look for PostgreSQL binaries here.")
 @click.option("--sweep", is_flag=True,
               help="First remove throwaway cluster directories left behind by killed runs.")
@@ -343,7 +352,7 @@ def backup_format_options(f: F) -> F:
 @click.option("--name", help="File name stem (default: <database>-<UTC timestamp>).")
 @jobs_option
 @click.option("--pg-bin", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Directory of PostgreSQL binaries to use first.")
+              callback=_pg_bin_dir, help="Directory of PostgreSQL binaries to use first.")
 @source_session_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
 @click.option("--no-progress", is_flag=True, help="Never show progress bars.")

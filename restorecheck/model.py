@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import itertools
 import json
+import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +21,16 @@ from typing import Any, Literal
 
 from restorecheck import __version__
 from restorecheck.errors import BadManifestError
+from restorecheck.paths import open_regular, require_output_file
+from restorecheck.validate import SchemaError, Validator
 
 MANIFEST_VERSION = 1
+# the largest manifest Manifest.load reads: a manifest of tens of thousands of tables with their key
+# ranges and catalog is tens of MiB; the limit keeps '--manifest /dev/zero'-like inputs from eating memory
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+# restorecheck writes manifests 7 levels deep; deeper JSON is refused before anything recurses into it
+MAX_MANIFEST_DEPTH = 64
+_HINT = "give a file written by 'restorecheck snapshot' or 'restorecheck backup', unchanged"
 
 Severity = Literal["error", "warning", "info"]
 Verdict = Literal["pass", "fail", "error"]
@@ -248,20 +260,24 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: Any, *, source: str = "manifest") -> Manifest:
+        """Build a Manifest from parsed JSON, after checking it against the shipped JSON Schema
+        (``restorecheck/data/manifest.schema.json``): BadManifestError naming the field otherwise."""
         if not isinstance(d, Mapping) or d.get("tool") != "restorecheck" or "manifest_version" not in d:
             raise BadManifestError(
                 f"{source} is not a restorecheck manifest",
                 "give a file written by 'restorecheck snapshot' or 'restorecheck backup'",
             )
         version = d["manifest_version"]
-        if not isinstance(version, int) or version < 1:
-            raise BadManifestError(f"{source} has an invalid manifest_version {version!r}")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise BadManifestError(f"{source} has an invalid manifest_version {_show(version)}",
+                                   "give a file written by 'restorecheck snapshot' or 'restorecheck backup'")
         if version > MANIFEST_VERSION:
             raise BadManifestError(
                 f"{source} has manifest_version {version}, newer than this restorecheck reads "
                 f"({MANIFEST_VERSION})",
                 "upgrade restorecheck",
             )
+        validate_manifest(d, source=source)
         try:
             return cls(
                 engine=str(d["engine"]),
@@ -279,32 +295,29 @@ class Manifest:
                 tool_version=str(d.get("tool_version", "")),
                 manifest_version=version,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadManifestError(f"{source} is malformed: {exc!r}") from None
+        except (KeyError, TypeError, ValueError) as exc:  # the schema should have said it: a safety net
+            raise BadManifestError(f"{source} is malformed ({exc.__class__.__name__} while reading it)",
+                                   "give a file written by 'restorecheck snapshot' or 'restorecheck backup'"
+                                   ) from None
 
     @classmethod
-    def load(cls, path: str | Path) -> Manifest:
+    def load(cls, path: str | Path, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:
+        """Read, check and build the manifest in ``path``; every problem is a BadManifestError (exit 2).
+
+        Only a regular file is opened (never a FIFO or a device), at most ``max_bytes`` are read,
+        JSON nested deeper than ``MAX_MANIFEST_DEPTH`` is refused, and the content is validated
+        against the JSON Schema before any object is built."""
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise BadManifestError(f"manifest {p} does not exist", "check the path") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadManifestError(f"manifest {p} cannot be read: {exc.__class__.__name__}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadManifestError(
-                f"manifest {p} is not valid JSON (line {exc.lineno}, column {exc.colno})",
-                "give a file written by 'restorecheck snapshot' or 'restorecheck backup'",
-            ) from None
-        return cls.from_dict(data, source=f"manifest {p}")
+        source = f"manifest {p}"
+        data = _parse_json(_read_bounded(p, source, max_bytes), source)
+        return cls.from_dict(data, source=source)
 
     def save(self, path: str | Path, mode: int = 0o600) -> None:
         """Write the manifest atomically, ``mode`` 0600 unless told (it names every table)."""
         import os
 
         p = Path(path)
+        require_output_file(p, "manifest")  # the rename below would replace a FIFO or a device node
         tmp = p.with_name(p.name + ".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -397,3 +410,173 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return value
+
+
+# --- reading and validating manifests -------------------------------------------------------------
+
+
+def _read_bounded(p: Path, source: str, max_bytes: int) -> str:
+    try:
+        fh = open_regular(p, source.split(" ", 1)[0], error=BadManifestError,
+                          hint="give the manifest file restorecheck wrote")
+    except FileNotFoundError:
+        raise BadManifestError(f"{source} does not exist", "check the path") from None
+    except OSError as exc:
+        raise BadManifestError(f"{source} cannot be read: {exc.strerror or exc.__class__.__name__}",
+                               "check the path and its permissions") from None
+    with fh:
+        too_big = BadManifestError(f"{source} is larger than {_size(max_bytes)}, the limit for a manifest",
+                                   "give the manifest restorecheck wrote; in the Python API, "
+                                   "Manifest.load(path, max_bytes=...) reads a larger one")
+        if os.fstat(fh.fileno()).st_size > max_bytes:
+            raise too_big
+        try:
+            raw = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise BadManifestError(f"{source} cannot be read: {exc.strerror or exc.__class__.__name__}",
+                                   "check the file") from None
+        if len(raw) > max_bytes:  # a file that grows, or lies about its size (/proc)
+            raise too_big
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadManifestError(f"{source} is not UTF-8 text (byte {exc.start})", _HINT) from None
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 and n % (1024 * 1024) == 0 else f"{n} bytes"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_json(text: str, source: str) -> Any:
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadManifestError(f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno})",
+                               _HINT) from None
+    except RecursionError:
+        raise BadManifestError(f"{source} is nested more than {MAX_MANIFEST_DEPTH} levels deep", _HINT) from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of thousands of digits
+        what = str(exc) if "JSON number" in str(exc) else "it holds a number too long to read"
+        raise BadManifestError(f"{source} is not valid JSON: {what}", _HINT) from None
+    if _deeper_than(data, MAX_MANIFEST_DEPTH):
+        raise BadManifestError(f"{source} is nested more than {MAX_MANIFEST_DEPTH} levels deep", _HINT)
+    return data
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Without recursion: does ``value`` nest arrays/objects more than ``limit`` levels deep?"""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        v, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = v.values() if isinstance(v, dict) else v
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+@functools.cache
+def _validator() -> Validator:
+    from importlib import resources
+
+    text = resources.files("restorecheck").joinpath("data/manifest.schema.json").read_text(encoding="utf-8")
+    return Validator(json.loads(text))
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema every manifest is validated against (``restorecheck/data/manifest.schema.json``)."""
+    return dict(_validator().schema)
+
+
+def validate_manifest(data: Any, *, source: str = "manifest") -> None:
+    """BadManifestError naming the JSON path of the first problem when ``data`` does not match the schema."""
+    if _deeper_than(data, MAX_MANIFEST_DEPTH):
+        raise BadManifestError(f"{source} is nested more than {MAX_MANIFEST_DEPTH} levels deep", _HINT)
+    validator = _validator()
+    if validator.is_valid(data):
+        return
+    errors = validator.iter_errors(data)
+    first = next(errors, None)
+    if first is None:  # cannot be: both walk the same keywords
+        raise BadManifestError(f"{source} does not match the manifest schema", _HINT)
+    n = sum(1 for _ in itertools.islice(errors, 999))
+    more = f" (and {n}{'+' if n == 999 else ''} more problem{'s' if n > 1 else ''})" if n else ""
+    raise BadManifestError(f"{source} is malformed: {_describe(first, data)}{more}", _HINT)
+
+
+_JSON_TYPES = {"null": "null", "boolean": "a boolean", "integer": "an integer", "number": "a number",
+               "string": "a string", "array": "an array", "object": "an object"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _show(value: Any) -> str:
+    """A value as JSON text (never a Python repr), shortened; containers by their type only."""
+    if isinstance(value, (dict, list)):
+        return _json_type(value)
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_path(parts: Iterable[Any], data: Any) -> str:
+    """``$.tables[3].rows``, with the table's name when it has one: ``$.tables[3] (shop.orders).rows``."""
+    out, node = "$", data
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(part)):
+            out += f".{part}"
+        else:
+            out += "[" + json.dumps(str(part), ensure_ascii=False) + "]"
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+        if isinstance(part, int) and isinstance(node, dict) and isinstance(node.get("name"), str):
+            out += f" ({_show(node['name'])[1:-1]})"
+    return out
+
+
+def _describe(error: SchemaError, data: Any) -> str:
+    path = _json_path(error.absolute_path, data)
+    kind, expected, value = error.validator, error.validator_value, error.instance
+    if kind == "type":
+        types = [expected] if isinstance(expected, str) else list(expected)
+        want = " or ".join(_JSON_TYPES.get(t, t) for t in types)
+        got = _json_type(value)
+        return f"{path} must be {want}, not {got}" + ("" if isinstance(value, (dict, list)) or value is None
+                                                      else f" {_show(value)}")
+    if kind == "required":
+        missing = [k for k in expected if isinstance(value, dict) and k not in value]
+        names = ", ".join(missing) or ", ".join(expected)
+        path = "the top level" if path == "$" else path
+        return f"{path} lacks the field{'s' if len(missing) > 1 else ''} {names}"
+    if kind == "minimum":
+        return f"{path} must be at least {expected}, not {_show(value)}"
+    if kind == "const":
+        return f"{path} must be {_show(expected)}, not {_show(value)}"
+    if kind == "enum":
+        return f"{path} must be one of {', '.join(_show(x) for x in expected)}, not {_show(value)}"
+    if kind == "minLength":
+        return f"{path} must not be empty"
+    if kind == "pattern":
+        return f"{path} must match the pattern {expected}, not {_show(value)}"
+    return f"{path} does not satisfy the schema's {kind}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from restorecheck.dburl import DatabaseRef, mask, parse_database
+from restorecheck.dburl import DatabaseRef, SqliteRef, mask, parse_database
 from restorecheck.engines import ENGINE_NAMES, engine_for, get_engine
 from restorecheck.engines.base import (
     BackupOptions,
@@ -40,6 +40,13 @@ from restorecheck.model import (
     TableResult,
     verdict_for,
 )
+from restorecheck.paths import (
+    open_regular,
+    require_dir,
+    require_file,
+    require_file_or_dir,
+    require_sqlite_file,
+)
 
 # --- snapshot and compare (issue 4) ---------------------------------------------------------
 
@@ -48,14 +55,11 @@ def is_manifest_path(text: str) -> bool:
     """A compare side names a manifest when it is a ``.json`` path or a file that holds JSON."""
     if text.lower().endswith(".json"):
         return True
-    p = Path(text)
-    try:
-        if p.is_file():
-            with p.open("rb") as fh:
-                return fh.read(64).lstrip()[:1] == b"{"
-    except OSError:
+    try:  # never opens a FIFO or a device: such a side is refused as a database path afterwards
+        with open_regular(text, "compare side") as fh:
+            return fh.read(64).lstrip()[:1] == b"{"
+    except (OSError, BadInputError):
         return False
-    return False
 
 
 def _live_fingerprint(ref: DatabaseRef, options: FingerprintOptions, ranges_from: Manifest | None) -> Manifest:
@@ -64,7 +68,7 @@ def _live_fingerprint(ref: DatabaseRef, options: FingerprintOptions, ranges_from
 
 def snapshot(source: DatabaseRef | str, options: FingerprintOptions | None = None) -> Manifest:
     """Fingerprint the live database ``source`` (read only) into a Manifest."""
-    ref = _as_ref(source)
+    ref = _as_ref(source, "SOURCE")
     return _live_fingerprint(ref, options or FingerprintOptions(), None)
 
 
@@ -89,8 +93,8 @@ def compare(
     started_at, start = _now_iso(), time.monotonic()
     phases: dict[str, float] = {}
     a_is_manifest, b_is_manifest = is_manifest_path(a), is_manifest_path(b)
-    ref_a = None if a_is_manifest else _as_ref(a)
-    ref_b = None if b_is_manifest else _as_ref(b)
+    ref_a = None if a_is_manifest else _as_ref(a, "A")
+    ref_b = None if b_is_manifest else _as_ref(b, "B")
     if ref_a is not None and ref_b is not None and ref_a.engine != ref_b.engine:
         raise BadInputError(f"cannot compare a {ref_a.engine} database with a {ref_b.engine} database")
     man_a = Manifest.load(a) if a_is_manifest else None
@@ -136,8 +140,18 @@ class BackupResult:
     seconds: float
 
 
-def _as_ref(db: str | DatabaseRef) -> DatabaseRef:
-    return parse_database(db) if isinstance(db, str) else db
+def _as_ref(db: str | DatabaseRef, what: str = "SQLite database") -> DatabaseRef:
+    """The database ``db`` names; a SQLite path that is a directory, FIFO or device is exit 2 here,
+    before SQLite opens it (opening a FIFO blocks forever)."""
+    ref = parse_database(db) if isinstance(db, str) else db
+    if isinstance(ref, SqliteRef):
+        require_sqlite_file(ref.path, what, hint="give a SQLite database file")
+    return ref
+
+
+def _check_pg_bin(pg_bin: str | Path | None) -> None:
+    if pg_bin is not None:
+        require_dir(pg_bin, "--pg-bin", hint="give the directory that holds pg_dump, pg_restore and psql")
 
 
 def manifest_path_for(backup_path: str | Path) -> Path:
@@ -177,6 +191,7 @@ def prepare_outdir(outdir: str | Path, name: str | None = None) -> Path:
         raise BadInputError(f"--name {name!r} is not a plain file name",
                             "give a name without '/' that does not start with '.'; -o chooses the directory")
     out = Path(outdir)
+    require_dir(out, "the output directory", hint="choose a directory with -o")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -195,7 +210,8 @@ def backup(
     pg_bin: str | Path | None = None,
 ) -> BackupResult:
     """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot."""
-    ref = _as_ref(source)
+    ref = _as_ref(source, "SOURCE")
+    _check_pg_bin(pg_bin)
     options = options or BackupOptions()
     outdir = prepare_outdir(outdir, options.name)
     engine = engine_for(ref, pg_bin=pg_bin)
@@ -352,7 +368,9 @@ def verify(
     fingerprint = fingerprint or FingerprintOptions()
     started_at, start = _now_iso(), time.monotonic()
     path = Path(backup_path)
-    if not path.exists():
+    _check_pg_bin(pg_bin)
+    if not require_file_or_dir(path, "backup", error=BackupNotFoundError,
+                               hint="give a backup file, or a pg_dump directory-format backup"):
         raise BackupNotFoundError(f"backup {path} does not exist", "check the path")
     if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
         raise BackupNotFoundError(f"backup {path} cannot be read (permission denied)",
@@ -361,6 +379,8 @@ def verify(
         return _empty_backup_report(path, engine, manifest, started_at, start)
     eng, fmt = _detect(path, engine, pg_bin or restore.pg_bin)
     check_target(eng.name, restore.target)
+    if eng.name == "sqlite":  # its -wal beside it is copied too
+        require_sqlite_file(path, "backup", error=BackupNotFoundError)
     if manifest is not None and against is not None:
         raise BadInputError("give either --manifest or --against, not both")
     reference: Manifest | None = None
@@ -373,14 +393,14 @@ def verify(
         reference_kind = "manifest"
         reference_from = None if isinstance(manifest, Manifest) else str(manifest)
     elif against is not None:
-        live = _as_ref(against)
+        live = _as_ref(against, "--against")
         if live.engine != eng.name:
             raise BadInputError(f"--against {live.display()} is a {live.engine} database, "
                                 f"but the backup is {eng.name}")
         reference_kind = "live"
     else:
         for cand in manifest_candidates(path):
-            if cand.is_file():
+            if _manifest_beside(cand):
                 reference = Manifest.load(cand)
                 reference_kind = "manifest"
                 reference_from = str(cand)
@@ -421,13 +441,19 @@ def verify(
     )
 
 
+def _manifest_beside(candidate: Path) -> bool:
+    """A manifest beside the backup exists (a FIFO or directory by that name is exit 2, not skipped)."""
+    return require_file(candidate, "the manifest beside the backup", error=BadManifestError,
+                        hint="remove it, or give --manifest")
+
+
 def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | Manifest | None,
                          started_at: str, start: float) -> Report:
     """An empty file is the extreme of a truncated backup (``pg_dump db > f`` that failed at once,
     a disk that was full): a failed verification (exit 1), not bad input."""
     reference = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest) if manifest else None
     if reference is None:
-        beside = [c for c in manifest_candidates(path) if c.is_file()]
+        beside = [c for c in manifest_candidates(path) if _manifest_beside(c)]
         reference = Manifest.load(beside[0]) if beside else None
     name = engine or (reference.engine if reference is not None else
                       "sqlite" if path.suffix.lower() in (".db", ".sqlite", ".sqlite3") else "postgresql")
@@ -463,6 +489,9 @@ def drill(
     fingerprint = fingerprint or FingerprintOptions()
     backup_options = backup_options or BackupOptions()
     started_at, start = _now_iso(), time.monotonic()
+    _check_pg_bin(pg_bin)
+    if source is not None:
+        source = _as_ref(source, "SOURCE")
     kept_dir = None if outdir is None else prepare_outdir(outdir, backup_options.name)  # before long work
     phases: dict[str, float] = {}
     findings: list[Finding] = []

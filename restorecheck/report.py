@@ -24,6 +24,7 @@ from typing import Any
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.errors import BadInputError, EnvironmentFailure
 from restorecheck.model import CHECK_IDS, Finding, Report
+from restorecheck.paths import require_output_file
 
 # Checks that compare against a reference: skipped (JUnit) when there is none.
 REFERENCE_CHECKS = ("table_missing", "table_extra", "row_count", "checksum", "schema", "sequence",
@@ -269,6 +270,7 @@ def to_prometheus(report: Report, now: float | None = None) -> str:
 
 def _write_atomic(path: Path, text: str) -> None:
     path = Path(path)
+    require_output_file(path, "output file")  # a rename over /dev/null would replace the device
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -289,6 +291,7 @@ def check_writable(path: str | Path | None, option: str) -> None:
         return
     path = Path(path)
     parent = path.parent
+    require_output_file(path, f"the {option} file")
     if path.is_dir():
         problem = "it is a directory"
     elif not parent.is_dir():

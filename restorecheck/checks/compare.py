@@ -19,6 +19,7 @@ Conventions the engines follow so that the messages read well:
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -611,7 +612,9 @@ def _plain(value: Any) -> Any:
 
 
 def _short(v: Any) -> str:
-    text = v if isinstance(v, str) else repr(v)
+    """A value for a message: strings as they are, anything else as JSON (null, true, {"a": 1}),
+    never as a Python repr (None, True, {'a': 1})."""
+    text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
     text = " ".join(text.split())
     return text if len(text) <= 120 else text[:117] + "..."
 

@@ -17,6 +17,7 @@ module adds what only SQLite has:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,10 +50,15 @@ def compare_header(reference: Mapping[str, Any], restored: Mapping[str, Any]) ->
         }.get(key, "")
         findings.append(Finding(
             "header", severity, f"header.{key}",
-            f"SQLite header value {key}: expected {a!r}, restored {b!r}{why}",
+            f"SQLite header value {key}: expected {_json(a)}, restored {_json(b)}{why}",
             {"expected": a, "restored": b},
         ))
     return findings
+
+
+def _json(value: Any) -> str:
+    """A header value as JSON ("wal", 42, null), not as a Python repr ('wal', None)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def compare_sqlite(reference: Manifest, restored: Manifest) -> list[Finding]:

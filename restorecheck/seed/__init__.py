@@ -12,6 +12,7 @@ from __future__ import annotations
 from restorecheck.dburl import DatabaseRef, PostgresRef, SqliteRef
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.errors import BadInputError
+from restorecheck.paths import require_sqlite_file
 from restorecheck.seed.result import SeedResult
 
 __all__ = ["SeedResult", "seed"]
@@ -38,5 +39,8 @@ def seed(
     if isinstance(target, SqliteRef):
         from restorecheck.seed.sqlite import seed_sqlite
 
+        require_sqlite_file(target.path, "TARGET", hint="give a SQLite database file (it is created if missing)")
+
         return seed_sqlite(target, scale=scale, seed=seed, replace=replace, progress=progress)
-    raise BadInputError(f"cannot seed {target!r}", "give a postgresql:// URL or a SQLite file path")
+    raise BadInputError(f"cannot seed a {type(target).__name__}: it is not a database reference",
+                        "give a postgresql:// URL or a SQLite file path")
