@@ -44,11 +44,19 @@ from restorecheck.errors import (
     BackupNotFoundError,
     BadInputError,
     EnvironmentFailure,
+    ScratchDatabaseReplacedError,
     SourceUnreachableError,
     ToolNotFoundError,
 )
 from restorecheck.model import BackupArtifact, Finding, Manifest
 from restorecheck.process import PgInstallation, choose, discover
+from restorecheck.provisioners.base import DatabaseIdentity, check_database_identity, database_identity
+from restorecheck.provisioners.restore_role import (
+    RestoreRole,
+    create_restore_role,
+    drop_restore_roles,
+    grant_roles,
+)
 
 log = logging.getLogger("restorecheck")
 
@@ -490,12 +498,15 @@ class PostgresEngine:
         t0 = time.monotonic()
         tools = server.tools or self._client_tools(server.major, ("pg_restore", "psql"))
         encoding = insp.header.encoding or "UTF8"
+        restorer = _unprivileged_restorer(server, options, stack)  # before the database it owns
         created: set[str] = set()
         if server.kind != "local" and not options.keep:
             # registered before the database, so it runs after the database is dropped (LIFO);
             # a throwaway cluster takes its roles with it.
             stack.callback(_drop_roles, server, created)
-        db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep))
+        db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep,
+                                                 owner=restorer.owner if restorer else None))
+        scratch = _scratch_identity(server, db)
         info.update({
             "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
@@ -511,10 +522,12 @@ class PostgresEngine:
             info.update(scan_facts)
         _create_roles(server, roles, created)
         info["roles_created"] = sorted(created)
+        not_granted = _grant_roles(server, restorer, roles, created, info)
         info["tablespaces_created"] = _create_tablespaces(server, info.pop("tablespaces", []), obj, findings)
         timings["database_and_roles"] = time.monotonic() - t0
-        env = db.child_env()
-        info["event_triggers_quiet"] = _quiet_event_triggers(db, env)
+        restore_as = restorer.ref(db.dbname or "") if restorer else db
+        env = restore_as.child_env()
+        info["event_triggers_quiet"] = _quiet_event_triggers(restore_as, env)
         seconds = 0.0
         if not insp.readable:
             findings.append(Finding("restore_errors", "error", obj,
@@ -552,6 +565,8 @@ class PostgresEngine:
             findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
         timings["restore_tool"] = seconds
+        check_database_identity(server.admin, scratch)  # before anything is judged (threat model)
+        findings.extend(_unprivileged_findings(restorer, not_granted, findings, obj))
         if f_read is not None:
             t0 = time.monotonic()
             findings.extend(f_read.result())
@@ -602,9 +617,69 @@ class PostgresEngine:
 
 
 @contextlib.contextmanager
-def _fresh_database(server: Any, encoding: str, *, keep: bool) -> Any:
-    with server.fresh_database(encoding=encoding, keep=keep) as db:
+def _fresh_database(server: Any, encoding: str, *, keep: bool, owner: str | None = None) -> Any:
+    with server.fresh_database(encoding=encoding, keep=keep, owner=owner) as db:
         yield db
+
+
+# --- server targets: restore as an unprivileged role (README, threat model) ----------------------
+
+# what PostgreSQL says when a statement needs rights the restore role lacks
+_NEEDS_RIGHTS = re.compile(
+    r"permission denied|must be (?:a )?superuser|must be owner|must be (?:a )?member of|"
+    r"must be able to SET ROLE|must have (?:CREATEROLE|CREATEDB|REPLICATION)|"
+    r"only superusers|is not trusted|to create|to set parameter", re.I)
+
+
+def _unprivileged_restorer(server: Any, options: RestoreOptions,
+                           stack: contextlib.ExitStack) -> RestoreRole | None:
+    """On an existing server (unless --trust-backup): the role the restore tools connect as,
+    dropped on every way out, after the database it owns (registered first: LIFO)."""
+    if server.kind != "server" or options.trust_backup:
+        return None
+    role = create_restore_role(server, jobs=options.jobs)
+    stack.callback(drop_restore_roles, server.admin, role)  # --keep: the database goes to the admin
+    return role
+
+
+def _scratch_identity(server: Any, db: PostgresRef) -> DatabaseIdentity:
+    """The oid and owner of the database just created, checked again after the restore."""
+    identity = database_identity(server.admin, db.dbname or "")
+    if identity is None:
+        raise ScratchDatabaseReplacedError(f"the database {db.dbname} vanished right after it was created",
+                                           "check what else drops databases on the target server")
+    return identity
+
+
+def _grant_roles(server: Any, restorer: RestoreRole | None, roles: set[str], created: set[str],
+                 info: dict[str, Any]) -> list[str]:
+    """Grant the dump's roles to the restore role; the existing privileged ones that were not."""
+    if restorer is None:
+        info["restored_as"] = "the target URL's role" if server.kind == "server" else "superuser"
+        return []
+    granted, refused = grant_roles(server, restorer, roles, created)
+    info.update({"restored_as": f"unprivileged role {restorer.name}", "restore_role": restorer.name,
+                 "roles_granted": granted, "roles_not_granted": refused})
+    return refused
+
+
+def _unprivileged_findings(restorer: RestoreRole | None, not_granted: list[str],
+                           findings: Sequence[Finding], obj: str) -> list[Finding]:
+    """One finding that says why statements failed on a server target and how to restore them."""
+    if restorer is None:
+        return []
+    denied = [f for f in findings if f.check == "restore_errors" and f.severity == "error"
+              and _NEEDS_RIGHTS.search(f"{f.message} {f.details.get('detail', '')}")]
+    if not denied:
+        return []
+    owners = f"; the existing roles {', '.join(not_granted)} were not lent to it (they hold rights " \
+             "on the server)" if not_granted else ""
+    return [Finding(
+        "restore_errors", "error", obj,
+        f"the server target restored as the unprivileged role {restorer.name} (a backup is untrusted "
+        f"input), and {len(denied)} statement(s) needing more rights failed{owners}; restore into "
+        "--target local, or pass --trust-backup to restore as the URL's role if you trust this backup",
+        {"restore_role": restorer.name, "denied": len(denied), "roles_not_granted": not_granted})]
 
 
 def _quiet_event_triggers(db: PostgresRef, env: dict[str, str]) -> bool:
