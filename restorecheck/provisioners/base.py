@@ -88,18 +88,20 @@ class PgServer:
                 if owner:
                     conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
                         sql.Identifier(dbname)))
+                row = conn.execute("SELECT oid::bigint FROM pg_catalog.pg_database WHERE datname = %s",
+                                   (dbname,)).fetchone()
         except psycopg.Error as exc:
             raise ProvisionError(
                 f"could not create database {dbname} on {self.admin.display()}: "
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}",
                 "check that the role may CREATE DATABASE",
             ) from None
-        created = True
+        oid = int(row[0]) if row else None
         try:
             yield self.admin.with_dbname(dbname)
         finally:
-            if created and not keep:
-                drop_database(self.admin, dbname)
+            if not keep:
+                drop_database(self.admin, dbname, oid=oid)
 
 
 @dataclass(frozen=True)
@@ -147,13 +149,23 @@ def check_database_identity(admin: PostgresRef, expected: DatabaseIdentity) -> N
             f"{expected.owner}, now {now.owner})", hint)
 
 
-def drop_database(admin: PostgresRef, dbname: str) -> None:
-    """Terminate the sessions of ``dbname`` and drop it. Only call it for a database we created."""
+def drop_database(admin: PostgresRef, dbname: str, *, oid: int | None = None) -> None:
+    """Terminate the sessions of ``dbname`` and drop it. Only call it for a database we created:
+    with its ``oid``, a database of that name that is not the one we created is left alone."""
     import psycopg
     from psycopg import sql
 
     try:
         with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            if oid is not None:
+                row = conn.execute("SELECT oid::bigint FROM pg_catalog.pg_database WHERE datname = %s",
+                                   (dbname,)).fetchone()
+                if row is None:
+                    return
+                if int(row[0]) != oid:
+                    log.warning("database %s is no longer the one restorecheck created (oid %s, now %s): "
+                                "left alone", dbname, oid, row[0])
+                    return
             # Restored subscriptions block DROP DATABASE even WITH (FORCE) (PITFALLS C9).
             _drop_subscriptions(admin, dbname)
             conn.execute(
