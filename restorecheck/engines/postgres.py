@@ -56,6 +56,7 @@ from restorecheck.provisioners.restore_role import (
     create_restore_role,
     drop_restore_roles,
     grant_roles,
+    password_changed,
 )
 
 log = logging.getLogger("restorecheck")
@@ -665,16 +666,24 @@ def _grant_roles(server: Any, restorer: RestoreRole | None, roles: set[str], cre
 
 def _unprivileged_findings(restorer: RestoreRole | None, not_granted: list[str],
                            findings: Sequence[Finding], obj: str) -> list[Finding]:
-    """One finding that says why statements failed on a server target and how to restore them."""
+    """Findings of a restore as the unprivileged role: why statements failed on a server target and
+    how to restore them; a dump that changed the restore role's password."""
     if restorer is None:
         return []
+    out = []
+    if password_changed(restorer):
+        out.append(Finding(
+            "restore_errors", "error", obj,
+            f"the backup changed the password of the restore role {restorer.name} (ALTER ROLE ... "
+            "PASSWORD): whoever wrote it could log in to the target server as that unprivileged role "
+            "while the restore ran (the role is dropped now); do not trust this backup"))
     denied = [f for f in findings if f.check == "restore_errors" and f.severity == "error"
               and _NEEDS_RIGHTS.search(f"{f.message} {f.details.get('detail', '')}")]
     if not denied:
-        return []
+        return out
     owners = f"; the existing roles {', '.join(not_granted)} were not lent to it (they hold rights " \
              "on the server)" if not_granted else ""
-    return [Finding(
+    return [*out, Finding(
         "restore_errors", "error", obj,
         f"the server target restored as the unprivileged role {restorer.name} (a backup is untrusted "
         f"input), and {len(denied)} statement(s) needing more rights failed{owners}; restore into "

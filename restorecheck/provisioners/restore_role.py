@@ -49,6 +49,8 @@ class RestoreRole:
     owner: str
     password: str = dataclasses.field(repr=False)
     admin: PostgresRef
+    # pg_authid.rolpassword (the verifier) right after creation; None where the admin may not read it
+    verifier: str | None = dataclasses.field(default=None, repr=False)
 
     def ref(self, dbname: str) -> PostgresRef:
         """The admin's connection parameters with this role's name and password, into ``dbname``."""
@@ -91,6 +93,7 @@ def create_restore_role(server: PgServer, *, jobs: int = 1) -> RestoreRole:
             if not server.info.get("superuser"):
                 # CREATE DATABASE ... OWNER needs the admin to be able to SET ROLE to the owner
                 conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner)))
+            verifier = _verifier(conn, name)
     except psycopg.Error as exc:
         for made_name in reversed(made):
             drop_restore_role(server.admin, made_name)
@@ -98,7 +101,34 @@ def create_restore_role(server: PgServer, *, jobs: int = 1) -> RestoreRole:
             f"could not create the unprivileged restore role on {server.admin.display()}: {_first_line(exc)}",
             "connect as a superuser or a role with CREATEROLE and CREATEDB, or use --target local",
         ) from None
-    return RestoreRole(name, owner, password, server.admin)
+    return RestoreRole(name, owner, password, server.admin, verifier)
+
+
+def _verifier(conn: object, name: str) -> str | None:
+    import psycopg
+
+    assert isinstance(conn, psycopg.Connection)
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s",
+                               (name,)).fetchone()
+    except psycopg.Error:  # only a superuser reads pg_authid
+        return None
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def password_changed(role: RestoreRole) -> bool:
+    """Whether the restore changed the restore role's password (any role may change its own:
+    ``ALTER ROLE CURRENT_USER PASSWORD``), which would let the dump's author log in as it."""
+    import psycopg
+
+    if role.verifier is None:
+        return False
+    try:
+        with psycopg.connect(role.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            return _verifier(conn, role.name) != role.verifier
+    except psycopg.Error:
+        return False
 
 
 def drop_restore_roles(admin: PostgresRef, role: RestoreRole) -> None:

@@ -126,14 +126,18 @@ PLAIN_ATTACKS = [
     ("copy-to-file", "COPY (SELECT 1) TO '{marker}';"),
     ("read-server-file", "SELECT pg_read_file('/etc/passwd');"),
     ("lo-export", "SELECT lo_export(lo_from_bytea(0, 'x'), '{marker}');"),
-    ("drop-neighbour", f"DROP DATABASE {NEIGHBOUR};"),
-    ("rename-neighbour", f"ALTER DATABASE {NEIGHBOUR} RENAME TO rc_gone;"),
+    # 'SELECT 1; ' first: restorecheck leaves out the lines of pg_dump -C (CREATE/ALTER/DROP DATABASE,
+    # \connect) by their start; a hostile dump hides them behind another statement
+    ("drop-neighbour", f"SELECT 1; DROP DATABASE {NEIGHBOUR};"),
+    ("rename-neighbour", f"SELECT 1; ALTER DATABASE {NEIGHBOUR} RENAME TO rc_gone;"),
     ("grant-server-program", "GRANT pg_execute_server_program TO CURRENT_USER;"),
     ("set-role-superuser", "SET ROLE postgres;\nCREATE ROLE rc_evil SUPERUSER LOGIN;"),
     ("untrusted-extension", "CREATE EXTENSION IF NOT EXISTS dblink;"),
-    ("switch-and-write", f"SELECT 1;\n\\connect {NEIGHBOUR}\nINSERT INTO keep_me VALUES (666);"),
-    ("switch-and-create", f"SELECT 1;\n\\connect {NEIGHBOUR}\nCREATE TABLE public.evil (x int);"),
-    ("create-database", "CREATE DATABASE rc_evil_db;"),
+    ("switch-and-write", f"SELECT 1; \\connect {NEIGHBOUR}\nINSERT INTO keep_me VALUES (666);"),
+    ("switch-and-create", f"SELECT 1; \\connect {NEIGHBOUR}\nCREATE TABLE public.evil (x int);"),
+    ("create-database", "SELECT 1; CREATE DATABASE rc_evil_db;"),
+    # allowed (every role may), but reported: the author could log in as the restore role
+    ("own-password", "ALTER ROLE CURRENT_USER PASSWORD 'known';"),
 ]
 
 
@@ -156,8 +160,7 @@ def test_hostile_plain_dump_changes_nothing_on_a_server_target(target: Target, t
     assert_nothing_escaped(target, before)
     info = report.extra["restore"]
     assert info["restored_as"].startswith("unprivileged role restorecheck_")
-    if info.get("database_lines_left_out"):
-        return  # a CREATE/DROP/ALTER DATABASE line: left out before the restore, as for pg_dump -C
+    assert not info.get("database_lines_left_out")
     assert report.verdict == "fail", [(f.check, f.message) for f in report.findings]
     assert "restore_errors" in h.checks(report), report.findings
 
@@ -166,9 +169,9 @@ def test_a_plain_dump_that_drops_the_scratch_database_never_passes(target: Targe
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """With psql's \\restrict the \\connect is refused (a restore error: exit 1); without it the
     restore role may drop the database it owns but not create one: the drop is caught (exit 3)."""
-    attack = ("SELECT current_database() AS scratch \\gset\n\\connect postgres\n"
-              "DROP DATABASE :\"scratch\";\nCREATE DATABASE :\"scratch\";\n\\connect :\"scratch\"\n"
-              "CREATE TABLE public.t (id integer PRIMARY KEY);")
+    attack = ("SELECT current_database() AS scratch \\gset\nSELECT 1; \\connect postgres\n"
+              "SELECT 1; DROP DATABASE :\"scratch\";\nSELECT 1; CREATE DATABASE :\"scratch\";\n"
+              "SELECT 1; \\connect :\"scratch\"\nCREATE TABLE public.t (id integer PRIMARY KEY);")
     before = server_state(target)
     code = run_cli(["verify", str(plain_dump(tmp_path / "swap.sql", attack, target.marker)),
                     "--target", target.url, "--no-progress", "-q"])
