@@ -101,7 +101,9 @@ class PgServer:
             yield self.admin.with_dbname(dbname)
         finally:
             if not keep:
-                drop_database(self.admin, dbname, oid=oid)
+                # on an existing server, never a database of that name that is not ours; a
+                # throwaway server goes as a whole anyway
+                drop_database(self.admin, dbname, oid=oid if self.kind == "server" else None)
 
 
 @dataclass(frozen=True)

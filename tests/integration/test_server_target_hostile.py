@@ -165,21 +165,25 @@ def test_hostile_plain_dump_changes_nothing_on_a_server_target(target: Target, t
     assert "restore_errors" in h.checks(report), report.findings
 
 
-def test_a_plain_dump_that_drops_the_scratch_database_never_passes(target: Target, tmp_path: Path,
+@pytest.mark.parametrize("where", ["server", "local"])
+def test_a_plain_dump_that_drops_the_scratch_database_never_passes(target: Target, tmp_path: Path, where: str,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """With psql's \\restrict the \\connect is refused (a restore error: exit 1); without it the
-    restore role may drop the database it owns but not create one: the drop is caught (exit 3)."""
+    """The issue's reproduction (once PASS, "0 tables"). With psql's \\restrict the \\connect is
+    refused (a restore error: exit 1). Without it: on a server target the restore role may drop the
+    database it owns but not create one; on the local target the superuser restore drops and
+    recreates it; either way the database is not the one restored into: exit 3, one line."""
     attack = ("SELECT current_database() AS scratch \\gset\nSELECT 1; \\connect postgres\n"
               "SELECT 1; DROP DATABASE :\"scratch\";\nSELECT 1; CREATE DATABASE :\"scratch\";\n"
               "SELECT 1; \\connect :\"scratch\"\nCREATE TABLE public.t (id integer PRIMARY KEY);")
     before = server_state(target)
     code = run_cli(["verify", str(plain_dump(tmp_path / "swap.sql", attack, target.marker)),
-                    "--target", target.url, "--no-progress", "-q"])
+                    "--target", target.url if where == "server" else "local", "--no-progress", "-q"])
     err = capsys.readouterr().err
     assert_nothing_escaped(target, before)
     assert code in (1, 3), err
     if code == 3:
-        assert "dropped or renamed the database it was restored into" in err
+        what = "dropped or renamed" if where == "server" else "replaced"
+        assert f"{what} the database it was restored into" in err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
