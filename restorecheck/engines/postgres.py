@@ -9,7 +9,10 @@ the dump holds even while the source keeps taking writes (PITFALLS F1).
 or the plain script's preamble for versions and encoding; the full read check
 ``pg_restore -f /dev/null`` or the plain-dump trailer checks), provisions a throwaway server of a
 major that can load it, creates a database from template0 with the dump's encoding and the
-roles the dump names (NOLOGIN), and restores as superuser. Every problem becomes a finding.
+roles the dump names (NOLOGIN), and restores: as the throwaway server's superuser, or on an
+existing server (``--target postgresql://``) as an unprivileged role made for the run
+(``provisioners/restore_role.py``) unless ``--trust-backup``. Every problem becomes a finding;
+the scratch database dropped or replaced by the restore is an error (README, threat model).
 """
 
 from __future__ import annotations

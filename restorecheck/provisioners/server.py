@@ -2,7 +2,8 @@
 
 restorecheck only ever creates one uniquely named ``restorecheck_<random>`` database there
 (``PgServer.fresh_database``) and drops that one afterwards, terminating its own sessions first.
-It never writes into, or drops, a database it did not create.
+It never writes into, or drops, a database it did not create. The restore itself runs as an
+unprivileged role made for the run (``provisioners/restore_role.py``; README, threat model).
 """
 
 from __future__ import annotations
