@@ -617,7 +617,25 @@ class PostgresEngine:
             tmp_root=options.tmp_root, start_timeout=options.start_timeout))
         self._shared_server = server
         self._shared_target = options.target or "local"
+        if server.kind == "server" and not options.keep:
+            _drop_seed_roles_made_here(server, stack)  # registered first: runs after the databases go
         return stack.enter_context(server.fresh_database(keep=options.keep))
+
+
+def _drop_seed_roles_made_here(server: Any, stack: contextlib.ExitStack) -> None:
+    """On an existing server the self-test's seed creates the dataset's NOLOGIN roles where they are
+    missing: drop those it created when the run ends (roles that were there before stay)."""
+    import psycopg
+
+    from restorecheck.seed.postgres import ROLES
+
+    try:
+        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            existed = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                                                  (list(ROLES),))}
+    except psycopg.Error:
+        return
+    stack.callback(_drop_roles, server, set(ROLES) - existed)
 
 
 @contextlib.contextmanager

@@ -363,3 +363,42 @@ def test_scratch_database_replaced_during_the_restore_is_an_error(
         assert len(leftovers) == 1
         execute(target.server.admin, f'DROP DATABASE "{leftovers[0][0]}"')
         assert not execute(target.server.admin, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'restorecheck%'")
+
+
+# --- every way out removes the roles and the database ---------------------------------------------
+
+
+def test_an_interrupted_restore_leaves_no_role_and_no_database(target: Target, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real_run_tool = pgd.run_tool
+
+    def interrupted(argv: Any, **kw: Any) -> pgd.ToolResult:
+        if str(kw.get("label", "")).startswith("restore: "):
+            roles = execute(target.server.admin, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'restorecheck%'")
+            assert len(roles) == 2  # the restore role and the database's owner role exist while it runs
+            raise KeyboardInterrupt
+        return real_run_tool(argv, **kw)
+
+    monkeypatch.setattr(pgd, "run_tool", interrupted)
+    before = server_state(target)
+    with pytest.raises(KeyboardInterrupt):
+        verify_on(target, plain_dump(tmp_path / "faithful.sql", "", target.marker))
+    assert_nothing_escaped(target, before)
+    assert not execute(target.server.admin, "SELECT datname FROM pg_database WHERE datname LIKE 'restorecheck%'")
+
+
+def test_drill_self_test_on_a_server_target_trusts_its_own_dump(target: Target,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """drill with no SOURCE restores the dump it just made of the dataset it just seeded, owned by
+    the URL's role: trusted by construction, it passes; nothing is left on the server."""
+    before = server_state(target)
+    report = pipeline.drill(restore=RestoreOptions(target=target.url))
+    assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
+    assert report.extra["restore"]["restored_as"] == "the target URL's role"
+    assert_nothing_escaped(target, before)
+
+
+def test_trust_backup_is_an_option_of_verify_and_drill(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("verify", "drill"):
+        assert run_cli([command, "--help"]) == 0
+        assert "--trust-backup" in capsys.readouterr().out
