@@ -650,7 +650,7 @@ def _fresh_database(server: Any, encoding: str, *, keep: bool, owner: str | None
 _NEEDS_RIGHTS = re.compile(
     r"permission denied|must be (?:a )?superuser|must be owner|must be (?:a )?member of|"
     r"must be able to SET ROLE|must have (?:CREATEROLE|CREATEDB|REPLICATION)|"
-    r"only superusers|is not trusted|to create|to set parameter", re.I)
+    r"only superusers|is not trusted", re.I)
 
 
 def _unprivileged_restorer(server: Any, options: RestoreOptions,
