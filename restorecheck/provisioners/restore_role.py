@@ -7,14 +7,14 @@ superuser owns the server (``COPY ... TO PROGRAM``, ``ALTER SYSTEM``, ``CREATE R
 - a random name with the sweepable prefix ``restorecheck_`` and a random password that only this
   process knows; ``NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS``, a connection
   limit, ``LOGIN`` with a password that expires (``VALID UNTIL``) in case the run is killed;
-- it owns the scratch database and nothing else (``PgServer.fresh_database(owner=...)`` revokes
-  ``CONNECT`` on it from ``PUBLIC``);
-- the roles the dump names are granted to it (so ``ALTER ... OWNER TO`` works): the ones
-  restorecheck created (``NOLOGIN``, no rights), and existing ones only when they are *inert*
-  (no attribute, a member of nothing, owning or holding rights on nothing in any database, nor
-  a database, tablespace or parameter); a privileged existing role is never granted;
-- afterwards its sessions are terminated, what it owns is reassigned to the admin and its rights
-  dropped, and the role itself is dropped, on every way out.
+- beside it a ``NOLOGIN`` role ``<name>_owner`` that owns the scratch database and nothing else
+  (``PgServer.fresh_database(owner=...)`` revokes ``CONNECT`` on it from ``PUBLIC``), granted to it;
+- the roles the dump names are granted to it (so ``ALTER ... OWNER TO`` works) and are members of
+  the owner role: the ones restorecheck created (``NOLOGIN``, no rights), and existing ones only
+  when they are *inert* (no attribute, a member of nothing, owning or holding rights on nothing in
+  any database, nor a database, tablespace or parameter); a privileged existing role is never granted;
+- afterwards their sessions are terminated, what they own is reassigned to the admin and their
+  rights dropped, and both roles are dropped, on every way out.
 """
 
 from __future__ import annotations
