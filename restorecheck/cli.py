@@ -108,6 +108,9 @@ def target_options(f: F) -> F:
                      help="OS sandbox around the throwaway server and the restore tools: bwrap "
                           "(bubblewrap), none, or auto (bwrap where it works, else none with a warning).")(f)
     f = click.option("--keep", is_flag=True, help="Keep the throwaway target and print how to connect.")(f)
+    f = click.option("--trust-backup", is_flag=True,
+                     help="Server URL target: restore as the URL's role, not as an unprivileged role "
+                          "restorecheck makes. Only for backups you trust (see the threat model).")(f)
     f = click.option("--pg-bin", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      callback=_pg_bin_dir, help="Directory of PostgreSQL binaries to use first.")(f)
     f = click.option("--target", "target", metavar="local|docker|URL",
@@ -395,7 +398,8 @@ def backup(source: str, outdir: Path, file_mode: int, fmt: str, compress: str | 
 @source_session_options
 @output_options
 def verify(backup_path: Path, manifest_file: Path | None, against: str | None, target: str | None,
-           pg_bin: Path | None, keep: bool, sandbox: str, restore_timeout: float | None, jobs: int, max_restore_seconds: float | None, engine: str | None,
+           pg_bin: Path | None, trust_backup: bool, keep: bool, sandbox: str, restore_timeout: float | None,
+           jobs: int, max_restore_seconds: float | None, engine: str | None,
            lock_timeout: str, statement_timeout: str, report_file: Path | None, junit_file: Path | None,
            metrics_file: Path | None, quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """Restore BACKUP into a fresh throwaway instance and check it against its reference.
@@ -411,7 +415,7 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
         _check_outputs(report_file, junit_file, metrics_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
-                                     keep=keep, progress=progress, sandbox=sandbox,
+                                     keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
                                      restore_timeout=restore_timeout)
             report = pipeline.verify(
                 backup_path, manifest=manifest_file, against=against, restore=restore,
@@ -442,8 +446,8 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
               help="RTO target: a slower restore is a finding (check 'rto').")
 @source_session_options
 @output_options
-def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | None, keep: bool, sandbox: str,
-          restore_timeout: float | None, jobs: int, file_mode: int,
+def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | None, trust_backup: bool,
+          keep: bool, sandbox: str, restore_timeout: float | None, jobs: int, file_mode: int,
           fmt: str, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
           report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
@@ -462,7 +466,7 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             fp = _fingerprint_opts(jobs, lock_timeout, statement_timeout, progress)
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
-                                     keep=keep, progress=progress, sandbox=sandbox,
+                                     keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
                                      restore_timeout=restore_timeout)
             engine_name = parse_database(source).engine if source else engine
             backup_options = BackupOptions(format=fmt if engine_name == "postgresql" else "sqlite",

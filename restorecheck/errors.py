@@ -80,6 +80,11 @@ class ProvisionError(EnvironmentFailure):
     """No throwaway target could be provisioned."""
 
 
+class ScratchDatabaseReplacedError(EnvironmentFailure):
+    """The database restorecheck restored into was dropped, replaced or given away during the
+    restore: whatever is there now is not what the backup restored, so there is no verdict."""
+
+
 class SourceUnreachableError(EnvironmentFailure):
     """The source database could not be reached or read."""
 

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -497,6 +498,9 @@ def drill(
     findings: list[Finding] = []
     with contextlib.ExitStack() as stack:
         if source is None:
+            # the self-test restores a dump this run's pg_dump wrote of the dataset this run seeded:
+            # trusted by construction (on a server target its objects belong to the URL's role)
+            restore = dataclasses.replace(restore, trust_backup=True)
             eng = get_engine(engine, pg_bin=pg_bin or restore.pg_bin)
             check_target(eng.name, restore.target)
             t = time.monotonic()
@@ -515,8 +519,11 @@ def drill(
             check_target(eng.name, restore.target)
             source_text = src.display()
         if kept_dir is None:
-            out = Path(tempfile.mkdtemp(prefix="restorecheck-drill-", dir=restore.tmp_root))
+            # its removal is registered before it exists: a Ctrl-C or SIGTERM that lands right
+            # after the directory is made cannot leave it behind
+            out = Path(restore.tmp_root or tempfile.gettempdir()) / f"restorecheck-drill-{secrets.token_hex(6)}"
             stack.callback(shutil.rmtree, out, True)
+            out.mkdir(mode=0o700)
         else:
             out = kept_dir
         t = time.monotonic()

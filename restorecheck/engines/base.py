@@ -66,6 +66,9 @@ class RestoreOptions:
     keep: bool = False
     tmp_root: str | None = None
     start_timeout: float = 60.0
+    # a server URL target: restore as the URL's role instead of an unprivileged role made for the
+    # run (only for backups one trusts: README, threat model); no effect on local and docker
+    trust_backup: bool = False
     progress: ProgressFn = no_progress
     sandbox: str = "auto"  # auto | bwrap | none: the OS sandbox around the server and the restore tools
     restore_timeout: float | None = None  # seconds: the restore tool (and its sandbox) is killed then

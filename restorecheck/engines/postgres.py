@@ -9,7 +9,10 @@ the dump holds even while the source keeps taking writes (PITFALLS F1).
 or the plain script's preamble for versions and encoding; the full read check
 ``pg_restore -f /dev/null`` or the plain-dump trailer checks), provisions a throwaway server of a
 major that can load it, creates a database from template0 with the dump's encoding and the
-roles the dump names (NOLOGIN), and restores as superuser. Every problem becomes a finding.
+roles the dump names (NOLOGIN), and restores: as the throwaway server's superuser, or on an
+existing server (``--target postgresql://``) as an unprivileged role made for the run
+(``provisioners/restore_role.py``) unless ``--trust-backup``. Every problem becomes a finding;
+the scratch database dropped or replaced by the restore is an error (README, threat model).
 """
 
 from __future__ import annotations
@@ -46,11 +49,20 @@ from restorecheck.errors import (
     BadInputError,
     EnvironmentFailure,
     ProvisionError,
+    ScratchDatabaseReplacedError,
     SourceUnreachableError,
     ToolNotFoundError,
 )
 from restorecheck.model import BackupArtifact, Finding, Manifest
 from restorecheck.process import PgInstallation, choose, discover
+from restorecheck.provisioners.base import DatabaseIdentity, check_database_identity, database_identity
+from restorecheck.provisioners.restore_role import (
+    RestoreRole,
+    create_restore_role,
+    drop_restore_roles,
+    grant_roles,
+    password_changed,
+)
 
 log = logging.getLogger("restorecheck")
 
@@ -537,13 +549,16 @@ class PostgresEngine:
         tjail = jail.for_target(rw=server.tool_binds_rw, ro=server.tool_binds_ro, network=server.tool_network)
         tools = self._reachable(server.tools or self._client_tools(server.major, ("pg_restore", "psql")), jail)
         encoding = insp.header.encoding or "UTF8"
+        restorer = _unprivileged_restorer(server, options, stack)  # before the database it owns
         created: set[str] = set()
         if server.kind != "local" and not options.keep:
             # registered before the database, so it runs after the database is dropped (LIFO);
             # a throwaway cluster takes its roles with it.
             stack.callback(_drop_roles, server, created)
         db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep,
-                                                 locale=database_locale(insp, options), notes=(findings, info)))
+                                                 locale=database_locale(insp, options), notes=(findings, info),
+                                                 owner=restorer.owner if restorer else None))
+        scratch = _scratch_identity(server, db)
         info.update({
             "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
@@ -561,10 +576,12 @@ class PostgresEngine:
             info.update(scan_facts)
         _create_roles(server, roles, created)
         info["roles_created"] = sorted(created)
+        not_granted = _grant_roles(server, restorer, roles, created, info)
         info["tablespaces_created"] = _create_tablespaces(server, info.pop("tablespaces", []), obj, findings)
         timings["database_and_roles"] = time.monotonic() - t0
-        env = db.child_env()
-        info["event_triggers_quiet"] = _quiet_event_triggers(db, env)
+        restore_as = restorer.ref(db.dbname or "") if restorer else db
+        env = restore_as.child_env()
+        info["event_triggers_quiet"] = _quiet_event_triggers(restore_as, env)
         if options.restore_timeout is not None:
             tjail.deadline = time.monotonic() + options.restore_timeout
         res: pgd.ToolResult | None = None
@@ -610,6 +627,8 @@ class PostgresEngine:
         # client was killed) must not hold locks while the copy is checked
         _end_sessions(server, db)
         timings["restore_tool"] = seconds
+        check_database_identity(server.admin, scratch)  # before anything is judged (threat model)
+        findings.extend(_unprivileged_findings(restorer, not_granted, findings, obj))
         if f_read is not None:
             t0 = time.monotonic()
             findings.extend(f_read.result())
@@ -673,7 +692,25 @@ class PostgresEngine:
             tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
         self._shared_server = server
         self._shared_target = options.target or "local"
+        if server.kind == "server" and not options.keep:
+            _drop_seed_roles_made_here(server, stack)  # registered first: runs after the databases go
         return stack.enter_context(server.fresh_database(keep=options.keep))
+
+
+def _drop_seed_roles_made_here(server: Any, stack: contextlib.ExitStack) -> None:
+    """On an existing server the self-test's seed creates the dataset's NOLOGIN roles where they are
+    missing: drop those it created when the run ends (roles that were there before stay)."""
+    import psycopg
+
+    from restorecheck.seed.postgres import ROLES
+
+    try:
+        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            existed = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                                                  (list(ROLES),))}
+    except psycopg.Error:
+        return
+    stack.callback(_drop_roles, server, set(ROLES) - existed)
 
 
 def database_locale(insp: Inspection, options: RestoreOptions) -> tuple[dict[str, str], str]:
@@ -732,7 +769,7 @@ def describe_locale(kw: Mapping[str, str]) -> str:
 @contextlib.contextmanager
 def _fresh_database(server: Any, encoding: str, *, keep: bool,
                     locale: tuple[Mapping[str, str], str] = ({}, ""),
-                    notes: tuple[list[Finding], dict[str, Any]] | None = None) -> Any:
+                    notes: tuple[list[Finding], dict[str, Any]] | None = None, owner: str | None = None) -> Any:
     """A fresh database with ``encoding`` and, where the target has it, the locale ``locale``
     (``database_locale``). Where it has not, the database gets what the target has, and ONE
     informational finding (check ``database``) says so, with the remedy; ``notes`` (the restore's
@@ -743,7 +780,7 @@ def _fresh_database(server: Any, encoding: str, *, keep: bool,
     with contextlib.ExitStack() as inner:
         for i, kw in enumerate(attempts):
             try:
-                db = inner.enter_context(server.fresh_database(encoding=encoding, keep=keep, **kw))
+                db = inner.enter_context(server.fresh_database(encoding=encoding, keep=keep, owner=owner, **kw))
             except ProvisionError as exc:
                 if i == len(attempts) - 1:
                     raise
@@ -764,6 +801,74 @@ def _fresh_database(server: Any, encoding: str, *, keep: bool,
                     "locales, a PostgreSQL built with ICU) or give --target a server that has it",
                     {"locale_fallback": True, "requested": attempts[0], "used": kw, "error": reason}))
         yield db
+
+
+# --- server targets: restore as an unprivileged role (README, threat model) ----------------------
+
+# what PostgreSQL says when a statement needs rights the restore role lacks
+_NEEDS_RIGHTS = re.compile(
+    r"permission denied|must be (?:a )?superuser|must be owner|must be (?:a )?member of|"
+    r"must be able to SET ROLE|must have (?:CREATEROLE|CREATEDB|REPLICATION)|"
+    r"only superusers|is not trusted", re.I)
+
+
+def _unprivileged_restorer(server: Any, options: RestoreOptions,
+                           stack: contextlib.ExitStack) -> RestoreRole | None:
+    """On an existing server (unless --trust-backup): the role the restore tools connect as,
+    dropped on every way out, after the database it owns (registered first: LIFO)."""
+    if server.kind != "server" or options.trust_backup:
+        return None
+    role = create_restore_role(server, jobs=options.jobs)
+    stack.callback(drop_restore_roles, server.admin, role)  # --keep: the database goes to the admin
+    return role
+
+
+def _scratch_identity(server: Any, db: PostgresRef) -> DatabaseIdentity:
+    """The oid and owner of the database just created, checked again after the restore."""
+    identity = database_identity(server.admin, db.dbname or "")
+    if identity is None:
+        raise ScratchDatabaseReplacedError(f"the database {db.dbname} vanished right after it was created",
+                                           "check what else drops databases on the target server")
+    return identity
+
+
+def _grant_roles(server: Any, restorer: RestoreRole | None, roles: set[str], created: set[str],
+                 info: dict[str, Any]) -> list[str]:
+    """Grant the dump's roles to the restore role; the existing privileged ones that were not."""
+    if restorer is None:
+        info["restored_as"] = "the target URL's role" if server.kind == "server" else "superuser"
+        return []
+    granted, refused = grant_roles(server, restorer, roles, created)
+    info.update({"restored_as": f"unprivileged role {restorer.name}", "restore_role": restorer.name,
+                 "roles_granted": granted, "roles_not_granted": refused})
+    return refused
+
+
+def _unprivileged_findings(restorer: RestoreRole | None, not_granted: list[str],
+                           findings: Sequence[Finding], obj: str) -> list[Finding]:
+    """Findings of a restore as the unprivileged role: why statements failed on a server target and
+    how to restore them; a dump that changed the restore role's password."""
+    if restorer is None:
+        return []
+    out = []
+    if password_changed(restorer):
+        out.append(Finding(
+            "restore_errors", "error", obj,
+            f"the backup changed the password of the restore role {restorer.name} (ALTER ROLE ... "
+            "PASSWORD): whoever wrote it could log in to the target server as that unprivileged role "
+            "while the restore ran (the role is dropped now); do not trust this backup"))
+    denied = [f for f in findings if f.check == "restore_errors" and f.severity == "error"
+              and _NEEDS_RIGHTS.search(f"{f.message} {f.details.get('detail', '')}")]
+    if not denied:
+        return out
+    owners = f"; the existing roles {', '.join(not_granted)} were not lent to it (they hold rights " \
+             "on the server)" if not_granted else ""
+    return [*out, Finding(
+        "restore_errors", "error", obj,
+        f"the server target restored as the unprivileged role {restorer.name} (a backup is untrusted "
+        f"input), and {len(denied)} statement(s) needing more rights failed{owners}; restore into "
+        "--target local, or pass --trust-backup to restore as the URL's role if you trust this backup",
+        {"restore_role": restorer.name, "denied": len(denied), "roles_not_granted": not_granted})]
 
 
 def _quiet_event_triggers(db: PostgresRef, env: dict[str, str]) -> bool:

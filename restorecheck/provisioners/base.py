@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from restorecheck.dburl import PostgresRef
-from restorecheck.errors import ProvisionError
+from restorecheck.errors import ProvisionError, ScratchDatabaseReplacedError
 from restorecheck.process import PgInstallation
 
 log = logging.getLogger("restorecheck")
@@ -74,11 +74,14 @@ class PgServer:
         icu_locale: str | None = None,
         icu_rules: str | None = None,
         builtin_locale: str | None = None,
+        owner: str | None = None,
     ) -> Iterator[PostgresRef]:
         """Create a new empty database from template0, yield a ref to it, drop it afterwards.
 
         ``locale_provider`` (libc, icu or builtin; PostgreSQL 15+) with ``icu_locale``/``icu_rules``
-        or ``builtin_locale`` (17+). A locale the server lacks is a ``ProvisionError``."""
+        or ``builtin_locale`` (17+). A locale the server lacks is a ``ProvisionError``.
+        ``owner``: the (unprivileged) role that restores into it; it then owns the database and
+        ``CONNECT`` is revoked from ``PUBLIC``, so that only it and superusers connect."""
         import psycopg
         from psycopg import sql
 
@@ -97,31 +100,95 @@ class PgServer:
         for key, value in (("ICU_LOCALE", icu_locale), ("ICU_RULES", icu_rules), ("BUILTIN_LOCALE", builtin_locale)):
             if value:
                 parts.append(sql.SQL(key + " {}").format(sql.Literal(value)))
+        if owner:
+            parts.append(sql.SQL("OWNER {}").format(sql.Identifier(owner)))
         stmt = sql.SQL(" ").join(parts)
         try:
             with psycopg.connect(self.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
                 conn.execute(stmt)
+                if owner:
+                    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+                        sql.Identifier(dbname)))
+                row = conn.execute("SELECT oid::bigint FROM pg_catalog.pg_database WHERE datname = %s",
+                                   (dbname,)).fetchone()
         except psycopg.Error as exc:
             raise ProvisionError(
                 f"could not create database {dbname} on {self.admin.display()}: "
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}",
                 "check that the role may CREATE DATABASE",
             ) from None
-        created = True
+        oid = int(row[0]) if row else None
         try:
             yield self.admin.with_dbname(dbname)
         finally:
-            if created and not keep:
-                drop_database(self.admin, dbname)
+            if not keep:
+                # on an existing server, never a database of that name that is not ours; a
+                # throwaway server goes as a whole anyway
+                drop_database(self.admin, dbname, oid=oid if self.kind == "server" else None)
 
 
-def drop_database(admin: PostgresRef, dbname: str) -> None:
-    """Terminate the sessions of ``dbname`` and drop it. Only call it for a database we created."""
+@dataclass(frozen=True)
+class DatabaseIdentity:
+    """Which database a name stood for when restorecheck created it: its oid and its owner."""
+
+    name: str
+    oid: int
+    owner: str
+
+
+def database_identity(admin: PostgresRef, dbname: str) -> DatabaseIdentity | None:
+    """The oid and owner of ``dbname`` now, None when there is no such database."""
+    import psycopg
+
+    try:
+        with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            row = conn.execute("SELECT d.oid::bigint, pg_catalog.pg_get_userbyid(d.datdba) "
+                               "FROM pg_catalog.pg_database d WHERE d.datname = %s", (dbname,)).fetchone()
+    except psycopg.Error as exc:
+        raise ProvisionError(f"could not look up database {dbname} on {admin.display()}: "
+                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
+                             "check that the target server is still up") from None
+    return None if row is None else DatabaseIdentity(dbname, int(row[0]), str(row[1]))
+
+
+def check_database_identity(admin: PostgresRef, expected: DatabaseIdentity) -> None:
+    """Raise ``ScratchDatabaseReplacedError`` unless ``expected`` is still there, same oid, same owner.
+
+    Called after the restore and before anything is fingerprinted: a dump that dropped and
+    recreated (or renamed, or gave away) the database it was restored into must not be judged on
+    what it left there."""
+    now = database_identity(admin, expected.name)
+    hint = "the backup is hostile or broken: do not trust it; nothing else was judged"
+    if now is None:
+        raise ScratchDatabaseReplacedError(
+            f"the restore dropped or renamed the database it was restored into ({expected.name})", hint)
+    if now.oid != expected.oid:
+        raise ScratchDatabaseReplacedError(
+            f"the restore replaced the database it was restored into ({expected.name}: oid "
+            f"{expected.oid}, now {now.oid})", hint)
+    if now.owner != expected.owner:
+        raise ScratchDatabaseReplacedError(
+            f"the restore gave away the database it was restored into ({expected.name}: owner "
+            f"{expected.owner}, now {now.owner})", hint)
+
+
+def drop_database(admin: PostgresRef, dbname: str, *, oid: int | None = None) -> None:
+    """Terminate the sessions of ``dbname`` and drop it. Only call it for a database we created:
+    with its ``oid``, a database of that name that is not the one we created is left alone."""
     import psycopg
     from psycopg import sql
 
     try:
         with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            if oid is not None:
+                row = conn.execute("SELECT oid::bigint FROM pg_catalog.pg_database WHERE datname = %s",
+                                   (dbname,)).fetchone()
+                if row is None:
+                    return
+                if int(row[0]) != oid:
+                    log.warning("database %s is no longer the one restorecheck created (oid %s, now %s): "
+                                "left alone", dbname, oid, row[0])
+                    return
             # Restored subscriptions block DROP DATABASE even WITH (FORCE) (PITFALLS C9).
             _drop_subscriptions(admin, dbname)
             conn.execute(
@@ -129,6 +196,9 @@ def drop_database(admin: PostgresRef, dbname: str) -> None:
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
                 (dbname,),
             )
+            # a restore may have made it a template, which DROP DATABASE refuses
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(dbname)))
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
     except psycopg.Error as exc:
         log.warning("could not drop database %s: %s", dbname, str(exc).strip())

@@ -2,7 +2,8 @@
 
 restorecheck only ever creates one uniquely named ``restorecheck_<random>`` database there
 (``PgServer.fresh_database``) and drops that one afterwards, terminating its own sessions first.
-It never writes into, or drops, a database it did not create.
+It never writes into, or drops, a database it did not create. The restore itself runs as an
+unprivileged role made for the run (``provisioners/restore_role.py``; README, threat model).
 """
 
 from __future__ import annotations
@@ -57,5 +58,8 @@ def existing_server(
     tools = None
     with contextlib.suppress(Exception):
         tools = choose(discover(pg_bin), min_major=major, need=("pg_restore", "psql"))
+    # the restore tools run sandboxed: with the network, and with the socket directory of a server
+    # reached over a Unix socket
+    hosts = [h for h in str(admin.params.get("host") or "").split(",") if h.startswith("/")]
     yield PgServer(admin=admin, version=version, kind="server", tools=tools,
-                   info={"superuser": bool(row[1])})
+                   info={"superuser": bool(row[1])}, tool_binds_rw=tuple(Path(h) for h in hosts))

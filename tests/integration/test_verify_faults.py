@@ -188,8 +188,9 @@ def test_gzip_of_a_custom_archive(dumps: Dumps, tmp_path: Path) -> None:
 
 
 def test_plain_15_dump_into_an_existing_16_server(dumps: Dumps, pg16: PgServer) -> None:
-    """--target URL: only a database and the dump's roles are created there, and removed after;
-    psql 16.2 does not know \\restrict, so a psql that does is used (PITFALLS E8)."""
+    """--target URL --trust-backup: only a database and the dump's roles are created there, and
+    removed after; psql 16.2 does not know \\restrict, so a psql that does is used (PITFALLS E8).
+    (Without --trust-backup: tests/integration/test_server_target_hostile.py.)"""
     tcp = pg16.info["tcp"]
     # other tests in this session may have made the roles on this server (their databases are gone)
     h.execute(pg16.admin, 'DROP ROLE IF EXISTS rc5_owner, "rc5 reader"')
@@ -197,10 +198,11 @@ def test_plain_15_dump_into_an_existing_16_server(dumps: Dumps, pg16: PgServer) 
     roles_before = {r[0] for r in h.execute(pg16.admin, "SELECT rolname FROM pg_roles")}
     dbs_before = {r[0] for r in h.execute(pg16.admin, "SELECT datname FROM pg_database")}
     report = pipeline.verify(dumps.plain, manifest=dumps.content_manifest,
-                             restore=RestoreOptions(target=url))
+                             restore=RestoreOptions(target=url, trust_backup=True))
     assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
     info = report.extra["restore"]
     assert info["target_kind"] == "server" and info["server_version"].startswith("16")
+    assert info["restored_as"] == "the target URL's role"
     assert info["roles_created"] == ["rc5 reader", "rc5_owner"]
     assert {r[0] for r in h.execute(pg16.admin, "SELECT rolname FROM pg_roles")} == roles_before
     assert {r[0] for r in h.execute(pg16.admin, "SELECT datname FROM pg_database")} == dbs_before
