@@ -650,6 +650,7 @@ def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: boo
              port: int) -> None:
     try:
         if keep and proc is not None and proc.poll() is None:
+            _KEPT.append(proc)  # outlives this run on purpose: never reaped (nor warned about) here
             log.warning(
                 "kept the throwaway cluster in %s: connect with PGPASSFILE=%s psql -h %s -p %s -U %s postgres; "
                 "stop and remove it with: %s && rm -rf %s",
@@ -660,6 +661,9 @@ def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: boo
     finally:
         if not (keep and proc is not None and proc.poll() is None):
             shutil.rmtree(rd.base, ignore_errors=True)
+
+
+_KEPT: list[subprocess.Popen[bytes]] = []
 
 
 def stop_command(pid: int, sandboxed: bool) -> str:

@@ -258,3 +258,42 @@ def test_sigterm_during_cleanup_does_not_cut_it_short(monkeypatch: pytest.Monkey
     with pytest.raises(Terminated), handle_termination(), local_cluster(installation=installation_for(16)) as s:
         state["base"], state["pid"] = s.info["base"], _postmaster_pid(s)
     _assert_gone(str(state["base"]), int(state["pid"]))  # type: ignore[call-overload]
+
+
+def test_sweep_stops_an_orphan_server_whose_run_is_gone_and_never_a_kept_one() -> None:
+    """A server whose restorecheck died (and that nothing killed) is stopped by doctor --sweep; one
+    kept with --keep is left running; a pid named in a run directory is trusted only when its start
+    time and command line match."""
+    import json
+    import shutil
+    import tempfile
+
+    from restorecheck.provisioners.local import RunDir, stray_directories, sweep
+
+    root = Path(tempfile.mkdtemp(prefix="rc-sweep-orphan-"))
+    os.chmod(root, 0o755)
+    try:
+        with local_cluster(installation=installation_for(15), tmp_root=root, keep=True) as kept:
+            kept_pid = _postmaster_pid(kept)
+        with local_cluster(installation=installation_for(15), tmp_root=root, keep=True) as orphan:
+            orphan_pid, orphan_base = _postmaster_pid(orphan), Path(orphan.info["base"])
+        meta = RunDir(orphan_base).read_meta()
+        meta.update(keep=False, owner_pid=999_999_999, owner_start=1)  # its run died without cleanup
+        (orphan_base / "run.json").write_text(json.dumps(meta))
+        liar = root / "restorecheck-liar"  # names a live process that is not its server
+        liar.mkdir()
+        (liar / "cluster").mkdir()
+        (liar / "run.json").write_text(json.dumps({"owner_pid": 999_999_999, "owner_start": 1,
+                                                   "server_pid": os.getpid(), "server_start": 1}))
+        os.utime(liar, (0, 0))
+        assert set(stray_directories(root)) == {orphan_base, liar}
+        assert set(sweep(root)) == {orphan_base, liar}
+        _assert_gone(str(orphan_base), orphan_pid)
+        assert _pid_alive(kept_pid) and Path(kept.info["base"]).exists()
+    finally:
+        from restorecheck.provisioners.local import stop_command
+
+        for pid in (locals().get("kept_pid"), locals().get("orphan_pid")):
+            if pid and _pid_alive(pid):
+                subprocess.run(stop_command(pid, True), shell=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
