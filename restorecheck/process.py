@@ -18,10 +18,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from restorecheck.dburl import mask
 from restorecheck.errors import ToolNotFoundError
+
+if TYPE_CHECKING:
+    from restorecheck.pg_hosting import DumpNeeds
 
 log = logging.getLogger("restorecheck")
 
@@ -171,20 +174,39 @@ def choose(
     min_major: int | None = None,
     need: Sequence[str] = SERVER_TOOLS + CLIENT_TOOLS,
     prefer_origin: str | None = None,
+    needs: DumpNeeds | None = None,
 ) -> PgInstallation:
-    """The lowest major that is >= ``min_major`` and carries every tool in ``need``.
+    """The lowest major that is >= ``min_major``, carries every tool in ``need`` and can host
+    ``needs`` (the dump's extensions and ICU collations; among equals, one that also has what the
+    dump prefers: XML support, ICU for an ICU database).
 
     ``--pg-bin`` (origin) wins when it qualifies. Raises ToolNotFoundError that lists every
-    place looked at.
+    place looked at, or, when installations of the right major exist but none can host the dump,
+    one that names what is missing and where it can come from.
     """
     insts = list(installations)
     ok = [i for i in insts if all(t in i.tools for t in need) and (min_major is None or i.major >= min_major)]
+    preferences: dict[PgInstallation, int] = {}
+    if ok and needs is not None and not needs.empty:
+        from restorecheck.pg_hosting import capabilities, describe_lack, remedy, unmet, unmet_preferences
+
+        lacking = {i: unmet(capabilities(i), needs) for i in ok}
+        hosting = [i for i in ok if not lacking[i]]
+        if not hosting:
+            missing = list(dict.fromkeys(m for items in lacking.values() for m in items))
+            raise ToolNotFoundError(
+                f"no PostgreSQL installation here can host this dump, which needs {', '.join(missing)}: "
+                + describe_lack({f"PostgreSQL {i.version} ({i.origin})": lacking[i] for i in ok}),
+                remedy(missing, min(i.major for i in ok)),
+            )
+        ok = hosting
+        preferences = {i: len(unmet_preferences(capabilities(i), needs)) for i in ok}
     if prefer_origin:
         preferred = [i for i in ok if i.origin == prefer_origin]
         if preferred:
             return preferred[0]
     if ok:
-        return sorted(ok, key=lambda i: (i.major, i.origin != "system"))[0]
+        return sorted(ok, key=lambda i: (i.major, preferences.get(i, 0), i.origin != "system"))[0]
     looked = "; ".join(f"{i.bindir} ({i.version}, {i.origin})" for i in insts) or "nothing found"
     want = f"PostgreSQL >= {min_major}" if min_major else "PostgreSQL"
     raise ToolNotFoundError(

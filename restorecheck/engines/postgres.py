@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from restorecheck.dburl import DatabaseRef, PostgresRef
 from restorecheck.engines import pg_dump as pgd
+from restorecheck.engines import pg_needs
 from restorecheck.engines.base import (
     BackupOptions,
     FingerprintOptions,
@@ -477,15 +478,19 @@ class PostgresEngine:
                     f_read = pool.submit(self._read_check, insp, obj, cancel)
                     info["read_check"] = "pg_restore --file=/dev/null"
         min_major = insp.header.min_major
+        # what the dump needs (extensions, ICU collations, XML): a target that has it, or exit 3
+        needs = pg_needs.dump_needs(insp.format, insp.script, self._reader_for(insp).tool("pg_restore")
+                                    if insp.format in pgd.ARCHIVE_FORMATS and insp.readable else None,
+                                    readable=insp.readable, min_major=min_major, encoding=insp.header.encoding)
         t0 = time.monotonic()
         server = self._shared_server
         if server is None or (self._shared_target or "local") != (options.target or "local") or (
             min_major is not None and server.major < min_major
-        ):
+        ) or pg_needs.server_lacks(server, needs):
             progress("provision target", 0, None)
             server = stack.enter_context(provision_postgres(
                 options.target, min_major=min_major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-                tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+                tmp_root=options.tmp_root, start_timeout=options.start_timeout, needs=needs))
         timings["provision"] = time.monotonic() - t0
         t0 = time.monotonic()
         tools = server.tools or self._client_tools(server.major, ("pg_restore", "psql"))
@@ -500,7 +505,7 @@ class PostgresEngine:
             "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
-            "encoding": encoding, "database": db.dbname, **insp.facts,
+            "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.facts,
         })
         if options.keep:
             info["connect"] = f"psql '{db.display()}'"  # the restored database, not the server's 'postgres'
@@ -525,6 +530,7 @@ class PostgresEngine:
             res = pgd.run_tool(argv, env=env, label="restore: pg_restore", progress=progress)
             seconds = res.seconds
             errors, ignored = pgd.parse_pg_restore_stderr(res.stderr)
+            pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
             findings.extend(pgd.restore_findings("pg_restore", res.returncode, res.stderr, errors, ignored))
             info["restore_tool"] = "pg_restore"
         else:
@@ -549,6 +555,7 @@ class PostgresEngine:
             res = pgd.run_tool(argv, env=env, label="restore: psql", progress=progress)
             seconds = res.seconds
             errors = pgd.parse_psql_stderr(res.stderr)
+            pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
             findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
         timings["restore_tool"] = seconds

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError
+from restorecheck.pg_hosting import DumpNeeds
 from restorecheck.process import PgInstallation, choose, discover, run, tail
 from restorecheck.provisioners.base import PgServer
 from restorecheck.signals import deferred_signals
@@ -292,10 +293,14 @@ def local_cluster(
     start_timeout: float = 60.0,
     tmp_root: str | Path | None = None,
     run_as: str | None = None,
+    needs: DumpNeeds | None = None,
 ) -> Iterator[PgServer]:
-    """Start a throwaway cluster; yield a ``PgServer``; stop it and delete its directory on exit."""
+    """Start a throwaway cluster; yield a ``PgServer``; stop it and delete its directory on exit.
+
+    The installation is the lowest major >= ``min_major`` that can host ``needs`` (the dump's
+    extensions and collations), unless ``installation`` is given."""
     inst = installation or choose(discover(pg_bin), min_major=min_major,
-                                  prefer_origin="--pg-bin" if pg_bin else None)
+                                  prefer_origin="--pg-bin" if pg_bin else None, needs=needs)
     user = run_as_user(run_as)
     inst = reachable_installation(inst, user)
     parent = Path(tmp_root or tempfile.gettempdir())
