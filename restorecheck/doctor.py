@@ -12,10 +12,12 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from restorecheck.errors import RestorecheckError
+from restorecheck.pg_hosting import Capabilities, capabilities
 from restorecheck.process import CLIENT_TOOLS, SERVER_TOOLS, PgInstallation, discover
 
 
@@ -36,6 +38,8 @@ class Diagnosis:
     running_as_root: bool
     run_as: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # per installation (by bindir): the extensions, ICU and XML support it can host
+    capabilities: Mapping[str, Capabilities] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -50,7 +54,8 @@ class Diagnosis:
             "provisioners": [asdict(p) for p in self.provisioners],
             "postgresql": [
                 {"bindir": str(i.bindir), "version": i.version, "major": i.major, "origin": i.origin,
-                 "tools": list(i.tools)}
+                 "tools": list(i.tools),
+                 **(self.capabilities[str(i.bindir)].to_dict() if str(i.bindir) in self.capabilities else {})}
                 for i in self.installations
             ],
             "sqlite_version": self.sqlite_version,
@@ -140,7 +145,19 @@ def diagnose(pg_bin: str | Path | None = None) -> Diagnosis:
         running_as_root=os.geteuid() == 0,
         run_as=run_as,
         notes=tuple(notes),
+        capabilities={str(i.bindir): capabilities(i) for i in installations if i.has_server},
     )
+
+
+def _yes_no(value: bool | None) -> str:
+    return "?" if value is None else "yes" if value else "NO"
+
+
+def _capability_cells(caps: Capabilities) -> tuple[str, str, str]:
+    """'47 (uuid-ossp, citext, ...)', ICU, XML for the installations table."""
+    notable = caps.notable()
+    ext = f"{len(caps.extensions)}" + (f" ({', '.join(notable)})" if notable else "")
+    return ext, _yes_no(caps.icu), _yes_no(caps.xml)
 
 
 def render_doctor(d: Diagnosis, *, as_json: bool = False) -> None:
@@ -166,10 +183,15 @@ def render_doctor(d: Diagnosis, *, as_json: bool = False) -> None:
     it.add_column("from")
     it.add_column("where")
     it.add_column("tools")
+    it.add_column("extensions")
+    it.add_column("ICU")
+    it.add_column("XML")
     for i in d.installations:
-        it.add_row(str(i.major), i.version, i.origin, str(i.bindir), " ".join(i.tools))
+        caps = d.capabilities.get(str(i.bindir))
+        it.add_row(str(i.major), i.version, i.origin, str(i.bindir), " ".join(i.tools),
+                   *(_capability_cells(caps) if caps else ("-", "-", "-")))
     if not d.installations:
-        it.add_row("-", "-", "-", "none found", "-")
+        it.add_row("-", "-", "-", "none found", "-", "-", "-", "-")
     console.print(it)
     console.print(f"SQLite {d.sqlite_version} (Python {d.python})")
     for n in d.notes:
