@@ -459,6 +459,12 @@ class PostgresEngine:
         progress("inspect the backup", 0, None)
         t0 = time.monotonic()
         insp = self.inspect(artifact, workdir, progress=progress)
+        # what the dump needs (extensions, ICU collations, XML): a target that has it, or exit 3;
+        # read before the scan below starts (it may replace insp.script with a filtered copy)
+        needs = pg_needs.dump_needs(insp.format, insp.script, self._reader_for(insp).tool("pg_restore")
+                                    if insp.format in pgd.ARCHIVE_FORMATS and insp.readable else None,
+                                    readable=insp.readable, min_major=insp.header.min_major,
+                                    encoding=insp.header.encoding)
         timings = {"inspect": time.monotonic() - t0}
         findings = list(insp.findings)
         info: dict[str, Any] = {"format": insp.format}
@@ -478,10 +484,6 @@ class PostgresEngine:
                     f_read = pool.submit(self._read_check, insp, obj, cancel)
                     info["read_check"] = "pg_restore --file=/dev/null"
         min_major = insp.header.min_major
-        # what the dump needs (extensions, ICU collations, XML): a target that has it, or exit 3
-        needs = pg_needs.dump_needs(insp.format, insp.script, self._reader_for(insp).tool("pg_restore")
-                                    if insp.format in pgd.ARCHIVE_FORMATS and insp.readable else None,
-                                    readable=insp.readable, min_major=min_major, encoding=insp.header.encoding)
         t0 = time.monotonic()
         server = self._shared_server
         if server is None or (self._shared_target or "local") != (options.target or "local") or (
