@@ -200,3 +200,18 @@ def test_xml_data_restored_where_libxml_is_missing_is_exit_3_not_1(pg15: PgServe
     assert "XML support (libxml)" in out.stderr and "postgresql-" in out.stderr
     # where libxml is there, the same dump passes
     assert _cli("verify", str(dump), "--no-progress").returncode == 0
+
+
+def test_doctor_shows_what_each_installation_can_host() -> None:
+    import json
+
+    out = _cli("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    by_major = {i["major"]: i for i in json.loads(out.stdout)["postgresql"] if "extensions" in i}
+    assert "uuid-ossp" in by_major[15]["extensions"] and by_major[15]["icu"] is True and by_major[15]["xml"] is True
+    emb = by_major[EMBEDDED_MAJOR]
+    assert "vector" in emb["extensions"] and emb["icu"] is False and emb["xml"] is False
+    human = _cli("doctor")
+    assert human.returncode == 0
+    assert "ICU" in human.stdout and "XML" in human.stdout and "vector" in human.stdout
+    assert "uuid-ossp" in human.stdout
