@@ -217,3 +217,24 @@ def raise_if_environment_limited(messages: Sequence[str], server_version: str, w
             f"it lacks {', '.join(limits)}; the backup itself was not judged",
             remedy(limits),
         )
+
+
+def needs_of_database(conn: Any, *, min_major: int | None = None) -> DumpNeeds:
+    """What a dump of the live database behind ``conn`` will need (drill starts its target before
+    the dump exists): its extensions, the ICU collations its columns or its schemas use, xml columns."""
+    exts = [r[0] for r in conn.execute("SELECT extname FROM pg_catalog.pg_extension").fetchall()]
+    icu = [r[0] for r in conn.execute(
+        "SELECT DISTINCT co.collname FROM pg_catalog.pg_collation co "
+        "WHERE co.collprovider = 'i' AND (co.oid IN (SELECT a.attcollation FROM pg_catalog.pg_attribute a "
+        "  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid WHERE c.relnamespace NOT IN "
+        "  ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) AND a.attnum > 0 "
+        "  AND NOT a.attisdropped) "
+        "OR co.collnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace))"
+    ).fetchall()]
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+        "WHERE a.atttypid = 'pg_catalog.xml'::regtype AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace))"
+    ).fetchone()
+    return DumpNeeds(extensions=tuple(sorted(e for e in exts if e not in BUILTIN)), icu_collations=tuple(sorted(icu)),
+                     xml=bool(row and row[0]), min_major=min_major)

@@ -584,12 +584,13 @@ class PostgresEngine:
         try:
             with psycopg.connect(source.conninfo(), connect_timeout=15) as conn:
                 row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
-            major = int(row[0]) // 10000 if row else None
+                major = int(row[0]) // 10000 if row else None
+                needs = pg_needs.needs_of_database(conn, min_major=major)  # what the dump will need
         except psycopg.Error:
             return  # backup() reports the unreachable source
         server = stack.enter_context(provision_postgres(
             options.target, min_major=major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-            tmp_root=options.tmp_root, start_timeout=options.start_timeout))
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout, needs=needs))
         self._shared_server = server
         self._shared_target = options.target or "local"
 

@@ -215,3 +215,22 @@ def test_doctor_shows_what_each_installation_can_host() -> None:
     assert human.returncode == 0
     assert "ICU" in human.stdout and "XML" in human.stdout and "vector" in human.stdout
     assert "uuid-ossp" in human.stdout
+
+
+def test_drill_checks_the_target_against_the_source_before_the_backup(pg15: PgServer, pg18: PgServer,
+                                                                     tmp_path: Path) -> None:
+    """drill starts its target early: what the live source uses (uuid-ossp here) is asked of it."""
+    src_tcp, tcp = pg15.info["tcp"], pg18.info["tcp"]
+    url = f"postgresql://{tcp.params['user']}:{tcp.password}@127.0.0.1:{tcp.params['port']}/postgres"
+    with pg15.fresh_database() as src:
+        execute(src, 'CREATE EXTENSION "uuid-ossp"; CREATE TABLE t (id uuid PRIMARY KEY DEFAULT uuid_generate_v4());'
+                     "INSERT INTO t DEFAULT VALUES")
+        src_url = (f"postgresql://{src_tcp.params['user']}:{src_tcp.password}@127.0.0.1:"
+                   f"{src_tcp.params['port']}/{src.dbname}")
+        out = _cli("drill", src_url, "--target", url, "--no-progress", "-o", str(tmp_path / "out"))
+        assert out.returncode == 3, out.stderr
+        assert 'extension "uuid-ossp"' in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert tcp.password not in out.stderr and src_tcp.password not in out.stderr
+        # the same source drilled into a local target restores on 15, which has uuid-ossp
+        ok = _cli("drill", src_url, "--no-progress", "-o", str(tmp_path / "out2"))
+        assert ok.returncode == 0, ok.stderr + ok.stdout
