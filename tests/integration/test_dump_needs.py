@@ -234,3 +234,17 @@ def test_drill_checks_the_target_against_the_source_before_the_backup(pg15: PgSe
         # the same source drilled into a local target restores on 15, which has uuid-ossp
         ok = _cli("drill", src_url, "--no-progress", "-o", str(tmp_path / "out2"))
         assert ok.returncode == 0, ok.stderr + ok.stdout
+
+
+def test_missing_extension_inserted_after_the_schema_is_exit_3(dumps: Dumps, tmp_path: Path) -> None:
+    """A CREATE EXTENSION that the pre-check does not see (after the schema part) still ends as an
+    environment failure through its restore error, never as a failed backup."""
+    text = dumps.citext15.read_text()
+    anchor = "COPY public.t "
+    assert anchor in text
+    plain = tmp_path / "late.sql"
+    plain.write_text(text.replace(anchor, "CREATE EXTENSION restorecheck_no_such_extension;\n" + anchor, 1))
+    out = _cli("verify", str(plain), "--no-progress")
+    assert out.returncode == 3, out.stderr
+    assert 'lacks extension "restorecheck_no_such_extension"' in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
