@@ -215,7 +215,7 @@ def raise_if_environment_limited(messages: Sequence[str], server_version: str, w
         raise EnvironmentFailure(
             f"the restore target (PostgreSQL {server_version}, {where}) cannot host this dump: "
             f"it lacks {', '.join(limits)}; the backup itself was not judged",
-            remedy(limits),
+            remedy(limits, int(m.group(1)) if (m := re.match(r"(\d+)", server_version)) else None),
         )
 
 
