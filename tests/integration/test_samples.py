@@ -1,7 +1,8 @@
 """Public sample databases that nobody here wrote (tests/samples): drilled as a new user would.
 
-Each PostgreSQL sample is loaded into a fresh database of each test server and drilled through the
-CLI: every format on PostgreSQL 15, the custom format on the other major. A faithful backup must
+Each PostgreSQL sample is loaded into a fresh database of each test server that can host it and
+drilled through the CLI, in one format per major (rotated: each major sees all four formats; every
+format with RESTORECHECK_SAMPLES_ALL_FORMATS=1). A faithful backup must
 pass (exit 0, no error finding). Then one fault per database is injected into a copy of its plain
 dump and ``verify`` must exit 1 with the fault's check id. SQLite samples: drill, and a row deleted
 from (or a trigger dropped in) the backup copy.
@@ -40,7 +41,22 @@ PG = [s for s in SAMPLES.values() if s.engine == "postgresql"]
 SQLITE = [s for s in SAMPLES.values() if s.engine == "sqlite"]
 FORMATS = ("custom", "directory", "tar", "plain")
 
-MAJORS = CONFTEST_MAJORS  # every format on the first, the custom format on the others
+MAJORS = CONFTEST_MAJORS
+# A drill costs 10-90 s here (2 cores shared), so by default each sample is drilled in one format per
+# major, the formats rotated so that each major sees all four; RESTORECHECK_SAMPLES_ALL_FORMATS=1 drills
+# every sample in every format on every major.
+ROTATION = {
+    MAJORS[0]: {"pagila": "directory", "pagila_legacy": "tar", "chinook": "plain", "northwind": "custom",
+                "adventureworks": "plain", "musicbrainz": "custom"},
+    MAJORS[-1]: {"pagila": "custom", "pagila_legacy": "plain", "chinook": "directory", "northwind": "tar",
+                 "adventureworks": "custom", "musicbrainz": "custom"},
+}
+
+
+def formats_for(sample: Sample, major: int) -> tuple[str, ...]:
+    if os.environ.get("RESTORECHECK_SAMPLES_ALL_FORMATS"):
+        return FORMATS
+    return (ROTATION.get(major, {}).get(sample.name, "custom"),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +77,18 @@ SEQUENCES_BEHIND = Known(
     "inherited from the source is a warning) removes it",
     "sequence", r"is behind its column .*the next insert would collide")
 
+DEPARSE = Known(
+    "NOT FIXED ON ANY BRANCH YET. The schema check compares the text of pg_get_constraintdef/"
+    "pg_get_viewdef, which a dump and restore does not keep: a varchar column's CHECK (c IN ('a', 'b')) "
+    "reads CHECK (((c)::text = ANY ((ARRAY['a'::character varying, 'b'::character varying])::text[]))) in "
+    "the source and CHECK (((c)::text = ANY (ARRAY[('a'::character varying)::text, ...]))) once restored, "
+    "and a view with such an IN list likewise: exit 1, schema 'definition ... -> ...' on a faithful backup",
+    "schema", r"definition ")
+
 # (sample, major or None for every major, format | "fault" | "cross" | None for every drill) -> Known
 KNOWN: dict[tuple[str, int | None, str | None], Known] = {
     ("adventureworks", None, None): SEQUENCES_BEHIND,
+    ("musicbrainz", None, None): DEPARSE,
 }
 
 
@@ -78,6 +103,8 @@ def known_for(*keys: tuple[str, int | None, str | None]) -> Known | None:
 def judge_clean(rc: int, doc: dict[str, Any], known: Known | None) -> None:
     """A faithful backup: exit 0 and no error finding, or, for a case marked xfail, exactly its
     known false alarm (anything else fails the test even when it is marked)."""
+    print("non-error findings:", [f"{f['severity']} {f['check']} {f['object']}: {f['message']}"
+                                  for f in doc["findings"] if f["severity"] != "error"])
     errs = [f for f in doc["findings"] if f["severity"] == "error"]
     hits = [f for f in errs if f["check"] == known.check and re.search(known.message, f["message"])] if known else []
     if known and rc == 1 and hits and (known.stops_restore or len(hits) == len(errs)):
@@ -134,9 +161,11 @@ class Loaded:
             ref = self.stack.enter_context(server.fresh_database())
             lacking = [e for e in sample.extensions if not execute(
                 ref, "SELECT 1 FROM pg_available_extensions WHERE name = %s", (e,))]
+            if sample.icu and not execute(ref, "SELECT 1 FROM pg_collation WHERE collprovider = 'i' LIMIT 1"):
+                lacking.append("ICU collations")
             if lacking:
                 pytest.skip(f"PostgreSQL {server.version} ({server.tools.origin if server.tools else '?'}) "
-                            f"cannot host the source: no extension {', '.join(lacking)}")
+                            f"cannot host the source: no {', '.join(lacking)}")
             # the dumps' owner; roles are cluster-wide, so create it once
             execute(ref, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'postgres') "
                          "THEN CREATE ROLE postgres NOLOGIN; END IF; END $$")
@@ -155,7 +184,7 @@ def loaded(request: pytest.FixtureRequest) -> Iterator[Loaded]:
 def _cases() -> list[Any]:
     return [pytest.param(s, major, fmt, id=f"{s.name}-pg{major}-{fmt}",
                          marks=_mark(known_for((s.name, major, fmt), (s.name, major, None), (s.name, None, None))))
-            for s in PG for major in MAJORS for fmt in (FORMATS if major == MAJORS[0] else ("custom",))]
+            for s in PG for major in MAJORS for fmt in formats_for(s, major)]
 
 
 @pytest.mark.parametrize(("sample", "major", "fmt"), _cases())

@@ -57,6 +57,9 @@ class Sample:
     # the fault injected into a copy of a plain dump: (description, edit of the dump's text, check id)
     fault: tuple[str, Callable[[str], str], str] | None = None
     extensions: tuple[str, ...] = ()  # what the source needs beyond a bare server
+    icu: bool = False  # it creates an ICU collation
+    schemas: tuple[str, ...] = ()  # created before the scripts run
+    search_path: str | None = None  # the scripts' session search_path
 
     def missing(self) -> list[Source]:
         return [s for s in self.sources if not s.local.is_file()]
@@ -78,6 +81,61 @@ NORTHWIND = "pthom/northwind_psql"
 NORTHWIND_C = "cd0ef28d66369fbe177778e604e4be0f153c9e5c"
 AW = "lorint/AdventureWorks-for-Postgres"
 AW_C = "b37c060c3c3064b501cb479fe1085ed9141c2f66"
+MB = "metabrainz/musicbrainz-server"
+MB_C = "11cd769a5935c243a48455bc3a21158179170368"
+# the schemas MusicBrainz's admin/InitDb.pl creates first (@FULL_SCHEMA_LIST), then its scripts in its order
+# (no replication, no mirror-only parts): admin/sql/<name>.sql -> sha256
+MB_SCHEMAS = ("musicbrainz", "cover_art_archive", "documentation", "event_art_archive", "json_dump", "report",
+              "sitemaps", "statistics", "wikidocs", "dbmirror2")
+MB_SCRIPTS = (
+    ("Extensions", "50edd0c5bba6921f01a163b508dee6c2b64beeb28f8152348c822bd756243ab5"),
+    ("CreateCollations", "78a6324f945a971870e1f4a8abb25c801c253642fff3f07da67d399a92a56004"),
+    ("CreateTypes", "985f3e2f0c635731f1650baceaece31fd0d48bf97b3645f7b2b3969b704738dc"),
+    ("CreateTables", "cdcf229c66d060bf2e4d9afad13e6646cd3caa774425719919cbb7ac6a5ac708"),
+    ("caa/CreateTables", "b986eaed51b490e905b26976a84dab301b83252e568577db942533f35eba2ce1"),
+    ("eaa/CreateTables", "6441a08fdf0575c4606b8594009cbaacf845e3cfcc0b8cc9b3b60d2347a418ad"),
+    ("documentation/CreateTables", "a272eb0c6874ba2b21ffc435921db6e9289cd15fa1209d7fd843242a0afb0177"),
+    ("json_dump/CreateTables", "5f6afed9de3847b3eda31935e2e2ff30751ef418a7f4cd0837378f90af7156b1"),
+    ("report/CreateTables", "5a40abff066ac3afd992975b4a84f0ed5a4a46c703744139c49133222cd822fd"),
+    ("sitemaps/CreateTables", "4cb1f9d391b48911dd19e3c0a4e01008a9bcf73129d089ce155bb5ea4af2ba69"),
+    ("statistics/CreateTables", "693ad7f17320247690dc84098502d0e2ec92a08d1efb6aede11444f86bcd8428"),
+    ("wikidocs/CreateTables", "c5695a8993d815c5e54c1847b03206b148702d17e8c6ffb89729d02100d32e0a"),
+    ("InsertDefaultRows", "a92a8df3e627e36cc94ee5f7c76747c8f49c088a13ce98470b4d5477e65db292"),
+    ("CreatePrimaryKeys", "7875b55ebab0e99326bfc2ed6d12289e912a137e67d8c3f4269cbb16e021016e"),
+    ("caa/CreatePrimaryKeys", "1f2decac126fc7071da5e7378d3b37388209e3b4ee99543fc3a1d380466efe9b"),
+    ("documentation/CreatePrimaryKeys", "dbecde4b00b213983f3297f5730ffff42d15a78c36240a8bed4b88f2bb935f14"),
+    ("eaa/CreatePrimaryKeys", "a125421764d3b830d3ad56239d2d0921ef4d224995cb376ed22fbfdae3e9b4cc"),
+    ("json_dump/CreatePrimaryKeys", "315cc8fc030f610c0e03f431dce5ae223db4c10168893c516b2c44517cc6afe4"),
+    ("statistics/CreatePrimaryKeys", "a85d1f57d77f3906b54d19305fe744682bd76c7aec6ac06a23e4bcc2b5ac5ca9"),
+    ("wikidocs/CreatePrimaryKeys", "2cb14973c42149f8ed3a3a5ffe45cc30f459dcc817026b7f0bd59f32769c8ef8"),
+    ("CreateSearchConfiguration", "48f4b7517f615006ac9837f72091b24afb333651fff117d316e42ca0490d6f77"),
+    ("CreateFunctions", "46dbb92ef505a6d27de23ca851d77c16dad3521eb21e7304b37de896188fbaca"),
+    ("caa/CreateFunctions", "ed93557bcfa919d58dd98b6b0554222e5943e05b57ae051c950f9c8a5ef9a958"),
+    ("eaa/CreateFunctions", "f765a3613b744e77bb77fef77414494d6a73e25c7f5701ffa55e03b9bc9bc54d"),
+    ("CreateIndexes", "72d52ecb8c0bf6f7bf1de9b5aa73a83d4b6714ee1d6b1b8edddb291fd79ff843"),
+    ("caa/CreateIndexes", "9f546dc272bae4a5a27eed6bf534828b97628fe90e3dfd27154b10beea184af0"),
+    ("eaa/CreateIndexes", "659440c15ed1c6ab24adc5c1c126c571785eda11eba8be7ea826ee9982f1196d"),
+    ("json_dump/CreateIndexes", "d9cd9ce5945c3965173434e320f7bd9c2966e4c3e79d836825a790a7ac5fd1a5"),
+    ("sitemaps/CreateIndexes", "8201d89abe21e38b4d5e051c892645ef3399c09475dfbf35e20c9987e961ebbd"),
+    ("statistics/CreateIndexes", "f698cd6acf38691c0f49dc928efd0efd547e1dfe295c9d3d76fb1d547c7769e1"),
+    ("CreateFKConstraints", "c26fe5064af462526f9c9035e526a93d8b79800b8aa8ff116ad26855c1fe540c"),
+    ("caa/CreateFKConstraints", "676f45a6977cf898d5611a0b5be7e8d4b47342ed005c0b8fa39f73ef04d0b351"),
+    ("documentation/CreateFKConstraints", "e0a1c53c3085372f7bb86d881afc25b25b6bb84f14039bdda037d6d1a33013df"),
+    ("eaa/CreateFKConstraints", "7cdac401b062735f83e9bbdd52f16dcf4e0d084af56c08bad8ad5a1eb4e505e2"),
+    ("caa/CreateEditFKConstraints", "e9da97feb9d2d17978ecf0bea99c92e05a1dddb35f880d0f33aed3f1f67b4028"),
+    ("eaa/CreateEditFKConstraints", "ea86a611695f36e6998a0116925dfedf2d5e8622d38bc6e41e3ab3524e714b43"),
+    ("sitemaps/CreateFKConstraints", "78577b60678235a93c1ddf8d12282028b5dd438ab9d11c952a99cf584ab693b6"),
+    ("CreateConstraints", "12ab81186b805e86790cdb0ed4b53ce604e305528d63a07d1ea188093695bbcd"),
+    ("SetSequences", "ad82521f7c66d46fa55e7ee4390b77d9f266644ea0082c230eeadcfd25655803"),
+    ("statistics/SetSequences", "9ea9d8011bbf289de852d46ce87ad12fe1d5d403258b3430d1db8376e4ff6970"),
+    ("CreateViews", "ed14be1963c40475195a19eb2cbe1ed7bebf4f8509d9cbc3c323d70ea855fd1a"),
+    ("caa/CreateViews", "416a21d8428db0976acc9888183798edd518464ad70751c5267613be1db7a03c"),
+    ("eaa/CreateViews", "3c6bc284b6d0bf74d1ae35d5b603efff57ca0caa1b82244b29950747e2b25009"),
+    ("CreateTriggers", "4f47eb3642a9664df80e76b26b1ccf41f7f15b20504c89f6c54a9c58dca99d18"),
+    ("caa/CreateTriggers", "2eea84d93b00937387a659dbe974cc2960231014edce5f69c7d61f447f4dbc08"),
+    ("eaa/CreateTriggers", "8be451709f727fe8eb621c8ab64573a16f9a8ce6cfdce929fee31c58d84f60a8"),
+    ("CreateSearchIndexes", "6373f03a96808a48cb9db82cc26eb276cb94ef21cd5df959ae0efaa0042deacd"),
+)
 SAKILA = "jOOQ/sakila"
 SAKILA_C = "e089a5b1ec9af0df7a9c6a5d47d49fa1736a4e84"
 NW_SQLITE = "jpwhite3/northwind-SQLite3"
@@ -188,6 +246,17 @@ SAMPLES: dict[str, Sample] = {s.name: s for s in (
         extensions=("uuid-ossp", "tablefunc"),
     ),
     Sample(
+        "musicbrainz", "postgresql", "GPL-2.0-or-later (COPYING.md); fetched at test time, not redistributed",
+        "MusicBrainz's own schema as its InitDb.pl creates it, with its default rows: 10 schemas, 514 tables, "
+        "an ICU collation (musicbrainz, '@colCaseFirst=lower;colNumeric=yes') on 18 columns, extensions cube, "
+        "earthdistance and unaccent, a text search configuration, 7 enums, 192 functions, 452 triggers, "
+        "views, explicit ids then setval from SetSequences.sql",
+        tuple(Source(MB, MB_C, f"admin/sql/{name}.sql", sha) for name, sha in MB_SCRIPTS),
+        fault=("an editor row lost", _drop_copy_row("musicbrainz.editor", 2), "row_count"),
+        extensions=("cube", "earthdistance", "unaccent"), icu=True, schemas=MB_SCHEMAS,
+        search_path="musicbrainz, public",
+    ),
+    Sample(
         "chinook_sqlite", "sqlite", "MIT (LICENSE.md: Luis Rocha)",
         "Chinook for SQLite: 11 tables, foreign keys, explicit integer ids",
         (Source(CHINOOK, CHINOOK_C, "ChinookDatabase/DataSources/Chinook_Sqlite.sql",
@@ -258,7 +327,7 @@ def _pg_script(sample: Sample, workdir: Path) -> list[Path]:
         text = re.sub(r"^(DROP DATABASE|CREATE DATABASE|\\c ).*$", "", text, flags=re.MULTILINE)
         # plpgsql is built in since 9.0
         text = re.sub(r"^(CREATE|ALTER) PROCEDURAL LANGUAGE plpgsql.*$", "", text, flags=re.MULTILINE)
-        out = workdir / Path(src.path).name
+        out = workdir / f"{len(scripts):03d}-{Path(src.path).name}"
         out.write_text(text, encoding="utf-8")
         scripts.append(out)
     return scripts
@@ -266,11 +335,20 @@ def _pg_script(sample: Sample, workdir: Path) -> list[Path]:
 
 def load_postgres(sample: Sample, ref: PostgresRef, psql: Path) -> None:
     """Load ``sample`` into the empty database ``ref`` with psql, stopping at the first error."""
+    options = "-c client_min_messages=warning"
+    if sample.search_path:
+        options += " -c search_path=" + sample.search_path.replace(" ", "")
+    env = {**os.environ, **ref.child_env(), "PGOPTIONS": options}
     with tempfile.TemporaryDirectory(prefix="rc-sample-") as tmp:
-        for script in _pg_script(sample, Path(tmp)):
-            env = {**os.environ, **ref.child_env(), "PGOPTIONS": "-c client_min_messages=warning"}
+        if sample.schemas:
+            prelude = Path(tmp) / "schemas.sql"
+            prelude.write_text("".join(f'CREATE SCHEMA "{name}";\n' for name in sample.schemas))
+            scripts = [prelude, *_pg_script(sample, Path(tmp))]
+        else:
+            scripts = _pg_script(sample, Path(tmp))
+        for script in scripts:
             proc = subprocess.run([str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)],
-                                  env=env, capture_output=True, text=True, cwd=tmp, timeout=300)
+                                  env=env, capture_output=True, text=True, cwd=tmp, timeout=600)
             if proc.returncode != 0:
                 raise RuntimeError(f"loading {sample.name} ({script.name}) failed: {proc.stderr.strip()[-2000:]}")
 
