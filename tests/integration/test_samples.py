@@ -1,9 +1,10 @@
 """Public sample databases that nobody here wrote (tests/samples): drilled as a new user would.
 
-Each PostgreSQL sample is loaded into a fresh database of each test server that can host it and
-drilled through the CLI, in one format per major (rotated: each major sees all four formats; every
-format with RESTORECHECK_SAMPLES_ALL_FORMATS=1). A faithful backup must
-pass (exit 0, no error finding). Then one fault per database is injected into a copy of its plain
+Each PostgreSQL sample is loaded into a fresh C.UTF-8 database of each test server that can host
+it and drilled through the CLI, in one format per major (rotated: each major sees all four formats;
+every format with RESTORECHECK_SAMPLES_ALL_FORMATS=1). A faithful backup must pass: exit 0, no error
+and no warning finding; the false alarms known today are strict xfails that only their own findings
+satisfy (see KNOWN and tests/samples/README.md). Then one fault per database is injected into a copy of its plain
 dump and ``verify`` must exit 1 with the fault's check id. SQLite samples: drill, and a row deleted
 from (or a trigger dropped in) the backup copy.
 
@@ -68,6 +69,19 @@ class Known:
     message: str  # a regular expression every such finding's message matches
     # True: a restore that stopped early; the other errors are its consequences (missing objects)
     stops_restore: bool = False
+    severity: str = "error"
+
+    def matches(self, finding: dict[str, Any]) -> bool:
+        return (finding["severity"] == self.severity and finding["check"] == self.check
+                and re.search(self.message, finding["message"]) is not None)
+
+
+LOCALE = Known(
+    "the throwaway cluster always uses locale C: the samples' C.UTF-8 databases get the warnings 'database "
+    "lc_collate: C.UTF-8 -> C' and 'database lc_ctype: C.UTF-8 -> C' on every drill; issue 10 deliverable 6 "
+    "(the throwaway database gets the reference's encoding and locale) removes them",
+    "schema", r"^database lc_(collate|ctype): ", severity="warning")
+SOURCE_LOCALE = "C.UTF-8"  # a Debian cluster's default: the locale a new user's database has
 
 
 SEQUENCES_BEHIND = Known(
@@ -96,24 +110,26 @@ class KnownFalseAlarm(AssertionError):
     """Raised when every error finding is one of the known false alarms of the case, and only then."""
 
 
-def known_for(*keys: tuple[str, int | None, str | None]) -> Known | None:
-    return next((KNOWN[k] for k in keys if k in KNOWN), None)
+def known_for(*keys: tuple[str, int | None, str | None]) -> list[Known]:
+    """The known false alarms of a drill of the samples' databases: the locale warnings, and the
+    sample's own, if any."""
+    return [LOCALE, *[KNOWN[k] for k in keys if k in KNOWN][:1]]
 
 
-def judge_clean(rc: int, doc: dict[str, Any], known: Known | None) -> None:
-    """A faithful backup: exit 0 and no error finding, or, for a case marked xfail, exactly its
-    known false alarm (anything else fails the test even when it is marked)."""
-    print("non-error findings:", [f"{f['severity']} {f['check']} {f['object']}: {f['message']}"
-                                  for f in doc["findings"] if f["severity"] != "error"])
-    errs = [f for f in doc["findings"] if f["severity"] == "error"]
-    hits = [f for f in errs if f["check"] == known.check and re.search(known.message, f["message"])] if known else []
-    if known and rc == 1 and hits and (known.stops_restore or len(hits) == len(errs)):
-        raise KnownFalseAlarm(f"{len(hits)} x {known.check}: {hits[0]['message']}")
-    assert (rc, errors(doc)) == (0, [])
+def judge_clean(rc: int, doc: dict[str, Any], knowns: list[Known]) -> None:
+    """A faithful backup of these samples: exit 0, no error and no warning; or, for a case marked
+    xfail, nothing but its known false alarms (anything else fails the test even when it is marked)."""
+    problems = [f for f in doc["findings"] if f["severity"] in ("error", "warning")]
+    unknown = [f for f in problems if not any(k.matches(f) for k in knowns)]
+    stopped = any(k.stops_restore and k.matches(f) for k in knowns for f in problems)
+    if problems and rc in (0, 1) and (not unknown or (stopped and all(f["severity"] == "error" for f in unknown))):
+        raise KnownFalseAlarm("; ".join(sorted({f"{f['check']}: {f['message'][:80]}" for f in problems}))[:1000])
+    assert (rc, [f"{f['severity']} {f['check']} {f['object']}: {f['message']}" for f in problems]) == (0, [])
 
 
-def _mark(known: Known | None) -> list[Any]:
-    return [pytest.mark.xfail(strict=True, raises=KnownFalseAlarm, reason=known.reason)] if known else []
+def _mark(knowns: list[Known]) -> list[Any]:
+    reason = " ALSO: ".join(k.reason for k in knowns)
+    return [pytest.mark.xfail(strict=True, raises=KnownFalseAlarm, reason=reason)] if knowns else []
 
 
 def need(sample: Sample) -> None:
@@ -158,7 +174,11 @@ class Loaded:
         key = (sample.name, major)
         if key not in self.refs:
             server = self.server(major)
-            ref = self.stack.enter_context(server.fresh_database())
+            try:
+                ref = self.stack.enter_context(server.fresh_database(lc_collate=SOURCE_LOCALE,
+                                                                    lc_ctype=SOURCE_LOCALE))
+            except Exception as exc:  # the machine lacks the locale: the known locale warnings cannot occur
+                pytest.skip(f"cannot create a {SOURCE_LOCALE} database in PostgreSQL {server.version}: {exc}")
             lacking = [e for e in sample.extensions if not execute(
                 ref, "SELECT 1 FROM pg_available_extensions WHERE name = %s", (e,))]
             if sample.icu and not execute(ref, "SELECT 1 FROM pg_collation WHERE collprovider = 'i' LIMIT 1"):
@@ -284,7 +304,7 @@ CROSS = [SAMPLES["pagila"], SAMPLES["adventureworks"]]
 
 
 def _cross_cases() -> list[Any]:
-    return [pytest.param(s, id=s.name, marks=_mark(HOST_MISSING if s.extensions else known_for((s.name, None, None))))
+    return [pytest.param(s, id=s.name, marks=_mark([HOST_MISSING] if s.extensions else known_for((s.name, None, None))))
             for s in CROSS]
 
 
@@ -319,7 +339,7 @@ CLEAN_DUMP = Known(
     "restore_errors", r"does not exist", stops_restore=True)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownFalseAlarm, reason=CLEAN_DUMP.reason)
+@pytest.mark.xfail(strict=True, raises=KnownFalseAlarm, reason=CLEAN_DUMP.reason + " ALSO: " + LOCALE.reason)
 def test_sample_plain_dump_made_with_clean_verifies(loaded: Loaded, tmp_path: Path) -> None:
     sample = SAMPLES["pagila"]
     ref = loaded.get(sample, MAJORS[0])
@@ -330,4 +350,28 @@ def test_sample_plain_dump_made_with_clean_verifies(loaded: Loaded, tmp_path: Pa
                    **ref.child_env()}, check=True, capture_output=True)
     out = tmp_path / "r.json"
     rc = cli("verify", dump, "--against", ref.display(), "--report", out, "--no-progress", "-q")
-    judge_clean(rc, report_of(out), CLEAN_DUMP)
+    judge_clean(rc, report_of(out), [CLEAN_DUMP, LOCALE])
+
+
+def test_judge_lets_only_the_known_false_alarms_through() -> None:
+    """No server: a marked case is 'expected to fail' only on its known findings, never on another."""
+    def doc(*findings: tuple[str, str, str]) -> dict[str, Any]:
+        return {"findings": [{"severity": s, "check": c, "object": "o", "message": m} for s, c, m in findings]}
+    locale = ("warning", "schema", "database lc_collate: C.UTF-8 -> C")
+    seq = ("error", "sequence", "sequence s is behind its column t.id: next value 1, max(id) = 3; "
+           "the next insert would collide")
+    judge_clean(0, doc(), [LOCALE])  # nothing at all: passes (a marked case then XPASSes)
+    with pytest.raises(KnownFalseAlarm):
+        judge_clean(0, doc(locale), [LOCALE])
+    with pytest.raises(KnownFalseAlarm):
+        judge_clean(1, doc(locale, seq), [LOCALE, SEQUENCES_BEHIND])
+    for other in [("error", "row_count", "expected 3 rows, restored 2"), ("warning", "fk_orphans", "x")]:
+        with pytest.raises(AssertionError) as info:
+            judge_clean(1, doc(locale, seq, other), [LOCALE, SEQUENCES_BEHIND])
+        assert not isinstance(info.value, KnownFalseAlarm)
+    stopped = ("error", "restore_errors", 'line 21: relation "public.store" does not exist')
+    with pytest.raises(KnownFalseAlarm):
+        judge_clean(1, doc(stopped, ("error", "table_missing", "gone")), [CLEAN_DUMP, LOCALE])
+    with pytest.raises(AssertionError) as info:
+        judge_clean(1, doc(("error", "table_missing", "gone")), [CLEAN_DUMP, LOCALE])
+    assert not isinstance(info.value, KnownFalseAlarm)
