@@ -132,6 +132,13 @@ def fresh_db_any(pg_any: PgServer) -> Iterator[PostgresRef]:
         yield ref
 
 
+def admin_url(server: PgServer, dbname: str = "postgres") -> str:
+    """A test server's admin URL with its password, over its Unix socket (in the sandbox the
+    throwaway server has no network)."""
+    p = server.admin.params
+    return f"postgresql://{p['user']}:{server.admin.password}@/{dbname}?host={p['host']}&port={p['port']}"
+
+
 def url(ref: PostgresRef) -> str:
     """The URL of a test database as a user would type it: no password (the test passfile has it)."""
     return PostgresRef(dict(ref.params)).display()

@@ -21,7 +21,7 @@ from restorecheck.engines.pg_needs import dump_needs, needs_of_script, schema_li
 from restorecheck.errors import EnvironmentFailure
 from restorecheck.pg_hosting import capabilities
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import EMBEDDED_MAJOR, execute, installation_for
+from tests.conftest import EMBEDDED_MAJOR, admin_url, execute, installation_for
 
 pytestmark = pytest.mark.postgres
 
@@ -190,13 +190,12 @@ def test_a_dump_nothing_here_can_host_is_exit_3_with_the_remedy(dumps: Dumps, tm
 
 
 def test_server_target_lacking_an_extension_is_exit_3(dumps: Dumps, pg18: PgServer) -> None:
-    tcp = pg18.info["tcp"]
-    url = f"postgresql://{tcp.params['user']}:{tcp.password}@127.0.0.1:{tcp.params['port']}/postgres"
+    url = admin_url(pg18)
     dbs_before = {r[0] for r in execute(pg18.admin, "SELECT datname FROM pg_database")}
     with pytest.raises(EnvironmentFailure) as info:
         pipeline.verify(dumps.custom15, restore=RestoreOptions(target=url))
     assert 'extension "uuid-ossp"' in info.value.message and "ICU" in info.value.message
-    assert tcp.password not in info.value.one_line()
+    assert pg18.admin.password and pg18.admin.password not in info.value.one_line()
     assert {r[0] for r in execute(pg18.admin, "SELECT datname FROM pg_database")} == dbs_before
 
 
@@ -232,17 +231,16 @@ def test_doctor_shows_what_each_installation_can_host() -> None:
 def test_drill_checks_the_target_against_the_source_before_the_backup(pg15: PgServer, pg18: PgServer,
                                                                      tmp_path: Path) -> None:
     """drill starts its target early: what the live source uses (uuid-ossp here) is asked of it."""
-    src_tcp, tcp = pg15.info["tcp"], pg18.info["tcp"]
-    url = f"postgresql://{tcp.params['user']}:{tcp.password}@127.0.0.1:{tcp.params['port']}/postgres"
+    url = admin_url(pg18)
     with pg15.fresh_database() as src:
         execute(src, 'CREATE EXTENSION "uuid-ossp"; CREATE TABLE t (id uuid PRIMARY KEY DEFAULT uuid_generate_v4());'
                      "INSERT INTO t DEFAULT VALUES")
-        src_url = (f"postgresql://{src_tcp.params['user']}:{src_tcp.password}@127.0.0.1:"
-                   f"{src_tcp.params['port']}/{src.dbname}")
+        src_url = admin_url(pg15, src.dbname or "")
         out = _cli("drill", src_url, "--target", url, "--no-progress", "-o", str(tmp_path / "out"))
         assert out.returncode == 3, out.stderr
         assert 'extension "uuid-ossp"' in out.stderr and len(out.stderr.strip().splitlines()) == 1
-        assert tcp.password not in out.stderr and src_tcp.password not in out.stderr
+        assert pg18.admin.password and pg18.admin.password not in out.stderr
+        assert pg15.admin.password and pg15.admin.password not in out.stderr
         # the same source drilled into a local target restores on 15, which has uuid-ossp
         ok = _cli("drill", src_url, "--no-progress", "-o", str(tmp_path / "out2"))
         assert ok.returncode == 0, ok.stderr + ok.stdout

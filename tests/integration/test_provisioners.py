@@ -23,21 +23,31 @@ from tests.conftest import MAJORS, execute, installation_for
 
 pytestmark = pytest.mark.postgres
 
+_STARTS: dict[int, int | None] = {}  # pid -> start time, to tell a process from a later one with its pid
+
 
 def _pid_alive(pid: int) -> bool:
-    """Running (a zombie that only waits to be reaped by its parent, this test, is not)."""
+    """Running (a zombie that only waits to be reaped by its parent, this test, is not), and the same
+    process as when first asked about (pids are reused quickly here: pid_max is 32768)."""
+    from restorecheck.provisioners.local import process_start_time
+
     try:
         os.kill(pid, 0)
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (ProcessLookupError, FileNotFoundError):
         return False
-    return state != "Z"
+    start = _STARTS.setdefault(pid, process_start_time(pid))
+    return state != "Z" and process_start_time(pid) == start
 
 
 def _postmaster_pid(server: PgServer) -> int:
     """The server's process as seen from here: bubblewrap's (whose PID namespace holds the postmaster)
     or, without the sandbox, the postmaster's."""
-    return int(server.info["server_pid"])
+    from restorecheck.provisioners.local import process_start_time
+
+    pid = int(server.info["server_pid"])
+    _STARTS[pid] = process_start_time(pid)  # recorded while it surely runs
+    return pid
 
 
 def _assert_gone(base: str, pid: int) -> None:

@@ -33,7 +33,7 @@ from restorecheck.dburl import PostgresRef, SqliteRef
 from restorecheck.engines.base import BackupOptions
 from restorecheck.provisioners.base import PgServer
 from tests.conftest import MAJORS as CONFTEST_MAJORS
-from tests.conftest import execute, sqlite_script
+from tests.conftest import execute, sqlite_script, url
 from tests.samples.load import SAMPLES, Sample, load_postgres, load_sqlite
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -211,7 +211,7 @@ def _cases() -> list[Any]:
 def test_sample_drill_is_clean(sample: Sample, major: int, fmt: str, loaded: Loaded, tmp_path: Path) -> None:
     ref = loaded.get(sample, major)
     out = tmp_path / "r.json"
-    rc = cli("drill", ref.display(), "--format", fmt, "--report", out, "--no-progress", "-q")
+    rc = cli("drill", url(ref), "--format", fmt, "--report", out, "--no-progress", "-q")
     doc = report_of(out)
     judge_clean(rc, doc, known_for((sample.name, major, fmt), (sample.name, major, None), (sample.name, None, None)))
     assert doc["tables"] and all(t["match"] for t in doc["tables"])
@@ -317,7 +317,7 @@ def test_sample_cross_major_drill(sample: Sample, loaded: Loaded, tmp_path: Path
     newer = loaded.server(MAJORS[-1])
     assert newer.tools is not None
     out = tmp_path / "r.json"
-    rc = cli("drill", ref.display(), "--format", "custom", "--pg-bin", newer.tools.bindir, "--report", out,
+    rc = cli("drill", url(ref), "--format", "custom", "--pg-bin", newer.tools.bindir, "--report", out,
              "--no-progress", "-q")
     lacking = [e for e in sample.extensions if e not in _available(newer, sample.extensions)]
     if not lacking:
@@ -349,7 +349,7 @@ def test_sample_plain_dump_made_with_clean_verifies(loaded: Loaded, tmp_path: Pa
     subprocess.run([str(server.tools.tool("pg_dump")), "-c", "-Fp", "-f", str(dump)], env={**os.environ,
                    **ref.child_env()}, check=True, capture_output=True)
     out = tmp_path / "r.json"
-    rc = cli("verify", dump, "--against", ref.display(), "--report", out, "--no-progress", "-q")
+    rc = cli("verify", dump, "--against", url(ref), "--report", out, "--no-progress", "-q")
     judge_clean(rc, report_of(out), [CLEAN_DUMP, LOCALE])
 
 

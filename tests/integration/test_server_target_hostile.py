@@ -1,6 +1,6 @@
 """Server targets are not a door (issue 9, deliverable 4; README, threat model).
 
-A PostgreSQL 16 fixture server plays the user's existing server, reached by its admin (superuser)
+A PostgreSQL 18 fixture server plays the user's existing server, reached by its admin (superuser)
 URL over TCP. Hostile dumps, plain and custom, try to change the server outside the scratch
 database: create SUPERUSER/LOGIN roles, ALTER SYSTEM, run programs and touch files server-side,
 switch to, write into, drop or rename a neighbour database, grant themselves predefined roles,
@@ -58,15 +58,15 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(pg16: PgServer) -> Iterator[Target]:
-    execute(pg16.admin, f"DROP DATABASE IF EXISTS {NEIGHBOUR}")
-    execute(pg16.admin, f"CREATE DATABASE {NEIGHBOUR}")
-    execute(pg16.admin.with_dbname(NEIGHBOUR),
+def target(pg18: PgServer) -> Iterator[Target]:
+    execute(pg18.admin, f"DROP DATABASE IF EXISTS {NEIGHBOUR}")
+    execute(pg18.admin, f"CREATE DATABASE {NEIGHBOUR}")
+    execute(pg18.admin.with_dbname(NEIGHBOUR),
             "CREATE TABLE keep_me (x int PRIMARY KEY); INSERT INTO keep_me VALUES (1), (2)")
     try:
-        yield Target(pg16, url_of(pg16), Path(f"/tmp/rc-hostile-{secrets.token_hex(6)}"))
+        yield Target(pg18, url_of(pg18), Path(f"/tmp/rc-hostile-{secrets.token_hex(6)}"))
     finally:
-        execute(pg16.admin, f"DROP DATABASE IF EXISTS {NEIGHBOUR} WITH (FORCE)")
+        execute(pg18.admin, f"DROP DATABASE IF EXISTS {NEIGHBOUR} WITH (FORCE)")
 
 
 def server_state(t: Target) -> dict[str, Any]:

@@ -7,10 +7,7 @@ creates them first, as it does for roles.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,10 +22,9 @@ pytestmark = pytest.mark.postgres
 
 @pytest.mark.parametrize("fmt", ["custom", "plain"])
 def test_backup_of_a_source_with_tablespaces_verifies_clean(pg_server: PgServer, tmp_path: Path, fmt: str) -> None:
-    location = Path(tempfile.mkdtemp(prefix="restorecheck-test-ts-"))
-    if os.geteuid() == 0:
-        nobody = pwd.getpwnam(os.environ.get("RESTORECHECK_RUN_AS") or "nobody")
-        os.chown(location, nobody.pw_uid, nobody.pw_gid)
+    # inside the source cluster's own directory: the sandboxed server sees nothing else of the host
+    assert pg_server.tablespace_dir is not None
+    location = pg_server.tablespace_dir(f"src-{fmt}")
     name = f"fast space {fmt}"
     try:
         execute(pg_server.admin, f"CREATE TABLESPACE \"{name}\" LOCATION '{location}'")
