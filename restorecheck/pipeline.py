@@ -524,6 +524,9 @@ def drill(
             out = Path(restore.tmp_root or tempfile.gettempdir()) / f"restorecheck-drill-{secrets.token_hex(6)}"
             stack.callback(shutil.rmtree, out, True)
             out.mkdir(mode=0o700)
+            from restorecheck.provisioners.local import record_owner
+
+            record_owner(out)  # so that doctor --sweep can tell a dead run's directory from a live one
         else:
             out = kept_dir
         t = time.monotonic()

@@ -732,12 +732,18 @@ def stray_directories(tmp_root: str | Path | None = None) -> list[Path]:
 def _strays(tmp_root: str | Path | None = None) -> list[Stray]:
     root = Path(tmp_root or tempfile.gettempdir())
     out: list[Stray] = []
+    # restorecheck's own, or (0.1 made a cluster's directory its server user's) the server user's
+    trusted = {0, os.geteuid()}
+    with contextlib.suppress(ProvisionError):
+        user = run_as_user()
+        if user is not None:
+            trusted.add(user.pw_uid)
     for d in sorted(root.glob(TMP_PREFIX + "*")):
         try:
             st = os.lstat(d)
         except OSError:
             continue
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, os.geteuid()):
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in trusted:
             continue  # never follow a link, never touch what another user made
         rd = RunDir(d)
         meta = rd.read_meta()
