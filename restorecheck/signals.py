@@ -48,14 +48,28 @@ def handle_termination() -> Iterator[None]:
 def deferred_signals() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP until the block is done, so that cleanup runs to the end.
 
-    A signal that arrives meanwhile is delivered (and raises) right after the block.
+    A signal that arrives meanwhile is delivered (and raises) right after the block. The Python
+    handlers are swapped for ones that only note the signal: blocking the signal with
+    ``pthread_sigmask`` in the main thread is not enough once other threads exist (a worker
+    thread, the spawner of long-lived children), since the kernel then hands a signal sent to the
+    process to one of them and Python still runs its handler in the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    pending: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    old = {s: signal.getsignal(s) for s in held}
+    for s in held:
+        signal.signal(s, note)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(pending):  # each once, in the order they came
+            signal.raise_signal(signum)

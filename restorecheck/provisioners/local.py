@@ -23,6 +23,7 @@ restore and is thrown away: see ``THROWAWAY_SETTINGS``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -668,6 +669,15 @@ def _cleanup(rd: RunDir, proc: subprocess.Popen[bytes] | None, *, sandboxed: boo
 
 
 _KEPT: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _forget_kept() -> None:
+    """Servers kept with --keep outlive restorecheck on purpose: Popen must not warn at exit that
+    they still run (their stop command was printed)."""
+    for proc in _KEPT:
+        if proc.returncode is None:
+            proc.returncode = 0
 
 
 def stop_command(pid: int, sandboxed: bool) -> str:
