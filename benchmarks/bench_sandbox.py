@@ -35,6 +35,7 @@ def main() -> None:
     inst = choose(discover(args.pg_bin), prefer_origin="--pg-bin" if args.pg_bin else None)
     modes = ["bwrap", "none"]
     sandboxes = {m: resolve(m) for m in modes}
+    dump_bytes = 0
     with tempfile.TemporaryDirectory() as tmp, local_cluster(installation=inst) as src_server, \
             src_server.fresh_database() as src:
         seed(src, scale=args.scale)
@@ -42,6 +43,7 @@ def main() -> None:
         assert src_server.tools is not None
         subprocess.run([str(src_server.tools.tool("pg_dump")), "-Fc", "-f", str(dump)], env=src.child_env(),
                        check=True)
+        dump_bytes = dump.stat().st_size
         times: dict[str, dict[str, list[float]]] = {m: {"start": [], "stop": [], "verify": []} for m in modes}
         for _ in range(args.rounds):
             for m in modes:
@@ -58,7 +60,7 @@ def main() -> None:
                 times[m]["verify"].append(time.perf_counter() - t0)
                 assert report.verdict in ("pass", "fail")
     print(f"PostgreSQL {inst.version} ({inst.bindir}), {args.rounds} rounds, known dataset scale {args.scale}, "
-          f"dump {dump.stat().st_size if dump.exists() else 0} bytes")
+          f"dump {dump_bytes} bytes")
     print(f"{'phase':<8} {'bwrap s':>8} {'none s':>8} {'bwrap/none':>10}")
     for phase in ("start", "stop", "verify"):
         b, n = statistics.median(times["bwrap"][phase]), statistics.median(times["none"][phase])

@@ -18,7 +18,7 @@ from restorecheck.provisioners.local import (
     run_as_user,
     unsafe_reason,
 )
-from tests.conftest import installation_for
+from tests.conftest import EMBEDDED_MAJOR, installation_for
 
 pytestmark = pytest.mark.postgres
 
@@ -59,7 +59,7 @@ def test_binaries_in_a_private_directory_are_copied_and_run(tmp_path: Path) -> N
 def test_an_unsafe_binary_cache_is_never_used(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A local user who can write the cache (or who made it) must not get their binaries run: the
     copy is rebuilt privately for the run instead."""
-    inst = installation_for(16)
+    inst = installation_for(EMBEDDED_MAJOR)
     if not (inst.bindir.parent / "share").is_dir():
         pytest.skip(f"{inst.bindir} is not a self-contained installation (no ../share)")
     private = tmp_path / "private"

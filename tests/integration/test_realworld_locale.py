@@ -20,7 +20,7 @@ from restorecheck.dburl import PostgresRef
 from restorecheck.engines.base import BackupOptions, RestoreOptions
 from restorecheck.model import Finding, Manifest, Report
 from restorecheck.provisioners.base import PgServer
-from tests.conftest import execute, installation_for
+from tests.conftest import EMBEDDED_MAJOR, execute, installation_for
 
 pytestmark = pytest.mark.postgres
 
@@ -101,8 +101,8 @@ def test_icu_database_keeps_icu_and_falls_back_where_there_is_none(pg15: PgServe
     assert_no_locale_noise(report)
     used = report.extra["restore"]["locale"]["used"]
     assert (used["locale_provider"], used["icu_locale"]) == ("icu", "en-US")
-    # the embedded PostgreSQL 16 is built without ICU: the libc part, and one line that says so
-    embedded = installation_for(16)
+    # the embedded PostgreSQL is built without ICU: the libc part, and one line that says so
+    embedded = installation_for(EMBEDDED_MAJOR)
     report = pipeline.verify(made.artifact.path, restore=RestoreOptions(pg_bin=str(embedded.bindir)))
     assert report.verdict == "pass", report.errors
     if report.extra["restore"]["locale"]["unavailable"] is None:
