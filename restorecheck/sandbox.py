@@ -21,7 +21,6 @@ the clean environment, and asks the kernel to kill the child when restorecheck d
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import logging
@@ -33,7 +32,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -262,22 +261,6 @@ def popen_long_lived(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[byt
     return proc
 
 
-@dataclass
-class Staged:
-    """Where a sandboxed tool finds a backup: a path to bind read-only, or an open file for stdin."""
-
-    path: Path | None = None  # visible inside the sandbox at this path (bind it read-only)
-    stdin: Any = None  # an open binary file to pass as stdin (path is None then)
-    copied: bool = False
-    cleanup: list[Callable[[], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        for fn in reversed(self.cleanup):
-            with contextlib.suppress(Exception):
-                fn()
-        self.cleanup.clear()
-
-
 def readable_by(path: Path, uid: int, gid: int) -> bool:
     """Whether a process of uid/gid (no supplementary groups) can reach and read ``path``: every
     parent searchable, the file (every file and directory, for a directory) readable."""
@@ -299,13 +282,12 @@ def readable_by(path: Path, uid: int, gid: int) -> bool:
         st = os.stat(p)
         if not p.is_dir():
             return ok(st, 0o400, 0o040, 0o004)
-        for dirpath, dirnames, filenames in os.walk(p):
+        for dirpath, _dirnames, filenames in os.walk(p):
             if not ok(os.stat(dirpath), 0o500, 0o050, 0o005):
                 return False
             for n in filenames:
                 if not ok(os.stat(os.path.join(dirpath, n)), 0o400, 0o040, 0o004):
                     return False
-            del dirnames[:0]
     except OSError:
         return False
     return True

@@ -65,3 +65,10 @@ def test_mask_never_leaks_a_url_password(pw: str) -> None:
 
 def test_sqlite_path_is_a_path() -> None:
     assert parse_database("./x/y.sqlite") == SqliteRef(Path("./x/y.sqlite"))
+
+
+def test_mask_hides_a_password_with_unicode_spaces() -> None:
+    """Found by the property above: U+1680 (and U+00A0, U+2003) ended the password early and the rest
+    was printed."""
+    for pw in ("000\u1680", "a\u00a0b", "x\u2003y\u3000"):
+        assert pw not in mask(f"could not connect to postgresql://user:{pw}@localhost:5432/db")
