@@ -64,6 +64,7 @@ from restorecheck.provisioners.restore_role import (
     grant_roles,
     password_changed,
 )
+from restorecheck.sandbox import set_pdeathsig
 
 log = logging.getLogger("restorecheck")
 
@@ -245,7 +246,7 @@ class PostgresEngine:
                     # umask 077: the backup is never readable by others, not even while it is written
                     res = pgd.run_tool(argv, env=env, label="backup: pg_dump", progress=progress, size_of=out,
                                        cancel=cancel, popen_kwargs={"umask": 0o077,
-                                                                    "preexec_fn": _parent_death_signal()})
+                                                                    "preexec_fn": set_pdeathsig})
                     ok = (res.returncode == 0 and "error:" not in res.stderr and out.exists()
                           and not cancel.is_set())
                     return res, pgd.sha256_of(out) if ok else None
@@ -1035,12 +1036,6 @@ def _plausible_archive_version(path: Path) -> bool:
 
 def _version_key(inst: PgInstallation) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", inst.version))
-
-
-def _parent_death_signal() -> Any:
-    from restorecheck.sandbox import set_pdeathsig
-
-    return set_pdeathsig
 
 
 def _set_mode(path: Path, mode: int) -> None:

@@ -507,26 +507,6 @@ def stop_server(proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, timeou
         proc.wait(1)
 
 
-def stop_cluster(inst: PgInstallation, datadir: Path, user: pwd.struct_passwd | None, timeout: float = 30) -> None:
-    """Stop a cluster by its data directory (a kept one, or one left by a killed run): pg_ctl's fast
-    shutdown, then SIGQUIT, then SIGKILL to the pid in postmaster.pid; never raises."""
-    pid = _postmaster_pid(datadir)
-    if pid is None:
-        return
-    uid = None if user is None else user.pw_uid
-    with contextlib.suppress(Exception):
-        run([inst.tool("pg_ctl"), "-D", datadir, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
-            user=uid, timeout=timeout + 10)
-    for sig, wait in ((signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
-        if not _alive(pid):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        end = time.monotonic() + wait
-        while time.monotonic() < end and _alive(pid):
-            time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def local_cluster(
     *,
