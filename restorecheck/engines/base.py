@@ -3,7 +3,11 @@
 ``pipeline.py`` owns the ExitStack and the order of phases; an engine knows how to fingerprint a
 database, take a backup with its manifest, recognise a backup file, provision a throwaway target
 and restore into it, and run the checks that need no reference. Engines are looked up by name
-in ``ENGINES`` (``engines/__init__.py``).
+with ``engines.get_engine`` or by database with ``engines.engine_for`` (``engines/__init__.py``).
+
+Engines hold no state between calls: what one step makes and a later step needs (a target
+started early, a source made for drill, a backup this process just wrote) is a value the step
+returns and the pipeline passes on. One engine instance can serve any number of databases.
 """
 
 from __future__ import annotations
@@ -87,6 +91,27 @@ class RestoreOutcome:
     info: dict[str, Any] = field(default_factory=dict)  # tool versions, server version, connect hint
 
 
+@dataclass(frozen=True)
+class Target:
+    """A restore target started before the restore (drill): ``restore(..., target=)`` uses it
+    instead of provisioning one. ``where`` is what it was asked for as (``local``, ``docker``, a
+    URL); ``handle`` is the engine's own (PostgreSQL: a ``provisioners.base.PgServer``), alive
+    until the ``ExitStack`` that made it closes."""
+
+    engine: str
+    where: str
+    handle: Any
+
+
+@dataclass(frozen=True)
+class ThrowawaySource:
+    """What ``throwaway_source`` made: the empty database, and the target it lives on when the
+    restore can reuse it (one server for both sides of a drill)."""
+
+    ref: DatabaseRef
+    target: Target | None = None
+
+
 class Engine(Protocol):
     name: ClassVar[str]
 
@@ -105,9 +130,12 @@ class Engine(Protocol):
         """Take a backup of ``source`` into ``outdir`` and its manifest from the same snapshot."""
 
     def restore(
-        self, artifact: BackupArtifact, options: RestoreOptions, stack: contextlib.ExitStack
+        self, artifact: BackupArtifact, options: RestoreOptions, stack: contextlib.ExitStack, *,
+        target: Target | None = None,
     ) -> RestoreOutcome:
-        """Provision a throwaway target (cleanup registered on ``stack``) and restore into it.
+        """Provision a throwaway target (cleanup registered on ``stack``) and restore into it, or
+        restore into ``target`` (from ``prepare_target``/``throwaway_source``) when it can host
+        the backup. ``artifact.written_here``: this process's ``backup`` just wrote it.
 
         A backup that does not restore cleanly is a ``restore_errors`` finding, not an exception.
         """
@@ -132,8 +160,9 @@ class Engine(Protocol):
         """With both databases at hand, add ``details["keys"]`` (the differing keys, up to
         ``max_keys``) to the ``row_count``/``checksum`` findings; other findings pass unchanged."""
 
-    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
         """A new empty database for drill's self-test, removed by ``stack``."""
 
-    def prepare_target(self, source: DatabaseRef, options: RestoreOptions, stack: contextlib.ExitStack) -> None:
-        """Get the restore target ready while the backup of ``source`` runs (may do nothing)."""
+    def prepare_target(self, source: DatabaseRef, options: RestoreOptions,
+                       stack: contextlib.ExitStack) -> Target | None:
+        """Start the restore target while the backup of ``source`` runs; None: nothing to start."""

@@ -42,6 +42,8 @@ from restorecheck.engines.base import (
     ProgressFn,
     RestoreOptions,
     RestoreOutcome,
+    Target,
+    ThrowawaySource,
     in_checksum_mode_of,
     no_progress,
 )
@@ -98,6 +100,9 @@ class Inspection:
     jail: Any = None  # the ToolJail the tools that read this backup run in (engines/pg_jail.py)
     edits: dict[int, bytes] = dataclasses.field(default_factory=dict)  # plain: PlainScan.edits
     texts: dict[str, str] = dataclasses.field(default_factory=dict)  # archive: pg_restore --list/--schema-only
+    # installations with pg_restore, newest first (a newer pg_restore reads older archives):
+    # looked up once per inspection
+    readers: list[PgInstallation] = dataclasses.field(default_factory=list)
 
 
 class PostgresEngine:
@@ -106,14 +111,7 @@ class PostgresEngine:
     name: ClassVar[str] = "postgresql"
 
     def __init__(self, pg_bin: str | Path | None = None) -> None:
-        self.pg_bin = pg_bin
-        # A server provisioned for drill's throwaway source: the restore reuses it (one cluster,
-        # a second fresh database from template0) instead of starting another one.
-        self._shared_server: Any = None
-        self._shared_target: str | None = None
-        # (path, sha256) of the backup this engine's pg_dump just wrote (drill): no second read check
-        self._written_here: tuple[str, str | None] | None = None
-        self._readers_cache: list[PgInstallation] | None = None
+        self.pg_bin = pg_bin  # configuration only: the engine keeps no state between calls
 
     # --- format and fingerprint ------------------------------------------------------------
 
@@ -287,8 +285,8 @@ class PostgresEngine:
             )
         _set_mode(out, options.file_mode)
         size = pgd.backup_bytes(out)
-        artifact = BackupArtifact(path=str(out.resolve()), format=fmt, bytes=size, sha256=digest)
-        self._written_here = (artifact.path, digest)
+        artifact = BackupArtifact(path=str(out.resolve()), format=fmt, bytes=size, sha256=digest,
+                                  written_here=True)
         warnings = [ln for ln in result.stderr.splitlines() if "warning" in ln.lower()]
         facts = dict(manifest.facts)
         facts.update({
@@ -318,19 +316,16 @@ class PostgresEngine:
 
     def _readers(self) -> list[PgInstallation]:
         """Installations with pg_restore, newest first (a newer pg_restore reads older archives)."""
-        if self._readers_cache is not None:
-            return self._readers_cache
         insts = [i for i in discover(self.pg_bin) if "pg_restore" in i.tools]
         if not insts:
             raise ToolNotFoundError(
                 "no pg_restore was found (looked at --pg-bin, PATH, pg_config, /usr/lib/postgresql/N/bin)",
                 "install the PostgreSQL client, pip install 'restorecheck[embedded]', or give --pg-bin DIR",
             )
-        self._readers_cache = sorted(insts, key=_version_key, reverse=True)
-        return self._readers_cache
+        return sorted(insts, key=_version_key, reverse=True)
 
     def inspect(self, artifact: BackupArtifact, workdir: Path, jail: Any, *,
-                progress: ProgressFn = no_progress) -> Inspection:
+                progress: ProgressFn = no_progress, readers: list[PgInstallation] | None = None) -> Inspection:
         """The quick part of the inspection: the format, the versions and the encoding.
 
         Archives: ``pg_restore --list`` (by the newest pg_restore that can read it) and the
@@ -339,7 +334,7 @@ class PostgresEngine:
         """
         path = Path(artifact.path)
         fmt = artifact.format or pgd.detect_format(path) or ""
-        insp = Inspection(format=fmt, workdir=workdir, jail=jail)
+        insp = Inspection(format=fmt, workdir=workdir, jail=jail, readers=readers or self._readers())
         obj = path.name
         if fmt == "tar":
             damage = pgd.tar_damage(path)
@@ -349,7 +344,7 @@ class PostgresEngine:
                 return insp
         if fmt in pgd.ARCHIVE_FORMATS:
             header, reader, err = None, None, ""
-            for inst in self._readers():
+            for inst in insp.readers:
                 inst = self._reachable(inst, jail)
                 inp = jail.input(path, need_path=fmt == "directory")
                 res = jail.run(inst, pgd.pg_restore_list_argv(inst.tool("pg_restore"), inp.path),
@@ -361,7 +356,7 @@ class PostgresEngine:
             if header is None or reader is None:
                 if "unsupported version" in err and _plausible_archive_version(path):
                     # too new for our pg_restore: not a bad backup (a garbled version byte is)
-                    newest = self._readers()[0]
+                    newest = insp.readers[0]
                     raise ToolNotFoundError(
                         f"{path.name} was written by a newer pg_dump than any pg_restore found here "
                         f"(newest: {newest.version} in {newest.bindir}): {pgd.mask(err)}",
@@ -397,7 +392,7 @@ class PostgresEngine:
                 inner = pgd.detect_format(script)
                 if inner in ("custom", "tar"):  # pg_dump -Fc | gzip: an archive inside the gzip
                     nested = self.inspect(BackupArtifact(str(script), inner, 0, None), workdir, jail,
-                                          progress=progress)
+                                          progress=progress, readers=insp.readers)
                     nested.findings[:0] = insp.findings
                     nested.facts["gzip_of"] = inner
                     return nested
@@ -431,10 +426,10 @@ class PostgresEngine:
 
     def _reader_for(self, insp: Inspection) -> PgInstallation:
         version = insp.facts.get("reader")
-        for inst in self._readers():
+        for inst in insp.readers:
             if inst.version == version:
                 return self._reachable(inst, insp.jail)
-        return self._reachable(self._readers()[0], insp.jail)
+        return self._reachable(insp.readers[0], insp.jail)
 
     def _archive_text(self, insp: Inspection, kind: str) -> str:
         """``pg_restore --list`` (``kind`` "list") or ``--schema-only`` ("schema") of the archive, run
@@ -500,11 +495,12 @@ class PostgresEngine:
 
     # --- restore ---------------------------------------------------------------------------
 
-    def restore(self, artifact: BackupArtifact, options: RestoreOptions,
-                stack: contextlib.ExitStack) -> RestoreOutcome:
-        """Inspect, provision, create roles, restore. The full read check of an archive and the
-        scan of a plain dump run while the target starts (and the read check while it restores).
-        Every tool that reads the backup runs in the restore's ``ToolJail`` (engines/pg_jail.py)."""
+    def restore(self, artifact: BackupArtifact, options: RestoreOptions, stack: contextlib.ExitStack, *,
+                target: Target | None = None) -> RestoreOutcome:
+        """Inspect, provision (or use ``target`` when it can host the dump), create roles, restore.
+        The full read check of an archive and the scan of a plain dump run while the target starts
+        (and the read check while it restores). Every tool that reads the backup runs in the
+        restore's ``ToolJail`` (engines/pg_jail.py)."""
         from restorecheck.provisioners import provision_postgres
         from restorecheck.provisioners.local import record_owner
 
@@ -542,7 +538,7 @@ class PostgresEngine:
         if insp.readable:
             f_scan = pool.submit(self._scan, insp, obj, progress)
             if insp.format in pgd.ARCHIVE_FORMATS:
-                if self._written_here == (str(path), artifact.sha256):
+                if artifact.written_here:
                     # written by this engine's pg_dump moments ago (exit 0, digest taken): the
                     # restore reads every block anyway, so the separate read is skipped
                     info["read_check"] = "skipped: written by this run's pg_dump"
@@ -551,11 +547,11 @@ class PostgresEngine:
                     info["read_check"] = "pg_restore --file=/dev/null"
         psql: PgInstallation | None = None
         if insp.readable and insp.format in pgd.PLAIN_FORMATS:
-            psql = self._restricting_psql()  # before a target is started: exit 3 at once without one
+            psql = self._restricting_psql(insp.readers)  # before a target is started: exit 3 at once without one
         min_major = insp.header.min_major
         t0 = time.monotonic()
-        server = self._shared_server
-        if server is None or (self._shared_target or "local") != (options.target or "local") or (
+        server = target.handle if target is not None and target.engine == self.name else None
+        if server is None or target is None or target.where != (options.target or "local") or (
             min_major is not None and server.major < min_major
         ) or pg_needs.server_lacks(server, needs):
             progress("provision target", 0, None)
@@ -658,11 +654,12 @@ class PostgresEngine:
         progress("restore", 1, 1)
         return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
 
-    def _restricting_psql(self) -> PgInstallation:
+    @staticmethod
+    def _restricting_psql(readers: list[PgInstallation]) -> PgInstallation:
         """A psql that knows ``\\restrict`` (13.22, 14.19, 15.14, 16.10, 17.6 and later; CVE-2025-8714),
         newest first: restorecheck restricts it with its own key so that no meta-command of a dump
         (``\\!`` runs a shell) is ever executed. None found: exit 3 naming the fix."""
-        found = [i for i in self._readers() if "psql" in i.tools]
+        found = [i for i in readers if "psql" in i.tools]
         for inst in found:
             if pgd.psql_knows_restrict(inst.version):
                 return inst
@@ -678,31 +675,30 @@ class PostgresEngine:
     # --- drill: targets started early, throwaway sources ----------------------------------------
 
     def prepare_target(self, source: DatabaseRef, options: RestoreOptions,
-                       stack: contextlib.ExitStack) -> None:
+                       stack: contextlib.ExitStack) -> Target | None:
         """Start the restore target now (drill calls this while the backup runs), of a major that can
-        load a dump of ``source``; ``restore`` then uses it instead of starting one."""
+        load a dump of ``source``; ``restore(..., target=)`` then uses it instead of starting one."""
         import psycopg
 
         from restorecheck.provisioners import provision_postgres
 
-        if self._shared_server is not None or not isinstance(source, PostgresRef):
-            return
+        if not isinstance(source, PostgresRef):
+            return None
         try:
             with psycopg.connect(source.conninfo(), connect_timeout=15) as conn:
                 row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
                 major = int(row[0]) // 10000 if row else None
                 needs = pg_needs.needs_of_database(conn, min_major=major)  # what the dump will need
         except psycopg.Error:
-            return  # backup() reports the unreachable source
+            return None  # backup() reports the unreachable source
         server = stack.enter_context(provision_postgres(
             options.target, min_major=major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
             tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
                 needs=needs))
-        self._shared_server = server
-        self._shared_target = options.target or "local"
+        return Target(self.name, options.target or "local", server)
 
 
-    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
         """A new empty database on a throwaway server, for drill's self-test (removed by ``stack``).
 
         The same server then takes the restore, into a second fresh database from template0:
@@ -713,11 +709,10 @@ class PostgresEngine:
         server = stack.enter_context(provision_postgres(
             options.target, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
             tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
-        self._shared_server = server
-        self._shared_target = options.target or "local"
         if server.kind == "server" and not options.keep:
             _drop_seed_roles_made_here(server, stack)  # registered first: runs after the databases go
-        return stack.enter_context(server.fresh_database(keep=options.keep))
+        ref = stack.enter_context(server.fresh_database(keep=options.keep))
+        return ThrowawaySource(ref, Target(self.name, options.target or "local", server))
 
 
 def _drop_seed_roles_made_here(server: Any, stack: contextlib.ExitStack) -> None:

@@ -69,6 +69,8 @@ from restorecheck.engines.base import (
     ProgressFn,
     RestoreOptions,
     RestoreOutcome,
+    Target,
+    ThrowawaySource,
     no_progress,
 )
 from restorecheck.errors import (
@@ -839,29 +841,34 @@ def _require_sqlite(path: Path, what: str) -> None:
                                  "give a SQLite database file")
 
 
+@dataclasses.dataclass(frozen=True)
+class RestoredCopy(SqliteRef):
+    """The copy ``restore`` made: a private file no other process touches (safe to memory-map,
+    its foreign_key_check may run in a side process on the file). ``opens`` False: the restore
+    found that it does not open as a SQLite database and already said so (``restore_errors``)."""
+
+    opens: bool = True
+
+
 class SqliteEngine:
-    """The Engine protocol for SQLite (see the module docstring)."""
+    """The Engine protocol for SQLite (see the module docstring). Keeps no state between calls."""
 
     name: ClassVar[str] = "sqlite"
-
-    def __init__(self) -> None:
-        # restored copies whose failure to open was already reported as restore_errors
-        self._unopenable: set[str] = set()
-        # restored copies: private files no other process touches (safe to memory-map)
-        self._private: set[str] = set()
 
     def detect_format(self, path: Path) -> str | None:
         return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
 
-    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> DatabaseRef:
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
         """A new database file in a private temporary directory, for drill's self-test."""
         from restorecheck.provisioners.sqlite import temporary_sqlite
 
         path = stack.enter_context(temporary_sqlite(options.tmp_root, name="selftest.db", keep=options.keep))
-        return SqliteRef(path)
+        return ThrowawaySource(SqliteRef(path))
 
-    def prepare_target(self, source: DatabaseRef, options: RestoreOptions, stack: contextlib.ExitStack) -> None:
+    def prepare_target(self, source: DatabaseRef, options: RestoreOptions,
+                       stack: contextlib.ExitStack) -> Target | None:
         """Nothing to start: a SQLite target is a file made at restore time."""
+        return None
 
     # --- fingerprint --------------------------------------------------------------------------
 
@@ -873,13 +880,13 @@ class SqliteEngine:
             raise BadInputError(f"{db} is not a SQLite database")
         path = Path(db.path)
         _require_sqlite(path, "database")
+        private = isinstance(db, RestoredCopy)
         try:
-            conn = connect_readonly(path, private=str(path) in self._private)
+            conn = connect_readonly(path, private=private)
         except sqlite3.Error as exc:
             raise SourceUnreachableError(f"cannot open {path}: {_first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(conn):
-            private = str(path) in self._private
             manifest = fingerprint_connection(conn, database=str(path), path=path, options=options,
                                               ranges_from=ranges_from, side_file=path if private else None)
         return manifest
@@ -968,22 +975,24 @@ class SqliteEngine:
 
     # --- restore ------------------------------------------------------------------------------
 
-    def restore(self, artifact: BackupArtifact, options: RestoreOptions, stack: contextlib.ExitStack) -> RestoreOutcome:
+    def restore(self, artifact: BackupArtifact, options: RestoreOptions, stack: contextlib.ExitStack, *,
+                target: Target | None = None) -> RestoreOutcome:
+        """Copy the backup (and a ``-wal`` beside it) into a private file and open it; ``target``
+        is unused (nothing is started ahead for SQLite)."""
         from restorecheck.provisioners.sqlite import temporary_sqlite
 
         path = Path(artifact.path)
         _require_sqlite(path, "backup")
         started = time.monotonic()
-        target = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep))
-        self._private.add(str(target))
-        stack.callback(self._private.discard, str(target))
+        copy = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep))
         options.progress("restore: copy", 0, path.stat().st_size)
-        shutil.copyfile(path, target)
+        shutil.copyfile(path, copy)
         findings: list[Finding] = []
-        info: dict[str, Any] = {"copy": str(target), "sqlite_version": sqlite3.sqlite_version}
+        opens = True
+        info: dict[str, Any] = {"copy": str(copy), "sqlite_version": sqlite3.sqlite_version}
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
-            shutil.copyfile(wal, target.with_name(target.name + "-wal"))
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
             findings.append(Finding(
                 "backup_file", "warning", str(wal),
                 f"a non-empty {wal.name} lies beside the backup: the backup alone is not the whole "
@@ -991,7 +1000,7 @@ class SqliteEngine:
                 {"wal_bytes": wal.stat().st_size}))
         options.progress("restore: copy", path.stat().st_size, path.stat().st_size)
         try:
-            conn = sqlite3.connect(str(target), isolation_level=None)
+            conn = sqlite3.connect(str(copy), isolation_level=None)
             try:
                 conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()
                 mode = conn.execute("PRAGMA main.journal_mode").fetchone()[0]
@@ -1001,14 +1010,14 @@ class SqliteEngine:
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            self._unopenable.add(str(target))
+            opens = False
             findings.append(Finding(
                 "restore_errors", "error", str(path),
                 f"the backup does not open as a SQLite database: {_first_line(exc)}",
                 {"error": _first_line(exc)}))
         if options.keep:
-            info["connect_hint"] = f"sqlite3 {target}"
-        return RestoreOutcome(restored=SqliteRef(target), findings=findings,
+            info["connect_hint"] = f"sqlite3 {copy}"
+        return RestoreOutcome(restored=RestoredCopy(copy, opens=opens), findings=findings,
                               seconds=time.monotonic() - started, info=info)
 
     # --- exact keys when both databases are at hand ---------------------------------------------
@@ -1053,7 +1062,7 @@ class SqliteEngine:
                     facts["integrity_check"] = run_integrity_check(conn)
             except sqlite3.DatabaseError as exc:
                 facts["open_error"] = _first_line(exc)
-        reported = isinstance(restored, SqliteRef) and str(restored.path) in self._unopenable
+        reported = isinstance(restored, RestoredCopy) and not restored.opens
         return self_check_findings(facts, manifest.fk_orphans, open_error_reported=reported,
                                    reference_fk_orphans=None if reference is None else reference.fk_orphans)
 
