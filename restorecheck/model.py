@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from restorecheck import __version__
 from restorecheck.errors import BadManifestError
@@ -36,8 +36,10 @@ Severity = Literal["error", "warning", "info"]
 Verdict = Literal["pass", "fail", "error"]
 Reference = Literal["manifest", "live", "none"]
 
-# Stable ids for Finding.check (SPEC). New checks get new ids; never rename one.
-CHECK_IDS = (
+# Stable ids for Finding.check (SPEC). New checks get new ids; never rename one. A Literal, so that
+# mypy rejects a finding made with an id that is not here; Finding refuses one at run time too, and
+# the report schema's enum is tested to be exactly this list (tests/unit/test_check_ids.py).
+CheckId = Literal[
     "restore_errors",
     "table_missing",
     "table_extra",
@@ -56,18 +58,26 @@ CHECK_IDS = (
     "row_security",  # the reading role is subject to RLS: counts would lie
     "header",  # SQLite header values a copy must keep
     "database",  # database-level properties: the locale the throwaway database could not get, ...
-)
+    "restore_timeout",  # the restore tool was killed at --restore-timeout
+]
+CHECK_IDS: tuple[CheckId, ...] = get_args(CheckId)
 
 
 @dataclass(frozen=True)
 class Finding:
     """One thing a check found. ``severity == "error"`` makes the verdict fail."""
 
-    check: str
+    check: CheckId
     severity: Severity
     object: str
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.check not in CHECK_IDS:
+            raise ValueError(f"unknown check id {self.check!r} (model.CheckId lists them)")
+        if self.severity not in ("error", "warning", "info"):
+            raise ValueError(f"unknown severity {self.severity!r}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -83,7 +93,7 @@ class Finding:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Finding:
         return cls(
-            check=str(d["check"]),
+            check=d["check"],
             severity=d["severity"],
             object=str(d["object"]),
             message=str(d["message"]),
