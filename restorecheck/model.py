@@ -14,7 +14,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -158,6 +158,17 @@ class RangeChecksum:
             rows=int(d["rows"]),
             checksum=str(d["checksum"]),
         )
+
+
+def same_boundaries(a: Sequence[RangeChecksum], b: Sequence[RangeChecksum]) -> bool:
+    """True when both lists cover the same key ranges (so they can be compared range by range)."""
+    return len(a) == len(b) and all(
+        _norm(x.lower) == _norm(y.lower) and _norm(x.upper) == _norm(y.upper) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _norm(v: tuple[Any, ...] | None) -> tuple[str, ...] | None:
+    return None if v is None else tuple(str(x) for x in v)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from restorecheck.model import Finding, Manifest, RangeChecksum, TableFingerprint, TableResult
+from restorecheck.model import (
+    Finding,
+    Manifest,
+    RangeChecksum,
+    TableFingerprint,
+    TableResult,
+    same_boundaries,
+)
 
 # Kinds whose content a restore recomputes instead of copying (PITFALLS D1): a content
 # difference there is a warning, not an error.
@@ -210,17 +217,6 @@ def _compare_one(a: TableFingerprint, b: TableFingerprint, *, max_keys: int) -> 
     return False, [Finding("checksum", severity, name, msg,
                            {"checksum_expected": a.checksum, "checksum_restored": b.checksum,
                             "checksum_mode": a.checksum_mode, **details})]
-
-
-def same_boundaries(a: Sequence[RangeChecksum], b: Sequence[RangeChecksum]) -> bool:
-    """True when both lists cover the same key ranges (so they can be compared range by range)."""
-    return len(a) == len(b) and all(
-        _norm(x.lower) == _norm(y.lower) and _norm(x.upper) == _norm(y.upper) for x, y in zip(a, b, strict=True)
-    )
-
-
-def _norm(v: tuple[Any, ...] | None) -> tuple[str, ...] | None:
-    return None if v is None else tuple(str(x) for x in v)
 
 
 def differing_ranges(a: Sequence[RangeChecksum], b: Sequence[RangeChecksum]) -> list[tuple[RangeChecksum, RangeChecksum]]:

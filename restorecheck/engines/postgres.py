@@ -128,7 +128,7 @@ class PostgresEngine:
 
     def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
                     reference: Manifest | None = None) -> list[Finding]:
-        from restorecheck.engines.pg_fingerprint import self_checks_postgres
+        from restorecheck.checks.postgres import self_checks_postgres
 
         return list(self_checks_postgres(manifest, reference))
 
@@ -136,7 +136,7 @@ class PostgresEngine:
                reference_manifest: Manifest | None = None, restored_manifest: Manifest | None = None,
                max_keys: int = 20) -> list[Finding]:
         """Bisect the tables with a row_count or checksum finding down to their differing keys."""
-        from restorecheck.engines.pg_fingerprint import narrow_table
+        from restorecheck.engines.pg_narrow import narrow_table
 
         if not (isinstance(reference, PostgresRef) and isinstance(restored, PostgresRef)
                 and reference_manifest is not None and restored_manifest is not None):
@@ -166,7 +166,7 @@ class PostgresEngine:
                options: BackupOptions) -> tuple[BackupArtifact, Manifest]:
         import psycopg
 
-        from restorecheck.engines.pg_fingerprint import pin_client_encoding
+        from restorecheck.engines.pg_session import pin_client_encoding
 
         if not isinstance(source, PostgresRef):
             raise BadInputError(f"{source} is not a PostgreSQL database")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +15,12 @@ import psycopg
 import pytest
 
 from restorecheck.checks.compare import compare_manifests
+from restorecheck.checks.postgres import self_checks_postgres
 from restorecheck.dburl import PostgresRef
-from restorecheck.engines import pg_fingerprint
+from restorecheck.engines import pg_fingerprint, pg_session, pg_workers
 from restorecheck.engines.base import FingerprintOptions
-from restorecheck.engines.pg_fingerprint import fingerprint_postgres, narrow_down, self_checks_postgres
+from restorecheck.engines.pg_fingerprint import fingerprint_postgres
+from restorecheck.engines.pg_narrow import narrow_down
 from restorecheck.provisioners.base import PgServer
 from tests.conftest import execute
 from tests.integration.pg_shop import create_shop
@@ -129,7 +135,7 @@ def test_parallel_block_chunks_give_the_same_checksums(fresh_db: PostgresRef,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     create_shop(fresh_db)
     serial = fingerprint_postgres(fresh_db, OPTS)
-    monkeypatch.setattr(pg_fingerprint, "CHUNK_MIN_PAGES", 1)  # split even tiny tables by block
+    monkeypatch.setattr(pg_workers, "CHUNK_MIN_PAGES", 1)  # split even tiny tables by block
     parallel = fingerprint_postgres(fresh_db, dataclasses.replace(OPTS, jobs=3))
     assert parallel.snapshot  # the workers shared an exported snapshot
     assert [t.to_dict() for t in serial.tables] == [t.to_dict() for t in parallel.tables]
@@ -282,7 +288,7 @@ def test_one_large_table_is_read_by_every_job(fresh_db: PostgresRef, monkeypatch
     execute(fresh_db, "CREATE TABLE t (id int PRIMARY KEY, v text);"
                       "INSERT INTO t SELECT g, repeat('v', 100) FROM generate_series(1, 3000) g; ANALYZE t")
     serial = fingerprint_postgres(fresh_db, OPTS)
-    monkeypatch.setattr(pg_fingerprint, "CHUNK_MIN_PAGES", 4)
+    monkeypatch.setattr(pg_workers, "CHUNK_MIN_PAGES", 4)
     opened: list[str] = []
     real_connect = pg_fingerprint.connect
 
@@ -305,3 +311,77 @@ def _dump_on_15_restore_on_18(pg15: PgServer, pg18: PgServer, src: PostgresRef, 
     done = subprocess.run([str(pg18.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
                           env={**dst.child_env()}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _workers(ref: PostgresRef) -> list[Any]:
+    return [pg_session.connect(ref, OPTS, application="rc-test-worker") for _ in range(2)]
+
+
+def test_a_failed_task_stops_the_fingerprint_workers(fresh_db: PostgresRef) -> None:
+    """The first task that raises cancels the query in flight on the other worker, tasks not yet
+    started never run, and the error reaches the caller (issue 13: no worker keeps reading)."""
+    conns = _workers(fresh_db)
+    seen: list[str] = []
+    started = threading.Event()
+
+    def sleeper(conn: Any) -> list[Any]:
+        started.set()
+        try:
+            conn.execute("SELECT pg_sleep(60)")
+            seen.append("finished")
+        except psycopg.errors.QueryCanceled:
+            seen.append("cancelled")
+        return []
+
+    def failing(conn: Any) -> list[Any]:
+        started.wait(10)
+        time.sleep(0.5)  # the sleeper's query is running by now
+        raise RuntimeError("boom")
+
+    def never(conn: Any) -> list[Any]:
+        seen.append("ran")
+        return []
+
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            pg_workers._run_tasks(conns, [sleeper, failing, never, never])
+    finally:
+        for c in conns:
+            c.close()
+    assert time.monotonic() - t0 < 20
+    assert seen == ["cancelled"]
+
+
+def test_ctrl_c_cancels_the_fingerprint_workers(fresh_db: PostgresRef) -> None:
+    """A real SIGINT while the workers read: KeyboardInterrupt in the caller within seconds, and
+    both queries in flight were cancelled (none ran to its end)."""
+    conns = _workers(fresh_db)
+    seen: list[str] = []
+    running = threading.Semaphore(0)
+
+    def sleeper(conn: Any) -> list[Any]:
+        running.release()
+        try:
+            conn.execute("SELECT pg_sleep(60)")
+            seen.append("finished")
+        except psycopg.errors.QueryCanceled:
+            seen.append("cancelled")
+        return []
+
+    def ctrl_c() -> None:
+        for _ in range(2):
+            running.acquire(timeout=10)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pg_workers._run_tasks(conns, [sleeper, sleeper])
+    finally:
+        for c in conns:
+            c.close()
+    assert time.monotonic() - t0 < 20
+    assert seen == ["cancelled", "cancelled"]

@@ -9,7 +9,8 @@ import pytest
 from psycopg import sql
 
 from restorecheck.dburl import PostgresRef
-from restorecheck.engines import pg_fingerprint as pf
+from restorecheck.engines import pg_relations, pg_session
+from restorecheck.engines import pg_rowhash as pf
 from restorecheck.engines.base import FingerprintOptions
 
 pytestmark = pytest.mark.postgres
@@ -32,10 +33,10 @@ def checksum(conn: psycopg.Connection[object], info: pf.TableInfo, strict: bool)
 def test_every_swap_and_single_change_is_caught(fresh_db: PostgresRef, strict: bool) -> None:
     with psycopg.connect(fresh_db.conninfo(), autocommit=True) as setup:
         setup.execute(TABLE)  # type: ignore[arg-type]
-    conn = pf.connect(fresh_db, FingerprintOptions())
+    conn = pg_session.connect(fresh_db, FingerprintOptions())
     conn.execute("SET default_transaction_read_only = off")
     conn.execute("SET search_path = public, pg_catalog")
-    info = next(t for t in pf.load_tables(conn) if t.name == "t")
+    info = next(t for t in pg_relations.load_tables(conn) if t.name == "t")
     base = checksum(conn, info, strict)
     rnd = random.Random(4)
     mutations: list[str] = []

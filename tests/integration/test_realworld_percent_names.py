@@ -11,7 +11,7 @@ import pytest
 
 from restorecheck import pipeline
 from restorecheck.engines.base import FingerprintOptions
-from restorecheck.engines.pg_fingerprint import _double_quoted_percents
+from restorecheck.engines.pg_session import _double_quoted_percents
 from restorecheck.provisioners.base import PgServer
 from tests.conftest import execute, url
 

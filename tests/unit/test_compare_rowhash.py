@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from restorecheck.engines.pg_catalog import normalise_definition, normalise_privileges
-from restorecheck.engines.pg_fingerprint import (
+from restorecheck.engines.pg_rowhash import (
     ColumnInfo,
     TableInfo,
     add_checksums,
@@ -18,8 +18,8 @@ from restorecheck.engines.pg_fingerprint import (
     format_checksum,
     ranges_from_boundaries,
     row_hash_sql,
-    split_blocks,
 )
+from restorecheck.engines.pg_workers import split_blocks
 
 
 def render(c: sql.Composable) -> str:
@@ -122,7 +122,7 @@ def test_view_definitions_do_not_depend_on_the_major() -> None:
 
 
 def test_null_markers_differ_by_position_and_fit_a_bigint() -> None:
-    from restorecheck.engines.pg_fingerprint import _null_marker
+    from restorecheck.engines.pg_rowhash import _null_marker
 
     markers = [_null_marker(i) for i in range(1, 2000)]
     assert len(set(markers)) == len(markers) and 0 not in markers

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from restorecheck.checks.compare import compare_manifests
-from restorecheck.engines.pg_fingerprint import self_checks_postgres
+from restorecheck.checks.postgres import self_checks_postgres
 from restorecheck.model import Manifest
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "manifest_v1_postgresql.json"

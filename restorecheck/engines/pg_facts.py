@@ -1,0 +1,167 @@
+"""Facts of a database besides its rows: sequences, foreign-key orphans, large objects, locale."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from restorecheck.engines import pg_catalog
+from restorecheck.engines.pg_session import _first_line, _savepoint
+
+log = logging.getLogger("restorecheck")
+
+
+# --- facts: sequences, foreign keys, large objects ------------------------------------------------
+
+
+def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(f"""
+        SELECT n.nspname, c.relname, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle,
+               (SELECT json_build_array(tn.nspname, tc.relname, ta.attname, tc.relkind)
+                  FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid
+                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+                  JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
+                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+                 LIMIT 1)
+        FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE {pg_catalog.USER_NS} ORDER BY 1, 2""").fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for nsp, name, inc, smin, smax, cycle, owned in rows:
+        state: dict[str, Any] = {"increment": int(inc), "min": int(smin), "max": int(smax), "cycle": bool(cycle)}
+        try:
+            with _savepoint(conn):
+                last, called = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
+                    sql.Identifier(nsp, name))).fetchone()  # type: ignore[misc]
+            state.update(last_value=int(last), is_called=bool(called))
+        except psycopg.Error as exc:
+            state.update(last_value=None, is_called=None, note=_first_line(exc))
+        if owned:
+            tnsp, trel, tcol, tkind = owned
+            state["owned_by"] = f"{tnsp}.{trel}.{tcol}"
+            only = sql.SQL("") if tkind == "p" else sql.SQL("ONLY ")
+            try:
+                with _savepoint(conn):
+                    mx, mn = conn.execute(sql.SQL("SELECT max({c})::text, min({c})::text FROM {o}{t}").format(
+                        c=sql.Identifier(tcol), o=only, t=sql.Identifier(tnsp, trel))).fetchone()  # type: ignore[misc]
+                state["column_max"] = None if mx is None else _int_or_str(mx)
+                state["column_min"] = None if mn is None else _int_or_str(mn)
+            except psycopg.Error as exc:
+                state["column_note"] = _first_line(exc)
+        out[f"{nsp}.{name}"] = state
+    return out
+
+
+def _int_or_str(v: str) -> int | str:
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+def fk_orphan_counts(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+    """Orphan rows per foreign key (MATCH SIMPLE / FULL semantics; PITFALLS I.5)."""
+    fks = conn.execute(f"""
+        SELECT n.nspname, c.relname, co.conname, c.relkind, pn.nspname, pc.relname, pc.relkind,
+               co.convalidated, co.confmatchtype,
+               (SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(co.conkey) WITH ORDINALITY k(n, ord)
+                  JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.n),
+               (SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(co.confkey) WITH ORDINALITY k(n, ord)
+                  JOIN pg_attribute a ON a.attrelid = co.confrelid AND a.attnum = k.n)
+        FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_class pc ON pc.oid = co.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+        WHERE co.contype = 'f' AND co.conparentid = 0 AND {pg_catalog.USER_NS}
+        ORDER BY 1, 2, 3""").fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for nsp, rel, con, kind, pnsp, prel, pkind, validated, match, ccols, pcols in fks:
+        child = sql.SQL("{}{}").format(sql.SQL("") if kind == "p" else sql.SQL("ONLY "), sql.Identifier(nsp, rel))
+        parent = sql.SQL("{}{}").format(sql.SQL("") if pkind == "p" else sql.SQL("ONLY "),
+                                        sql.Identifier(pnsp, prel))
+        eq = sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(sql.Identifier(p), sql.Identifier(cc))
+                                   for p, cc in zip(pcols, ccols, strict=True))
+        notnull = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(cc)) for cc in ccols)
+        missing = sql.SQL("({nn} AND NOT EXISTS (SELECT 1 FROM {p} AS p WHERE {eq}))").format(
+            nn=notnull, p=parent, eq=eq)
+        if match == "f" and len(ccols) > 1:  # MATCH FULL: partly-NULL keys violate too
+            anynull = sql.SQL(" OR ").join(sql.SQL("c.{} IS NULL").format(sql.Identifier(cc)) for cc in ccols)
+            missing = sql.SQL("({m} OR (({a}) AND NOT ({nn_all})))").format(
+                m=missing, a=anynull, nn_all=sql.SQL(" AND ").join(
+                    sql.SQL("c.{} IS NULL").format(sql.Identifier(cc)) for cc in ccols))
+        q = sql.SQL("SELECT count(*) FROM {c} AS c WHERE {m}").format(c=child, m=missing)
+        entry: dict[str, Any] = {"table": f"{nsp}.{rel}", "references": f"{pnsp}.{prel}",
+                                 "validated": bool(validated)}
+        try:
+            with _savepoint(conn):
+                entry["orphans"] = int(conn.execute(q).fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            entry["orphans"] = None
+            entry["note"] = _first_line(exc)
+        out[f"{nsp}.{rel}.{con}"] = entry
+    return out
+
+
+def large_object_summary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Count, per-object md5 and owner, and one digest over all (large-object OIDs survive a restore)."""
+    try:
+        with _savepoint(conn):
+            rows = conn.execute("""
+                SELECT l.oid::text, pg_get_userbyid(l.lomowner), md5(lo_get(l.oid))
+                FROM pg_largeobject_metadata l ORDER BY l.oid""").fetchall()
+    except psycopg.Error as exc:
+        try:
+            with _savepoint(conn):
+                n = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]  # type: ignore[index]
+        except psycopg.Error:
+            n = None
+        return {"count": n, "digest": None, "objects": {}, "note": f"contents not readable: {_first_line(exc)}"}
+    h = hashlib.sha256()
+    objects: dict[str, dict[str, Any]] = {}
+    for oid, owner, md5 in rows:
+        h.update(f"{oid}\t{owner}\t{md5}\n".encode())
+        objects[oid] = {"md5": md5, "owner": owner}
+    return {"count": len(rows), "digest": h.hexdigest(), "objects": objects}
+
+
+def database_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    row = conn.execute("""
+        SELECT current_database(), current_setting('server_version'), current_setting('server_version_num'),
+               pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, pg_is_in_recovery(),
+               current_user, r.rolsuper, r.rolbypassrls, pg_current_snapshot()::text
+        FROM pg_database d, pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user
+        """).fetchone()
+    assert row is not None
+    (db, ver, vnum, enc, coll, ctype, recovery, user, sup, bypass, snap) = row
+    facts = {"database": db, "server_version": ver, "server_version_num": int(vnum), "encoding": enc,
+             "lc_collate": coll, "lc_ctype": ctype, "in_recovery": bool(recovery), "role": user,
+             "rolsuper": bool(sup), "rolbypassrls": bool(bypass), "txid_snapshot": snap}
+    facts.update(locale_provider_facts(conn))
+    return facts
+
+
+_PROVIDERS = {"c": "libc", "i": "icu", "b": "builtin"}
+
+
+def locale_provider_facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The database's locale provider and its ICU or builtin locale (PostgreSQL 15+; the column
+    names changed in 17, so the row is read as JSON): ``locale_provider`` (libc, icu, builtin),
+    ``icu_locale``, ``icu_rules`` (16+), ``builtin_locale`` (17+). Empty before 15 (always libc)."""
+    row = conn.execute("SELECT to_jsonb(d) FROM pg_catalog.pg_database d "
+                       "WHERE d.datname = current_database()").fetchone()
+    d: Mapping[str, Any] = (row[0] if row else None) or {}
+    provider = _PROVIDERS.get(str(d.get("datlocprovider") or ""))
+    if provider is None:
+        return {}
+    out: dict[str, Any] = {"locale_provider": provider}
+    own = d.get("datlocale") if "datlocale" in d else d.get("daticulocale")  # 17 renamed it
+    if provider == "icu" and own:
+        out["icu_locale"] = own
+        if d.get("daticurules"):
+            out["icu_rules"] = d["daticurules"]
+    elif provider == "builtin" and own:
+        out["builtin_locale"] = own
+    return out

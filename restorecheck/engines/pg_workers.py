@@ -1,0 +1,214 @@
+"""The work of a fingerprint: tables split into key ranges and block ranges, run over several
+connections (one per worker) with a standard executor that cancels the queries in flight when
+it is interrupted."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import math
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from restorecheck.engines.base import FingerprintOptions
+from restorecheck.engines.pg_rowhash import TableInfo, checksum_query
+from restorecheck.engines.pg_session import _first_line, _savepoint, execute_with_params
+from restorecheck.model import Manifest
+
+log = logging.getLogger("restorecheck")
+
+
+# --- the work: tables split into units, run over several connections ------------------------------
+
+# blocks per parallel chunk when a table is split across connections
+CHUNK_MIN_PAGES = 4096  # 32 MiB: smaller tables are read in one piece
+
+
+def split_blocks(pages: int, parts: int) -> list[tuple[int, int | None]]:
+    """Contiguous block ranges covering a relation of ``pages`` blocks; the last one is open-ended."""
+    parts = max(1, min(parts, pages // max(1, CHUNK_MIN_PAGES // 4) or 1))
+    if parts <= 1:
+        return [(0, None)]
+    step = math.ceil(pages / parts)
+    out: list[tuple[int, int | None]] = []
+    for i in range(parts):
+        lo = i * step
+        hi = None if i == parts - 1 else (i + 1) * step
+        out.append((lo, hi))
+    return out
+
+
+
+@dataclass
+class _TablePlan:
+    info: TableInfo
+    boundaries: list[list[Any]] = field(default_factory=list)
+    pending: int = 0
+    buckets: dict[int, list[int]] = field(default_factory=dict)
+    error: str | None = None
+    rls: bool = False
+
+
+Task = Callable[[psycopg.Connection[Any]], list["Task"]]
+
+
+def _run_tasks(conns: Sequence[psycopg.Connection[Any]], tasks: list[Task]) -> None:
+    """Run tasks (which may return more tasks) over the connections, one worker per connection.
+
+    A standard executor; each task borrows a free connection for its run. The first task that
+    raises, or an interrupt (Ctrl-C, SIGTERM turned into an exception) while waiting, cancels the
+    queries in flight on every connection, drops the tasks not yet started, waits for the workers
+    and re-raises: nothing keeps reading after the fingerprint has given up.
+    """
+    if len(conns) == 1:  # in the calling thread: a Ctrl-C cancels its query (psycopg does)
+        todo = list(tasks)
+        while todo:
+            todo = todo[1:] + todo[0](conns[0])
+        return
+    if not tasks:
+        return
+    free: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
+    for c in conns:
+        free.put(c)
+
+    stop = threading.Event()  # set by the first failure: tasks not yet started never start
+
+    def on_a_free_connection(task: Task) -> list[Task]:
+        if stop.is_set():
+            return []
+        conn = free.get()
+        try:
+            return task(conn)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            free.put(conn)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="rc-fingerprint")
+    pending = {pool.submit(on_a_free_connection, t) for t in tasks}
+    try:
+        while pending:
+            done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for f in done:
+                pending |= {pool.submit(on_a_free_connection, m) for m in f.result()}
+    except BaseException:
+        stop.set()
+        for f in pending:
+            f.cancel()
+        for c in conns:
+            with contextlib.suppress(Exception):
+                if hasattr(c, "cancel_safe"):  # psycopg 3.2+: does not block on a dead server
+                    c.cancel_safe(timeout=5)
+                else:
+                    c.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+class _Fingerprinter:
+    def __init__(self, options: FingerprintOptions, ranges_from: Manifest | None, jobs: int) -> None:
+        self.options = options
+        self.ranges_from = ranges_from
+        self.jobs = jobs
+        self.lock = threading.Lock()
+        self.plans: dict[str, _TablePlan] = {}
+        self.done_tables = 0
+        self.total_tables = 0
+
+    def table_task(self, plan: _TablePlan) -> Task:
+        def run(conn: psycopg.Connection[Any]) -> list[Task]:
+            info = plan.info
+            try:
+                with _savepoint(conn):
+                    plan.boundaries = self._boundaries(conn, info)
+            except psycopg.Error as exc:
+                self._fail(plan, exc)
+                return []
+            chunks: list[tuple[int, int | None] | None] = list(self.chunks(info)) or [None]
+            plan.pending = len(chunks)
+            tasks = [self.chunk_task(plan, c) for c in chunks]
+            if len(tasks) == 1:
+                return tasks[0](conn)
+            return tasks
+        return run
+
+    def chunks(self, info: TableInfo) -> list[tuple[int, int | None]]:
+        """Block ranges to read a large table over several connections ([] = in one piece)."""
+        if self.jobs > 1 and info.relkind in ("r", "m") and info.pages >= CHUNK_MIN_PAGES:
+            return split_blocks(info.pages, self.jobs * 2)
+        return []
+
+    def chunk_task(self, plan: _TablePlan, blocks: tuple[int, int | None] | None) -> Task:
+        def run(conn: psycopg.Connection[Any]) -> list[Task]:
+            q, params = checksum_query(plan.info, strict=self.options.strict, boundaries=plan.boundaries,
+                                       blocks=blocks)
+            try:
+                with _savepoint(conn):
+                    rows = execute_with_params(conn, q, params).fetchall()
+            except psycopg.Error as exc:
+                self._fail(plan, exc)
+                rows = []
+            with self.lock:
+                for bucket, count, total in rows:
+                    acc = plan.buckets.setdefault(int(bucket), [0, 0])
+                    acc[0] += int(count)
+                    acc[1] += int(total)
+                plan.pending -= 1
+                if plan.pending == 0:
+                    self.done_tables += 1
+                    self.options.progress("fingerprint", self.done_tables, self.total_tables)
+            return []
+        return run
+
+    def _fail(self, plan: _TablePlan, exc: psycopg.Error) -> None:
+        msg = _first_line(exc)
+        with self.lock:
+            plan.error = msg
+            if "row-level security" in msg or "row level security" in msg:
+                plan.rls = True
+
+    def _boundaries(self, conn: psycopg.Connection[Any], info: TableInfo) -> list[list[Any]]:
+        if not info.key:
+            return []
+        if self.ranges_from is not None:
+            ref = self.ranges_from.table(info.qualified)
+            if ref is not None:
+                if tuple(ref.key) == info.key and len(ref.ranges) > 1:
+                    return [list(r.lower) for r in ref.ranges[1:] if r.lower is not None]
+                return []
+        est = info.reltuples
+        if est < 0:
+            est = float(conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(info.ident)).fetchone()[0])  # type: ignore[index]
+        if est <= self.options.range_rows:
+            return []
+        n = min(self.options.max_ranges, max(2, math.ceil(est / self.options.range_rows)))
+        return sample_boundaries(conn, info, n, est)
+
+
+def sample_boundaries(conn: psycopg.Connection[Any], info: TableInfo, n: int, est_rows: float
+                      ) -> list[list[Any]]:
+    """About ``n`` key ranges of similar size from a repeatable block sample (first key of each tile)."""
+    pct = min(100.0, max(0.01, 100.0 * 200 * n / max(est_rows, 1.0)))
+    cols = sql.SQL(", ").join(sql.SQL("({})::text").format(sql.Identifier(k)) for k in info.key)
+    order = sql.SQL(", ").join(
+        sql.SQL('{} COLLATE "C"').format(sql.Identifier(k)) if c else sql.Identifier(k)
+        for k, c in zip(info.key, info.key_collatable, strict=True))
+    keys = sql.SQL(", ").join(sql.Identifier(k) for k in info.key)
+    sample = sql.SQL("TABLESAMPLE SYSTEM ({}) REPEATABLE (0)").format(sql.Literal(pct)) if pct < 100 else sql.SQL("")
+    q = sql.SQL("""
+        SELECT {cols} FROM (
+          SELECT DISTINCT ON (tile) {keys}, tile FROM (
+            SELECT {keys}, ntile({n}) OVER (ORDER BY {order}) AS tile FROM ONLY {t} {sample}) s
+          ORDER BY tile, {order}) f
+        WHERE tile > 1 ORDER BY tile""").format(
+        cols=cols, keys=keys, n=sql.Literal(n), order=order, t=info.ident, sample=sample)
+    return [list(r) for r in conn.execute(q).fetchall()]
