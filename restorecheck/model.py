@@ -95,13 +95,19 @@ class Finding:
 class BackupArtifact:
     """A backup on disk: a file, or a directory for pg_dump's directory format."""
 
-    path: str
-    format: str  # custom | directory | tar | plain | plain-gzip | sqlite
-    bytes: int
-    sha256: str | None
+    path: str  # a local path, or s3://bucket/key
+    format: str  # custom | directory | tar | plain | plain-<codec> (plain-gzip, plain-zstd, ...) | sqlite
+    bytes: int  # of what is stored (the ciphertext, the compressed file)
+    sha256: str | None  # of what is stored
+    encryption: str | None = None  # age | gpg (sources.py)
+    compression: str | None = None  # the codec(s) around the backup, outermost first: zstd, gzip, ...
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for optional in ("encryption", "compression"):  # absent, not null, when there is none
+            if d[optional] is None:
+                del d[optional]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BackupArtifact:
@@ -110,6 +116,8 @@ class BackupArtifact:
             format=str(d["format"]),
             bytes=int(d["bytes"]),
             sha256=d.get("sha256"),
+            encryption=d.get("encryption"),
+            compression=d.get("compression"),
         )
 
 
