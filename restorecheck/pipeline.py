@@ -182,16 +182,21 @@ def _elapsed(start: float) -> float:
     return round(time.monotonic() - start, 3)
 
 
+def check_name(name: str | None) -> None:
+    """``--name`` is a plain file name (a '/' would write outside the output directory): exit 2."""
+    if name is not None and (not name.strip() or "/" in name or "\0" in name
+                             or name.startswith(".")):
+        raise BadInputError(f"--name {name!r} is not a plain file name",
+                            "give a name without '/' that does not start with '.'; -o chooses the directory")
+
+
 def prepare_outdir(outdir: str | Path, name: str | None = None) -> Path:
     """Create the backup directory ``outdir`` and check that ``name`` is a plain file name.
 
     BadInputError (exit 2, naming the fix) for a name with a '/' (it would write outside ``outdir``)
     and for a directory that cannot be created or written, before any work starts.
     """
-    if name is not None and (not name.strip() or "/" in name or "\0" in name
-                             or name.startswith(".")):
-        raise BadInputError(f"--name {name!r} is not a plain file name",
-                            "give a name without '/' that does not start with '.'; -o chooses the directory")
+    check_name(name)
     out = Path(outdir)
     require_dir(out, "the output directory", hint="choose a directory with -o")
     try:
@@ -210,20 +215,79 @@ def backup(
     options: BackupOptions | None = None,
     *,
     pg_bin: str | Path | None = None,
+    recipients: Sequence[str] = (),
 ) -> BackupResult:
-    """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot."""
+    """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot.
+
+    ``recipients`` (age ``age1...``/ssh keys, or an OpenPGP public key file): the backup is written
+    encrypted (``<name>.<ext>.age`` / ``.gpg``), the plaintext only ever in a private directory of
+    the run; the manifest records the encryption and the sha256 of the file as stored. ``outdir``
+    ``s3://bucket/prefix``: the backup and its manifest are uploaded there.
+    """
+    from restorecheck import sources
+
     ref = _as_ref(source, "SOURCE")
     _check_pg_bin(pg_bin)
     options = options or BackupOptions()
-    outdir = prepare_outdir(outdir, options.name)
+    recips = [sources.parse_recipient(r) for r in recipients]
+    remote = sources.is_s3(str(outdir))
+    if remote:
+        sources.split_s3(str(outdir).rstrip("/") + "/x")
+    if (recips or remote) and options.format == "directory":
+        raise BadInputError("--format directory writes a directory, which cannot be "
+                            + ("encrypted" if recips else "uploaded") + " as one file",
+                            "choose --format custom (or tar, plain)")
+    if not recips and not remote:
+        outdir = prepare_outdir(outdir, options.name)
+        engine = engine_for(ref, pg_bin=pg_bin)
+        start = time.monotonic()
+        artifact, manifest = engine.backup(ref, outdir, options)
+        if manifest.backup is None:
+            manifest = manifest.with_backup(artifact)
+        path = manifest_path_for(artifact.path)
+        manifest.save(path, options.file_mode)
+        return BackupResult(artifact, manifest, path, _elapsed(start))
+    final_dir = None if remote else prepare_outdir(outdir, options.name)
+    check_name(options.name)
     engine = engine_for(ref, pg_bin=pg_bin)
     start = time.monotonic()
-    artifact, manifest = engine.backup(ref, outdir, options)
-    if manifest.backup is None:
-        manifest = manifest.with_backup(artifact)
-    path = manifest_path_for(artifact.path)
-    manifest.save(path, options.file_mode)
-    return BackupResult(artifact, manifest, path, _elapsed(start))
+    with contextlib.ExitStack() as stack:
+        stage = sources.private_dir(None, stack)
+        artifact, manifest = engine.backup(ref, stage, dataclasses.replace(options, file_mode=0o600))
+        plain = Path(artifact.path)
+        stored, encryption = plain, None
+        if recips:
+            suffix = ".age" if recips[0].kind == "age" else ".gpg"
+            stored = stage / "out" / (plain.name + suffix)
+            stored.parent.mkdir(mode=0o700)
+            encryption = sources.encrypt(plain, stored, recips, stage)
+            plain.unlink()
+        from restorecheck.engines.pg_dump import sha256_of
+
+        if remote:
+            where = str(outdir).rstrip("/") + "/" + stored.name
+        else:
+            assert final_dir is not None
+            where = str(final_dir / stored.name)
+            if Path(where).exists():
+                raise BadInputError(f"{where} already exists", "choose another --name or directory")
+            shutil.move(stored, where)
+            os.chmod(where, options.file_mode)
+            stored = Path(where)
+        artifact = BackupArtifact(where if remote else str(Path(where).resolve()), artifact.format,
+                                  stored.stat().st_size, sha256_of(stored), encryption=encryption)
+        manifest = dataclasses.replace(manifest, backup=artifact)
+        mname = manifest_path_for(plain.name).name  # x.manifest.json beside x.dump.age
+        if remote:
+            mpath = stage / mname
+            manifest.save(mpath, options.file_mode)
+            sources.s3_upload(stored, where)
+            murl = str(outdir).rstrip("/") + "/" + mpath.name
+            sources.s3_upload(mpath, murl)
+            return BackupResult(artifact, manifest, Path(murl), _elapsed(start))
+        path = Path(where).with_name(mname)
+        manifest.save(path, options.file_mode)
+        return BackupResult(artifact, manifest, path, _elapsed(start))
 
 
 def check_target(engine: str, target: str | None) -> None:
