@@ -259,6 +259,36 @@ def _built_with(option: str, library: str, configure: str, linked: str | None, m
     return None
 
 
+def archive_codecs(inst: PgInstallation) -> frozenset[str]:
+    """The member compressions ``inst``'s pg_restore reads (``pg_dump -Fc -Z METHOD``): gzip always
+    (zlib), lz4 and zstd from PostgreSQL 16 when built with them (``--with-lz4``/``--with-zstd``,
+    seen in the libraries pg_restore links or in ``pg_config --configure``). The embedded
+    PostgreSQL 18 is built without either."""
+    out = {"gzip"}
+    if inst.major < 16:
+        return frozenset(out)
+    key = (str(inst.bindir), -16)
+    cached = _CODECS.get(key)
+    if cached is not None:
+        return cached
+    configure = _pg_config(inst, "--configure") or ""
+    linked = _linked_libraries(inst.bindir / "pg_restore") or ""
+    for codec, lib in (("lz4", "liblz4"), ("zstd", "libzstd")):
+        if lib in linked or f"--with-{codec}" in configure:
+            out.add(codec)
+    _CODECS[key] = frozenset(out)
+    return _CODECS[key]
+
+
+_CODECS: dict[tuple[str, int], frozenset[str]] = {}
+
+
+def codec_remedy(codec: str) -> str:
+    return (f"install a PostgreSQL 16 or later client built with {codec} (Debian/Ubuntu: postgresql-client-17 "
+            "from apt.postgresql.org; the embedded extra is built without lz4 and zstd) and give --pg-bin DIR, "
+            "or take the dump with -Z gzip")
+
+
 # --- a running server (--target URL, docker) -----------------------------------------------------
 
 def server_capabilities(conn: Any, where: str) -> Capabilities:

@@ -457,10 +457,15 @@ def _decrypt_gpg(src: Path, sink: _Sink, identities: Sequence[Identity], name: s
         finally:
             rc = proc.wait()
             t.join(10)
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         words = _gpg_status(status.read_text("utf-8", "replace") if status.exists() else "")
+        log.debug("gpg exit %s, status %s", rc, sorted(words))
         if rc == 0 and "DECRYPTION_OKAY" in words and "GOODMDC" in words and "BADMDC" not in words:
             return
-        if "NO_SECKEY" in words and "DECRYPTION_KEY" not in words:
+        if "DECRYPTION_KEY" not in words and ("NO_SECKEY" in words or "ENC_TO" in words):
+            # the session key was never unlocked: none of the keys it is encrypted to was given
             raise CannotDecrypt(f"cannot decrypt {name} with the given identity (OpenPGP: it is encrypted to "
                                 "other keys)", "give the secret key the backup was encrypted to with --identity")
         if "DECRYPTION_OKAY" in words and "GOODMDC" not in words:
@@ -499,7 +504,7 @@ def s3_client() -> Any:
     except ImportError:
         raise EnvironmentFailure("s3:// needs boto3, which is not installed",
                                  "pip install 'restorecheck[s3]'") from None
-    return boto3.client("s3")
+    return boto3.session.Session().client("s3")  # a new session: credentials as the environment says now
 
 
 def _s3_error(exc: BaseException, url: str) -> Exception:
