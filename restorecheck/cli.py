@@ -245,7 +245,7 @@ def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: P
     return int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
 
 
-def _error_report(exc: BaseException, *, command: str, engine: str, backup_path: Path | None,
+def _error_report(exc: BaseException, *, command: str, engine: str, backup_path: str | Path | None,
                   report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
     """On exit 2/3 after --report/--junit/--metrics was given, still write them (verdict error).
 
@@ -265,7 +265,11 @@ def _error_report(exc: BaseException, *, command: str, engine: str, backup_path:
 
     backup = None
     if backup_path is not None:
-        size = backup_path.stat().st_size if backup_path.is_file() else 0
+        local = Path(backup_path)
+        try:
+            size = local.stat().st_size if not str(backup_path).startswith("s3://") and local.is_file() else 0
+        except OSError:
+            size = 0
         backup = BackupArtifact(str(backup_path), "unknown", size, None)
     import datetime as dt
 
@@ -349,8 +353,11 @@ def backup_format_options(f: F) -> F:
 
 @cli.command()
 @click.argument("source")
-@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for <name>.<ext> and <name>.manifest.json.")
+@click.option("-o", "--output", "outdir", required=True, metavar="DIR",
+              help="Directory for <name>.<ext> and <name>.manifest.json, or s3://bucket/prefix to upload both.")
+@click.option("--recipient", "-r", "recipients", multiple=True, metavar="KEY",
+              help="Encrypt the backup to KEY: an age recipient (age1...), an ssh public key, a file of them, "
+                   "or an OpenPGP public key file (gpg --export). Repeatable.")
 @backup_format_options
 @click.option("--name", help="File name stem (default: <database>-<UTC timestamp>).")
 @jobs_option
@@ -359,7 +366,7 @@ def backup_format_options(f: F) -> F:
 @source_session_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
 @click.option("--no-progress", is_flag=True, help="Never show progress bars.")
-def backup(source: str, outdir: Path, file_mode: int, fmt: str, compress: str | None, name: str | None, jobs: int,
+def backup(source: str, outdir: str, recipients: tuple[str, ...], file_mode: int, fmt: str, compress: str | None, name: str | None, jobs: int,
            pg_bin: Path | None, lock_timeout: str, statement_timeout: str, quiet: bool,
            no_progress: bool) -> int:
     """Take a backup of SOURCE and its manifest from the same snapshot.
@@ -375,19 +382,26 @@ def backup(source: str, outdir: Path, file_mode: int, fmt: str, compress: str | 
         options = BackupOptions(format=fmt, jobs=jobs, name=name, compress=compress, progress=progress,
                                 file_mode=file_mode,
                                 fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress))
-        result = pipeline.backup(source, outdir, options, pg_bin=pg_bin)
+        result = pipeline.backup(source, outdir, options, pg_bin=pg_bin, recipients=recipients)
     if not quiet:
         a = result.artifact
-        click.echo(f"backup:   {a.path} ({a.format}, {a.bytes} bytes, sha256 {a.sha256})")
+        enc = f", encrypted with {a.encryption}" if a.encryption else ""
+        click.echo(f"backup:   {a.path} ({a.format}{enc}, {a.bytes} bytes, sha256 {a.sha256})")
         click.echo(f"manifest: {result.manifest_path} ({len(result.manifest.tables)} tables, "
                    f"{result.seconds:.1f}s)")
     return int(ExitCode.OK)
 
 
 @cli.command()
-@click.argument("backup_path", metavar="BACKUP", type=click.Path(path_type=Path))
-@click.option("--manifest", "manifest_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The manifest to compare with (default: BACKUP's manifest beside it).")
+@click.argument("backup_path", metavar="BACKUP")
+@click.option("--manifest", "manifest_file", metavar="MANIFEST",
+              help="The manifest to compare with, a path or s3://bucket/key (default: BACKUP's manifest beside it).")
+@click.option("--identity", "-i", "identities", multiple=True, metavar="FILE",
+              help="Key for an encrypted backup: an age identity file, an OpenSSH key, or an OpenPGP secret "
+                   "key (gpg --export-secret-keys). Repeatable. Must be readable by its owner only.")
+@click.option("--max-expanded-size", "max_expanded", metavar="SIZE", default=None,
+              help="Largest size a compressed backup may expand to (e.g. 500G, or 'unlimited'); default "
+                   "200 times the stored size, at least 4G (decompression bombs).")
 @click.option("--against", metavar="SOURCE", help="Compare with this live database instead of a manifest.")
 @target_options
 @jobs_option
@@ -397,7 +411,8 @@ def backup(source: str, outdir: Path, file_mode: int, fmt: str, compress: str | 
               help="The backup's engine (default: recognised from the content).")
 @source_session_options
 @output_options
-def verify(backup_path: Path, manifest_file: Path | None, against: str | None, target: str | None,
+def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, ...], max_expanded: str | None,
+           against: str | None, target: str | None,
            pg_bin: Path | None, trust_backup: bool, keep: bool, sandbox: str, restore_timeout: float | None,
            jobs: int, max_restore_seconds: float | None, engine: str | None,
            lock_timeout: str, statement_timeout: str, report_file: Path | None, junit_file: Path | None,
@@ -406,8 +421,11 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
 
     Reference: --manifest, else --against a live database, else BACKUP's manifest beside it;
     with none, the checks that need no reference run and the report says so.
+
+    BACKUP: a file, a pg_dump directory, or s3://bucket/key; compressed (gzip, zstd, lz4, bzip2,
+    xz) or encrypted (age, OpenPGP: give --identity) backups are recognised by their content.
     """
-    from restorecheck import pipeline
+    from restorecheck import pipeline, sources
     from restorecheck.engines.base import RestoreOptions
     from restorecheck.report import progress_reporter
 
@@ -417,10 +435,12 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
                                      restore_timeout=restore_timeout)
+            limit = "default" if max_expanded is None else sources.parse_size(max_expanded)
             report = pipeline.verify(
                 backup_path, manifest=manifest_file, against=against, restore=restore,
                 fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
-                max_restore_seconds=max_restore_seconds, engine=engine, pg_bin=pg_bin)
+                max_restore_seconds=max_restore_seconds, engine=engine, pg_bin=pg_bin,
+                identities=identities, max_expanded_size=limit)
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         _error_report(exc, command="verify", engine=engine or "postgresql", backup_path=backup_path,
                       report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)

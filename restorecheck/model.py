@@ -105,17 +105,23 @@ class Finding:
 class BackupArtifact:
     """A backup on disk: a file, or a directory for pg_dump's directory format."""
 
-    path: str
-    format: str  # custom | directory | tar | plain | plain-gzip | sqlite
-    bytes: int
-    sha256: str | None
+    path: str  # a local path, or s3://bucket/key
+    format: str  # custom | directory | tar | plain | plain-<codec> (plain-gzip, plain-zstd, ...) | sqlite
+    bytes: int  # of what is stored (the ciphertext, the compressed file)
+    sha256: str | None  # of what is stored
+    encryption: str | None = None  # age | gpg (sources.py)
+    compression: str | None = None  # the codec(s) around the backup, outermost first: zstd, gzip, ...
     # written moments ago by this process's own backup (the tool exited 0, the digest was taken):
     # the restore reads every block anyway, so a separate read check may be skipped. Never
     # serialized: an artifact read from a manifest or named by a user is never "written here".
     written_here: bool = dataclasses.field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "format": self.format, "bytes": self.bytes, "sha256": self.sha256}
+        d: dict[str, Any] = {"path": self.path, "format": self.format, "bytes": self.bytes, "sha256": self.sha256}
+        for optional in ("encryption", "compression"):  # absent, not null, when there is none
+            if getattr(self, optional) is not None:
+                d[optional] = getattr(self, optional)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BackupArtifact:
@@ -124,6 +130,8 @@ class BackupArtifact:
             format=str(d["format"]),
             bytes=int(d["bytes"]),
             sha256=d.get("sha256"),
+            encryption=d.get("encryption"),
+            compression=d.get("compression"),
         )
 
 

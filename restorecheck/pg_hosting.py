@@ -50,15 +50,18 @@ class DumpNeeds:
     xml: bool = False  # xml columns: their data needs a server built with libxml (preferred, see below)
     encoding: str | None = None
     min_major: int | None = None
+    archive_codec: str | None = None  # pg_dump -Z lz4|zstd: the data blocks' compression
 
     @property
     def empty(self) -> bool:
-        return not (self.extensions or self.icu_collations or self.xml or self.database_icu)
+        return not (self.extensions or self.icu_collations or self.xml or self.database_icu
+                    or self.archive_codec)
 
     def to_dict(self) -> dict[str, Any]:
         return {"extensions": list(self.extensions), "extension_versions": dict(self.extension_versions),
                 "icu_collations": list(self.icu_collations), "database_icu": self.database_icu,
-                "xml": self.xml, "encoding": self.encoding, "min_major": self.min_major}
+                "xml": self.xml, "encoding": self.encoding, "min_major": self.min_major,
+                **({"archive_codec": self.archive_codec} if self.archive_codec else {})}
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,13 @@ class Capabilities:
     extensions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> versions
     icu: bool | None = None  # None: could not tell
     xml: bool | None = None
+    codecs: frozenset[str] | None = None  # archive member compressions its pg_restore reads; None: unknown
 
     def to_dict(self) -> dict[str, Any]:
-        return {"extensions": sorted(self.extensions), "icu": self.icu, "xml": self.xml}
+        out: dict[str, Any] = {"extensions": sorted(self.extensions), "icu": self.icu, "xml": self.xml}
+        if self.codecs is not None:
+            out["archive_codecs"] = sorted(self.codecs)
+        return out
 
     def notable(self) -> list[str]:
         return [n for n in NOTABLE if n in self.extensions]
@@ -99,6 +106,8 @@ def unmet(caps: Capabilities, needs: DumpNeeds | None) -> list[str]:
         wanted = needs.extension_versions.get(name)
         if wanted and versions and wanted not in versions:
             missing.append(f'extension "{name}" version {wanted} (has {", ".join(versions)})')
+    if needs.archive_codec and caps.codecs is not None and needs.archive_codec not in caps.codecs:
+        missing.append(f"a pg_restore that reads {needs.archive_codec}-compressed archives")
     if needs.icu_collations and caps.icu is False:
         shown = ", ".join(needs.icu_collations[:3]) + (", ..." if len(needs.icu_collations) > 3 else "")
         missing.append(f"ICU collations ({shown})")
@@ -174,6 +183,7 @@ def capabilities(inst: PgInstallation) -> Capabilities:
             extensions=extensions_in(extension_dirs(inst)),
             icu=_built_with("icu", "libicu", configure, linked, inst.major),
             xml=_built_with("libxml", "libxml2", configure, linked, inst.major),
+            codecs=archive_codecs(inst) if "pg_restore" in inst.tools else None,
         )
     return _CACHE[key]
 
@@ -257,6 +267,36 @@ def _built_with(option: str, library: str, configure: str, linked: str | None, m
     if option == "icu" and major >= 16 and configure:
         return True  # ICU is on by default since PostgreSQL 16 unless --without-icu
     return None
+
+
+def archive_codecs(inst: PgInstallation) -> frozenset[str]:
+    """The member compressions ``inst``'s pg_restore reads (``pg_dump -Fc -Z METHOD``): gzip always
+    (zlib), lz4 and zstd from PostgreSQL 16 when built with them (``--with-lz4``/``--with-zstd``,
+    seen in the libraries pg_restore links or in ``pg_config --configure``). The embedded
+    PostgreSQL 18 is built without either."""
+    out = {"gzip"}
+    if inst.major < 16:
+        return frozenset(out)
+    key = (str(inst.bindir), -16)
+    cached = _CODECS.get(key)
+    if cached is not None:
+        return cached
+    configure = _pg_config(inst, "--configure") or ""
+    linked = _linked_libraries(inst.bindir / "pg_restore") or ""
+    for codec, lib in (("lz4", "liblz4"), ("zstd", "libzstd")):
+        if lib in linked or f"--with-{codec}" in configure:
+            out.add(codec)
+    _CODECS[key] = frozenset(out)
+    return _CODECS[key]
+
+
+_CODECS: dict[tuple[str, int], frozenset[str]] = {}
+
+
+def codec_remedy(codec: str) -> str:
+    return (f"install a PostgreSQL 16 or later client built with {codec} (Debian/Ubuntu: postgresql-client-17 "
+            "from apt.postgresql.org; the embedded extra is built without lz4 and zstd) and give --pg-bin DIR, "
+            "or take the dump with -Z gzip")
 
 
 # --- a running server (--target URL, docker) -----------------------------------------------------

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,16 +183,21 @@ def _elapsed(start: float) -> float:
     return round(time.monotonic() - start, 3)
 
 
+def check_name(name: str | None) -> None:
+    """``--name`` is a plain file name (a '/' would write outside the output directory): exit 2."""
+    if name is not None and (not name.strip() or "/" in name or "\0" in name
+                             or name.startswith(".")):
+        raise BadInputError(f"--name {name!r} is not a plain file name",
+                            "give a name without '/' that does not start with '.'; -o chooses the directory")
+
+
 def prepare_outdir(outdir: str | Path, name: str | None = None) -> Path:
     """Create the backup directory ``outdir`` and check that ``name`` is a plain file name.
 
     BadInputError (exit 2, naming the fix) for a name with a '/' (it would write outside ``outdir``)
     and for a directory that cannot be created or written, before any work starts.
     """
-    if name is not None and (not name.strip() or "/" in name or "\0" in name
-                             or name.startswith(".")):
-        raise BadInputError(f"--name {name!r} is not a plain file name",
-                            "give a name without '/' that does not start with '.'; -o chooses the directory")
+    check_name(name)
     out = Path(outdir)
     require_dir(out, "the output directory", hint="choose a directory with -o")
     try:
@@ -210,20 +216,79 @@ def backup(
     options: BackupOptions | None = None,
     *,
     pg_bin: str | Path | None = None,
+    recipients: Sequence[str] = (),
 ) -> BackupResult:
-    """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot."""
+    """Take a backup of ``source`` into ``outdir`` with its manifest from the same snapshot.
+
+    ``recipients`` (age ``age1...``/ssh keys, or an OpenPGP public key file): the backup is written
+    encrypted (``<name>.<ext>.age`` / ``.gpg``), the plaintext only ever in a private directory of
+    the run; the manifest records the encryption and the sha256 of the file as stored. ``outdir``
+    ``s3://bucket/prefix``: the backup and its manifest are uploaded there.
+    """
+    from restorecheck import sources
+
     ref = _as_ref(source, "SOURCE")
     _check_pg_bin(pg_bin)
     options = options or BackupOptions()
-    outdir = prepare_outdir(outdir, options.name)
+    recips = [sources.parse_recipient(r) for r in recipients]
+    remote = sources.is_s3(str(outdir))
+    if remote:
+        sources.split_s3(str(outdir).rstrip("/") + "/x")
+    if (recips or remote) and options.format == "directory":
+        raise BadInputError("--format directory writes a directory, which cannot be "
+                            + ("encrypted" if recips else "uploaded") + " as one file",
+                            "choose --format custom (or tar, plain)")
+    if not recips and not remote:
+        outdir = prepare_outdir(outdir, options.name)
+        engine = engine_for(ref, pg_bin=pg_bin)
+        start = time.monotonic()
+        artifact, manifest = engine.backup(ref, outdir, options)
+        if manifest.backup is None:
+            manifest = manifest.with_backup(artifact)
+        path = manifest_path_for(artifact.path)
+        manifest.save(path, options.file_mode)
+        return BackupResult(artifact, manifest, path, _elapsed(start))
+    final_dir = None if remote else prepare_outdir(outdir, options.name)
+    check_name(options.name)
     engine = engine_for(ref, pg_bin=pg_bin)
     start = time.monotonic()
-    artifact, manifest = engine.backup(ref, outdir, options)
-    if manifest.backup is None:
-        manifest = manifest.with_backup(artifact)
-    path = manifest_path_for(artifact.path)
-    manifest.save(path, options.file_mode)
-    return BackupResult(artifact, manifest, path, _elapsed(start))
+    with contextlib.ExitStack() as stack:
+        stage = sources.private_dir(None, stack)
+        artifact, manifest = engine.backup(ref, stage, dataclasses.replace(options, file_mode=0o600))
+        plain = Path(artifact.path)
+        stored, encryption = plain, None
+        if recips:
+            suffix = ".age" if recips[0].kind == "age" else ".gpg"
+            stored = stage / "out" / (plain.name + suffix)
+            stored.parent.mkdir(mode=0o700)
+            encryption = sources.encrypt(plain, stored, recips, stage)
+            plain.unlink()
+        from restorecheck.engines.pg_dump import sha256_of
+
+        if remote:
+            where = str(outdir).rstrip("/") + "/" + stored.name
+        else:
+            assert final_dir is not None
+            where = str(final_dir / stored.name)
+            if Path(where).exists():
+                raise BadInputError(f"{where} already exists", "choose another --name or directory")
+            shutil.move(stored, where)
+            os.chmod(where, options.file_mode)
+            stored = Path(where)
+        artifact = BackupArtifact(where if remote else str(Path(where).resolve()), artifact.format,
+                                  stored.stat().st_size, sha256_of(stored), encryption=encryption)
+        manifest = dataclasses.replace(manifest, backup=artifact)
+        mname = manifest_path_for(plain.name).name  # x.manifest.json beside x.dump.age
+        if remote:
+            mpath = stage / mname
+            manifest.save(mpath, options.file_mode)
+            sources.s3_upload(stored, where)
+            murl = str(outdir).rstrip("/") + "/" + mpath.name
+            sources.s3_upload(mpath, murl)
+            return BackupResult(artifact, manifest, Path(murl), _elapsed(start))
+        path = Path(where).with_name(mname)
+        manifest.save(path, options.file_mode)
+        return BackupResult(artifact, manifest, path, _elapsed(start))
 
 
 def check_target(engine: str, target: str | None) -> None:
@@ -234,7 +299,8 @@ def check_target(engine: str, target: str | None) -> None:
                             "a temporary file", "drop --target (or give --target local)")
 
 
-def _detect(path: Path, engine: str | None, pg_bin: str | Path | None) -> tuple[Engine, str]:
+def _detect(path: Path, engine: str | None, pg_bin: str | Path | None,
+            shown: str | None = None) -> tuple[Engine, str]:
     names = [engine] if engine else list(ENGINE_NAMES)
     for name in names:
         eng = get_engine(name, pg_bin=pg_bin)
@@ -243,12 +309,12 @@ def _detect(path: Path, engine: str | None, pg_bin: str | Path | None) -> tuple[
             return eng, fmt
     for other in ENGINE_NAMES if engine else ():
         if other != engine and get_engine(other, pg_bin=pg_bin).detect_format(path):
-            raise UnknownFormatError(f"{path} is a {other} backup, not {engine}",
+            raise UnknownFormatError(f"{shown or path} is a {other} backup, not {engine}",
                                      f"drop --engine (the engine is recognised from the content) or give --engine {other}")
     raise UnknownFormatError(
-        f"{path} is not a backup restorecheck recognises",
-        "give pg_dump output (custom, directory, tar, plain SQL, or plain SQL compressed with gzip) "
-        "or a SQLite database file",
+        f"{shown or path} is not a backup restorecheck recognises",
+        "give pg_dump output (custom, directory, tar, plain SQL) or a SQLite database file, as is, "
+        "compressed (gzip, zstd, lz4, bzip2, xz) or encrypted (age, OpenPGP)",
     )
 
 
@@ -361,74 +427,131 @@ def verify(
     max_restore_seconds: float | None = None,
     engine: str | None = None,
     pg_bin: str | Path | None = None,
+    identities: Sequence[str | Path] = (),
+    max_expanded_size: int | str | None = "default",
 ) -> Report:
     """Restore ``backup_path`` into a throwaway target and check it against its reference.
 
+    ``backup_path``: a file, a pg_dump directory, or ``s3://bucket/key``; compressed and encrypted
+    layers are peeled first (``sources.open_backup``, with ``identities`` and ``max_expanded_size``).
     Reference (SPEC): ``manifest``, else the live database ``against``, else a manifest beside the
     backup, else none (the checks that need no reference, and a ``no_reference`` warning).
     The backup is only ever read.
     """
+    from restorecheck import sources
+
     restore = restore or RestoreOptions()
     fingerprint = fingerprint or FingerprintOptions()
     started_at, start = _now_iso(), time.monotonic()
-    path = Path(backup_path)
+    named = str(backup_path)
     _check_pg_bin(pg_bin)
-    if not require_file_or_dir(path, "backup", error=BackupNotFoundError,
-                               hint="give a backup file, or a pg_dump directory-format backup"):
-        raise BackupNotFoundError(f"backup {path} does not exist", "check the path")
-    if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
-        raise BackupNotFoundError(f"backup {path} cannot be read (permission denied)",
-                                  "run as a user that can read it")
-    if path.is_file() and path.stat().st_size == 0:
-        return _empty_backup_report(path, engine, manifest, started_at, start)
-    eng, fmt = _detect(path, engine, pg_bin or restore.pg_bin)
-    check_target(eng.name, restore.target)
-    if eng.name == "sqlite":  # its -wal beside it is copied too
-        require_sqlite_file(path, "backup", error=BackupNotFoundError)
     if manifest is not None and against is not None:
         raise BadInputError("give either --manifest or --against, not both")
-    reference: Manifest | None = None
-    reference_kind: Reference = "none"
-    live: DatabaseRef | None = None
-    findings: list[Finding] = []
-    reference_from: str | None = None
-    if manifest is not None:
-        reference = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
-        reference_kind = "manifest"
-        reference_from = None if isinstance(manifest, Manifest) else str(manifest)
-    elif against is not None:
-        live = _as_ref(against, "--against")
-        if live.engine != eng.name:
-            raise BadInputError(f"--against {live.display()} is a {live.engine} database, "
-                                f"but the backup is {eng.name}")
-        reference_kind = "live"
-    else:
-        for cand in manifest_candidates(path):
-            if _manifest_beside(cand):
-                reference = Manifest.load(cand)
-                reference_kind = "manifest"
-                reference_from = str(cand)
-                break
-    if reference is not None and reference.engine != eng.name:
-        which = f"the manifest {reference_from}" if reference_from else "the manifest"
-        raise BadManifestError(f"{which} is for {reference.engine}, but the backup is {eng.name}",
-                               "give the manifest written with this backup")
-    restore.progress("sha256 of the backup", 0, None)
-    from restorecheck.engines.pg_dump import backup_bytes, sha256_of
-
-    artifact = BackupArtifact(str(path.resolve()), fmt, backup_bytes(path), sha256_of(path))
-    recorded = reference.backup if reference is not None else None
-    if recorded is not None and recorded.sha256 and recorded.sha256 != artifact.sha256:
-        findings.append(Finding(
-            "backup_file", "error", path.name,
-            "the backup's sha256 differs from the one recorded in the manifest: the file changed after "
-            "the backup was taken (or the manifest belongs to another backup)",
-            {"expected": recorded.sha256, "actual": artifact.sha256,
-             "bytes_expected": recorded.bytes, "bytes_actual": artifact.bytes},
-        ))
-    phases: dict[str, float] = {}
+    keys = [sources.load_identity(i) for i in identities]
     with contextlib.ExitStack() as stack:
-        tables, more, extra = _restore_and_check(eng, artifact, reference, reference_kind, live, restore,
+        work: Path | None = None
+        sandbox: Any = None
+
+        def workdir() -> Path:
+            nonlocal work, sandbox
+            if work is None:
+                from restorecheck.sandbox import resolve
+
+                sandbox = resolve(restore.sandbox, os.environ.get("RESTORECHECK_RUN_AS"))
+                work = sources.private_dir(restore.tmp_root, stack, sandbox)
+            return work
+
+        stored_sha: str | None = None
+        if sources.is_s3(named):
+            sources.split_s3(named)
+            restore.progress("download the backup", 0, None)
+            path = workdir() / named.rsplit("/", 1)[-1]
+            stored_sha, _n = sources.s3_download(named, path)
+        else:
+            path = Path(named)
+            if not require_file_or_dir(path, "backup", error=BackupNotFoundError,
+                                       hint="give a backup file, or a pg_dump directory-format backup"):
+                raise BackupNotFoundError(f"backup {path} does not exist", "check the path")
+            if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+                raise BackupNotFoundError(f"backup {path} cannot be read (permission denied)",
+                                          "run as a user that can read it")
+        shown = named if sources.is_s3(named) else str(path.resolve())
+        if path.is_file() and path.stat().st_size == 0:
+            return _empty_backup_report(path, engine, manifest, started_at, start, shown=shown)
+        reference: Manifest | None = None
+        reference_kind: Reference = "none"
+        live: DatabaseRef | None = None
+        findings: list[Finding] = []
+        reference_from: str | None = None
+        if isinstance(manifest, Manifest):
+            reference, reference_kind = manifest, "manifest"
+        elif manifest is not None:
+            reference = _load_manifest(str(manifest), workdir)
+            reference_kind, reference_from = "manifest", str(manifest)
+        elif against is None:
+            for cand in _manifest_candidates_of(named):
+                if _manifest_exists(cand):
+                    reference = _load_manifest(cand, workdir)
+                    reference_kind, reference_from = "manifest", cand
+                    break
+        from restorecheck.engines.pg_dump import backup_bytes, sha256_of
+
+        restore.progress("sha256 of the backup", 0, None)
+        sha = stored_sha or sha256_of(path)
+        recorded = reference.backup if reference is not None else None
+        changed = bool(recorded is not None and recorded.sha256 and recorded.sha256 != sha)
+        if changed:
+            assert recorded is not None
+            findings.append(Finding(
+                "backup_file", "error", path.name,
+                "the backup's sha256 differs from the one recorded in the manifest: the file changed after "
+                "the backup was taken (or the manifest belongs to another backup)",
+                {"expected": recorded.sha256, "actual": sha,
+                 "bytes_expected": recorded.bytes, "bytes_actual": backup_bytes(path)},
+            ))
+        opened = sources.Opened(named=named, path=path, stored=path)
+        if path.is_file():
+            with open(path, "rb") as fh:
+                layered = sources.sniff(fh.read(64)) is not None
+            if layered or sources.claimed(path.name):
+                restore.progress("decompress / decrypt the backup", 0, None)
+                opened = sources.open_backup(named, workdir(), identities=keys, max_expanded=max_expanded_size,
+                                             sandbox=sandbox, stored=path, file_changed=changed)
+        findings += opened.findings
+        plain = opened.path
+        damaged = any(f.severity == "error" for f in opened.findings)
+        fmt: str | None = None
+        eng: Engine | None = None
+        if opened.readable and plain.exists() and (plain.is_dir() or plain.stat().st_size > 0):
+            try:
+                eng, fmt = _detect(plain, engine, pg_bin or restore.pg_bin, shown=path.name)
+            except UnknownFormatError:
+                if not damaged:
+                    raise
+        artifact = BackupArtifact(shown, _public_format(fmt, opened), backup_bytes(path), sha,
+                                  encryption=opened.encryption, compression=opened.compression)
+        if eng is None or fmt is None:  # a layer failed: nothing trustworthy to restore
+            name = engine or (reference.engine if reference is not None else "postgresql")
+            return Report(verdict=verdict_for(findings), engine=name,
+                          reference=reference_kind, backup=artifact, phases={"total": _elapsed(start)},
+                          findings=tuple(findings), command="verify", started_at=started_at,
+                          extra={"source": opened.facts} if opened.facts else {})
+        check_target(eng.name, restore.target)
+        if eng.name == "sqlite":  # its -wal beside it is copied too
+            require_sqlite_file(plain, "backup", error=BackupNotFoundError)
+        if against is not None:
+            live = _as_ref(against, "--against")
+            if live.engine != eng.name:
+                raise BadInputError(f"--against {live.display()} is a {live.engine} database, "
+                                    f"but the backup is {eng.name}")
+            reference_kind = "live"
+        if reference is not None and reference.engine != eng.name:
+            which = f"the manifest {reference_from}" if reference_from else "the manifest"
+            raise BadManifestError(f"{which} is for {reference.engine}, but the backup is {eng.name}",
+                                   "give the manifest written with this backup")
+        inner = BackupArtifact(str(plain.resolve()), fmt, artifact.bytes, sha)
+        phases: dict[str, float] = {}
+        tables, more, extra = _restore_and_check(eng, inner, reference, reference_kind, live, restore,
                                                  fingerprint, max_restore_seconds, stack, phases)
         phases["total"] = _elapsed(start)  # until the verdict; removing the throwaways is "cleanup"
         cleanup = time.monotonic()
@@ -436,6 +559,8 @@ def verify(
     findings += more
     if reference_from is not None:
         extra["reference_file"] = reference_from
+    if opened.facts:
+        extra["source"] = opened.facts
     return Report(
         verdict=verdict_for(findings), engine=eng.name, reference=reference_kind, backup=artifact,
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="verify",
@@ -445,6 +570,45 @@ def verify(
     )
 
 
+def _public_format(fmt: str | None, opened: Any) -> str:
+    """The report's format: the engine's, ``plain-<codec>`` for a compressed plain script (plain-gzip
+    since 0.1), ``encrypted`` / ``compressed`` when a layer failed before the format was seen."""
+    codecs = [layer for layer in opened.layers if layer not in ("age", "gpg")]
+    if fmt is None:
+        return "encrypted" if opened.encryption and not codecs else ("compressed" if codecs else "unknown")
+    if fmt == "plain" and len(codecs) == 1:
+        return f"plain-{codecs[0]}"
+    return fmt
+
+
+def _manifest_candidates_of(named: str) -> list[str]:
+    from restorecheck import sources
+
+    if sources.is_s3(named):
+        base, _, name = named.rpartition("/")
+        return [f"{base}/{c.name}" for c in manifest_candidates(Path(name))]
+    return [str(c) for c in manifest_candidates(named)]
+
+
+def _manifest_exists(candidate: str) -> bool:
+    from restorecheck import sources
+
+    if sources.is_s3(candidate):
+        return sources.s3_exists(candidate)
+    return _manifest_beside(Path(candidate))
+
+
+def _load_manifest(named: str, workdir: Any) -> Manifest:
+    """A manifest from a path or ``s3://`` (downloaded into the run's directory first)."""
+    from restorecheck import sources
+
+    if sources.is_s3(named):
+        local = workdir() / ("manifest-" + secrets.token_hex(4) + ".json")
+        sources.s3_download(named, local)
+        return Manifest.load(local)
+    return Manifest.load(named)
+
+
 def _manifest_beside(candidate: Path) -> bool:
     """A manifest beside the backup exists (a FIFO or directory by that name is exit 2, not skipped)."""
     return require_file(candidate, "the manifest beside the backup", error=BadManifestError,
@@ -452,11 +616,13 @@ def _manifest_beside(candidate: Path) -> bool:
 
 
 def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | Manifest | None,
-                         started_at: str, start: float) -> Report:
+                         started_at: str, start: float, shown: str | None = None) -> Report:
     """An empty file is the extreme of a truncated backup (``pg_dump db > f`` that failed at once,
     a disk that was full): a failed verification (exit 1), not bad input."""
-    reference = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest) if manifest else None
-    if reference is None:
+    reference = manifest if isinstance(manifest, Manifest) else _load_manifest(str(manifest), None) if manifest else None
+    if reference is None and shown is not None and shown.startswith("s3://"):
+        pass  # an empty object: its manifest is not needed to say so
+    elif reference is None:
         beside = [c for c in manifest_candidates(path) if _manifest_beside(c)]
         reference = Manifest.load(beside[0]) if beside else None
     name = engine or (reference.engine if reference is not None else
@@ -469,7 +635,7 @@ def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | 
     )
     return Report(
         verdict="fail", engine=name, reference="none" if reference is None else "manifest",
-        backup=BackupArtifact(str(path.resolve()), "empty", 0, hashlib.sha256(b"").hexdigest()),
+        backup=BackupArtifact(shown or str(path.resolve()), "empty", 0, hashlib.sha256(b"").hexdigest()),
         phases={"total": _elapsed(start)}, findings=(finding,), command="verify", started_at=started_at,
     )
 

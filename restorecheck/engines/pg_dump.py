@@ -154,6 +154,28 @@ def detect_format(path: Path) -> str | None:
     return None
 
 
+_CODEC_IDS = {0: "none", 1: "gzip", 2: "lz4", 3: "zstd"}  # pg_compress_algorithm (PostgreSQL 16+)
+
+
+def member_codec(path: Path, fmt: str) -> str | None:
+    """How pg_dump compressed a custom or directory archive's data blocks, from its header: None
+    (no header, or an archive older than 1.15 where only gzip existed), else none, gzip, lz4, zstd.
+
+    Header (pg_backup_archiver.c): ``PGDMP``, version major, minor, revision, int size, offset size,
+    format, then (archive version 1.15, PostgreSQL 16, and later) the compression algorithm byte."""
+    p = Path(path)
+    f = p / "toc.dat" if fmt == "directory" else p
+    if fmt not in ("custom", "directory") or not f.is_file():
+        return None
+    with open(f, "rb") as fh:
+        head = fh.read(16)
+    if len(head) < 12 or not head.startswith(CUSTOM_MAGIC):
+        return None
+    if (head[5], head[6]) < (1, 15):
+        return None
+    return _CODEC_IDS.get(head[11], f"unknown ({head[11]})")
+
+
 # --- sizes and digests ------------------------------------------------------------------------
 
 

@@ -344,7 +344,23 @@ class PostgresEngine:
                 return insp
         if fmt in pgd.ARCHIVE_FORMATS:
             header, reader, err = None, None, ""
-            for inst in insp.readers:
+            codec = pgd.member_codec(path, fmt)
+            readers = insp.readers
+            if codec in ("lz4", "zstd"):  # pg_dump -Z lz4|zstd (PostgreSQL 16+): not every pg_restore reads it
+                from restorecheck.pg_hosting import archive_codecs, codec_remedy
+
+                able = [i for i in readers if codec in archive_codecs(i)]
+                if not able:
+                    raise ToolNotFoundError(
+                        f"{path.name}'s data blocks are compressed with {codec} (pg_dump -Z {codec}) and no "
+                        "pg_restore here reads them: " + "; ".join(
+                            f"PostgreSQL {i.version} ({i.origin}) "
+                            + ("is older than 16" if i.major < 16 else f"is built without {codec}")
+                            for i in readers),
+                        codec_remedy(codec))
+                readers = able
+                insp.facts["member_compression"] = codec
+            for inst in readers:
                 inst = self._reachable(inst, jail)
                 inp = jail.input(path, need_path=fmt == "directory")
                 res = jail.run(inst, pgd.pg_restore_list_argv(inst.tool("pg_restore"), inp.path),
@@ -523,6 +539,8 @@ class PostgresEngine:
                                     if insp.format in pgd.ARCHIVE_FORMATS and insp.readable else None,
                                     readable=insp.readable, min_major=insp.header.min_major,
                                     encoding=insp.header.encoding)
+        if insp.facts.get("member_compression"):  # pg_dump -Z lz4|zstd: the target's pg_restore must read it
+            needs = dataclasses.replace(needs, archive_codec=str(insp.facts["member_compression"]))
         timings = {"inspect": time.monotonic() - t0}
         findings = list(insp.findings)
         info: dict[str, Any] = {"format": insp.format, "sandbox": jail.sandbox.facts()}

@@ -183,7 +183,8 @@ def test_gzip_of_a_custom_archive(dumps: Dumps, tmp_path: Path) -> None:
     gz.write_bytes(gzip.compress(dumps.custom.read_bytes()))
     report = verify(gz, dumps.content_manifest)
     assert report.verdict == "pass", report.findings
-    assert report.extra["restore"]["gzip_of"] == "custom"
+    assert report.backup is not None and (report.backup.format, report.backup.compression) == ("custom", "gzip")
+    assert report.extra["source"]["layers"] == ["gzip"]
     assert report.extra["restore"]["restore_tool"] == "pg_restore"
 
 

@@ -156,7 +156,7 @@ SPECIAL_CASES = [
     ("dir-snapshot-output", ["snapshot", "{db}", "-o", "{w}/dir"], ["{w}/dir", "directory"]),
     ("dir-seed", ["seed", "{w}/dir"], ["TARGET", "directory"]),
     ("dir-report", ["verify", "{db}", "--report", "{w}/dir"], ["{w}/dir", "directory"]),
-    ("file-as-output-dir", ["backup", "{db}", "-o", "{db}"], ["app.db", "is a file"]),
+    ("file-as-output-dir", ["backup", "{db}", "-o", "{db}"], ["app.db", "not a directory"]),
     ("file-as-pg-bin", ["drill", "--pg-bin", "{db}"], ["--pg-bin"]),
 ]
 

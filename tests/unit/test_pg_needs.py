@@ -133,3 +133,13 @@ def test_choose_takes_the_lowest_major_that_can_host_the_dump(tmp_path: Path) ->
     assert "postgresql-15-pgvector" in line and "postgresql-contrib" in line and "--target" in line
     with pytest.raises(ToolNotFoundError, match="ICU"):
         choose(both, min_major=16, needs=DumpNeeds(icu_collations=("de-DE-x-icu",)))
+
+
+def test_an_archive_with_zstd_members_needs_a_pg_restore_that_reads_zstd() -> None:
+    needs = DumpNeeds(archive_codec="zstd")
+    assert not needs.empty
+    assert unmet(Capabilities("18 without zstd", codecs=frozenset({"gzip"})), needs) == [
+        "a pg_restore that reads zstd-compressed archives"]
+    assert unmet(Capabilities("17 with zstd", codecs=frozenset({"gzip", "lz4", "zstd"})), needs) == []
+    assert unmet(Capabilities("unknown"), needs) == []  # unknown is not refused up front
+    assert needs.to_dict()["archive_codec"] == "zstd" and "archive_codec" not in DumpNeeds().to_dict()
