@@ -431,8 +431,9 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
 
 @cli.command()
 @click.argument("source", required=False)
-@click.option("--engine", type=click.Choice(["postgresql", "sqlite"]), default="postgresql", show_default=True,
-              help="Engine of the self-test when no SOURCE is given.")
+@click.option("--engine", type=click.Choice(["postgresql", "sqlite"]),
+              help="Engine of the self-test when no SOURCE is given (default: postgresql). With a SOURCE it "
+                   "is recognised from it; an --engine that contradicts it is an error.")
 @target_options
 @jobs_option
 @backup_format_options
@@ -446,7 +447,7 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
               help="RTO target: a slower restore is a finding (check 'rto').")
 @source_session_options
 @output_options
-def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | None, trust_backup: bool,
+def drill(source: str | None, engine: str | None, target: str | None, pg_bin: Path | None, trust_backup: bool,
           keep: bool, sandbox: str, restore_timeout: float | None, jobs: int, file_mode: int,
           fmt: str, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
@@ -461,6 +462,7 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
     from restorecheck.engines.base import BackupOptions, RestoreOptions
     from restorecheck.report import progress_reporter
 
+    engine_name = engine or "postgresql"  # what the report names, the source's once it is parsed
     try:
         _check_outputs(report_file, junit_file, metrics_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
@@ -468,7 +470,8 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
                                      restore_timeout=restore_timeout)
-            engine_name = parse_database(source).engine if source else engine
+            if source:
+                engine_name = parse_database(source).engine
             backup_options = BackupOptions(format=fmt if engine_name == "postgresql" else "sqlite",
                                            jobs=jobs if fmt == "directory" else 1, compress=compress,
                                            file_mode=file_mode,
@@ -477,7 +480,7 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
                                     restore=restore, fingerprint=fp, max_restore_seconds=max_restore_seconds,
                                     scale=scale, seed=seed_value, pg_bin=pg_bin)
     except (Exception, KeyboardInterrupt, Terminated) as exc:
-        _error_report(exc, command="drill", engine=engine, backup_path=None, report_file=report_file,
+        _error_report(exc, command="drill", engine=engine_name, backup_path=None, report_file=report_file,
                       junit_file=junit_file, metrics_file=metrics_file)
         raise
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,

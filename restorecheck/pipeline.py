@@ -474,7 +474,7 @@ def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | 
 def drill(
     source: str | DatabaseRef | None = None,
     *,
-    engine: str = "postgresql",
+    engine: str | None = None,
     outdir: str | Path | None = None,
     backup_options: BackupOptions | None = None,
     restore: RestoreOptions | None = None,
@@ -485,7 +485,8 @@ def drill(
     pg_bin: str | Path | None = None,
 ) -> Report:
     """Backup, restore, verify, each phase timed. No ``source``: a throwaway source with the known
-    dataset (the self-test). ``outdir`` keeps the backup and its manifest; else they are removed."""
+    dataset (the self-test) of ``engine`` (default postgresql). With a ``source``, an ``engine`` that
+    is not the source's is bad input. ``outdir`` keeps the backup and its manifest; else they are removed."""
     restore = restore or RestoreOptions()
     fingerprint = fingerprint or FingerprintOptions()
     backup_options = backup_options or BackupOptions()
@@ -493,6 +494,9 @@ def drill(
     _check_pg_bin(pg_bin)
     if source is not None:
         source = _as_ref(source, "SOURCE")
+        if engine is not None and source.engine != engine:
+            raise BadInputError(f"{source.display()} is a {source.engine} database, not {engine}",
+                                f"leave out --engine (it is recognised from SOURCE), or give --engine {source.engine}")
     kept_dir = None if outdir is None else prepare_outdir(outdir, backup_options.name)  # before long work
     phases: dict[str, float] = {}
     findings: list[Finding] = []
@@ -501,7 +505,7 @@ def drill(
             # the self-test restores a dump this run's pg_dump wrote of the dataset this run seeded:
             # trusted by construction (on a server target its objects belong to the URL's role)
             restore = dataclasses.replace(restore, trust_backup=True)
-            eng = get_engine(engine, pg_bin=pg_bin or restore.pg_bin)
+            eng = get_engine(engine or "postgresql", pg_bin=pg_bin or restore.pg_bin)
             check_target(eng.name, restore.target)
             t = time.monotonic()
             src = eng.throwaway_source(restore, stack)
@@ -513,8 +517,6 @@ def drill(
             source_text = f"self-test ({eng.name}, known dataset, scale {scale}, seed {seed})"
         else:
             src = _as_ref(source)
-            if engine and src.engine != engine and engine != "postgresql":
-                raise BadInputError(f"{src.display()} is a {src.engine} database, not {engine}")
             eng = engine_for(src, pg_bin=pg_bin or restore.pg_bin)
             check_target(eng.name, restore.target)
             source_text = src.display()

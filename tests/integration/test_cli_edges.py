@@ -94,6 +94,31 @@ def test_engine_option_that_contradicts_the_content_names_the_right_engine(
     assert sha(sqlite_backup) == before
 
 
+def test_drill_engine_that_contradicts_the_source_is_exit_2_and_makes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src.db"
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    before = sha(src)
+    for source, engine, actual in ((src, "postgresql", "sqlite"),
+                                   ("postgresql://u:Pw1secret@127.0.0.1:1/db", "sqlite", "postgresql")):
+        code, out, err = run(capsys, "drill", source, "--engine", engine, "-o", tmp_path / "kept",
+                             "--report", tmp_path / "r.json")
+        assert code == 2 and out == "", err
+        line = one_line(err)
+        assert f"is a {actual} database, not {engine}" in line and f"--engine {actual}" in line
+        assert "Pw1secret" not in line
+        assert not (tmp_path / "kept").exists()
+        assert json.loads((tmp_path / "r.json").read_text())["engine"] == actual
+    assert sha(src) == before
+
+
+def test_drill_engine_that_agrees_with_the_source_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src.db"
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    code, _, err = run(capsys, "drill", src, "--engine", "sqlite", "-q")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("kind", ["missing", "dir", "fifo", "devnull", "one_byte"])
 def test_verify_of_what_is_not_a_backup_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   kind: str) -> None:
