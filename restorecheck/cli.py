@@ -104,6 +104,10 @@ def target_options(f: F) -> F:
     f = click.option("--restore-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Hard deadline: the restore and everything in its sandbox are killed then "
                           "(check 'restore_timeout', exit 1).")(f)
+    f = click.option("--start-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+                     metavar="SECONDS",
+                     help="How long a throwaway PostgreSQL server (local or docker) may take to accept "
+                          "connections before the run gives up (exit 3).")(f)
     f = click.option("--sandbox", type=click.Choice(["auto", "bwrap", "none"]), default="auto", show_default=True,
                      help="OS sandbox around the throwaway server and the restore tools: bwrap "
                           "(bubblewrap), none, or auto (bwrap where it works, else none with a warning).")(f)
@@ -399,7 +403,7 @@ def backup(source: str, outdir: Path, file_mode: int, fmt: str, compress: str | 
 @output_options
 def verify(backup_path: Path, manifest_file: Path | None, against: str | None, target: str | None,
            pg_bin: Path | None, trust_backup: bool, keep: bool, sandbox: str, restore_timeout: float | None,
-           jobs: int, max_restore_seconds: float | None, engine: str | None,
+           start_timeout: float, jobs: int, max_restore_seconds: float | None, engine: str | None,
            lock_timeout: str, statement_timeout: str, report_file: Path | None, junit_file: Path | None,
            metrics_file: Path | None, quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """Restore BACKUP into a fresh throwaway instance and check it against its reference.
@@ -416,7 +420,7 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
-                                     restore_timeout=restore_timeout)
+                                     restore_timeout=restore_timeout, start_timeout=start_timeout)
             report = pipeline.verify(
                 backup_path, manifest=manifest_file, against=against, restore=restore,
                 fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
@@ -448,7 +452,8 @@ def verify(backup_path: Path, manifest_file: Path | None, against: str | None, t
 @source_session_options
 @output_options
 def drill(source: str | None, engine: str | None, target: str | None, pg_bin: Path | None, trust_backup: bool,
-          keep: bool, sandbox: str, restore_timeout: float | None, jobs: int, file_mode: int,
+          keep: bool, sandbox: str, restore_timeout: float | None, start_timeout: float, jobs: int,
+          file_mode: int,
           fmt: str, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
           report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
@@ -469,7 +474,7 @@ def drill(source: str | None, engine: str | None, target: str | None, pg_bin: Pa
             fp = _fingerprint_opts(jobs, lock_timeout, statement_timeout, progress)
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
-                                     restore_timeout=restore_timeout)
+                                     restore_timeout=restore_timeout, start_timeout=start_timeout)
             if source:
                 engine_name = parse_database(source).engine
             backup_options = BackupOptions(format=fmt if engine_name == "postgresql" else "sqlite",
