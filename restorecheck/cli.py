@@ -243,9 +243,8 @@ def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: P
     if not quiet or report.verdict != "pass":
         # with --report - the JSON owns stdout: the summary goes to stderr
         click.echo(render_human(report), nl=False, err=str(report_file) == "-")
-    keep = (report.extra or {}).get("restore", {}).get("connect")
-    if keep:
-        click.echo(f"restorecheck: kept the restored database: {keep}", err=True)
+    if report.kept:
+        click.echo(f"restorecheck: kept the restored database: {report.kept}", err=True)
     return int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
 
 

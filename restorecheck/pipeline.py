@@ -267,8 +267,9 @@ def _restore_and_check(
     stack: contextlib.ExitStack,
     phases: dict[str, float],
     key_source: DatabaseRef | None = None,
-) -> tuple[list[TableResult], list[Finding], dict[str, Any]]:
-    """Restore into a throwaway target, fingerprint it, run the checks; fills ``phases``.
+) -> tuple[list[TableResult], list[Finding], dict[str, Any], str | None]:
+    """Restore into a throwaway target, fingerprint it, run the checks; fills ``phases``. Returns
+    the tables, the findings, the report's extra facts and how to connect to a kept target.
 
     ``key_source`` (or ``live_source``): a database at hand to narrow content differences down to
     the differing keys, where the engine can (``engine.narrow``, SQLite).
@@ -300,7 +301,7 @@ def _restore_and_check(
         # killed at --restore-timeout: a partial copy proves nothing, so it is not compared
         phases["verify"] = 0.0
         return [], findings, {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
-                              "rows_restored": 0}
+                              "rows_restored": 0}, outcome.connect
     start = time.monotonic() - live_seconds
     if reference is not None:
         fp = in_checksum_mode_of(reference, fp)  # the restored copy hashes as the reference did
@@ -341,7 +342,7 @@ def _restore_and_check(
     restore.progress("verify", 1, 1)
     extra: dict[str, Any] = {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
                              "rows_restored": sum(t.rows or 0 for t in restored.tables)}
-    return tables, findings, extra
+    return tables, findings, extra, outcome.connect
 
 
 def _now_iso() -> str:
@@ -425,7 +426,7 @@ def verify(
         ))
     phases: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
-        tables, more, extra = _restore_and_check(eng, artifact, reference, reference_kind, live, restore,
+        tables, more, extra, kept = _restore_and_check(eng, artifact, reference, reference_kind, live, restore,
                                                  fingerprint, max_restore_seconds, stack, phases)
         phases["total"] = _elapsed(start)  # until the verdict; removing the throwaways is "cleanup"
         cleanup = time.monotonic()
@@ -438,7 +439,7 @@ def verify(
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="verify",
         started_at=started_at, source=live.display() if live is not None else None,
         target=mask(restore.target) if restore.target else extra["restore"].get("target_kind"),
-        extra=extra,
+        extra=extra, kept=kept,
     )
 
 
@@ -550,7 +551,7 @@ def drill(
         if outdir is not None:
             manifest.save(manifest_path_for(artifact.path), backup_options.file_mode)
         phases["backup"] = _elapsed(t)
-        tables, more, extra = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
+        tables, more, extra, kept = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
                                                  fingerprint, max_restore_seconds, stack, phases,
                                                  key_source=src)
         findings += more
@@ -563,5 +564,5 @@ def drill(
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="drill",
         started_at=started_at, source=source_text,
         target=mask(restore.target) if restore.target else extra["restore"].get("target_kind"),
-        extra=extra,
+        extra=extra, kept=kept,
     )

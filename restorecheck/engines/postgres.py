@@ -584,9 +584,10 @@ class PostgresEngine:
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
             "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.facts,
         })
+        connect = None
         if options.keep:  # the restored database, not the server's 'postgres'; the password in a passfile
             passfile = server.info.get("passfile")
-            info["connect"] = (f"PGPASSFILE={passfile} " if passfile else "") + \
+            connect = (f"PGPASSFILE={passfile} " if passfile else "") + \
                 f"psql '{PostgresRef(dict(db.params)).display()}'"
         roles: set[str] = set()
         if f_scan is not None:
@@ -656,7 +657,7 @@ class PostgresEngine:
             timings["read_check_wait"] = time.monotonic() - t0
         info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
-        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
+        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info, connect=connect)
 
     def _restricting_psql(self) -> PgInstallation:
         """A psql that knows ``\\restrict`` (13.22, 14.19, 15.14, 16.10, 17.6 and later; CVE-2025-8714),
