@@ -580,7 +580,8 @@ def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges
                                           strict=strict, range_rows=range_rows, max_ranges=max_ranges)
             report = pipeline.compare(a, b, options=options, live_reference=live_reference, max_keys=max_keys)
     except (Exception, KeyboardInterrupt, Terminated) as exc:  # a monitor must see every run, as for verify
-        _error_report(exc, command="compare", engine="postgresql", backup_path=None, report_file=report_file,
+        _error_report(exc, command="compare", engine=pipeline.compare_engine(a, b) or "postgresql",
+                      backup_path=None, report_file=report_file,
                       junit_file=junit_file, metrics_file=metrics_file)
         raise
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,

@@ -73,6 +73,20 @@ def snapshot(source: DatabaseRef | str, options: FingerprintOptions | None = Non
     return _live_fingerprint(ref, options or FingerprintOptions(), None)
 
 
+def compare_engine(a: str, b: str) -> str | None:
+    """The engine a compare of ``a`` and ``b`` is about, as far as the arguments tell without a
+    server (for the error report of a compare that failed): a database side's by its name, else a
+    manifest side's ``engine``; None when neither tells."""
+    for side in (a, b):
+        with contextlib.suppress(Exception):
+            if not is_manifest_path(side):
+                return parse_database(side).engine
+    for side in (a, b):
+        with contextlib.suppress(Exception):
+            return Manifest.load(side).engine
+    return None
+
+
 def compare(
     a: str,
     b: str,

@@ -402,6 +402,25 @@ def test_compare_writes_an_error_report_for_an_unexpected_error(
     assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"
 
 
+def test_the_error_report_of_compare_names_the_engine_compared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """compare's error report always said engine postgresql."""
+    src = tmp_path / "src.db"
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    assert run(capsys, "snapshot", src, "-o", tmp_path / "m.json")[0] == 0
+    (tmp_path / "dir").mkdir()
+    cases = [
+        (src, tmp_path / "dir", 2, "sqlite"),                          # a database side: by its name
+        (tmp_path / "m.json", tmp_path / "dir", 2, "sqlite"),           # a manifest side: by its engine
+        ("postgresql://u:pw@127.0.0.1:1/db", tmp_path / "m.json", 3, "postgresql"),  # the database side's
+    ]
+    for a, b, exit_code, engine in cases:
+        code, _, err = run(capsys, "compare", a, b, "--report", tmp_path / "r.json")
+        assert code == exit_code, err
+        doc = json.loads((tmp_path / "r.json").read_text())
+        assert doc["verdict"] == "error" and doc["engine"] == engine, (a, b, doc)
+
+
 def test_manifest_problems_are_one_line_exit_2_naming_the_file(tmp_path: Path, sqlite_backup: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     good = json.loads(sqlite_backup.with_name("app.manifest.json").read_text())
