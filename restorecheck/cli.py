@@ -104,6 +104,10 @@ def target_options(f: F) -> F:
     f = click.option("--restore-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Hard deadline: the restore and everything in its sandbox are killed then "
                           "(check 'restore_timeout', exit 1).")(f)
+    f = click.option("--start-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+                     metavar="SECONDS",
+                     help="How long a throwaway PostgreSQL server (local or docker) may take to accept "
+                          "connections before the run gives up (exit 3).")(f)
     f = click.option("--sandbox", type=click.Choice(["auto", "bwrap", "none"]), default="auto", show_default=True,
                      help="OS sandbox around the throwaway server and the restore tools: bwrap "
                           "(bubblewrap), none, or auto (bwrap where it works, else none with a warning).")(f)
@@ -239,9 +243,8 @@ def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: P
     if not quiet or report.verdict != "pass":
         # with --report - the JSON owns stdout: the summary goes to stderr
         click.echo(render_human(report), nl=False, err=str(report_file) == "-")
-    keep = (report.extra or {}).get("restore", {}).get("connect")
-    if keep:
-        click.echo(f"restorecheck: kept the restored database: {keep}", err=True)
+    if report.kept:
+        click.echo(f"restorecheck: kept the restored database: {report.kept}", err=True)
     return int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
 
 
@@ -414,7 +417,7 @@ def backup(source: str, outdir: str, recipients: tuple[str, ...], file_mode: int
 def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, ...], max_expanded: str | None,
            against: str | None, target: str | None,
            pg_bin: Path | None, trust_backup: bool, keep: bool, sandbox: str, restore_timeout: float | None,
-           jobs: int, max_restore_seconds: float | None, engine: str | None,
+           start_timeout: float, jobs: int, max_restore_seconds: float | None, engine: str | None,
            lock_timeout: str, statement_timeout: str, report_file: Path | None, junit_file: Path | None,
            metrics_file: Path | None, quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """Restore BACKUP into a fresh throwaway instance and check it against its reference.
@@ -434,7 +437,7 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
-                                     restore_timeout=restore_timeout)
+                                     restore_timeout=restore_timeout, start_timeout=start_timeout)
             limit = "default" if max_expanded is None else sources.parse_size(max_expanded)
             report = pipeline.verify(
                 backup_path, manifest=manifest_file, against=against, restore=restore,
@@ -451,8 +454,9 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
 
 @cli.command()
 @click.argument("source", required=False)
-@click.option("--engine", type=click.Choice(["postgresql", "sqlite"]), default="postgresql", show_default=True,
-              help="Engine of the self-test when no SOURCE is given.")
+@click.option("--engine", type=click.Choice(["postgresql", "sqlite"]),
+              help="Engine of the self-test when no SOURCE is given (default: postgresql). With a SOURCE it "
+                   "is recognised from it; an --engine that contradicts it is an error.")
 @target_options
 @jobs_option
 @backup_format_options
@@ -466,8 +470,9 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
               help="RTO target: a slower restore is a finding (check 'rto').")
 @source_session_options
 @output_options
-def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | None, trust_backup: bool,
-          keep: bool, sandbox: str, restore_timeout: float | None, jobs: int, file_mode: int,
+def drill(source: str | None, engine: str | None, target: str | None, pg_bin: Path | None, trust_backup: bool,
+          keep: bool, sandbox: str, restore_timeout: float | None, start_timeout: float, jobs: int,
+          file_mode: int,
           fmt: str, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
           report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
@@ -481,14 +486,16 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
     from restorecheck.engines.base import BackupOptions, RestoreOptions
     from restorecheck.report import progress_reporter
 
+    engine_name = engine or "postgresql"  # what the report names, the source's once it is parsed
     try:
         _check_outputs(report_file, junit_file, metrics_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             fp = _fingerprint_opts(jobs, lock_timeout, statement_timeout, progress)
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
-                                     restore_timeout=restore_timeout)
-            engine_name = parse_database(source).engine if source else engine
+                                     restore_timeout=restore_timeout, start_timeout=start_timeout)
+            if source:
+                engine_name = parse_database(source).engine
             backup_options = BackupOptions(format=fmt if engine_name == "postgresql" else "sqlite",
                                            jobs=jobs if fmt == "directory" else 1, compress=compress,
                                            file_mode=file_mode,
@@ -497,7 +504,7 @@ def drill(source: str | None, engine: str, target: str | None, pg_bin: Path | No
                                     restore=restore, fingerprint=fp, max_restore_seconds=max_restore_seconds,
                                     scale=scale, seed=seed_value, pg_bin=pg_bin)
     except (Exception, KeyboardInterrupt, Terminated) as exc:
-        _error_report(exc, command="drill", engine=engine, backup_path=None, report_file=report_file,
+        _error_report(exc, command="drill", engine=engine_name, backup_path=None, report_file=report_file,
                       junit_file=junit_file, metrics_file=metrics_file)
         raise
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
@@ -593,7 +600,8 @@ def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges
                                           strict=strict, range_rows=range_rows, max_ranges=max_ranges)
             report = pipeline.compare(a, b, options=options, live_reference=live_reference, max_keys=max_keys)
     except (Exception, KeyboardInterrupt, Terminated) as exc:  # a monitor must see every run, as for verify
-        _error_report(exc, command="compare", engine="postgresql", backup_path=None, report_file=report_file,
+        _error_report(exc, command="compare", engine=pipeline.compare_engine(a, b) or "postgresql",
+                      backup_path=None, report_file=report_file,
                       junit_file=junit_file, metrics_file=metrics_file)
         raise
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,

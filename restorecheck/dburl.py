@@ -2,9 +2,13 @@
 
 A PostgreSQL database is named by a libpq URL (``postgresql://user:pw@host:port/db``, with libpq
 environment variables and ``~/.pgpass`` honoured by libpq itself) or a libpq keyword string
-(``host=... dbname=...``). A SQLite database is a path or a ``sqlite:///path`` URL. URLs are
-parsed with SQLAlchemy's ``make_url``; passwords never leave this module unmasked except
-through ``PostgresRef.conninfo()`` (for psycopg) and ``PostgresRef.child_env()`` (for libpq tools).
+(``host=... dbname=...``). A SQLite database is a path or a ``sqlite:///path`` URL. PostgreSQL URLs and
+keyword strings are parsed by libpq itself (``PQconninfoParse`` through psycopg's
+``conninfo_to_dict``), so every form libpq takes works here: several hosts
+(``postgresql://u@h1:5432,h2:5433/db``), a percent-encoded socket directory as the host
+(``postgresql://%2Fvar%2Frun%2Fpostgresql/db``), ``postgres://``, and query parameters
+(``?sslmode=require&host=/tmp``). Passwords never leave this module unmasked except through
+``PostgresRef.conninfo()`` (for psycopg) and ``PostgresRef.child_env()`` (for libpq tools).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from restorecheck.errors import BadURLError
 
@@ -20,6 +25,10 @@ from restorecheck.errors import BadURLError
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@ \t\r\n\x0b\x0c]*)(?P<tail>@)")
 _KW_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _PG_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
+_PG_HINT = "use postgresql://user@host:port/dbname (libpq's URL form) or host=... dbname=..."
+# sqlite[+driver]://[host]/path[?query]: the path is what follows the third slash (so
+# sqlite:////abs/path is absolute), percent-decoded; host and query are ignored
+_SQLITE_URL = re.compile(r"^sqlite(?:\+\w+)?://[^/?]*(?:/(?P<path>[^?]*))?(?:\?.*)?$", re.IGNORECASE | re.DOTALL)
 
 
 def mask(text: str) -> str:
@@ -58,6 +67,7 @@ class PostgresRef:
         """libpq environment variables for a child tool (pg_dump, psql): secrets stay out of argv."""
         mapping = {
             "host": "PGHOST",
+            "hostaddr": "PGHOSTADDR",
             "port": "PGPORT",
             "user": "PGUSER",
             "dbname": "PGDATABASE",
@@ -71,6 +81,18 @@ class PostgresRef:
             "application_name": "PGAPPNAME",
             "service": "PGSERVICE",
             "target_session_attrs": "PGTARGETSESSIONATTRS",
+            "load_balance_hosts": "PGLOADBALANCEHOSTS",
+            "sslcrl": "PGSSLCRL",
+            "sslcrldir": "PGSSLCRLDIR",
+            "sslsni": "PGSSLSNI",
+            "sslnegotiation": "PGSSLNEGOTIATION",
+            "sslcertmode": "PGSSLCERTMODE",
+            "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+            "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+            "gssencmode": "PGGSSENCMODE",
+            "channel_binding": "PGCHANNELBINDING",
+            "require_auth": "PGREQUIREAUTH",
+            "krbsrvname": "PGKRBSRVNAME",
         }
         env = {mapping[k]: str(v) for k, v in self.params.items() if k in mapping}
         if self.password is not None:
@@ -78,19 +100,26 @@ class PostgresRef:
         return env
 
     def display(self) -> str:
-        """A URL for humans, password masked."""
+        """A libpq URL for humans (and for ``psql '...'``), password masked."""
         p = self.params
-        user = p.get("user", "")
+        user = quote(p.get("user", ""), safe="")
         auth = f"{user}{':***' if self.password else ''}@" if user or self.password else ""
-        host = p.get("host", "")
-        if host.startswith("/"):
-            hostpart = ""
-            query = f"?host={host}"
+        hosts = p["host"].split(",") if p.get("host") else []
+        ports = p["port"].split(",") if p.get("port") else []
+        query = ""
+        if any(h.startswith(("/", "@")) for h in hosts):  # socket directories go in the query
+            netloc = f":{p['port']}" if p.get("port") else ""
+            query = "?host=" + quote(p["host"], safe="/,@")
         else:
-            hostpart = host
-            query = ""
-        port = f":{p['port']}" if p.get("port") else ""
-        return f"postgresql://{auth}{hostpart}{port}/{p.get('dbname', '')}{query}"
+            if len(ports) == 1 and len(hosts) > 1:  # libpq: one port serves every host
+                ports *= len(hosts)
+            parts = []
+            for i in range(max(len(hosts), len(ports))):
+                host = hosts[i] if i < len(hosts) else ""
+                port = ports[i] if i < len(ports) else ""
+                parts.append((f"[{host}]" if ":" in host else host) + (f":{port}" if port else ""))
+            netloc = ",".join(parts)
+        return f"postgresql://{auth}{netloc}/{quote(p.get('dbname', ''), safe='')}{query}"
 
     def __str__(self) -> str:
         return self.display()
@@ -119,62 +148,56 @@ def is_postgres_url(text: str) -> bool:
     return scheme in _PG_SCHEMES or (("=" in text) and ("://" not in text) and " " in text.strip())
 
 
+def _scrub(message: str, text: str) -> str:
+    """libpq's parse error with any password it quotes (``invalid percent-encoded token: "<pw>"``)
+    replaced by ``***``, then masked."""
+    m = _URL_PASSWORD.search(text)
+    if m and m.group("pw"):
+        for secret in {m.group("pw"), unquote(m.group("pw"))}:
+            message = message.replace(secret, "***")
+    for kw in _KW_PASSWORD.finditer(text):
+        secret = kw.group("pw").strip("'")
+        if secret:
+            message = message.replace(secret, "***")
+    return mask(message)
+
+
 def parse_postgres(text: str) -> PostgresRef:
-    """Parse a ``postgresql://`` URL or a libpq keyword string."""
-    if "://" not in text:
-        try:
-            from psycopg.conninfo import conninfo_to_dict
+    """Parse a ``postgresql://`` (or ``postgres://``) URL or a libpq keyword string with libpq's
+    rules. Raises BadURLError (exit 2) naming the problem, the password masked."""
+    from psycopg import Error as PsycopgError
+    from psycopg.conninfo import conninfo_to_dict
 
-            kw = {k: str(v) for k, v in conninfo_to_dict(text).items() if v is not None}
-        except Exception:
-            raise BadURLError(
-                f"malformed PostgreSQL connection string: {mask(text)}",
-                "use postgresql://user@host:port/dbname",
-            ) from None
-        password = kw.pop("password", None)
-        return PostgresRef(kw, password)
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
+    conninfo = text
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme.lower() not in _PG_SCHEMES:
+            raise BadURLError(f"not a PostgreSQL URL: {mask(text)}", _PG_HINT)
+        conninfo = "postgresql://" + rest  # SQLAlchemy-style postgresql+psycopg:// names the same
     try:
-        url = make_url(text)
-    except (ArgumentError, ValueError):
-        raise BadURLError(
-            f"malformed database URL: {mask(text)}", "use postgresql://user@host:port/dbname"
-        ) from None
-    if url.get_backend_name() not in ("postgresql", "postgres"):
-        raise BadURLError(f"not a PostgreSQL URL: {mask(text)}", "use postgresql://user@host:port/dbname")
-    params: dict[str, str] = {}
-    if url.host:
-        params["host"] = url.host
-    try:
-        port = url.port
-    except ValueError:
-        raise BadURLError(f"malformed port in URL: {mask(text)}", "the port must be a number") from None
-    if port is not None:
-        params["port"] = str(port)
-    if url.username:
-        params["user"] = url.username
-    if url.database:
-        params["dbname"] = url.database
-    for k, v in url.query.items():
-        params[k] = v if isinstance(v, str) else v[-1]
-    password = url.password if url.password is not None else params.pop("password", None)
-    return PostgresRef(params, None if password is None else str(password))
+        parsed = conninfo_to_dict(conninfo)
+    except (PsycopgError, ValueError, TypeError) as exc:
+        why = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", text)
+        kind = "database URL" if "://" in text else "PostgreSQL connection string"
+        raise BadURLError(f"malformed {kind} {mask(text)}" + (f": {why}" if why else ""), _PG_HINT) from None
+    params = {k: str(v) for k, v in parsed.items() if v is not None}
+    for port in params.get("port", "").split(","):
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise BadURLError(f"malformed port {port[:20]!r} in {mask(text)}",
+                              "the port must be a number from 1 to 65535") from None
+    password = params.pop("password", None)
+    return PostgresRef(params, password)
 
 
 def parse_sqlite(text: str) -> SqliteRef:
-    if text.startswith("sqlite:"):
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            url = make_url(text)
-        except ArgumentError:
-            raise BadURLError(f"malformed SQLite URL: {text}", "use sqlite:///path/to/file.db") from None
-        if not url.database:
+    """A SQLite path, or a ``sqlite:///relative/path`` / ``sqlite:////absolute/path`` URL."""
+    if text[:7].lower() == "sqlite:":
+        m = _SQLITE_URL.match(text)
+        if m is None:
+            raise BadURLError(f"malformed SQLite URL: {text}", "use sqlite:///path/to/file.db")
+        if not m.group("path"):
             raise BadURLError(f"SQLite URL names no file: {text}", "use sqlite:///path/to/file.db")
-        return SqliteRef(Path(url.database))
+        return SqliteRef(Path(unquote(m.group("path"))))
     return SqliteRef(Path(text))
 
 

@@ -395,6 +395,7 @@ class Report:
     extra: Mapping[str, Any] = field(default_factory=dict)
     tool: str = "restorecheck"
     version: str = __version__
+    kept: str | None = None  # --keep: the command line that opens the kept restored database
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -420,6 +421,8 @@ class Report:
             "tables": [t.to_dict() for t in self.tables],
             "findings": [f.to_dict() for f in self.findings],
         }
+        if self.kept:
+            out["kept"] = self.kept
         if self.error:
             out["error"] = self.error
         if self.extra:

@@ -75,6 +75,20 @@ def snapshot(source: DatabaseRef | str, options: FingerprintOptions | None = Non
     return _live_fingerprint(ref, options or FingerprintOptions(), None)
 
 
+def compare_engine(a: str, b: str) -> str | None:
+    """The engine a compare of ``a`` and ``b`` is about, as far as the arguments tell without a
+    server (for the error report of a compare that failed): a database side's by its name, else a
+    manifest side's ``engine``; None when neither tells."""
+    for side in (a, b):
+        with contextlib.suppress(Exception):
+            if not is_manifest_path(side):
+                return parse_database(side).engine
+    for side in (a, b):
+        with contextlib.suppress(Exception):
+            return Manifest.load(side).engine
+    return None
+
+
 def compare(
     a: str,
     b: str,
@@ -335,9 +349,10 @@ def _restore_and_check(
     phases: dict[str, float],
     key_source: DatabaseRef | None = None,
     target: Target | None = None,
-) -> tuple[list[TableResult], list[Finding], dict[str, Any]]:
+) -> tuple[list[TableResult], list[Finding], dict[str, Any], str | None]:
     """Restore into a throwaway target (``target``: one started already), fingerprint it, run the
-    checks; fills ``phases``.
+    checks; fills ``phases``. Returns the tables, the findings, the report's extra facts and how to
+    connect to a kept target.
 
     ``key_source`` (or ``live_source``): a database at hand to narrow content differences down to
     the differing keys, where the engine can (``engine.narrow``, SQLite).
@@ -369,7 +384,7 @@ def _restore_and_check(
         # killed at --restore-timeout: a partial copy proves nothing, so it is not compared
         phases["verify"] = 0.0
         return [], findings, {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
-                              "rows_restored": 0}
+                              "rows_restored": 0}, outcome.connect
     start = time.monotonic() - live_seconds
     if reference is not None:
         fp = in_checksum_mode_of(reference, fp)  # the restored copy hashes as the reference did
@@ -410,7 +425,7 @@ def _restore_and_check(
     restore.progress("verify", 1, 1)
     extra: dict[str, Any] = {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
                              "rows_restored": sum(t.rows or 0 for t in restored.tables)}
-    return tables, findings, extra
+    return tables, findings, extra, outcome.connect
 
 
 def _now_iso() -> str:
@@ -551,7 +566,7 @@ def verify(
                                    "give the manifest written with this backup")
         inner = BackupArtifact(str(plain.resolve()), fmt, artifact.bytes, sha)
         phases: dict[str, float] = {}
-        tables, more, extra = _restore_and_check(eng, inner, reference, reference_kind, live, restore,
+        tables, more, extra, kept = _restore_and_check(eng, inner, reference, reference_kind, live, restore,
                                                  fingerprint, max_restore_seconds, stack, phases)
         phases["total"] = _elapsed(start)  # until the verdict; removing the throwaways is "cleanup"
         cleanup = time.monotonic()
@@ -566,7 +581,7 @@ def verify(
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="verify",
         started_at=started_at, source=live.display() if live is not None else None,
         target=mask(restore.target) if restore.target else extra["restore"].get("target_kind"),
-        extra=extra,
+        extra=extra, kept=kept,
     )
 
 
@@ -643,7 +658,7 @@ def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | 
 def drill(
     source: str | DatabaseRef | None = None,
     *,
-    engine: str = "postgresql",
+    engine: str | None = None,
     outdir: str | Path | None = None,
     backup_options: BackupOptions | None = None,
     restore: RestoreOptions | None = None,
@@ -654,7 +669,8 @@ def drill(
     pg_bin: str | Path | None = None,
 ) -> Report:
     """Backup, restore, verify, each phase timed. No ``source``: a throwaway source with the known
-    dataset (the self-test). ``outdir`` keeps the backup and its manifest; else they are removed."""
+    dataset (the self-test) of ``engine`` (default postgresql). With a ``source``, an ``engine`` that
+    is not the source's is bad input. ``outdir`` keeps the backup and its manifest; else they are removed."""
     restore = restore or RestoreOptions()
     fingerprint = fingerprint or FingerprintOptions()
     backup_options = backup_options or BackupOptions()
@@ -662,6 +678,9 @@ def drill(
     _check_pg_bin(pg_bin)
     if source is not None:
         source = _as_ref(source, "SOURCE")
+        if engine is not None and source.engine != engine:
+            raise BadInputError(f"{source.display()} is a {source.engine} database, not {engine}",
+                                f"leave out --engine (it is recognised from SOURCE), or give --engine {source.engine}")
     kept_dir = None if outdir is None else prepare_outdir(outdir, backup_options.name)  # before long work
     phases: dict[str, float] = {}
     findings: list[Finding] = []
@@ -671,7 +690,7 @@ def drill(
             # the self-test restores a dump this run's pg_dump wrote of the dataset this run seeded:
             # trusted by construction (on a server target its objects belong to the URL's role)
             restore = dataclasses.replace(restore, trust_backup=True)
-            eng = get_engine(engine, pg_bin=pg_bin or restore.pg_bin)
+            eng = get_engine(engine or "postgresql", pg_bin=pg_bin or restore.pg_bin)
             check_target(eng.name, restore.target)
             t = time.monotonic()
             made = eng.throwaway_source(restore, stack)
@@ -684,8 +703,6 @@ def drill(
             source_text = f"self-test ({eng.name}, known dataset, scale {scale}, seed {seed})"
         else:
             src = _as_ref(source)
-            if engine and src.engine != engine and engine != "postgresql":
-                raise BadInputError(f"{src.display()} is a {src.engine} database, not {engine}")
             eng = engine_for(src, pg_bin=pg_bin or restore.pg_bin)
             check_target(eng.name, restore.target)
             source_text = src.display()
@@ -720,7 +737,7 @@ def drill(
         if outdir is not None:
             manifest.save(manifest_path_for(artifact.path), backup_options.file_mode)
         phases["backup"] = _elapsed(t)
-        tables, more, extra = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
+        tables, more, extra, kept = _restore_and_check(eng, artifact, manifest, "manifest", None, restore,
                                                  fingerprint, max_restore_seconds, stack, phases,
                                                  key_source=src, target=target)
         findings += more
@@ -733,5 +750,5 @@ def drill(
         phases=phases, tables=tuple(tables), findings=tuple(findings), command="drill",
         started_at=started_at, source=source_text,
         target=mask(restore.target) if restore.target else extra["restore"].get("target_kind"),
-        extra=extra,
+        extra=extra, kept=kept,
     )

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from restorecheck.dburl import DatabaseRef
 from restorecheck.engines.base import Engine
 from restorecheck.errors import BadInputError
 
-ENGINE_NAMES = ("postgresql", "sqlite")
+
+def _postgres(pg_bin: str | Path | None) -> Engine:
+    from restorecheck.engines.postgres import PostgresEngine
+
+    return PostgresEngine(pg_bin)
+
+
+def _sqlite(pg_bin: str | Path | None) -> Engine:
+    from restorecheck.engines.sqlite import SqliteEngine
+
+    return SqliteEngine()
+
+
+# The registry: an engine's name (what ``--engine`` and ``DatabaseRef.engine`` say) -> a factory
+# taking ``--pg-bin``. Engines are imported lazily, so a SQLite run never imports the PostgreSQL code.
+# A new engine is one entry here (and its ``DatabaseRef`` in dburl.py).
+ENGINES: dict[str, Callable[[str | Path | None], Engine]] = {"postgresql": _postgres, "sqlite": _sqlite}
+ENGINE_NAMES = tuple(ENGINES)
 
 
 def get_engine(name: str, *, pg_bin: str | Path | None = None) -> Engine:
-    """The engine registered under ``name`` (imported lazily). ``pg_bin``: PostgreSQL binaries
+    """The engine registered under ``name`` in ``ENGINES``. ``pg_bin``: PostgreSQL binaries
     to use first (``--pg-bin``)."""
-    if name == "postgresql":
-        from restorecheck.engines.postgres import PostgresEngine
-
-        return PostgresEngine(pg_bin)
-    if name == "sqlite":
-        from restorecheck.engines.sqlite import SqliteEngine
-
-        return SqliteEngine()
-    raise BadInputError(f"unknown engine {name!r}", f"use one of: {', '.join(ENGINE_NAMES)}")
+    factory = ENGINES.get(name)
+    if factory is None:
+        raise BadInputError(f"unknown engine {name!r}", f"use one of: {', '.join(ENGINE_NAMES)}")
+    return factory(pg_bin)
 
 
 def engine_for(ref: DatabaseRef, *, pg_bin: str | Path | None = None) -> Engine:

@@ -88,7 +88,9 @@ class RestoreOutcome:
     restored: DatabaseRef
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)  # tool versions, server version, connect hint
+    info: dict[str, Any] = field(default_factory=dict)  # tool versions, server version, facts
+    # with --keep: the command line that opens the kept restored database (no password in it)
+    connect: str | None = None
 
 
 @dataclass(frozen=True)

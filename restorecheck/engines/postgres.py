@@ -598,9 +598,10 @@ class PostgresEngine:
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
             "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.facts,
         })
+        connect = None
         if options.keep:  # the restored database, not the server's 'postgres'; the password in a passfile
             passfile = server.info.get("passfile")
-            info["connect"] = (f"PGPASSFILE={passfile} " if passfile else "") + \
+            connect = (f"PGPASSFILE={passfile} " if passfile else "") + \
                 f"psql '{PostgresRef(dict(db.params)).display()}'"
         roles: set[str] = set()
         if f_scan is not None:
@@ -670,7 +671,7 @@ class PostgresEngine:
             timings["read_check_wait"] = time.monotonic() - t0
         info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
-        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
+        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info, connect=connect)
 
     @staticmethod
     def _restricting_psql(readers: list[PgInstallation]) -> PgInstallation:

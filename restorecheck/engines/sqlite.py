@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -1015,10 +1016,9 @@ class SqliteEngine:
                 "restore_errors", "error", str(path),
                 f"the backup does not open as a SQLite database: {_first_line(exc)}",
                 {"error": _first_line(exc)}))
-        if options.keep:
-            info["connect_hint"] = f"sqlite3 {copy}"
         return RestoreOutcome(restored=RestoredCopy(copy, opens=opens), findings=findings,
-                              seconds=time.monotonic() - started, info=info)
+                              seconds=time.monotonic() - started, info=info,
+                              connect=f"sqlite3 {shlex.quote(str(copy))}" if options.keep else None)
 
     # --- exact keys when both databases are at hand ---------------------------------------------
 

@@ -72,6 +72,16 @@ def server_from_container(host: str, port: int, password: str, version: str,
                     info={"container": container_id})
 
 
+def postgres_container_class() -> Any:
+    """testcontainers' PostgresContainer: ``testcontainers.community.postgres`` from 4.15 (where the
+    old path warns), ``testcontainers.postgres`` before. Raises ImportError without testcontainers."""
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:
+        from testcontainers.postgres import PostgresContainer
+    return PostgresContainer
+
+
 @contextlib.contextmanager
 def docker_server(
     *,
@@ -89,9 +99,7 @@ def docker_server(
 
             _docker = docker
         if _container_cls is None:
-            from testcontainers.community.postgres import PostgresContainer
-
-            _container_cls = PostgresContainer
+            _container_cls = postgres_container_class()
     except ImportError:
         raise ProvisionError("the docker target needs testcontainers",
                              "pip install 'restorecheck[docker]', or use --target local") from None

@@ -480,7 +480,7 @@ def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes]
         log_tail = tail(logfile.read_text(errors="replace"), 15) if logfile.exists() else "(no log)"
         raise ProvisionError(
             f"the throwaway PostgreSQL server was not ready within {deadline:.0f}s; server log tail:\n{log_tail}",
-            "raise --start-timeout, or run 'restorecheck doctor'",
+            "a slow or busy machine: raise --start-timeout; else run 'restorecheck doctor'",
         ) from None
     raise AssertionError("unreachable")
 

@@ -94,6 +94,31 @@ def test_engine_option_that_contradicts_the_content_names_the_right_engine(
     assert sha(sqlite_backup) == before
 
 
+def test_drill_engine_that_contradicts_the_source_is_exit_2_and_makes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src.db"
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    before = sha(src)
+    for source, engine, actual in ((src, "postgresql", "sqlite"),
+                                   ("postgresql://u:Pw1secret@127.0.0.1:1/db", "sqlite", "postgresql")):
+        code, out, err = run(capsys, "drill", source, "--engine", engine, "-o", tmp_path / "kept",
+                             "--report", tmp_path / "r.json")
+        assert code == 2 and out == "", err
+        line = one_line(err)
+        assert f"is a {actual} database, not {engine}" in line and f"--engine {actual}" in line
+        assert "Pw1secret" not in line
+        assert not (tmp_path / "kept").exists()
+        assert json.loads((tmp_path / "r.json").read_text())["engine"] == actual
+    assert sha(src) == before
+
+
+def test_drill_engine_that_agrees_with_the_source_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src.db"
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    code, _, err = run(capsys, "drill", src, "--engine", "sqlite", "-q")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("kind", ["missing", "dir", "fifo", "devnull", "one_byte"])
 def test_verify_of_what_is_not_a_backup_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   kind: str) -> None:
@@ -375,6 +400,25 @@ def test_compare_writes_an_error_report_for_an_unexpected_error(
     code, _, err = run(capsys, "compare", "a.json", "b.json", "--report", tmp_path / "r.json")
     assert code == 3 and "internal error" in err and len(err.strip().splitlines()) == 1
     assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "error"
+
+
+def test_the_error_report_of_compare_names_the_engine_compared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """compare's error report always said engine postgresql."""
+    src = tmp_path / "src.db"
+    assert run(capsys, "seed", src, "-q")[0] == 0
+    assert run(capsys, "snapshot", src, "-o", tmp_path / "m.json")[0] == 0
+    (tmp_path / "dir").mkdir()
+    cases = [
+        (src, tmp_path / "dir", 2, "sqlite"),                          # a database side: by its name
+        (tmp_path / "m.json", tmp_path / "dir", 2, "sqlite"),           # a manifest side: by its engine
+        ("postgresql://u:pw@127.0.0.1:1/db", tmp_path / "m.json", 3, "postgresql"),  # the database side's
+    ]
+    for a, b, exit_code, engine in cases:
+        code, _, err = run(capsys, "compare", a, b, "--report", tmp_path / "r.json")
+        assert code == exit_code, err
+        doc = json.loads((tmp_path / "r.json").read_text())
+        assert doc["verdict"] == "error" and doc["engine"] == engine, (a, b, doc)
 
 
 def test_manifest_problems_are_one_line_exit_2_naming_the_file(tmp_path: Path, sqlite_backup: Path,

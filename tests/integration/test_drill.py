@@ -108,3 +108,18 @@ def test_sigterm_during_drill_removes_everything(world_tmp: Path) -> None:
     assert list(world_tmp.iterdir()) == []
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(world_tmp) not in ps  # no postgres of that cluster left running
+
+
+def test_start_timeout_reaches_the_server_start_and_is_named_when_it_runs_out(
+        world_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # no server accepts connections within a millisecond of its start: the deadline given is the one used
+    rc = run_cli(["drill", "--start-timeout", "0.001", "--report", str(world_tmp / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "not ready within 0s" in err and "--start-timeout" in err
+    assert json.loads((world_tmp / "r.json").read_text())["verdict"] == "error"
+
+
+def test_start_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["drill", "--start-timeout", "0"]) == 2
+    assert "--start-timeout" in capsys.readouterr().err

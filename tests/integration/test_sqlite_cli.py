@@ -244,3 +244,36 @@ def test_sigterm_during_verify_removes_the_private_copy(tmp_path: Path) -> None:
     assert proc.returncode == 3, err
     assert "interrupted" in err
     assert list(temp.iterdir()) == []
+
+
+def test_drill_keep_prints_a_sqlite3_command_that_opens_the_restored_copy(tmp_path: Path) -> None:
+    """SQLite's restore set a key the CLI never read: --keep printed the kept directory, never how
+    to open the copy."""
+    import os
+    import re
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp_path / "src.db"
+    assert rc("seed", src, "-q") == 0
+    work = tmp_path / "tmp"
+    work.mkdir()
+    done = subprocess.run([sys.executable, "-m", "restorecheck", "drill", str(src), "--keep", "-q"],
+                          env={**os.environ, "TMPDIR": str(work)}, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    m = re.search(r"kept the restored database: (sqlite3 .+)$", done.stderr, re.M)
+    assert m, done.stderr
+    argv = shlex.split(m.group(1))
+    restored = Path(argv[1])
+    try:
+        assert restored.is_file() and work in restored.parents
+        tables = subprocess.run([*argv, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"],
+                                capture_output=True, text=True, timeout=60, check=True, stdin=subprocess.DEVNULL)
+        assert int(tables.stdout.strip()) > 0
+    finally:
+        for kept in work.iterdir():
+            shutil.rmtree(kept)
+    assert list(work.iterdir()) == []

@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 import pytest
 
 from restorecheck.errors import ExitCode, ProvisionError
-from restorecheck.provisioners.docker import container_kwargs, docker_server, engine_reachable
+from restorecheck.provisioners.docker import (
+    container_kwargs,
+    docker_server,
+    engine_reachable,
+    postgres_container_class,
+)
 
 
 class DownDocker:
@@ -105,3 +110,15 @@ def test_failed_start_is_cleaned_up_and_exit_3() -> None:
         pass
     assert FailingContainer.instances[-1].stopped
     assert "pull access denied" in info.value.one_line()
+
+
+def test_the_installed_testcontainers_takes_our_container_arguments() -> None:
+    # runs at the declared floor too (.ci/run's lowest-versions job): the class is found under the
+    # path that version has, and its constructor takes every argument docker_server passes
+    import inspect
+
+    cls = postgres_container_class()
+    params = inspect.signature(cls.__init__).parameters
+    assert set(container_kwargs(15, "pw")) <= set(params)
+    for method in ("start", "stop", "get_container_host_ip", "get_exposed_port"):
+        assert callable(getattr(cls, method, None)), method
