@@ -309,6 +309,9 @@ def _restore_and_check(
         fp = dataclasses.replace(fp, statement_timeout=f"{max(1, int(restore.restore_timeout * 1000))}ms")
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
     findings += engine.self_checks(outcome.restored, restored, reference=reference)
+    # the backup's database-level properties: applied only now, after the copy was fingerprinted
+    restored, applied = engine.apply_database_properties(outcome.restored, restored, reference=reference)
+    findings += applied
     if reference is not None:
         from restorecheck.checks.compare import compare_manifests
 

@@ -119,6 +119,12 @@ class Engine(Protocol):
         ``reference`` (None when there is none) only decides whether a condition was inherited
         from the source (it shows it too: a warning) or introduced by the backup (an error)."""
 
+    def apply_database_properties(self, restored: DatabaseRef, manifest: Manifest, *,
+                                  reference: Manifest | None = None) -> tuple[Manifest, list[Finding]]:
+        """After the restored copy was fingerprinted (``manifest``): give it the database-level
+        properties its backup carries, and return ``manifest`` with what it then has, plus findings
+        about what could not be applied. Engines without such properties return it unchanged."""
+
     def narrow(
         self,
         reference: DatabaseRef,
