@@ -344,6 +344,8 @@ def _restore_and_check(
     restore.progress("verify", 1, 1)
     extra: dict[str, Any] = {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
                              "rows_restored": sum(t.rows or 0 for t in restored.tables)}
+    if restored.database_properties is not None:  # what the restored copy got (and what was applied)
+        extra["database_properties"] = dict(restored.database_properties)
     return tables, findings, extra
 
 

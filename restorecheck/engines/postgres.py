@@ -219,6 +219,9 @@ class PostgresEngine:
             if key in overlay:
                 restored_props[key] = overlay[key]
         restored_props["carried"] = props.carried
+        restored_props["applied"] = [a.name for a in statements if a.name not in not_applied]
+        if not_applied:
+            restored_props["not_applied"] = dict(not_applied)
         if reference is None or reference.database_properties is None:
             summary = props.summary()
             findings.append(Finding(
