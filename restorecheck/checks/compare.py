@@ -152,7 +152,12 @@ def compare_database_properties(reference: Mapping[str, Any], restored: Mapping[
         add("privileges", f"database privileges differ ({'; '.join(parts)}; OWNER is the database's owner)"
             + (f"; {how}" if not carried else ""), {"lost": lost, "extra": extra})
     if "owner" in reference and reference.get("owner") != restored.get("owner"):
-        if restored.get("owner") is None:
+        if restored.get("owner") is None and reference.get("owner_is_bootstrap_superuser"):
+            # the cluster's superuser owned it: a restore run by the superuser gives the same owner
+            out.append(Finding("database", "info", "database",
+                               f"database owner {reference['owner']} (the superuser) is not in the backup; {how}",
+                               {"property": "owner", "expected": reference["owner"]}))
+        elif restored.get("owner") is None:
             add("owner", f"database owner {reference['owner']} was not restored; {how}",
                 {"expected": reference["owner"]})
         else:

@@ -35,7 +35,8 @@ SELECT pg_catalog.pg_get_userbyid(d.datdba), d.datconnlimit, t.spcname,
        (SELECT coalesce(json_agg(json_build_array(
                 CASE WHEN s.setrole = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(s.setrole) END,
                 s.setconfig)), '[]')
-          FROM pg_catalog.pg_db_role_setting s WHERE s.setdatabase = d.oid)
+          FROM pg_catalog.pg_db_role_setting s WHERE s.setdatabase = d.oid),
+       d.datdba = 10
 FROM pg_catalog.pg_database d JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace
 WHERE d.datname = %s
 """
@@ -68,7 +69,7 @@ def read_properties(conn: Any, dbname: str) -> dict[str, Any] | None:
     row = conn.execute(PROPERTIES_SQL, (dbname,)).fetchone()
     if row is None:
         return None
-    owner, connlimit, tablespace, comment, acl, settings = row
+    owner, connlimit, tablespace, comment, acl, settings, bootstrap = row
     role_settings: dict[str, dict[str, str]] = {}
     database_settings: dict[str, str] = {}
     for role, config in settings or []:
@@ -78,6 +79,8 @@ def read_properties(conn: Any, dbname: str) -> dict[str, Any] | None:
             role_settings.setdefault(role, {}).update(_split_config(config))
     return {
         "owner": owner,
+        # owned by the bootstrap superuser (the cluster's first role): what a restore as the superuser gives
+        "owner_is_bootstrap_superuser": bool(bootstrap),
         "comment": comment,
         "connection_limit": int(connlimit),
         "tablespace": tablespace,
@@ -335,6 +338,10 @@ def _parse_one(props: DumpProperties, toks: list[Token]) -> None:
         return
     if words[0] in _PREAMBLE_WORDS:
         return  # the script's SET/set_config preamble, SET/RESET SESSION AUTHORIZATION around grants
+    if words[:2] == ["DROP", "DATABASE"]:  # pg_dump -c -C: recognised, never run
+        name = toks[4] if words[2:4] == ["IF", "EXISTS"] and len(toks) == 5 else toks[2] if len(toks) == 3 else None
+        _same_db(props, name, toks)
+        return
     if words[:2] == ["CREATE", "DATABASE"]:
         if not _same_db(props, toks[2] if len(toks) > 2 else None, toks):
             return

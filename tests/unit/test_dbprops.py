@@ -64,6 +64,13 @@ def test_parses_what_pg_dump_writes() -> None:
     assert d.summary()["settings"]["search_path"] == "app, public"
 
 
+def test_drop_database_of_pg_dump_clean_create_is_recognised() -> None:
+    for drop in ("DROP DATABASE src;", "DROP DATABASE IF EXISTS src;"):
+        d = p.parse(drop + "\n" + ENTRIES)
+        assert d.refused == [] and d.owner == "app_user"
+    assert [r.hostile for r in p.parse("CREATE DATABASE src;\nDROP DATABASE other;").refused] == [True]
+
+
 def test_nothing_carried() -> None:
     d = p.parse("")
     assert not d.carried and d.summary() == {} and d.roles() == set()
@@ -158,3 +165,14 @@ def test_manifest_field_is_optional_and_round_trips() -> None:
     bad = {**with_props.to_dict(), "database_properties": {"settings": {"x": 1}}}
     with pytest.raises(BadManifestError, match=r"database_properties\.settings"):
         Manifest.from_dict(bad)
+
+
+def test_owner_lost_is_info_when_the_superuser_owned_it() -> None:
+    """A plain dump without --create of a database the cluster's superuser owns: the owner is not in
+    it, and a restore by the superuser gives the same owner: information, not a warning."""
+    ref = {"owner": "postgres", "owner_is_bootstrap_superuser": True, "privileges": [], "settings": {}}
+    [f] = compare_database_properties(ref, {"owner": None, "privileges": [], "settings": {}, "carried": False})
+    assert f.severity == "info" and "--create" in f.message
+    [g] = compare_database_properties({**ref, "owner_is_bootstrap_superuser": False},
+                                      {"owner": None, "privileges": [], "settings": {}, "carried": False})
+    assert g.severity == "warning"
