@@ -233,8 +233,9 @@ class DumpProperties:
             out.add(self.owner)
         return out
 
-    def revokes_public_connect(self) -> bool:
-        return any(not g.grant and "PUBLIC" in g.grantees and ({"CONNECT", "ALL"} & set(g.privileges))
+    def revokes_from_public(self, privilege: str) -> bool:
+        """Whether a REVOKE of the dump takes ``privilege`` (CONNECT, TEMPORARY) from PUBLIC."""
+        return any(not g.grant and "PUBLIC" in g.grantees and ({privilege, "ALL"} & set(g.privileges))
                    for g in self.grants)
 
     def summary(self) -> dict[str, Any]:
@@ -339,8 +340,8 @@ def _parse_one(props: DumpProperties, toks: list[Token]) -> None:
     if words[0] in _PREAMBLE_WORDS:
         return  # the script's SET/set_config preamble, SET/RESET SESSION AUTHORIZATION around grants
     if words[:2] == ["DROP", "DATABASE"]:  # pg_dump -c -C: recognised, never run
-        name = toks[4] if words[2:4] == ["IF", "EXISTS"] and len(toks) == 5 else toks[2] if len(toks) == 3 else None
-        _same_db(props, name, toks)
+        target = toks[4] if words[2:4] == ["IF", "EXISTS"] and len(toks) == 5 else toks[2] if len(toks) == 3 else None
+        _same_db(props, target, toks)
         return
     if words[:2] == ["CREATE", "DATABASE"]:
         if not _same_db(props, toks[2] if len(toks) > 2 else None, toks):

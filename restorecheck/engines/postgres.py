@@ -109,7 +109,7 @@ class _PendingProperties:
     admin: PostgresRef  # reads the catalog (shared: any database of the server)
     apply_as: PostgresRef  # the role that restored the dump, in the scratch database
     dbname: str
-    public_connect_withheld: bool  # server targets: CONNECT revoked from PUBLIC on the scratch database
+    public_connect_withheld: bool  # server targets: CONNECT, TEMPORARY revoked from PUBLIC on the scratch database
     unprivileged: bool
 
 
@@ -204,9 +204,9 @@ class PostgresEngine:
         restored_props["owner"] = props.owner
         restored_props["tablespace"] = (props.tablespace or "pg_default") if props.created else None
         privileges = list(restored_props.get("privileges") or [])
-        if pending.public_connect_withheld and not props.revokes_public_connect() \
-                and "PUBLIC=CONNECT" not in privileges:
-            privileges = sorted([*privileges, "PUBLIC=CONNECT"])  # withheld by restorecheck, not by the backup
+        if pending.public_connect_withheld:  # revoked by restorecheck (PgServer.fresh_database), not the backup
+            privileges = sorted({*privileges, *(f"PUBLIC={p}" for p in ("CONNECT", "TEMPORARY")
+                                                if not props.revokes_from_public(p))})
         restored_props["privileges"] = privileges
         overlay = pg_dbprops.carried_overlay(props, not_applied)
         for key in ("settings", "role_settings"):

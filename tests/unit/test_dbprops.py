@@ -60,7 +60,7 @@ def test_parses_what_pg_dump_writes() -> None:
     assert [(g.grant, g.privileges, g.grantees, g.grant_option) for g in d.grants] == [
         (False, ("CONNECT", "TEMPORARY"), ("PUBLIC",), False), (False, ("ALL",), ("app_user",), False),
         (True, ("ALL",), ("app_user",), True), (True, ("CONNECT",), ("reader",), False)]
-    assert d.roles() == {"app_user", "reader"} and d.revokes_public_connect()
+    assert d.roles() == {"app_user", "reader"} and d.revokes_from_public("TEMPORARY")
     assert d.summary()["settings"]["search_path"] == "app, public"
 
 
