@@ -243,6 +243,9 @@ class Manifest:
     ``large_objects`` is ``{"count": n, "digest": "...", ...}`` or None where the engine has none;
     ``facts`` holds engine-specific facts (SQLite header values, the reading role's attributes,
     ``pg_is_in_recovery()``, encoding and locale, dump options, ...).
+    ``database_properties`` (PostgreSQL): the database's own settings, per-role settings in it,
+    comment, owner, privileges, connection limit and default tablespace (``engines/pg_dbprops.py``);
+    None means "not recorded" (a manifest written before restorecheck recorded them), never "none".
     """
 
     engine: str
@@ -257,6 +260,7 @@ class Manifest:
     fk_orphans: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     facts: Mapping[str, Any] = field(default_factory=dict)
     backup: BackupArtifact | None = None
+    database_properties: Mapping[str, Any] | None = None
     tool_version: str = __version__
     manifest_version: int = MANIFEST_VERSION
 
@@ -286,6 +290,9 @@ class Manifest:
             "large_objects": None if self.large_objects is None else _jsonable(self.large_objects),
             "fk_orphans": _jsonable(self.fk_orphans),
             "facts": _jsonable(self.facts),
+            # only when recorded: absent means "not recorded", and older manifests round-trip unchanged
+            **({} if self.database_properties is None
+               else {"database_properties": _jsonable(self.database_properties)}),
         }
 
     def to_json(self) -> str:
@@ -325,6 +332,8 @@ class Manifest:
                 fk_orphans=dict(d.get("fk_orphans") or {}),
                 facts=dict(d.get("facts") or {}),
                 backup=None if not d.get("backup") else BackupArtifact.from_dict(d["backup"]),
+                database_properties=None if d.get("database_properties") is None
+                else dict(d["database_properties"]),
                 tool_version=str(d.get("tool_version", "")),
                 manifest_version=version,
             )

@@ -393,6 +393,9 @@ def _restore_and_check(
         fp = dataclasses.replace(fp, statement_timeout=f"{max(1, int(restore.restore_timeout * 1000))}ms")
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
     findings += engine.self_checks(outcome.restored, restored, reference=reference)
+    # the backup's database-level properties: applied only now, after the copy was fingerprinted
+    restored, applied = engine.apply_database_properties(outcome, restored, reference=reference)
+    findings += applied
     if reference is not None:
         from restorecheck.checks.compare import compare_manifests
 
@@ -425,6 +428,8 @@ def _restore_and_check(
     restore.progress("verify", 1, 1)
     extra: dict[str, Any] = {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
                              "rows_restored": sum(t.rows or 0 for t in restored.tables)}
+    if restored.database_properties is not None:  # what the restored copy got (and what was applied)
+        extra["database_properties"] = dict(restored.database_properties)
     return tables, findings, extra, outcome.connect
 
 

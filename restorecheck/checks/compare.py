@@ -28,6 +28,7 @@ from restorecheck.model import (
     Finding,
     Manifest,
     RangeChecksum,
+    Severity,
     TableFingerprint,
     TableResult,
     same_boundaries,
@@ -62,6 +63,8 @@ def compare_manifests(
 
         findings += compare_sqlite(reference, restored)
     findings += compare_database_facts(reference.facts, restored.facts)
+    if reference.database_properties is not None and restored.database_properties is not None:
+        findings += compare_database_properties(reference.database_properties, restored.database_properties)
     return results, findings
 
 
@@ -91,6 +94,104 @@ def compare_database_facts(reference: Mapping[str, Any], restored: Mapping[str, 
             {"locale_difference": True, "expected": {k: reference[k] for k in differ},
              "restored": {k: restored[k] for k in differ}}))
     return findings
+
+
+# Severity per kind of database property (README, "Database properties"): settings change what
+# queries return (search_path picks the tables a name means, TimeZone how timestamps print) and
+# privileges decide who may connect at all: errors. The owner, connection limit and default
+# tablespace change administration and placement, not results: warnings. A comment changes nothing
+# an application sees: informational.
+PROPERTY_SEVERITY: dict[str, Severity] = {
+    "settings": "error", "role_settings": "error", "privileges": "error",
+    "owner": "warning", "connection_limit": "warning", "tablespace": "warning", "comment": "info",
+}
+_KEEP_THEM = ("keep them with pg_dump --create (restorecheck backup uses it; archives hold them either way "
+              "and pg_restore --create restores them)")
+
+
+def _setting_norm(value: Any) -> str:
+    return ",".join(part.strip().strip('"') for part in str(value).split(","))
+
+
+def compare_database_properties(reference: Mapping[str, Any], restored: Mapping[str, Any]) -> list[Finding]:
+    """The database's own properties (settings, per-role settings, comment, owner, privileges,
+    connection limit, default tablespace): one finding per property lost or changed.
+
+    ``restored`` is what the restored copy got (``carried``: whether the backup held any database
+    property at all; values it carried but that could not be applied on this target count as
+    restored, and the restore reported them)."""
+    carried = bool(restored.get("carried", True))
+    how = (f"the backup carries no database properties (a plain dump made without --create): {_KEEP_THEM}"
+           if not carried else f"the backup does not carry it: {_KEEP_THEM}")
+    out: list[Finding] = []
+
+    def add(kind: str, message: str, details: Mapping[str, Any]) -> None:
+        out.append(Finding("database", PROPERTY_SEVERITY[kind], "database", message,
+                           {"property": kind, **details}))
+
+    ref_s, res_s = reference.get("settings") or {}, restored.get("settings") or {}
+    for name in sorted(set(ref_s) | set(res_s)):
+        a, b = ref_s.get(name), res_s.get(name)
+        if b is None:
+            add("settings", f"database setting {name}={a} was not restored; {how}", {"setting": name, "expected": a})
+        elif a is None:
+            add("settings", f"database setting {name}={b} is in the restored copy but not in the reference",
+                {"setting": name, "restored": b})
+        elif _setting_norm(a) != _setting_norm(b):
+            add("settings", f"database setting {name}: {a} -> {b}", {"setting": name, "expected": a, "restored": b})
+    ref_r, res_r = reference.get("role_settings") or {}, restored.get("role_settings") or {}
+    for role in sorted(set(ref_r) | set(res_r)):
+        ra, rb = ref_r.get(role) or {}, res_r.get(role) or {}
+        for name in sorted(set(ra) | set(rb)):
+            a, b = ra.get(name), rb.get(name)
+            what = f"setting of role {role} in the database (ALTER ROLE ... IN DATABASE) {name}"
+            d = {"role": role, "setting": name}
+            if b is None:
+                add("role_settings", f"{what}={a} was not restored; {how}", {**d, "expected": a})
+            elif a is None:
+                add("role_settings", f"{what}={b} is in the restored copy but not in the reference",
+                    {**d, "restored": b})
+            elif _setting_norm(a) != _setting_norm(b):
+                add("role_settings", f"{what}: {a} -> {b}", {**d, "expected": a, "restored": b})
+    a_p, b_p = set(reference.get("privileges") or ()), set(restored.get("privileges") or ())
+    if a_p != b_p:
+        lost, extra = sorted(a_p - b_p), sorted(b_p - a_p)
+        parts = ([f"lost {', '.join(lost)}"] if lost else []) + ([f"gained {', '.join(extra)}"] if extra else [])
+        add("privileges", f"database privileges differ ({'; '.join(parts)}; OWNER is the database's owner)"
+            + (f"; {how}" if not carried else ""), {"lost": lost, "extra": extra})
+    if "owner" in reference and reference.get("owner") != restored.get("owner"):
+        if restored.get("owner") is None and reference.get("owner_is_bootstrap_superuser"):
+            # the cluster's superuser owned it: a restore run by the superuser gives the same owner
+            out.append(Finding("database", "info", "database",
+                               f"database owner {reference['owner']} (the superuser) is not in the backup; {how}",
+                               {"property": "owner", "expected": reference["owner"]}))
+        elif restored.get("owner") is None:
+            add("owner", f"database owner {reference['owner']} was not restored; {how}",
+                {"expected": reference["owner"]})
+        else:
+            add("owner", f"database owner: {reference['owner']} -> {restored['owner']}",
+                {"expected": reference["owner"], "restored": restored["owner"]})
+    a_c, b_c = reference.get("comment"), restored.get("comment")
+    if a_c != b_c:
+        if b_c is None:
+            add("comment", f"database comment {_quoted(a_c)} was not restored; {how}", {"expected": a_c})
+        else:
+            add("comment", f"database comment: {_quoted(a_c)} -> {_quoted(b_c)}", {"expected": a_c, "restored": b_c})
+    a_l, b_l = reference.get("connection_limit", -1), restored.get("connection_limit", -1)
+    if a_l is not None and a_l != b_l:
+        if b_l in (-1, None):
+            add("connection_limit", f"database connection limit {a_l} was not restored; {how}", {"expected": a_l})
+        else:
+            add("connection_limit", f"database connection limit: {a_l} -> {b_l}", {"expected": a_l, "restored": b_l})
+    a_t, b_t = reference.get("tablespace") or "pg_default", restored.get("tablespace") or "pg_default"
+    if a_t != b_t:
+        add("tablespace", f"database default tablespace: {a_t} -> {b_t}"
+            + (f"; {how}" if not carried else ""), {"expected": a_t, "restored": b_t})
+    return out
+
+
+def _quoted(v: Any) -> str:
+    return "none" if v is None else json.dumps(_short(v), ensure_ascii=False)
 
 
 def locale_of(facts: Mapping[str, Any]) -> dict[str, str]:

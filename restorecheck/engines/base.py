@@ -91,6 +91,9 @@ class RestoreOutcome:
     info: dict[str, Any] = field(default_factory=dict)  # tool versions, server version, facts
     # with --keep: the command line that opens the kept restored database (no password in it)
     connect: str | None = None
+    # what the backup carries about its database, to be applied once the copy is fingerprinted
+    # (``Engine.apply_database_properties``); engine-specific, None when there is nothing
+    carried_properties: Any = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,13 @@ class Engine(Protocol):
 
         ``reference`` (None when there is none) only decides whether a condition was inherited
         from the source (it shows it too: a warning) or introduced by the backup (an error)."""
+
+    def apply_database_properties(self, outcome: RestoreOutcome, manifest: Manifest, *,
+                                  reference: Manifest | None = None) -> tuple[Manifest, list[Finding]]:
+        """After the restored copy was fingerprinted (``manifest``): give it the database-level
+        properties its backup carries (``outcome.carried_properties``, from ``restore``), and return
+        ``manifest`` with what it then has, plus findings about what could not be applied. Engines
+        without such properties return it unchanged."""
 
     def narrow(
         self,

@@ -259,8 +259,19 @@ def pg_restore_argv(pg_restore: Path | str, archive: Path | str | None, *, dbnam
     return argv + _archive_arg(archive)
 
 
-def pg_restore_list_argv(pg_restore: Path | str, archive: Path | str | None) -> list[str]:
-    return [str(pg_restore), "--list", *_archive_arg(archive)]
+def pg_restore_list_argv(pg_restore: Path | str, archive: Path | str | None, *, create: bool = False) -> list[str]:
+    """The TOC; ``create``: with the database's own entries, which pg_restore lists only then."""
+    return [str(pg_restore), "--list", *(["--create"] if create else []), *_archive_arg(archive)]
+
+
+_DATABASE_ENTRY = re.compile(r"^\s*\d+;\s+\d+\s+\d+\s+(?:DATABASE - |DATABASE PROPERTIES - |COMMENT - DATABASE |"
+                             r"ACL - DATABASE )")
+
+
+def database_entries(listing: str) -> list[str]:
+    """The ``pg_restore --list --create`` lines of the database's own entries: DATABASE (owner,
+    tablespace), DATABASE PROPERTIES (settings, connection limit), its COMMENT and ACL."""
+    return [line for line in listing.splitlines() if _DATABASE_ENTRY.match(line)]
 
 
 def pg_restore_readall_argv(pg_restore: Path | str, archive: Path | str | None) -> list[str]:
@@ -580,6 +591,9 @@ class PlainScan:
     ends_with_newline: bool = True
     decode_errors: int = 0
     database_statements: int = 0  # CREATE/ALTER/DROP DATABASE and \connect (pg_dump -C)
+    # the text of those statements (pg_dbprops.parse reads the database's properties from it)
+    database_sql: list[str] = field(default_factory=list)
+    database_sql_bytes: int = 0
     clean_statements: int = 0  # the leading DROP section of pg_dump -c (--clean) without --if-exists
     dump_headers: int = 0  # '-- PostgreSQL database dump' lines: more than one is a concatenation
     cluster_dump: bool = False  # pg_dumpall output, which legitimately holds several dumps
@@ -627,6 +641,8 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
     in_copy: str | None = None
     head: list[str] = []
     clean = CleanSection()
+    db_quote: str | None = None  # inside a database statement that spans lines: its open quote, or ""
+    open_db = False
     done = 0
     last_report = 0
     last = b""
@@ -641,6 +657,13 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
             if in_copy is not None:
                 if raw.rstrip(b"\r\n") == b"\\.":
                     in_copy = None
+                continue
+            if open_db:  # the next line of a database statement (a comment over several lines)
+                text = raw.decode("utf-8", "replace")
+                scan.edits[done - len(raw)] = _comment(b"left out by restorecheck", raw)
+                _keep_database_sql(scan, text)
+                db_quote, ended = statement_quotes(text, db_quote)
+                open_db = not ended
                 continue
             m = _COPY_START.match(raw)
             if m:
@@ -682,6 +705,10 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
                 if is_database_statement(stripped):
                     scan.database_statements += 1
                     scan.edits[start] = _comment(b"left out by restorecheck", raw)
+                    if not stripped.startswith("\\"):
+                        _keep_database_sql(scan, line)
+                        db_quote, ended = statement_quotes(line, None)
+                        open_db = not ended
                 elif stripped.startswith("\\"):
                     scan.meta_commands += 1
                 scan.roles |= roles_in_line(stripped)
@@ -734,11 +761,61 @@ def database_locale_in_sql(text: str) -> dict[str, str]:
 
 _DATABASE_PREFIXES = ("CREATE DATABASE ", "ALTER DATABASE ", "DROP DATABASE ", "COMMENT ON DATABASE ",
                       "\\connect ", "\\c ")
+MAX_DATABASE_SQL = 1 << 20  # bytes of database statements kept for pg_dbprops.parse
 
 
 def is_database_statement(line: str) -> bool:
-    """A line of ``pg_dump -C`` that creates, alters or switches the database itself."""
-    return line.startswith(_DATABASE_PREFIXES)
+    """A line of ``pg_dump -C`` that creates, alters or switches the database itself, or sets its
+    properties: also ``ALTER ROLE r IN DATABASE d SET ...`` and ``GRANT``/``REVOKE ... ON DATABASE``
+    (run as written they would act on the source's database, by its name)."""
+    if line.startswith(_DATABASE_PREFIXES):
+        return True
+    if line.startswith(("ALTER ROLE ", "GRANT ", "REVOKE ")):
+        from restorecheck.engines.pg_dbprops import tokens
+
+        words = []
+        for tok in tokens(line):
+            if tok.kind == "punct" and tok.text == ";":
+                break
+            words.append(tok.upper)
+        if words[:2] == ["ALTER", "ROLE"]:
+            return words[3:5] == ["IN", "DATABASE"]
+        return any(words[i:i + 2] == ["ON", "DATABASE"] for i in range(len(words)))
+    return False
+
+
+def statement_quotes(line: str, quote: str | None) -> tuple[str | None, bool]:
+    """Track quotes through one line of a statement: the quote still open at its end (None: none),
+    and whether the statement ends on this line (a ';' outside quotes is its last character)."""
+    last = ""
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if c == quote:
+                if line[i + 1:i + 2] == quote:
+                    i += 2
+                    continue
+                quote = None
+                last = c
+            i += 1
+            continue
+        if c in "'\"":
+            quote = c
+        elif line.startswith("--", i):
+            break
+        if not c.isspace():
+            last = c
+        i += 1
+    return quote, quote is None and last == ";"
+
+
+def _keep_database_sql(scan: PlainScan, line: str) -> None:
+    if scan.database_sql_bytes + len(line) <= MAX_DATABASE_SQL:
+        scan.database_sql.append(line)
+        scan.database_sql_bytes += len(line)
+    else:
+        scan.database_sql_bytes = MAX_DATABASE_SQL + 1  # pg_dbprops is told it was cut
 
 
 def _comment(why: bytes, raw: bytes) -> bytes:

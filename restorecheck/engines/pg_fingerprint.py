@@ -44,7 +44,7 @@ from typing import Any
 import psycopg
 
 from restorecheck.dburl import PostgresRef
-from restorecheck.engines import pg_catalog
+from restorecheck.engines import pg_catalog, pg_dbprops
 from restorecheck.engines.base import FingerprintOptions
 from restorecheck.engines.pg_facts import (
     database_facts,
@@ -99,6 +99,7 @@ def fingerprint_postgres(
         taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         options.progress("catalog", 0, None)
         schema = pg_catalog.schema_snapshot(main)
+        db_properties = pg_dbprops.read_properties(main, str(facts["database"]))
         tables = load_tables(main)
         fp = _Fingerprinter(options, ranges_from, jobs)
         results: dict[str, TableFingerprint] = {}
@@ -137,7 +138,7 @@ def fingerprint_postgres(
         return Manifest(
             engine="postgresql", database=str(facts["database"]), server_version=str(facts["server_version"]),
             taken_at=taken_at, snapshot=snapshot, tables=ordered, schema=schema, sequences=sequences,
-            large_objects=los, fk_orphans=fks, facts=facts)
+            large_objects=los, fk_orphans=fks, facts=facts, database_properties=db_properties)
     except psycopg.OperationalError as exc:
         raise SourceUnreachableError(f"lost the connection to {ref.display()}: {_first_line(exc)}",
                                      "check the server and retry") from None

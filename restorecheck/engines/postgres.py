@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from restorecheck.dburl import DatabaseRef, PostgresRef
+from restorecheck.engines import pg_dbprops, pg_needs
 from restorecheck.engines import pg_dump as pgd
-from restorecheck.engines import pg_needs
 from restorecheck.engines.base import (
     BackupOptions,
     FingerprintOptions,
@@ -103,6 +103,19 @@ class Inspection:
     # installations with pg_restore, newest first (a newer pg_restore reads older archives):
     # looked up once per inspection
     readers: list[PgInstallation] = dataclasses.field(default_factory=list)
+    db_properties: Any = None  # pg_dbprops.DumpProperties: what the dump carries about its database
+
+
+@dataclasses.dataclass
+class _PendingProperties:
+    """What ``apply_database_properties`` needs after the restored copy was fingerprinted."""
+
+    props: Any  # pg_dbprops.DumpProperties
+    admin: PostgresRef  # reads the catalog (shared: any database of the server)
+    apply_as: PostgresRef  # the role that restored the dump, in the scratch database
+    dbname: str
+    public_connect_withheld: bool  # server targets: CONNECT, TEMPORARY revoked from PUBLIC on the scratch database
+    unprivileged: bool
 
 
 class PostgresEngine:
@@ -131,6 +144,91 @@ class PostgresEngine:
         from restorecheck.checks.postgres import self_checks_postgres
 
         return list(self_checks_postgres(manifest, reference))
+
+    def apply_database_properties(self, outcome: RestoreOutcome, manifest: Manifest, *,
+                                  reference: Manifest | None = None) -> tuple[Manifest, list[Finding]]:
+        """Give the restored database the properties its backup carries (settings, per-role settings,
+        comment, privileges, connection limit), re-issued by ``pg_dbprops.apply_statements`` as the
+        role that restored the dump; then read them back into ``manifest.database_properties``.
+
+        Called once the restored copy is fingerprinted, so that none of them reaches restorecheck's
+        own sessions. The owner and default tablespace are never applied (the scratch database keeps
+        its identity): they are compared as the backup carries them. Whatever could not be applied
+        here is a warning and counts as carried; whatever was refused is a finding."""
+        import psycopg
+
+        pending = outcome.carried_properties
+        if not isinstance(pending, _PendingProperties):
+            return manifest, []
+        props = pending.props
+        findings: list[Finding] = []
+        for r in props.refused:
+            findings.append(Finding(
+                "database", "error" if r.hostile else "warning", "database",
+                f"the backup's database properties hold '{r.statement}': not applied ({r.reason})"
+                + ("; pg_dump never writes this, so the backup was edited: do not trust it" if r.hostile else
+                   "; it is compared as the backup carries it"),
+                {"statement": r.statement, "refused": True, "hostile": r.hostile}))
+        not_applied: dict[str, str] = {}
+        try:
+            with psycopg.connect(pending.admin.conninfo(), autocommit=True, connect_timeout=15) as admin:
+                row = admin.execute("SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database "
+                                    "WHERE datname = %s", (pending.dbname,)).fetchone()
+                scratch_owner = str(row[0]) if row else ""
+                statements = pg_dbprops.apply_statements(props, pending.dbname, scratch_owner)
+                if statements:
+                    with psycopg.connect(pending.apply_as.conninfo(), autocommit=True, connect_timeout=15) as conn:
+                        for a in statements:
+                            try:
+                                conn.execute(a.statement)
+                            except psycopg.Error as exc:
+                                not_applied[a.name] = _first_line(exc)
+                current = pg_dbprops.read_properties(admin, pending.dbname) or {}
+        except psycopg.Error as exc:
+            findings.append(Finding("database", "warning", "database",
+                                    f"the database properties could not be applied or read: {_first_line(exc)}"))
+            return manifest, findings
+        for name, error in not_applied.items():
+            remedy = ("; the restore ran as an unprivileged role on this server target: --target local, or "
+                      "--trust-backup if you trust this backup, applies it" if pending.unprivileged
+                      and _NEEDS_RIGHTS.search(error) else "")
+            findings.append(Finding(
+                "database", "warning", "database",
+                f"the backup carries the database property {name}, but this target could not apply it: "
+                f"{error}{remedy}; it is compared as the backup carries it",
+                {"property": name, "error": error, "not_applied": True}))
+        restored_props = dict(current)
+        restored_props["owner"] = props.owner
+        restored_props["tablespace"] = (props.tablespace or "pg_default") if props.created else None
+        privileges = list(restored_props.get("privileges") or [])
+        if pending.public_connect_withheld:  # revoked by restorecheck (PgServer.fresh_database), not the backup
+            privileges = sorted({*privileges, *(f"PUBLIC={p}" for p in ("CONNECT", "TEMPORARY")
+                                                if not props.revokes_from_public(p))})
+        restored_props["privileges"] = privileges
+        overlay = pg_dbprops.carried_overlay(props, not_applied)
+        for key in ("settings", "role_settings"):
+            if key in overlay:
+                merged = dict(restored_props.get(key) or {})
+                for k, v in overlay[key].items():
+                    merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) else v
+                restored_props[key] = merged
+        for key in ("comment", "connection_limit"):
+            if key in overlay:
+                restored_props[key] = overlay[key]
+        restored_props["carried"] = props.carried
+        restored_props["applied"] = [a.name for a in statements if a.name not in not_applied]
+        if not_applied:
+            restored_props["not_applied"] = dict(not_applied)
+        if reference is None or reference.database_properties is None:
+            summary = props.summary()
+            findings.append(Finding(
+                "database", "info", "database",
+                ("the backup carries these database properties: " + "; ".join(
+                    f"{k} {_describe_carried(v)}" for k, v in summary.items())) if props.carried else
+                "the backup carries no database properties (settings, comment, owner, privileges): a plain "
+                "dump made without --create; whatever the source had there is not in it",
+                {"carried": summary}))
+        return dataclasses.replace(manifest, database_properties=restored_props), findings
 
     def narrow(self, reference: DatabaseRef, restored: DatabaseRef, findings: Sequence[Finding], *,
                reference_manifest: Manifest | None = None, restored_manifest: Manifest | None = None,
@@ -231,7 +329,11 @@ class PostgresEngine:
                 argv = pgd.pg_dump_argv(tools.tool("pg_dump"), fmt=fmt, output=out, snapshot=snapshot,
                                         jobs=options.jobs, compress=options.compress,
                                         lock_wait_timeout=_as_ms(fp_opts.lock_timeout),
-                                        extra=[f"--encoding={encoding}"])
+                                        extra=[f"--encoding={encoding}",
+                                               # database properties (settings, comment, ACL, owner):
+                                               # archives hold them either way, a plain script only
+                                               # with --create (pg_dump 11+)
+                                               *(["--create"] if fmt == "plain" else [])])
                 env = source.child_env()
                 env.setdefault("PGDATABASE", dbname)
                 progress("backup: pg_dump", 0, None)
@@ -292,7 +394,7 @@ class PostgresEngine:
         facts.update({
             "pg_dump_version": tools.version,
             "pg_dump_options": {"format": fmt, "jobs": options.jobs, "compress": options.compress,
-                                "snapshot": snapshot},
+                                "snapshot": snapshot, "create": fmt == "plain"},
             "pg_dump_seconds": round(result.seconds, 3),
             "pg_dump_warnings": [pgd.mask(w) for w in warnings[:20]],
             "in_recovery": bool(in_recovery),
@@ -447,6 +549,23 @@ class PostgresEngine:
                 return self._reachable(inst, insp.jail)
         return self._reachable(insp.readers[0], insp.jail)
 
+    def _database_properties_sql(self, insp: Inspection) -> str:
+        """The SQL of the archive's own database entries (DATABASE, DATABASE PROPERTIES, its COMMENT and
+        ACL), which pg_restore prints only with --create; read in the jail, parsed by pg_dbprops, never run."""
+        reader = self._reader_for(insp)
+        assert insp.script is not None
+        inp = insp.jail.input(insp.script, need_path=insp.format == "directory")
+        listing = insp.jail.run(reader, pgd.pg_restore_list_argv(reader.tool("pg_restore"), inp.path, create=True),
+                                source=insp.script, inp=inp, capture_stdout=True)
+        entries = pgd.database_entries(listing.stdout) if listing.returncode == 0 else []
+        if not entries:
+            return ""
+        use = insp.jail.give("database-entries.list", "\n".join(entries) + "\n")
+        out = insp.jail.run(reader, pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), inp.path, use,
+                                                                 create=True),
+                            source=insp.script, inp=inp, capture_stdout=True)
+        return out.stdout if out.returncode == 0 else ""
+
     def _archive_text(self, insp: Inspection, kind: str) -> str:
         """``pg_restore --list`` (``kind`` "list") or ``--schema-only`` ("schema") of the archive, run
         once in the jail and kept: the needs, the roles and the large objects all read them."""
@@ -493,6 +612,8 @@ class PostgresEngine:
                 los = jail.run(reader, pgd.pg_restore_preamble_argv(reader.tool("pg_restore"), inp.path, use_list),
                                source=insp.script, inp=inp, capture_stdout=True)
                 roles |= pgd.roles_in_sql(los.stdout)
+            insp.db_properties = pg_dbprops.parse(self._database_properties_sql(insp))
+            roles |= insp.db_properties.roles()
             return [], roles, {"tablespaces": sorted(pgd.tablespaces_in_sql(schema_sql))}
         scan = pgd.scan_plain(insp.script, progress=progress)
         facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks, "tablespaces": sorted(scan.tablespaces)}
@@ -507,7 +628,16 @@ class PostgresEngine:
         if scan.meta_commands:
             facts["meta_commands"] = scan.meta_commands
         insp.edits = scan.edits
-        return scan.findings(obj), scan.roles, facts
+        findings = scan.findings(obj)
+        if scan.cluster_dump:  # pg_dumpall: one database's properties cannot be told from another's
+            insp.db_properties = pg_dbprops.DumpProperties()
+        else:
+            insp.db_properties = pg_dbprops.parse("".join(scan.database_sql))
+            if scan.database_sql_bytes > pgd.MAX_DATABASE_SQL:
+                insp.db_properties.refused.append(pg_dbprops.Refused(
+                    "...", f"the database statements exceed {pgd.MAX_DATABASE_SQL} bytes; the rest was not read",
+                    True))
+        return findings, scan.roles | insp.db_properties.roles(), facts
 
     # --- restore ---------------------------------------------------------------------------
 
@@ -664,6 +794,14 @@ class PostgresEngine:
         _end_sessions(server, db)
         timings["restore_tool"] = seconds
         check_database_identity(server.admin, scratch)  # before anything is judged (threat model)
+        carried: _PendingProperties | None = None
+        if insp.db_properties is not None and db.dbname:
+            # applied after the restored copy is fingerprinted (apply_database_properties): the
+            # dump's settings must not reach restorecheck's own sessions there
+            carried = _PendingProperties(
+                insp.db_properties, server.admin, restore_as, db.dbname,
+                public_connect_withheld=restorer is not None, unprivileged=restorer is not None)
+            info["database_properties_carried"] = insp.db_properties.summary()
         findings.extend(_unprivileged_findings(restorer, not_granted, findings, obj))
         if f_read is not None:
             t0 = time.monotonic()
@@ -671,7 +809,8 @@ class PostgresEngine:
             timings["read_check_wait"] = time.monotonic() - t0
         info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
-        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info, connect=connect)
+        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info, connect=connect,
+                              carried_properties=carried)
 
     @staticmethod
     def _restricting_psql(readers: list[PgInstallation]) -> PgInstallation:
@@ -732,6 +871,13 @@ class PostgresEngine:
             _drop_seed_roles_made_here(server, stack)  # registered first: runs after the databases go
         ref = stack.enter_context(server.fresh_database(keep=options.keep))
         return ThrowawaySource(ref, Target(self.name, options.target or "local", server))
+
+
+def _describe_carried(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_describe_carried(v)}" if not isinstance(v, dict) else f"{k}: {_describe_carried(v)}"
+                         for k, v in value.items())
+    return str(value)
 
 
 def _drop_seed_roles_made_here(server: Any, stack: contextlib.ExitStack) -> None:

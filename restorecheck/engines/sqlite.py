@@ -1046,6 +1046,11 @@ class SqliteEngine:
 
     # --- checks that need no reference --------------------------------------------------------
 
+    def apply_database_properties(self, outcome: RestoreOutcome, manifest: Manifest, *,
+                                  reference: Manifest | None = None) -> tuple[Manifest, list[Finding]]:
+        """SQLite has no database-level properties beyond its header (compared as ``header``)."""
+        return manifest, []
+
     def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
                     reference: Manifest | None = None) -> list[Finding]:
         """Findings from the restored copy's own manifest: integrity_check, unreadable tables, orphans.

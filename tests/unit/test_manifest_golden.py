@@ -15,6 +15,7 @@ GOLDEN = Path(__file__).parent.parent / "golden" / "manifest_v1_postgresql.json"
 def test_golden_manifest_loads() -> None:
     m = Manifest.load(GOLDEN)
     assert m.manifest_version == 1 and m.engine == "postgresql"
+    assert m.database_properties is None  # written before they were recorded: "not recorded", not "none"
     assert m.facts["checksum_mode"] == "hash64-v1"
     orders = m.table("shop.orders")
     assert orders is not None and orders.rows == 400 and orders.key == ("id",)
