@@ -440,8 +440,11 @@ def record_owner(directory: Path) -> None:
     RunDir(directory).write_meta(owner_pid=os.getpid(), owner_start=process_start_time(os.getpid()))
 
 
-def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes], deadline: float) -> str:
-    """Poll until the server answers a query; return its server_version."""
+def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes], deadline: float,
+                started: float | None = None) -> str:
+    """Poll until the server answers a query; return its server_version. ``deadline`` seconds count
+    from ``started`` (the server's start, time.monotonic()): an answer that comes later is late too
+    (a connection attempt can itself wait for the server)."""
     import psycopg
     from tenacity import (
         RetryError,
@@ -467,6 +470,16 @@ def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes]
         except psycopg.OperationalError as exc:  # "starting up", socket not yet there
             raise _NotYet(str(exc)) from exc
 
+    started = time.monotonic() if started is None else started
+
+    def not_ready() -> ProvisionError:
+        log_tail = tail(logfile.read_text(errors="replace"), 15) if logfile.exists() else "(no log)"
+        return ProvisionError(
+            f"the throwaway PostgreSQL server was not ready within {deadline:.0f}s; server log tail:\n{log_tail}",
+            "a slow or busy machine: raise --start-timeout; else run 'restorecheck doctor'",
+        )
+
+    version = ""
     try:
         for att in Retrying(
             stop=stop_after_delay(deadline),
@@ -475,14 +488,12 @@ def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes]
             reraise=False,
         ):
             with att:
-                return attempt()
+                version = attempt()
     except RetryError:
-        log_tail = tail(logfile.read_text(errors="replace"), 15) if logfile.exists() else "(no log)"
-        raise ProvisionError(
-            f"the throwaway PostgreSQL server was not ready within {deadline:.0f}s; server log tail:\n{log_tail}",
-            "a slow or busy machine: raise --start-timeout; else run 'restorecheck doctor'",
-        ) from None
-    raise AssertionError("unreachable")
+        raise not_ready() from None
+    if time.monotonic() - started > deadline:  # it answered, but only after the deadline
+        raise not_ready()
+    return version
 
 
 def stop_server(proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, timeout: float = 15) -> None:
@@ -581,6 +592,7 @@ def local_cluster(
                 os.fchown(log_fd, user.pw_uid, user.pw_gid)
             argv = sb.wrap([str(inst.tool("postgres")), "-D", str(rd.datadir)], rw=[rd.cluster], ro=binds_ro,
                            chdir=rd.cluster, die_with_parent=not keep)
+            started = time.monotonic()
             try:
                 proc = popen_long_lived(argv, env=env, cwd=rd.cluster, stdin=subprocess.DEVNULL, stdout=log_fd,
                                         stderr=log_fd, start_new_session=True,
@@ -591,7 +603,7 @@ def local_cluster(
                           sandbox=sb.kind)
             log.debug("started %s (pid %s)", " ".join(argv[-3:]), proc.pid)
             try:
-                version = _wait_ready(admin, rd.logfile, proc, start_timeout)
+                version = _wait_ready(admin, rd.logfile, proc, start_timeout, started)
             except ProvisionError as exc:
                 log_text = rd.logfile.read_text(errors="replace") if rd.logfile.exists() else ""
                 if tcp and ("could not bind" in log_text or "Address already in use" in log_text):
