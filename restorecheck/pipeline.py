@@ -304,6 +304,7 @@ def _restore_and_check(
     start = time.monotonic() - live_seconds
     if reference is not None:
         fp = in_checksum_mode_of(reference, fp)  # the restored copy hashes as the reference did
+    settled: dict[str, Any] = {}
     restore.progress("verify: fingerprint the restored copy", 0, None)
     if restore.restore_timeout is not None:  # the restored copy is the dump's: no query of ours may hang on it
         fp = dataclasses.replace(fp, statement_timeout=f"{max(1, int(restore.restore_timeout * 1000))}ms")
@@ -315,6 +316,8 @@ def _restore_and_check(
         # a live reference, or a manifest whose sequences were read before the dump's (F2): the
         # restored sequences may be ahead of the reference, never behind
         at_least = reference_kind == "live" or bool(reference.facts.get("sequences_at_least"))
+        # a definition the restored server prints differently from the same text: not a difference
+        restored, settled = engine.settle_definitions(outcome, restored, reference)
         results, compared = compare_manifests(reference, restored, live_reference=at_least)
         if any(f.details.get("locale_fallback") for f in outcome.findings):
             # the restore already said, once, which locale the target lacks
@@ -341,6 +344,8 @@ def _restore_and_check(
     restore.progress("verify", 1, 1)
     extra: dict[str, Any] = {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
                              "rows_restored": sum(t.rows or 0 for t in restored.tables)}
+    if settled:
+        extra["definitions_reparsed"] = settled
     return tables, findings, extra
 
 

@@ -85,6 +85,9 @@ class RestoreOutcome:
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # tool versions, server version, connect hint
+    # the role the restore ran as (on a server target the unprivileged restore role), for the statements
+    # the checks run in the restored copy (PostgreSQL's deparse round trips); None: the restored ref's
+    restored_as: DatabaseRef | None = None
 
 
 class Engine(Protocol):
@@ -118,6 +121,11 @@ class Engine(Protocol):
 
         ``reference`` (None when there is none) only decides whether a condition was inherited
         from the source (it shows it too: a warning) or introduced by the backup (an error)."""
+
+    def settle_definitions(self, outcome: RestoreOutcome, restored: Manifest, reference: Manifest
+                           ) -> tuple[Manifest, dict[str, Any]]:
+        """``restored`` with the definitions whose text differs from the reference's only by how the
+        restored server prints them set to the reference's text, and what was done (may do nothing)."""
 
     def narrow(
         self,

@@ -128,6 +128,21 @@ class PostgresEngine:
             raise BadInputError(f"{db} is not a PostgreSQL database")
         return fingerprint_postgres(db, options, ranges_from=ranges_from)
 
+    def settle_definitions(self, outcome: RestoreOutcome, restored: Manifest, reference: Manifest
+                           ) -> tuple[Manifest, dict[str, Any]]:
+        """Definitions whose text differs from the reference's: parsed again on the restored server
+        (engines/pg_deparse.py), as the role that restored, in transactions that are rolled back."""
+        from restorecheck.engines import pg_deparse
+
+        ref = outcome.restored_as or outcome.restored
+        if not isinstance(ref, PostgresRef) or not reference.schema or not restored.schema:
+            return restored, {}
+        settled = pg_deparse.settle(reference.schema, restored.schema, pg_deparse.connector(ref),
+                                    local=outcome.info.get("target_kind") in ("local", "docker"))
+        if not settled.tried and not settled.skipped:
+            return restored, {}
+        return dataclasses.replace(restored, schema=settled.schema), settled.info()
+
     def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
                     reference: Manifest | None = None) -> list[Finding]:
         from restorecheck.engines.pg_fingerprint import self_checks_postgres
@@ -656,7 +671,7 @@ class PostgresEngine:
             timings["read_check_wait"] = time.monotonic() - t0
         info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
-        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info)
+        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info, restored_as=restore_as)
 
     def _restricting_psql(self) -> PgInstallation:
         """A psql that knows ``\\restrict`` (13.22, 14.19, 15.14, 16.10, 17.6 and later; CVE-2025-8714),

@@ -1037,6 +1037,11 @@ class SqliteEngine:
 
     # --- checks that need no reference --------------------------------------------------------
 
+    def settle_definitions(self, outcome: RestoreOutcome, restored: Manifest, reference: Manifest
+                           ) -> tuple[Manifest, dict[str, Any]]:
+        """SQLite keeps a table's SQL text as written: nothing to settle."""
+        return restored, {}
+
     def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
                     reference: Manifest | None = None) -> list[Finding]:
         """Findings from the restored copy's own manifest: integrity_check, unreadable tables, orphans.
