@@ -654,6 +654,13 @@ def _schema_finding(change: str, path: list[str], t1: Any, t2: Any, skip: set[st
     obj = name
     what = _singular(section)
     rest = path[2:]
+    if section == "extensions" and rest == ["version"] and change == "values_changed":
+        # pg_dump writes CREATE EXTENSION without a version: the target installs its own default
+        # (1.7 on 15, 1.8 on 18 for btree_gist), whatever the backup holds; a warning with the fix
+        return Finding("schema", "warning", obj,
+                       f"extension {name}: version {_short(t1)} -> {_short(t2)} (a dump records no extension "
+                       "version: the target installed its default; ALTER EXTENSION ... UPDATE TO on one side "
+                       "makes them equal)", {"path": path, "change": change, "expected": t1, "restored": t2})
     if section == "tables" and name in skip and not rest:
         return None  # already reported as table_missing / table_extra
     details: dict[str, Any] = {"path": path, "change": change}

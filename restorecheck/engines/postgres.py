@@ -724,10 +724,13 @@ class PostgresEngine:
         one cluster start instead of two, and the target's tuning applies to both.
         """
         from restorecheck.provisioners import provision_postgres
+        from restorecheck.seed.postgres import EXTENSIONS
 
+        # an installation that has the contrib extensions the known dataset uses (else exit 3 naming them)
         server = stack.enter_context(provision_postgres(
             options.target, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
+            needs=pg_needs.DumpNeeds(extensions=EXTENSIONS)))
         self._shared_server = server
         self._shared_target = options.target or "local"
         if server.kind == "server" and not options.keep:
