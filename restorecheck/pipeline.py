@@ -388,11 +388,16 @@ def _restore_and_check(
     start = time.monotonic() - live_seconds
     if reference is not None:
         fp = in_checksum_mode_of(reference, fp)  # the restored copy hashes as the reference did
+    settled: dict[str, Any] = {}
     restore.progress("verify: fingerprint the restored copy", 0, None)
     if restore.restore_timeout is not None:  # the restored copy is the dump's: no query of ours may hang on it
         fp = dataclasses.replace(fp, statement_timeout=f"{max(1, int(restore.restore_timeout * 1000))}ms")
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
     findings += engine.self_checks(outcome.restored, restored, reference=reference)
+    if reference is not None:
+        # a definition the restored server prints differently from the same text: not a difference
+        # (before the database properties are applied: their settings must not reach these sessions)
+        restored, settled = engine.settle_definitions(outcome, restored, reference)
     # the backup's database-level properties: applied only now, after the copy was fingerprinted
     restored, applied = engine.apply_database_properties(outcome, restored, reference=reference)
     findings += applied
@@ -430,6 +435,8 @@ def _restore_and_check(
                              "rows_restored": sum(t.rows or 0 for t in restored.tables)}
     if restored.database_properties is not None:  # what the restored copy got (and what was applied)
         extra["database_properties"] = dict(restored.database_properties)
+    if settled:
+        extra["definitions_reparsed"] = settled
     return tables, findings, extra, outcome.connect
 
 

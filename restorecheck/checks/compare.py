@@ -657,6 +657,7 @@ def compare_schema(
     skip = set(reported_tables)
     findings: list[Finding] = []
     restored = _without_template_public(reference, restored, findings)
+    reference, restored = _without_uncompared(reference), _without_uncompared(restored)
     # lists compare as sets (privileges, roles): engines encode ordered lists as one string
     diff = DeepDiff(_plain(reference), _plain(restored), ignore_order=True, verbose_level=2,
                     view="tree", threshold_to_diff_deeper=0)
@@ -675,6 +676,21 @@ def compare_schema(
                     findings.append(f)
     findings.sort(key=lambda f: (f.object, f.message))
     return findings
+
+
+# keys of a schema entry that are carried, not compared: a view's query as the server printed it
+# (the normalised "definition" is compared; the raw text is what a round trip parses, pg_deparse.py)
+UNCOMPARED = {"views": frozenset({"query_text"}), "matviews": frozenset({"query_text"})}
+
+
+def _without_uncompared(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    out = dict(schema)
+    for section, keys in UNCOMPARED.items():
+        entries = schema.get(section)
+        if isinstance(entries, Mapping):
+            out[section] = {name: ({k: v for k, v in e.items() if k not in keys} if isinstance(e, Mapping) else e)
+                            for name, e in entries.items()}
+    return out
 
 
 def _without_template_public(reference: Mapping[str, Any], restored: Mapping[str, Any],
@@ -735,6 +751,13 @@ def _schema_finding(change: str, path: list[str], t1: Any, t2: Any, skip: set[st
     obj = name
     what = _singular(section)
     rest = path[2:]
+    if section == "extensions" and rest == ["version"] and change == "values_changed":
+        # pg_dump writes CREATE EXTENSION without a version: the target installs its own default
+        # (1.7 on 15, 1.8 on 18 for btree_gist), whatever the backup holds; a warning with the fix
+        return Finding("schema", "warning", obj,
+                       f"extension {name}: version {_short(t1)} -> {_short(t2)} (a dump records no extension "
+                       "version: the target installed its default; ALTER EXTENSION ... UPDATE TO on one side "
+                       "makes them equal)", {"path": path, "change": change, "expected": t1, "restored": t2})
     if section == "tables" and name in skip and not rest:
         return None  # already reported as table_missing / table_extra
     details: dict[str, Any] = {"path": path, "change": change}

@@ -94,6 +94,9 @@ class RestoreOutcome:
     # what the backup carries about its database, to be applied once the copy is fingerprinted
     # (``Engine.apply_database_properties``); engine-specific, None when there is nothing
     carried_properties: Any = None
+    # the role the restore ran as (on a server target the unprivileged restore role), for the statements
+    # the checks run in the restored copy (PostgreSQL's deparse round trips); None: the restored ref's
+    restored_as: DatabaseRef | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,11 @@ class Engine(Protocol):
         properties its backup carries (``outcome.carried_properties``, from ``restore``), and return
         ``manifest`` with what it then has, plus findings about what could not be applied. Engines
         without such properties return it unchanged."""
+
+    def settle_definitions(self, outcome: RestoreOutcome, restored: Manifest, reference: Manifest
+                           ) -> tuple[Manifest, dict[str, Any]]:
+        """``restored`` with the definitions whose text differs from the reference's only by how the
+        restored server prints them set to the reference's text, and what was done (may do nothing)."""
 
     def narrow(
         self,

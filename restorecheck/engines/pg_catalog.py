@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from restorecheck.engines.pg_deparse import QUERY_TEXT
+
 USER_NS = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'"
 )
@@ -166,6 +168,9 @@ def _relations(conn: psycopg.Connection[Any], out: dict[str, Any]) -> None:
         entry: dict[str, Any] = {**common, "columns": cols.get(oid, {})}
         if kind in ("v", "m"):
             entry["definition"] = normalise_definition(viewdef)
+            # the text as the server printed it: not compared (the normalised one is), but what a
+            # restored server parses again when the texts differ (engines/pg_deparse.py)
+            entry[QUERY_TEXT] = viewdef
             if kind == "m":
                 entry["populated"] = bool(populated)
                 entry["options"] = sorted(reloptions)

@@ -139,6 +139,21 @@ class PostgresEngine:
             raise BadInputError(f"{db} is not a PostgreSQL database")
         return fingerprint_postgres(db, options, ranges_from=ranges_from)
 
+    def settle_definitions(self, outcome: RestoreOutcome, restored: Manifest, reference: Manifest
+                           ) -> tuple[Manifest, dict[str, Any]]:
+        """Definitions whose text differs from the reference's: parsed again on the restored server
+        (engines/pg_deparse.py), as the role that restored, in transactions that are rolled back."""
+        from restorecheck.engines import pg_deparse
+
+        ref = outcome.restored_as or outcome.restored
+        if not isinstance(ref, PostgresRef) or not reference.schema or not restored.schema:
+            return restored, {}
+        settled = pg_deparse.settle(reference.schema, restored.schema, pg_deparse.connector(ref),
+                                    local=outcome.info.get("target_kind") in ("local", "docker"))
+        if not settled.tried and not settled.skipped:
+            return restored, {}
+        return dataclasses.replace(restored, schema=settled.schema), settled.info()
+
     def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
                     reference: Manifest | None = None) -> list[Finding]:
         from restorecheck.checks.postgres import self_checks_postgres
@@ -810,7 +825,7 @@ class PostgresEngine:
         info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
         return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info, connect=connect,
-                              carried_properties=carried)
+                              carried_properties=carried, restored_as=restore_as)
 
     @staticmethod
     def _restricting_psql(readers: list[PgInstallation]) -> PgInstallation:
@@ -863,10 +878,13 @@ class PostgresEngine:
         one cluster start instead of two, and the target's tuning applies to both.
         """
         from restorecheck.provisioners import provision_postgres
+        from restorecheck.seed.postgres import EXTENSIONS
 
+        # an installation that has the contrib extensions the known dataset uses (else exit 3 naming them)
         server = stack.enter_context(provision_postgres(
             options.target, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
-            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox))
+            tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
+            needs=pg_needs.DumpNeeds(extensions=EXTENSIONS)))
         if server.kind == "server" and not options.keep:
             _drop_seed_roles_made_here(server, stack)  # registered first: runs after the databases go
         ref = stack.enter_context(server.fresh_database(keep=options.keep))

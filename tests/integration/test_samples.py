@@ -92,18 +92,8 @@ SEQUENCES_BEHIND = Known(
     "inherited from the source is a warning) removes it",
     "sequence", r"is behind its column .*the next insert would collide")
 
-DEPARSE = Known(
-    "NOT FIXED ON ANY BRANCH YET. The schema check compares the text of pg_get_constraintdef/"
-    "pg_get_viewdef, which a dump and restore does not keep: a varchar column's CHECK (c IN ('a', 'b')) "
-    "reads CHECK (((c)::text = ANY ((ARRAY['a'::character varying, 'b'::character varying])::text[]))) in "
-    "the source and CHECK (((c)::text = ANY (ARRAY[('a'::character varying)::text, ...]))) once restored, "
-    "and a view with such an IN list likewise: exit 1, schema 'definition ... -> ...' on a faithful backup",
-    "schema", r"definition ")
-
 # (sample, major or None for every major, format | "fault" | "cross" | None for every drill) -> Known
-KNOWN: dict[tuple[str, int | None, str | None], Known] = {
-    ("musicbrainz", None, None): DEPARSE,
-}
+KNOWN: dict[tuple[str, int | None, str | None], Known] = {}
 
 # Findings a faithful backup of a sample must have: its source's own conditions, reported as
 # inherited warnings (issue 10 deliverable 1), never as errors.

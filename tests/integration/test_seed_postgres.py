@@ -7,12 +7,14 @@ restorecheck's own fingerprints.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from restorecheck.cli import run_cli
 from restorecheck.dburl import PostgresRef
-from restorecheck.errors import TargetNotEmptyError
+from restorecheck.errors import EnvironmentFailure, TargetNotEmptyError
 from restorecheck.process import run
 from restorecheck.provisioners.base import PgServer
 from restorecheck.seed import seed
@@ -27,6 +29,7 @@ SCALE_1_TABLES = {
     "rc_ledger.entries_default": 250, "rc_ledger.fx_rates": 40, "rc_ledger.session_cache": 100,
     "rc_shop.Gift Cards": 20, "rc_shop.categories": 32, "rc_shop.customer_totals": 200,
     "rc_shop.customers": 200, "rc_shop.order_lines": 1490, "rc_shop.orders": 490, "rc_shop.products": 100,
+    "rc_shop.venues": 30,
 }
 
 # Everything a refusal must leave alone: relations, schemas, large objects, and the rows.
@@ -228,3 +231,59 @@ def test_a_database_owner_without_superuser_can_seed(fresh_db: PostgresRef) -> N
     assert not diffs, _golden_failure(diffs)
     assert execute(fresh_db, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
                              "WHERE relnamespace = 'rc_shop'::regnamespace") == [(owner,)]
+
+
+# --- the contrib extensions the dataset uses ------------------------------------------------------
+
+
+def test_the_dataset_uses_its_contrib_extensions_for_real(fresh_db: PostgresRef) -> None:
+    from restorecheck.seed.postgres import EXTENSIONS
+
+    seed(fresh_db)
+    assert sorted(r[0] for r in execute(fresh_db, "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")) \
+        == sorted(EXTENSIONS)
+    # citext: unique regardless of case; hstore: real keys; btree_gist: no double booking; pg_trgm: the index
+    assert execute(fresh_db, "SELECT count(*) FROM rc_shop.venues WHERE handle = 'GRAND-HALL-0'") == [(1,)]
+    assert execute(fresh_db, "SELECT count(*) FROM rc_shop.venues WHERE attrs ? 'k y'")[0][0] > 0
+    with pytest.raises(psycopg.errors.ExclusionViolation):
+        execute(fresh_db, "INSERT INTO rc_shop.venues SELECT 1000, 'x', 't', NULL, room, booked "
+                          "FROM rc_shop.venues WHERE id = 1")
+    assert "gin_trgm_ops" in str(execute(fresh_db, "SELECT indexdef FROM pg_indexes "
+                                                   "WHERE indexname = 'venues_title_trgm_idx'"))
+    assert execute(fresh_db, "SELECT count(*) FROM rc_shop.venues WHERE title % 'Grand Hal'")[0][0] > 0
+
+
+def test_seed_on_a_server_lacking_an_extension_is_exit_3_with_the_remedy(fresh_db: PostgresRef,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorecheck.seed import postgres as seed_pg
+
+    monkeypatch.setattr(seed_pg, "EXTENSIONS", (*seed_pg.EXTENSIONS, "restorecheck_no_such_extension"))
+    before = execute(fresh_db, _INVENTORY)
+    with pytest.raises(EnvironmentFailure) as info:
+        seed(fresh_db)
+    assert info.value.exit_code == 3
+    assert "cannot install restorecheck_no_such_extension" in info.value.message
+    assert "postgresql-15-restorecheck_no_such_extension" in info.value.one_line()
+    assert execute(fresh_db, _INVENTORY) == before  # nothing created
+
+
+def test_drill_where_no_installation_has_the_contrib_extensions_is_exit_3(monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The self-test's throwaway source must be an installation with the dataset's extensions: with
+    citext gone from every installation (its capabilities faked, the servers are real), exit 3 naming
+    it and the distribution package, before anything is seeded."""
+    import dataclasses as dc
+
+    from restorecheck import cli, pg_hosting
+
+    real = pg_hosting.capabilities
+
+    def without_citext(inst: Any) -> Any:
+        caps = real(inst)
+        return dc.replace(caps, extensions={k: v for k, v in caps.extensions.items() if k != "citext"})
+
+    monkeypatch.setattr(pg_hosting, "capabilities", without_citext)
+    rc = cli.run_cli(["drill", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 3, err
+    assert 'extension "citext"' in err and "postgresql-contrib" in err and len(err.splitlines()) == 1

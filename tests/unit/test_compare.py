@@ -283,3 +283,15 @@ def test_a_foreign_key_the_source_own_rows_violate_is_inherited() -> None:
     # orphans under a NOT VALID key restore fine (ADD CONSTRAINT ... NOT VALID): an error here is not theirs
     not_valid = {"public.c.c_p_id_fkey": {"table": "public.c", "orphans": 1, "validated": False}}
     assert inherited_restore_errors([restore_error], not_valid) == [restore_error]
+
+
+def test_an_extension_version_set_by_the_target_is_a_warning() -> None:
+    """pg_dump records no extension version (a 15 dump restored on 18 gets 18's default): a warning
+    with the fix; an extension missing stays an error."""
+    from restorecheck.checks.compare import compare_schema
+
+    ref = {"extensions": {"citext": {"version": "1.6", "schema": "public"}}}
+    found = compare_schema(ref, {"extensions": {"citext": {"version": "1.8", "schema": "public"}}})
+    assert [(f.severity, f.object) for f in found] == [("warning", "citext")]
+    assert "ALTER EXTENSION" in found[0].message
+    assert [f.severity for f in compare_schema(ref, {"extensions": {}})] == ["error"]

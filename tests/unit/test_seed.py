@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import subprocess
 import sys
 import textwrap
@@ -112,10 +114,31 @@ def test_fixture_sql_ships_in_the_package() -> None:
     assert "CREATE SCHEMA rc_shop" in fixture_sql("postgres", "schema.sql")
     assert "FOREIGN KEY" in fixture_sql("postgres", "post.sql")
     assert "WITHOUT ROWID" in fixture_sql("sqlite", "schema.sql")
-    # no extensions and no volatile functions: the data must come from the generator only
+    # no volatile functions: the data must come from the generator only
     text = fixture_sql("postgres", "schema.sql").lower()
-    for forbidden in ("create extension", "now()", "random()", "gen_random_uuid", "clock_timestamp"):
+    for forbidden in ("now()", "random()", "gen_random_uuid", "clock_timestamp"):
         assert forbidden not in text
+    # the contrib extensions it uses, each created when missing, all listed where seed checks them
+    from restorecheck.seed.postgres import EXTENSIONS
+
+    created = re.findall(r"create extension if not exists (\w+) with schema public;", text)
+    assert created == list(EXTENSIONS) and text.count("create extension") == len(EXTENSIONS)
+
+
+def test_venues_data_fits_its_constraints() -> None:
+    """Handles unique regardless of case, slots never overlapping within a room, hstore text escaped."""
+    from restorecheck.seed.pg_data import gen_venues, hstore_text
+
+    rows = list(gen_venues(2, 0))
+    assert len({r[1].lower() for r in rows}) == len(rows) == 60
+    by_room: dict[int, list[str]] = {}
+    for r in rows:
+        by_room.setdefault(r[4], []).append(r[5])
+    for slots in by_room.values():
+        bounds = sorted((s[1:].split(",")[0], s.split(",")[1][:-1]) for s in slots)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(bounds))
+    assert {None, ""} <= {r[3] for r in rows}
+    assert hstore_text([('a"b', "c\\d"), ("e", None)]) == '"a\\"b"=>"c\\\\d", "e"=>NULL'
 
 
 def test_split_statements_keeps_trigger_bodies_whole() -> None:
