@@ -57,10 +57,6 @@ class PgServer:
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
-    def connect_hint(self) -> str:
-        """How a person connects to it (printed by --keep), password masked."""
-        return f"psql '{self.admin.display()}'"
-
     @contextlib.contextmanager
     def fresh_database(
         self,
