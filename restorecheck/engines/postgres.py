@@ -11,8 +11,8 @@ or the plain script's preamble for versions and encoding; the full read check
 major that can load it, creates a database from template0 with the dump's encoding and the
 roles the dump names (NOLOGIN), and restores: as the throwaway server's superuser, or on an
 existing server (``--target postgresql://``) as an unprivileged role made for the run
-(``provisioners/restore_role.py``) unless ``--trust-backup``. Every problem becomes a finding;
-the scratch database dropped or replaced by the restore is an error (README, threat model).
+(``provisioners/restore_role.py``) unless ``--trust-backup``. Every problem becomes evidence in
+the outcome (``checks/`` makes the findings); the scratch database dropped or replaced by the restore is an error (README, threat model).
 """
 
 from __future__ import annotations
@@ -428,7 +428,7 @@ class PostgresEngine:
 
         Archives: ``pg_restore --list`` (by the newest pg_restore that can read it) and the
         script preamble. Plain: the first lines; gzip is first decompressed into ``workdir`` as a
-        separate step, with gzip's own error kept as a finding (PITFALLS A5).
+        separate step, with gzip's own error kept as evidence (``gzip_damaged``; PITFALLS A5).
         """
         path = Path(artifact.path)
         fmt = artifact.format or pgd.detect_format(path) or ""
