@@ -12,7 +12,8 @@ major that can load it, creates a database from template0 with the dump's encodi
 roles the dump names (NOLOGIN), and restores: as the throwaway server's superuser, or on an
 existing server (``--target postgresql://``) as an unprivileged role made for the run
 (``provisioners/restore_role.py``) unless ``--trust-backup``. Every problem becomes evidence in
-the outcome (``checks/`` makes the findings); the scratch database dropped or replaced by the restore is an error (README, threat model).
+the outcome (``checks/`` makes the findings); the scratch database dropped or replaced by the
+restore is an error (README, threat model).
 """
 
 from __future__ import annotations
