@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from restorecheck.checks import registry
+from restorecheck.checks.compare import compare_manifests, inherited_restore_errors, locale_of
+from restorecheck.checks.registry import CheckContext
 from restorecheck.dburl import DatabaseRef, SqliteRef, mask, parse_database
 from restorecheck.engines import ENGINE_NAMES, engine_for, get_engine
 from restorecheck.engines.base import (
@@ -34,6 +37,7 @@ from restorecheck.engines.base import (
     in_checksum_mode_of,
 )
 from restorecheck.errors import BackupNotFoundError, BadInputError, BadManifestError, UnknownFormatError
+from restorecheck.evidence import Evidence
 from restorecheck.model import (
     BackupArtifact,
     Finding,
@@ -104,8 +108,6 @@ def compare(
     live, differing key ranges are bisected down to the differing keys (``details["keys"]``).
     ``live_reference`` (default: A is live): the restored sequences may be ahead of the reference.
     """
-    from restorecheck.checks.compare import compare_manifests
-
     options = options or FingerprintOptions()
     started_at, start = _now_iso(), time.monotonic()
     phases: dict[str, float] = {}
@@ -365,21 +367,17 @@ def _restore_and_check(
         reference = engine.fingerprint(live_source, fp)
         live_seconds = time.monotonic() - start
     if reference is not None:
-        from restorecheck.checks.compare import locale_of
-
         # the throwaway database gets the reference's locale where the target has it
         restore = dataclasses.replace(restore, reference_locale=locale_of(reference.facts))
     start = time.monotonic()
     outcome = engine.restore(artifact, restore, stack, target=target)
     phases["restore"] = _elapsed(start)
-    findings: list[Finding] = list(outcome.findings)
-    if max_restore_seconds is not None and phases["restore"] > max_restore_seconds:
-        findings.append(Finding(
-            "rto", "error", Path(artifact.path).name,
-            f"the restore took {phases['restore']:.1f}s, more than the --max-restore-seconds target "
-            f"of {max_restore_seconds:g}s",
-            {"seconds": phases["restore"], "target_seconds": max_restore_seconds},
-        ))
+    # every finding is made by a check registered in checks/: the restore's evidence first, in the
+    # order it was observed, then the checks of each phase as its facts become known
+    ctx = CheckContext(engine.name, reference, evidence=outcome.evidence, artifact_name=Path(artifact.path).name,
+                       restore_seconds=phases["restore"], max_restore_seconds=max_restore_seconds)
+    findings: list[Finding] = registry.convert(outcome.evidence)
+    findings += registry.run("restore", ctx)
     if outcome.info.get("timed_out"):
         # killed at --restore-timeout: a partial copy proves nothing, so it is not compared
         phases["verify"] = 0.0
@@ -393,22 +391,22 @@ def _restore_and_check(
     if restore.restore_timeout is not None:  # the restored copy is the dump's: no query of ours may hang on it
         fp = dataclasses.replace(fp, statement_timeout=f"{max(1, int(restore.restore_timeout * 1000))}ms")
     restored = engine.fingerprint(outcome.restored, fp, ranges_from=reference)
-    findings += engine.self_checks(outcome.restored, restored, reference=reference)
+    ctx.restored = engine.self_check_facts(outcome.restored, restored)
+    findings += registry.run("self", ctx)
     if reference is not None:
         # a definition the restored server prints differently from the same text: not a difference
         # (before the database properties are applied: their settings must not reach these sessions)
         restored, settled = engine.settle_definitions(outcome, restored, reference)
     # the backup's database-level properties: applied only now, after the copy was fingerprinted
     restored, applied = engine.apply_database_properties(outcome, restored, reference=reference)
-    findings += applied
+    findings += registry.convert(applied)
+    ctx.restored = restored
     if reference is not None:
-        from restorecheck.checks.compare import compare_manifests
-
         # a live reference, or a manifest whose sequences were read before the dump's (F2): the
         # restored sequences may be ahead of the reference, never behind
         at_least = reference_kind == "live" or bool(reference.facts.get("sequences_at_least"))
         results, compared = compare_manifests(reference, restored, live_reference=at_least)
-        if any(f.details.get("locale_fallback") for f in outcome.findings):
+        if ctx.observed("locale_fallback"):
             # the restore already said, once, which locale the target lacks
             compared = [f for f in compared if not f.details.get("locale_difference")]
         against = live_source or key_source
@@ -418,17 +416,10 @@ def _restore_and_check(
         tables = list(results)
         findings += compared
         if reference.fk_orphans:
-            from restorecheck.checks.compare import inherited_restore_errors
-
             findings = inherited_restore_errors(findings, reference.fk_orphans)
     else:
         tables = _no_reference_tables(restored)
-        findings.append(Finding(
-            "no_reference", "warning", Path(artifact.path).name,
-            "no manifest and no live source to compare with: the backup restored and the checks that "
-            "need no reference ran, but row counts and checksums were NOT compared with the original "
-            "(give --manifest or --against, or take backups with 'restorecheck backup')",
-        ))
+    findings += registry.run("reference", ctx)
     phases["verify"] = _elapsed(start)
     restore.progress("verify", 1, 1)
     extra: dict[str, Any] = {"restore": {**outcome.info, "tool_seconds": round(outcome.seconds, 3)},
@@ -529,13 +520,11 @@ def verify(
         changed = bool(recorded is not None and recorded.sha256 and recorded.sha256 != sha)
         if changed:
             assert recorded is not None
-            findings.append(Finding(
-                "backup_file", "error", path.name,
-                "the backup's sha256 differs from the one recorded in the manifest: the file changed after "
-                "the backup was taken (or the manifest belongs to another backup)",
+            findings += registry.convert([Evidence(
+                "sha256_mismatch", path.name,
                 {"expected": recorded.sha256, "actual": sha,
                  "bytes_expected": recorded.bytes, "bytes_actual": backup_bytes(path)},
-            ))
+            )])
         opened = sources.Opened(named=named, path=path, stored=path)
         if path.is_file():
             with open(path, "rb") as fh:
@@ -544,9 +533,10 @@ def verify(
                 restore.progress("decompress / decrypt the backup", 0, None)
                 opened = sources.open_backup(named, workdir(), identities=keys, max_expanded=max_expanded_size,
                                              sandbox=sandbox, stored=path, file_changed=changed)
-        findings += opened.findings
+        layered_findings = registry.convert(opened.evidence)
+        findings += layered_findings
         plain = opened.path
-        damaged = any(f.severity == "error" for f in opened.findings)
+        damaged = any(f.severity == "error" for f in layered_findings)
         fmt: str | None = None
         eng: Engine | None = None
         if opened.readable and plain.exists() and (plain.is_dir() or plain.stat().st_size > 0):
@@ -654,16 +644,14 @@ def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | 
         reference = Manifest.load(beside[0]) if beside else None
     name = engine or (reference.engine if reference is not None else
                       "sqlite" if path.suffix.lower() in (".db", ".sqlite", ".sqlite3") else "postgresql")
-    finding = Finding(
-        "backup_file", "error", path.name,
-        "the backup file is empty (0 bytes): the job that wrote it produced nothing; check its log and "
-        "exit status (a pipeline such as 'pg_dump | gzip > f' hides pg_dump's failure)",
+    findings = registry.convert([Evidence(
+        "backup_empty", path.name,
         {} if reference is None or reference.backup is None else {"bytes_expected": reference.backup.bytes},
-    )
+    )])
     return Report(
         verdict="fail", engine=name, reference="none" if reference is None else "manifest",
         backup=BackupArtifact(shown or str(path.resolve()), "empty", 0, hashlib.sha256(b"").hexdigest()),
-        phases={"total": _elapsed(start)}, findings=(finding,), command="verify", started_at=started_at,
+        phases={"total": _elapsed(start)}, findings=tuple(findings), command="verify", started_at=started_at,
     )
 
 

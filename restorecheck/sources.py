@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from restorecheck.errors import BackupNotFoundError, BadInputError, EnvironmentFailure
-from restorecheck.model import Finding
+from restorecheck.evidence import Evidence
 
 log = logging.getLogger("restorecheck")
 
@@ -615,7 +615,7 @@ class Opened:
     path: Path  # the local plaintext (the stored file itself when there was nothing to peel)
     stored: Path  # the local copy of what is stored (downloaded from S3, or the file given)
     layers: list[str] = dataclasses.field(default_factory=list)  # outermost first: ["age", "zstd"]
-    findings: list[Finding] = dataclasses.field(default_factory=list)
+    evidence: list[Evidence] = dataclasses.field(default_factory=list)  # what checks.backup_file judges
     readable: bool = True  # False: a layer could not be trusted; nothing may be restored
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
     sha256: str | None = None  # of what is stored, when computed on the way (S3)
@@ -672,10 +672,7 @@ def open_backup(named: str, work: Path, *, identities: Sequence[Identity] = (),
             head = f.read(64)
         kind = sniff(head)
         if depth == 0 and claim and claim != kind:
-            what = kind or "no compression or encryption"
-            opened.findings.append(Finding(
-                "backup_file", "warning", name,
-                f"the name says {claim} but the content is {what}: read by its content"))
+            opened.evidence.append(Evidence("layer_name_mismatch", name, {"claim": claim, "content": kind}))
             opened.facts["name_claims"] = claim
         if kind is None:
             break
@@ -697,15 +694,12 @@ def open_backup(named: str, work: Path, *, identities: Sequence[Identity] = (),
             sink.close()
             if not file_changed:
                 raise
-            opened.findings.append(Finding(
-                "backup_file", "error", name,
-                "the encrypted backup changed since its manifest was written and no identity opens it: "
-                "its recipient header is damaged"))
+            opened.evidence.append(Evidence("recipient_header_damaged", name))
             opened.readable = False
             return _drop(opened, dest)
         except _Damaged as exc:
             sink.close()
-            opened.findings.append(Finding("backup_file", "error", name, str(exc), {"layer": kind}))
+            opened.evidence.append(Evidence("layer_damaged", name, {"layer": kind, "error": str(exc)}))
             if kind in CIPHERS:  # never restore unauthenticated plaintext
                 opened.readable = False
                 return _drop(opened, dest)

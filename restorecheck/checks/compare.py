@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from restorecheck.checks import registry
+from restorecheck.checks.registry import CheckContext
 from restorecheck.model import (
     Finding,
     Manifest,
@@ -46,26 +48,77 @@ def compare_manifests(
     live_reference: bool = False,
     max_keys: int = 20,
 ) -> tuple[list[TableResult], list[Finding]]:
-    """Compare what ``restored`` holds with what ``reference`` says it should hold.
+    """Compare what ``restored`` holds with what ``reference`` says it should hold: the per-table
+    results and the findings of every check of the ``compare`` phase (``checks.registry``) that
+    applies to the engine (the engine-specific ones only when both manifests are of that engine).
 
     ``live_reference``: the reference was read from a live database, whose sequences are not
     MVCC (PITFALLS F2): the restored state must then be at least the reference's, instead of
     equal to it.
     """
-    results, findings = compare_tables(reference.tables, restored.tables, max_keys=max_keys)
-    findings += compare_sequences(reference.sequences, restored.sequences, live_reference=live_reference)
-    findings += compare_fk_orphans(reference.fk_orphans, restored.fk_orphans)
-    findings += compare_large_objects(reference.large_objects, restored.large_objects, max_keys=max_keys)
-    skip = {t.name for t in reference.tables} ^ {t.name for t in restored.tables}
-    findings += compare_schema(reference.schema, restored.schema, reported_tables=skip)
-    if reference.engine == "sqlite" and restored.engine == "sqlite":
-        from restorecheck.checks.sqlite import compare_sqlite  # header values a copy must keep
+    engine = reference.engine if reference.engine == restored.engine else ""
+    ctx = CheckContext(engine, reference, restored, live_reference=live_reference, max_keys=max_keys)
+    findings = registry.run("compare", ctx)
+    return _table_comparison(ctx)[0], findings
 
-        findings += compare_sqlite(reference, restored)
-    findings += compare_database_facts(reference.facts, restored.facts)
-    if reference.database_properties is not None and restored.database_properties is not None:
-        findings += compare_database_properties(reference.database_properties, restored.database_properties)
+
+def _table_comparison(ctx: CheckContext) -> tuple[list[TableResult], list[Finding]]:
+    if "tables" not in ctx.memo:
+        assert ctx.reference is not None and ctx.restored is not None
+        ctx.memo["tables"] = compare_tables(ctx.reference.tables, ctx.restored.tables, max_keys=ctx.max_keys)
+    results, findings = ctx.memo["tables"]
     return results, findings
+
+
+def _both(ctx: CheckContext) -> tuple[Manifest, Manifest]:
+    assert ctx.reference is not None and ctx.restored is not None
+    return ctx.reference, ctx.restored
+
+
+@registry.register("tables", produces=("table_missing", "table_extra", "row_count", "checksum", "unreadable"),
+                   phase="compare", order=100)
+def check_tables(ctx: CheckContext) -> list[Finding]:
+    """Tables missing or extra; row counts and checksums (per key range) that differ."""
+    return list(_table_comparison(ctx)[1])
+
+
+@registry.register("sequences", produces=("sequence",), phase="compare", order=200)
+def check_sequences(ctx: CheckContext) -> list[Finding]:
+    ref, res = _both(ctx)
+    return compare_sequences(ref.sequences, res.sequences, live_reference=ctx.live_reference)
+
+
+@registry.register("fk_orphans", produces=("fk_orphans",), phase="compare", order=300)
+def check_fk_orphans(ctx: CheckContext) -> list[Finding]:
+    ref, res = _both(ctx)
+    return compare_fk_orphans(ref.fk_orphans, res.fk_orphans)
+
+
+@registry.register("large_objects", produces=("large_objects",), phase="compare", order=400)
+def check_large_objects(ctx: CheckContext) -> list[Finding]:
+    ref, res = _both(ctx)
+    return compare_large_objects(ref.large_objects, res.large_objects, max_keys=ctx.max_keys)
+
+
+@registry.register("schema", produces=("schema",), phase="compare", order=500)
+def check_schema(ctx: CheckContext) -> list[Finding]:
+    ref, res = _both(ctx)
+    skip = {t.name for t in ref.tables} ^ {t.name for t in res.tables}  # reported as table_missing/extra
+    return compare_schema(ref.schema, res.schema, reported_tables=skip)
+
+
+@registry.register("database_facts", produces=("schema", "database"), phase="compare", order=700)
+def check_database_facts(ctx: CheckContext) -> list[Finding]:
+    ref, res = _both(ctx)
+    return compare_database_facts(ref.facts, res.facts)
+
+
+@registry.register("database_properties", produces=("database",), phase="compare", order=800)
+def check_database_properties(ctx: CheckContext) -> list[Finding]:
+    ref, res = _both(ctx)
+    if ref.database_properties is None or res.database_properties is None:
+        return []
+    return compare_database_properties(ref.database_properties, res.database_properties)
 
 
 # facts of the database as a whole that a restore should keep: a different encoding is worth a warning

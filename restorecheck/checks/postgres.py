@@ -3,7 +3,9 @@ whether a condition was inherited or introduced): pure functions, like the rest 
 
 from __future__ import annotations
 
+from restorecheck.checks import registry
 from restorecheck.checks.compare import fk_self_checks, sequence_self_checks
+from restorecheck.checks.registry import CheckContext
 from restorecheck.model import Finding, Manifest
 
 
@@ -17,3 +19,10 @@ def self_checks_postgres(manifest: Manifest, reference: Manifest | None = None) 
         if t.extra.get("row_security"):
             findings.append(Finding("row_security", "warning", t.name, t.note or "row-level security applies"))
     return findings
+
+
+@registry.register("postgres_self", produces=("sequence", "fk_orphans", "row_security"), phase="self",
+                   engines=("postgresql",))
+def check_self(ctx: CheckContext) -> list[Finding]:
+    assert ctx.restored is not None
+    return self_checks_postgres(ctx.restored, ctx.reference)

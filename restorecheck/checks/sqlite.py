@@ -18,9 +18,12 @@ module adds what only SQLite has:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from restorecheck.checks import registry
+from restorecheck.checks.registry import CheckContext
+from restorecheck.evidence import Evidence
 from restorecheck.model import Finding, Manifest
 
 # Header values whose difference is an error, in the order they are reported.
@@ -59,6 +62,40 @@ def compare_header(reference: Mapping[str, Any], restored: Mapping[str, Any]) ->
 def _json(value: Any) -> str:
     """A header value as JSON ("wal", 42, null), not as a Python repr ('wal', None)."""
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+@registry.register("sqlite_header", produces=("header",), phase="compare", engines=("sqlite",), order=600)
+def check_header(ctx: CheckContext) -> list[Finding]:
+    """The header values a copy must keep (after the schema, before the database facts)."""
+    assert ctx.reference is not None and ctx.restored is not None
+    return compare_sqlite(ctx.reference, ctx.restored)
+
+
+@registry.register("sqlite_self", produces=("integrity", "fk_orphans"), phase="self", engines=("sqlite",))
+def check_self(ctx: CheckContext) -> list[Finding]:
+    """integrity_check, unreadable tables and FK orphans of the restored copy (``self_check_findings``);
+    a copy the restore already said does not open (``sqlite_unopenable``) is not reported twice."""
+    assert ctx.restored is not None
+    return self_check_findings(ctx.restored.facts, ctx.restored.fk_orphans,
+                               open_error_reported=ctx.observed("sqlite_unopenable"),
+                               reference_fk_orphans=None if ctx.reference is None else ctx.reference.fk_orphans)
+
+
+@registry.on_evidence("wal_beside_backup", produces=("backup_file",))
+def wal_beside_backup(ev: Evidence, prior: Sequence[Finding]) -> list[Finding]:
+    name = str(ev.data.get("name") or ev.object)
+    return [Finding(
+        "backup_file", "warning", ev.object,
+        f"a non-empty {name} lies beside the backup: the backup alone is not the whole "
+        "database (a file copy of a WAL-mode database?); it was restored with it",
+        {"wal_bytes": ev.data.get("wal_bytes")})]
+
+
+@registry.on_evidence("sqlite_unopenable", produces=("restore_errors",))
+def sqlite_unopenable(ev: Evidence, prior: Sequence[Finding]) -> list[Finding]:
+    error = ev.data.get("error")
+    return [Finding("restore_errors", "error", ev.object,
+                    f"the backup does not open as a SQLite database: {error}", {"error": error})]
 
 
 def compare_sqlite(reference: Manifest, restored: Manifest) -> list[Finding]:

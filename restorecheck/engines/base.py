@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from restorecheck.dburl import DatabaseRef
+from restorecheck.evidence import Evidence
 from restorecheck.model import BackupArtifact, Finding, Manifest
 
 # progress(task, done, total): total None when unknown. The CLI renders it with rich on a terminal.
@@ -83,10 +84,11 @@ class RestoreOptions:
 
 @dataclass
 class RestoreOutcome:
-    """What a restore produced: the restored database and the findings about the restore itself."""
+    """What a restore produced: the restored database and what was observed about the restore itself
+    (``evidence``, in the order observed; the checks in ``checks/`` judge it)."""
 
     restored: DatabaseRef
-    findings: list[Finding] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # tool versions, server version, facts
     # with --keep: the command line that opens the kept restored database (no password in it)
@@ -145,21 +147,20 @@ class Engine(Protocol):
         restore into ``target`` (from ``prepare_target``/``throwaway_source``) when it can host
         the backup. ``artifact.written_here``: this process's ``backup`` just wrote it.
 
-        A backup that does not restore cleanly is a ``restore_errors`` finding, not an exception.
+        A backup that does not restore cleanly is evidence (``tool_errors``, ...) in the outcome,
+        which the checks make ``restore_errors`` findings of, not an exception.
         """
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
-                    reference: Manifest | None = None) -> list[Finding]:
-        """Checks that need no reference (SQLite integrity_check, a sequence behind its column, ...).
-
-        ``reference`` (None when there is none) only decides whether a condition was inherited
-        from the source (it shows it too: a warning) or introduced by the backup (an error)."""
+    def self_check_facts(self, restored: DatabaseRef, manifest: Manifest) -> Manifest:
+        """``manifest`` (the fingerprint of ``restored``) with what the self-checks of ``checks/``
+        (phase ``self``: SQLite integrity_check, a sequence behind its column, ...) need and the
+        fingerprint did not gather (SQLite: integrity_check after a schema-only fingerprint)."""
 
     def apply_database_properties(self, outcome: RestoreOutcome, manifest: Manifest, *,
-                                  reference: Manifest | None = None) -> tuple[Manifest, list[Finding]]:
+                                  reference: Manifest | None = None) -> tuple[Manifest, list[Evidence]]:
         """After the restored copy was fingerprinted (``manifest``): give it the database-level
         properties its backup carries (``outcome.carried_properties``, from ``restore``), and return
-        ``manifest`` with what it then has, plus findings about what could not be applied. Engines
+        ``manifest`` with what it then has, plus evidence of what could not be applied. Engines
         without such properties return it unchanged."""
 
     def settle_definitions(self, outcome: RestoreOutcome, restored: Manifest, reference: Manifest

@@ -35,7 +35,7 @@ from typing import Any
 
 from restorecheck.dburl import mask
 from restorecheck.engines.base import ProgressFn, no_progress
-from restorecheck.model import Finding
+from restorecheck.evidence import Evidence
 from restorecheck.process import kill_process_group
 
 log = logging.getLogger("restorecheck")
@@ -52,7 +52,6 @@ HEADER = "-- PostgreSQL database dump"  # the first comment of every pg_dump pla
 CLUSTER_HEADER = "-- PostgreSQL database cluster dump"  # pg_dumpall: one HEADER per database inside
 GZIP_MAGIC = b"\x1f\x8b"
 CUSTOM_MAGIC = b"PGDMP"
-MAX_ERROR_FINDINGS = 50
 
 
 # --- format detection -------------------------------------------------------------------------
@@ -604,34 +603,12 @@ class PlainScan:
     edits: dict[int, bytes] = field(default_factory=dict)
     meta_commands: int = 0  # other lines starting with a backslash outside COPY data
 
-    def findings(self, object_name: str) -> list[Finding]:
-        """backup_file findings for a dump that is visibly incomplete (PITFALLS B1, E8)."""
-        out: list[Finding] = []
-        if self.unterminated_copy:
-            out.append(Finding(
-                "backup_file", "error", self.unterminated_copy,
-                f"the dump ends inside the COPY data of {self.unterminated_copy} (no '\\.' terminator): "
-                "the file is truncated and the table's last rows are missing or cut",
-            ))
-        if not self.trailer:
-            out.append(Finding(
-                "backup_file", "error", object_name,
-                f"the dump has no '{TRAILER}' trailer: it is incomplete (truncated, or pg_dump failed); "
-                "whatever follows the cut (constraints, indexes, setval, grants) is missing",
-            ))
-        elif self.dump_headers > 1 and not self.cluster_dump:
-            out.append(Finding(
-                "backup_file", "error", object_name,
-                f"the file holds {self.dump_headers} pg_dump scripts one after the other (concatenated "
-                "dumps): restoring it replays the first and then collides with or overwrites it",
-            ))
-        elif self.restrict_key and not self.unrestricted:
-            out.append(Finding(
-                "backup_file", "error", object_name,
-                "the dump opens with \\restrict but has no matching \\unrestrict at the end: "
-                "it is incomplete",
-            ))
-        return out
+    def evidence(self, object_name: str) -> Evidence:
+        """What the scan tells about the dump's completeness, for ``checks.backup_file``."""
+        return Evidence("plain_scan", object_name, {
+            "unterminated_copy": self.unterminated_copy, "trailer": self.trailer, "trailer_text": TRAILER,
+            "dump_headers": self.dump_headers, "cluster_dump": self.cluster_dump,
+            "restrict": bool(self.restrict_key), "unrestricted": self.unrestricted})
 
 
 def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
@@ -1012,37 +989,15 @@ def parse_psql_stderr(stderr: str, *, line_offset: int = 0) -> list[RestoreError
     return errors
 
 
-_REFUSED_META = re.compile(r"backslash commands are restricted|\\unrestrict: wrong key|\\restrict: ")
-
-
-def restore_findings(tool: str, returncode: int, stderr: str, errors: Sequence[RestoreError],
-                     ignored: int | None = None) -> list[Finding]:
-    """restore_errors findings: one per error printed (up to a limit), and one for a bare exit status."""
-    out: list[Finding] = []
-    for err in errors[:MAX_ERROR_FINDINGS]:
-        details: dict[str, str] = {"tool": tool}
-        message = err.message
-        if tool == "psql" and _REFUSED_META.search(message):
-            message = ("the dump holds a psql meta-command, which restorecheck never runs (psql is restricted "
-                       f"with a key the dump cannot know): {message}")
-            details["meta_command"] = "refused"
-        if err.command:
-            details["command"] = mask(err.command[:500])
-        if err.detail:
-            details["detail"] = mask(err.detail[:500])
-        out.append(Finding("restore_errors", "error", err.context or tool, mask(message[:700]), details))
-    if len(errors) > MAX_ERROR_FINDINGS:
-        out.append(Finding("restore_errors", "error", tool,
-                           f"{len(errors) - MAX_ERROR_FINDINGS} more restore errors not listed"))
-    if returncode != 0 and not errors:
-        tail = " ".join(stderr.strip().splitlines()[-3:]) or "(no message)"
-        out.append(Finding("restore_errors", "error", tool,
-                           f"{tool} exited with status {returncode}: {mask(tail[:500])}"))
-    if ignored is not None and ignored != len(errors):
-        out.append(Finding("restore_errors", "error", tool,
-                           f"{tool} reported {ignored} errors ignored on restore",
-                           {"errors_ignored": ignored}))
-    return out
+def tool_errors(tool: str, returncode: int, stderr: str, errors: Sequence[RestoreError],
+                ignored: int | None = None) -> Evidence:
+    """What a restore tool printed (``errors``: parsed from ``stderr``) and its exit status, for
+    ``checks.restore``."""
+    return Evidence("tool_errors", tool, {
+        "tool": tool, "returncode": returncode, "ignored": ignored,
+        "stderr_tail": " ".join(stderr.strip().splitlines()[-3:]),
+        "errors": [{"message": e.message, "context": e.context, "command": e.command, "detail": e.detail}
+                   for e in errors]})
 
 
 # --- running with progress --------------------------------------------------------------------

@@ -11,8 +11,9 @@ or the plain script's preamble for versions and encoding; the full read check
 major that can load it, creates a database from template0 with the dump's encoding and the
 roles the dump names (NOLOGIN), and restores: as the throwaway server's superuser, or on an
 existing server (``--target postgresql://``) as an unprivileged role made for the run
-(``provisioners/restore_role.py``) unless ``--trust-backup``. Every problem becomes a finding;
-the scratch database dropped or replaced by the restore is an error (README, threat model).
+(``provisioners/restore_role.py``) unless ``--trust-backup``. Every problem becomes evidence in
+the outcome (``checks/`` makes the findings); the scratch database dropped or replaced by the
+restore is an error (README, threat model).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from restorecheck.errors import (
     SourceUnreachableError,
     ToolNotFoundError,
 )
+from restorecheck.evidence import Evidence
 from restorecheck.model import BackupArtifact, Finding, Manifest
 from restorecheck.process import PgInstallation, choose, discover
 from restorecheck.provisioners.base import DatabaseIdentity, check_database_identity, database_identity
@@ -90,7 +92,7 @@ class Inspection:
     """What restorecheck learnt about a backup before restoring it."""
 
     format: str
-    findings: list[Finding] = dataclasses.field(default_factory=list)
+    evidence: list[Evidence] = dataclasses.field(default_factory=list)
     header: pgd.ArchiveHeader = dataclasses.field(default_factory=pgd.ArchiveHeader)
     roles: set[str] = dataclasses.field(default_factory=set)
     script: Path | None = None  # the SQL script psql restores (plain, or decompressed gzip)
@@ -154,14 +156,12 @@ class PostgresEngine:
             return restored, {}
         return dataclasses.replace(restored, schema=settled.schema), settled.info()
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
-                    reference: Manifest | None = None) -> list[Finding]:
-        from restorecheck.checks.postgres import self_checks_postgres
-
-        return list(self_checks_postgres(manifest, reference))
+    def self_check_facts(self, restored: DatabaseRef, manifest: Manifest) -> Manifest:
+        """The restored copy's manifest already holds what its self-checks need."""
+        return manifest
 
     def apply_database_properties(self, outcome: RestoreOutcome, manifest: Manifest, *,
-                                  reference: Manifest | None = None) -> tuple[Manifest, list[Finding]]:
+                                  reference: Manifest | None = None) -> tuple[Manifest, list[Evidence]]:
         """Give the restored database the properties its backup carries (settings, per-role settings,
         comment, privileges, connection limit), re-issued by ``pg_dbprops.apply_statements`` as the
         role that restored the dump; then read them back into ``manifest.database_properties``.
@@ -169,21 +169,16 @@ class PostgresEngine:
         Called once the restored copy is fingerprinted, so that none of them reaches restorecheck's
         own sessions. The owner and default tablespace are never applied (the scratch database keeps
         its identity): they are compared as the backup carries them. Whatever could not be applied
-        here is a warning and counts as carried; whatever was refused is a finding."""
+        here counts as carried; what was refused or not applied is evidence for ``checks.restore``."""
         import psycopg
 
         pending = outcome.carried_properties
         if not isinstance(pending, _PendingProperties):
             return manifest, []
         props = pending.props
-        findings: list[Finding] = []
-        for r in props.refused:
-            findings.append(Finding(
-                "database", "error" if r.hostile else "warning", "database",
-                f"the backup's database properties hold '{r.statement}': not applied ({r.reason})"
-                + ("; pg_dump never writes this, so the backup was edited: do not trust it" if r.hostile else
-                   "; it is compared as the backup carries it"),
-                {"statement": r.statement, "refused": True, "hostile": r.hostile}))
+        evidence = [Evidence("property_refused", "database",
+                             {"statement": r.statement, "reason": r.reason, "hostile": r.hostile})
+                    for r in props.refused]
         not_applied: dict[str, str] = {}
         try:
             with psycopg.connect(pending.admin.conninfo(), autocommit=True, connect_timeout=15) as admin:
@@ -200,18 +195,11 @@ class PostgresEngine:
                                 not_applied[a.name] = _first_line(exc)
                 current = pg_dbprops.read_properties(admin, pending.dbname) or {}
         except psycopg.Error as exc:
-            findings.append(Finding("database", "warning", "database",
-                                    f"the database properties could not be applied or read: {_first_line(exc)}"))
-            return manifest, findings
+            evidence.append(Evidence("properties_unreadable", "database", {"error": _first_line(exc)}))
+            return manifest, evidence
         for name, error in not_applied.items():
-            remedy = ("; the restore ran as an unprivileged role on this server target: --target local, or "
-                      "--trust-backup if you trust this backup, applies it" if pending.unprivileged
-                      and _NEEDS_RIGHTS.search(error) else "")
-            findings.append(Finding(
-                "database", "warning", "database",
-                f"the backup carries the database property {name}, but this target could not apply it: "
-                f"{error}{remedy}; it is compared as the backup carries it",
-                {"property": name, "error": error, "not_applied": True}))
+            evidence.append(Evidence("property_not_applied", "database",
+                                     {"property": name, "error": error, "unprivileged": pending.unprivileged}))
         restored_props = dict(current)
         restored_props["owner"] = props.owner
         restored_props["tablespace"] = (props.tablespace or "pg_default") if props.created else None
@@ -235,15 +223,9 @@ class PostgresEngine:
         if not_applied:
             restored_props["not_applied"] = dict(not_applied)
         if reference is None or reference.database_properties is None:
-            summary = props.summary()
-            findings.append(Finding(
-                "database", "info", "database",
-                ("the backup carries these database properties: " + "; ".join(
-                    f"{k} {_describe_carried(v)}" for k, v in summary.items())) if props.carried else
-                "the backup carries no database properties (settings, comment, owner, privileges): a plain "
-                "dump made without --create; whatever the source had there is not in it",
-                {"carried": summary}))
-        return dataclasses.replace(manifest, database_properties=restored_props), findings
+            evidence.append(Evidence("properties_carried", "database",
+                                     {"carried": bool(props.carried), "summary": props.summary()}))
+        return dataclasses.replace(manifest, database_properties=restored_props), evidence
 
     def narrow(self, reference: DatabaseRef, restored: DatabaseRef, findings: Sequence[Finding], *,
                reference_manifest: Manifest | None = None, restored_manifest: Manifest | None = None,
@@ -447,7 +429,7 @@ class PostgresEngine:
 
         Archives: ``pg_restore --list`` (by the newest pg_restore that can read it) and the
         script preamble. Plain: the first lines; gzip is first decompressed into ``workdir`` as a
-        separate step, with gzip's own error kept as a finding (PITFALLS A5).
+        separate step, with gzip's own error kept as evidence (``gzip_damaged``; PITFALLS A5).
         """
         path = Path(artifact.path)
         fmt = artifact.format or pgd.detect_format(path) or ""
@@ -457,7 +439,7 @@ class PostgresEngine:
             damage = pgd.tar_damage(path)
             if damage:  # pg_restore would hang on it, not fail
                 insp.readable = False
-                insp.findings.append(Finding("backup_file", "error", obj, damage))
+                insp.evidence.append(Evidence("tar_damaged", obj, {"damage": damage}))
                 return insp
         if fmt in pgd.ARCHIVE_FORMATS:
             header, reader, err = None, None, ""
@@ -496,9 +478,7 @@ class PostgresEngine:
                         "install a newer PostgreSQL client or give --pg-bin DIR",
                     )
                 insp.readable = False
-                insp.findings.append(Finding(
-                    "backup_file", "error", obj,
-                    f"the archive's table of contents cannot be read: {pgd.mask(err)}"))
+                insp.evidence.append(Evidence("toc_unreadable", obj, {"error": err}))
                 return insp
             empty = jail.give("empty.list", "")
             inp = jail.input(path, need_path=fmt == "directory")
@@ -511,8 +491,7 @@ class PostgresEngine:
             insp.facts["reader"] = reader.version
             insp.facts["toc_entries"] = dict(header.entry_counts)
             if not header.entry_counts.get("TABLE DATA") and not header.entry_counts.get("BLOBS"):
-                insp.findings.append(Finding("backup_file", "warning", obj,
-                                             "the archive holds no table data at all (schema-only dump?)"))
+                insp.evidence.append(Evidence("archive_without_data", obj))
             insp.script = path
             return insp
         if fmt in pgd.PLAIN_FORMATS:
@@ -521,12 +500,12 @@ class PostgresEngine:
                 script = workdir / "decompressed.sql"
                 gz_error = pgd.gunzip_to(path, script, progress=progress)
                 if gz_error:
-                    insp.findings.append(Finding("backup_file", "error", obj, gz_error))
+                    insp.evidence.append(Evidence("gzip_damaged", obj, {"error": gz_error}))
                 inner = pgd.detect_format(script)
                 if inner in ("custom", "tar"):  # pg_dump -Fc | gzip: an archive inside the gzip
                     nested = self.inspect(BackupArtifact(str(script), inner, 0, None), workdir, jail,
                                           progress=progress, readers=insp.readers)
-                    nested.findings[:0] = insp.findings
+                    nested.evidence[:0] = insp.evidence
                     nested.facts["gzip_of"] = inner
                     return nested
             with open(script, "rb") as f:
@@ -542,7 +521,7 @@ class PostgresEngine:
         raise BadInputError(f"{path} is not a pg_dump backup this engine can restore")
 
     def _read_check(self, insp: Inspection, obj: str,
-                    cancel: threading.Event | None = None) -> list[Finding]:
+                    cancel: threading.Event | None = None) -> list[Evidence]:
         """Read every data block of an archive without a server (PITFALLS B2, B4)."""
         assert insp.script is not None
         reader = self._reader_for(insp)
@@ -552,9 +531,8 @@ class PostgresEngine:
         if cancel is not None and cancel.is_set():
             return []
         if read.returncode != 0 or "error:" in read.stderr:
-            return [Finding("backup_file", "error", obj,
-                            "reading every data block of the archive failed (truncated or corrupt): "
-                            + pgd.mask(_tail(read.stderr) or f"exit {read.returncode}"))]
+            return [Evidence("archive_read_failed", obj,
+                             {"stderr_tail": _tail(read.stderr), "returncode": read.returncode})]
         return []
 
     def _reader_for(self, insp: Inspection) -> PgInstallation:
@@ -611,7 +589,7 @@ class PostgresEngine:
         return ToolJail.create(sb, options.tmp_root, stack)
 
     def _scan(self, insp: Inspection, obj: str,
-              progress: ProgressFn) -> tuple[list[Finding], set[str], dict[str, Any]]:
+              progress: ProgressFn) -> tuple[list[Evidence], set[str], dict[str, Any]]:
         """The slow part: roles the dump names, and (plain) the completeness checks of the whole file."""
         assert insp.script is not None
         if insp.format in pgd.ARCHIVE_FORMATS:
@@ -643,7 +621,7 @@ class PostgresEngine:
         if scan.meta_commands:
             facts["meta_commands"] = scan.meta_commands
         insp.edits = scan.edits
-        findings = scan.findings(obj)
+        evidence = [scan.evidence(obj)]
         if scan.cluster_dump:  # pg_dumpall: one database's properties cannot be told from another's
             insp.db_properties = pg_dbprops.DumpProperties()
         else:
@@ -652,7 +630,7 @@ class PostgresEngine:
                 insp.db_properties.refused.append(pg_dbprops.Refused(
                     "...", f"the database statements exceed {pgd.MAX_DATABASE_SQL} bytes; the rest was not read",
                     True))
-        return findings, scan.roles | insp.db_properties.roles(), facts
+        return evidence, scan.roles | insp.db_properties.roles(), facts
 
     # --- restore ---------------------------------------------------------------------------
 
@@ -687,12 +665,10 @@ class PostgresEngine:
         if insp.facts.get("member_compression"):  # pg_dump -Z lz4|zstd: the target's pg_restore must read it
             needs = dataclasses.replace(needs, archive_codec=str(insp.facts["member_compression"]))
         timings = {"inspect": time.monotonic() - t0}
-        findings = list(insp.findings)
+        evidence = list(insp.evidence)
         info: dict[str, Any] = {"format": insp.format, "sandbox": jail.sandbox.facts()}
         if jail.sandbox.note and jail.sandbox.requested == "auto":  # asked for with --sandbox none: a fact only
-            findings.append(Finding("restore_errors", "warning", obj, jail.sandbox.note
-                                    + " (untrusted backups: install bubblewrap; see the README's threat model)",
-                                    {"sandbox": jail.sandbox.kind}))
+            evidence.append(Evidence("sandbox_missing", obj, {"note": jail.sandbox.note, "sandbox": jail.sandbox.kind}))
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
         stack.callback(pool.shutdown, True, cancel_futures=True)
         cancel = threading.Event()
@@ -734,7 +710,7 @@ class PostgresEngine:
             # a throwaway cluster takes its roles with it.
             stack.callback(_drop_roles, server, created)
         db = stack.enter_context(_fresh_database(server, encoding, keep=options.keep,
-                                                 locale=database_locale(insp, options), notes=(findings, info),
+                                                 locale=database_locale(insp, options), notes=(evidence, info),
                                                  owner=restorer.owner if restorer else None))
         scratch = _scratch_identity(server, db)
         info.update({
@@ -750,13 +726,13 @@ class PostgresEngine:
                 f"psql '{PostgresRef(dict(db.params)).display()}'"
         roles: set[str] = set()
         if f_scan is not None:
-            scan_findings, roles, scan_facts = f_scan.result()
-            findings.extend(scan_findings)
+            scan_evidence, roles, scan_facts = f_scan.result()
+            evidence.extend(scan_evidence)
             info.update(scan_facts)
         _create_roles(server, roles, created)
         info["roles_created"] = sorted(created)
         not_granted = _grant_roles(server, restorer, roles, created, info)
-        info["tablespaces_created"] = _create_tablespaces(server, info.pop("tablespaces", []), obj, findings)
+        info["tablespaces_created"] = _create_tablespaces(server, info.pop("tablespaces", []), obj, evidence)
         timings["database_and_roles"] = time.monotonic() - t0
         restore_as = restorer.ref(db.dbname or "") if restorer else db
         env = restore_as.child_env()
@@ -765,8 +741,7 @@ class PostgresEngine:
             tjail.deadline = time.monotonic() + options.restore_timeout
         res: pgd.ToolResult | None = None
         if not insp.readable:
-            findings.append(Finding("restore_errors", "error", obj,
-                                    "nothing could be restored: the backup cannot be read"))
+            evidence.append(Evidence("nothing_restored", obj))
         elif insp.format in pgd.ARCHIVE_FORMATS:
             assert insp.script is not None
             jobs = options.jobs if insp.format in ("custom", "directory") else 1
@@ -778,7 +753,7 @@ class PostgresEngine:
             errors, ignored = pgd.parse_pg_restore_stderr(res.stderr)
             if not res.timed_out:
                 pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
-                findings.extend(pgd.restore_findings("pg_restore", res.returncode, res.stderr, errors, ignored))
+                evidence.append(pgd.tool_errors("pg_restore", res.returncode, res.stderr, errors, ignored))
             info["restore_tool"] = "pg_restore"
         else:
             assert insp.script is not None and psql is not None
@@ -791,19 +766,15 @@ class PostgresEngine:
             errors = pgd.parse_psql_stderr(res.stderr, line_offset=pgd.RESTRICT_LINES)
             if not res.timed_out:
                 pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
-                findings.extend(pgd.restore_findings("psql", res.returncode, res.stderr, errors))
+                evidence.append(pgd.tool_errors("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
             info["psql_restricted"] = True
         info.update(jail.facts)
         seconds = res.seconds if res is not None else 0.0
         if res is not None and res.timed_out:
             info["timed_out"] = True
-            findings.append(Finding(
-                "restore_timeout", "error", obj,
-                f"the restore did not finish within --restore-timeout {options.restore_timeout:g}s: "
-                f"{info['restore_tool']} and everything in its sandbox were killed; the restored copy was "
-                "not checked (raise --restore-timeout if the backup is just large)",
-                {"seconds": round(seconds, 3), "timeout_seconds": options.restore_timeout}))
+            evidence.append(Evidence("restore_timed_out", obj, {
+                "tool": info["restore_tool"], "seconds": round(seconds, 3), "timeout_seconds": options.restore_timeout}))
         # whatever the dump left running in the scratch database (a backend still busy after its
         # client was killed) must not hold locks while the copy is checked
         _end_sessions(server, db)
@@ -817,14 +788,14 @@ class PostgresEngine:
                 insp.db_properties, server.admin, restore_as, db.dbname,
                 public_connect_withheld=restorer is not None, unprivileged=restorer is not None)
             info["database_properties_carried"] = insp.db_properties.summary()
-        findings.extend(_unprivileged_findings(restorer, not_granted, findings, obj))
+        evidence.extend(_restore_role_evidence(restorer, not_granted, obj))
         if f_read is not None:
             t0 = time.monotonic()
-            findings.extend(f_read.result())
+            evidence.extend(f_read.result())
             timings["read_check_wait"] = time.monotonic() - t0
         info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
         progress("restore", 1, 1)
-        return RestoreOutcome(restored=db, findings=findings, seconds=seconds, info=info, connect=connect,
+        return RestoreOutcome(restored=db, evidence=evidence, seconds=seconds, info=info, connect=connect,
                               carried_properties=carried, restored_as=restore_as)
 
     @staticmethod
@@ -891,13 +862,6 @@ class PostgresEngine:
         return ThrowawaySource(ref, Target(self.name, options.target or "local", server))
 
 
-def _describe_carried(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_describe_carried(v)}" if not isinstance(v, dict) else f"{k}: {_describe_carried(v)}"
-                         for k, v in value.items())
-    return str(value)
-
-
 def _drop_seed_roles_made_here(server: Any, stack: contextlib.ExitStack) -> None:
     """On an existing server the self-test's seed creates the dataset's NOLOGIN roles where they are
     missing: drop those it created when the run ends (roles that were there before stay)."""
@@ -951,30 +915,14 @@ def locale_attempts(locale: Mapping[str, str], major: int) -> list[dict[str, str
     return out
 
 
-def describe_locale(kw: Mapping[str, str]) -> str:
-    if not kw:
-        return "the target's default locale"
-    parts = []
-    if kw.get("lc_collate") and kw.get("lc_collate") == kw.get("lc_ctype"):
-        parts.append(f"locale {kw['lc_collate']}")
-    else:
-        parts += [f"{k.upper()} {kw[k]}" for k in ("lc_collate", "lc_ctype") if kw.get(k)]
-    provider = kw.get("locale_provider")
-    if provider == "icu":
-        parts.append(f"ICU locale {kw.get('icu_locale', '?')}" + (" with ICU rules" if kw.get("icu_rules") else ""))
-    elif provider == "builtin":
-        parts.append(f"builtin locale {kw.get('builtin_locale', '?')}")
-    return ", ".join(parts)
-
-
 @contextlib.contextmanager
 def _fresh_database(server: Any, encoding: str, *, keep: bool,
                     locale: tuple[Mapping[str, str], str] = ({}, ""),
-                    notes: tuple[list[Finding], dict[str, Any]] | None = None, owner: str | None = None) -> Any:
+                    notes: tuple[list[Evidence], dict[str, Any]] | None = None, owner: str | None = None) -> Any:
     """A fresh database with ``encoding`` and, where the target has it, the locale ``locale``
     (``database_locale``). Where it has not, the database gets what the target has, and ONE
-    informational finding (check ``database``) says so, with the remedy; ``notes`` (the restore's
-    findings and info) receive it and ``info["locale"]``."""
+    piece of evidence (``locale_fallback``, judged by ``checks.restore``) says so; ``notes`` (the
+    restore's evidence and info) receive it and ``info["locale"]``."""
     wanted, source = locale
     attempts = locale_attempts(wanted, server.major)
     reason: str | None = None
@@ -990,28 +938,17 @@ def _fresh_database(server: Any, encoding: str, *, keep: bool,
                 continue
             break
         if notes is not None and wanted:
-            findings, info = notes
+            evidence, info = notes
             info["locale"] = {"source": source, "requested": attempts[0], "used": kw, "unavailable": reason}
             if i > 0:
-                findings.append(Finding(
-                    "database", "info", "database",
-                    f"the throwaway database could not get the {source}'s {describe_locale(attempts[0])}: "
-                    f"{reason}; it has {describe_locale(kw)}. Text sorts and compares differently there (ORDER BY, "
-                    "text range partitions, non-deterministic collations); row counts and checksums do not depend "
-                    "on it. To restore under the same locale, install it on this machine (the distribution's "
-                    "locales, a PostgreSQL built with ICU) or give --target a server that has it",
-                    {"locale_fallback": True, "requested": attempts[0], "used": kw, "error": reason}))
+                evidence.append(Evidence("locale_fallback", "database",
+                                         {"source": source, "requested": attempts[0], "used": kw, "error": reason}))
         yield db
 
 
 # --- server targets: restore as an unprivileged role (README, threat model) ----------------------
 
 # what PostgreSQL says when a statement needs rights the restore role lacks
-_NEEDS_RIGHTS = re.compile(
-    r"permission denied|must be (?:a )?superuser|must be owner|must be (?:a )?member of|"
-    r"must be able to SET ROLE|must have (?:CREATEROLE|CREATEDB|REPLICATION)|"
-    r"only superusers|is not trusted", re.I)
-
 
 def _unprivileged_restorer(server: Any, options: RestoreOptions,
                            stack: contextlib.ExitStack) -> RestoreRole | None:
@@ -1045,31 +982,13 @@ def _grant_roles(server: Any, restorer: RestoreRole | None, roles: set[str], cre
     return refused
 
 
-def _unprivileged_findings(restorer: RestoreRole | None, not_granted: list[str],
-                           findings: Sequence[Finding], obj: str) -> list[Finding]:
-    """Findings of a restore as the unprivileged role: why statements failed on a server target and
-    how to restore them; a dump that changed the restore role's password."""
+def _restore_role_evidence(restorer: RestoreRole | None, not_granted: list[str], obj: str) -> list[Evidence]:
+    """A restore as the unprivileged role (server targets): whether the dump changed its password, and
+    the roles not lent to it; ``checks.restore`` counts the statements denied for lack of rights."""
     if restorer is None:
         return []
-    out = []
-    if password_changed(restorer):
-        out.append(Finding(
-            "restore_errors", "error", obj,
-            f"the backup changed the password of the restore role {restorer.name} (ALTER ROLE ... "
-            "PASSWORD): whoever wrote it could log in to the target server as that unprivileged role "
-            "while the restore ran (the role is dropped now); do not trust this backup"))
-    denied = [f for f in findings if f.check == "restore_errors" and f.severity == "error"
-              and _NEEDS_RIGHTS.search(f"{f.message} {f.details.get('detail', '')}")]
-    if not denied:
-        return out
-    owners = f"; the existing roles {', '.join(not_granted)} were not lent to it (they hold rights " \
-             "on the server)" if not_granted else ""
-    return [*out, Finding(
-        "restore_errors", "error", obj,
-        f"the server target restored as the unprivileged role {restorer.name} (a backup is untrusted "
-        f"input), and {len(denied)} statement(s) needing more rights failed{owners}; restore into "
-        "--target local, or pass --trust-backup to restore as the URL's role if you trust this backup",
-        {"restore_role": restorer.name, "denied": len(denied), "roles_not_granted": not_granted})]
+    return [Evidence("restore_role", obj, {"role": restorer.name, "password_changed": password_changed(restorer),
+                                           "roles_not_granted": list(not_granted)})]
 
 
 def _quiet_event_triggers(db: PostgresRef, env: dict[str, str]) -> bool:
@@ -1123,7 +1042,7 @@ def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
                                  "restore as a superuser or a role with CREATEROLE") from None
 
 
-def _create_tablespaces(server: Any, names: list[str], obj: str, findings: list[Finding]) -> list[str]:
+def _create_tablespaces(server: Any, names: list[str], obj: str, evidence: list[Evidence]) -> list[str]:
     """CREATE TABLESPACE for each tablespace the dump names that the target lacks.
 
     Without them every ``SET default_tablespace`` of the dump is a restore error (and stops a
@@ -1142,11 +1061,7 @@ def _create_tablespaces(server: Any, names: list[str], obj: str, findings: list[
         if not wanted:
             return []
         if server.tablespace_dir is None:
-            findings.append(Finding(
-                "restore_errors", "warning", obj,
-                f"the dump puts objects in tablespaces the target lacks ({', '.join(wanted)}); "
-                "restore into --target local, which creates them, to restore without these errors",
-                {"tablespaces": wanted}))
+            evidence.append(Evidence("tablespaces_missing", obj, {"tablespaces": wanted}))
             return []
         for i, name in enumerate(wanted):
             location = server.tablespace_dir(f"ts{i}")

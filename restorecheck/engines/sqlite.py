@@ -80,6 +80,7 @@ from restorecheck.errors import (
     SourceUnreachableError,
     UnknownFormatError,
 )
+from restorecheck.evidence import Evidence
 from restorecheck.model import BackupArtifact, Finding, Manifest, RangeChecksum, TableFingerprint
 
 log = logging.getLogger("restorecheck")
@@ -988,17 +989,13 @@ class SqliteEngine:
         copy = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep))
         options.progress("restore: copy", 0, path.stat().st_size)
         shutil.copyfile(path, copy)
-        findings: list[Finding] = []
+        evidence: list[Evidence] = []
         opens = True
         info: dict[str, Any] = {"copy": str(copy), "sqlite_version": sqlite3.sqlite_version}
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
-            findings.append(Finding(
-                "backup_file", "warning", str(wal),
-                f"a non-empty {wal.name} lies beside the backup: the backup alone is not the whole "
-                "database (a file copy of a WAL-mode database?); it was restored with it",
-                {"wal_bytes": wal.stat().st_size}))
+            evidence.append(Evidence("wal_beside_backup", str(wal), {"name": wal.name, "wal_bytes": wal.stat().st_size}))
         options.progress("restore: copy", path.stat().st_size, path.stat().st_size)
         try:
             conn = sqlite3.connect(str(copy), isolation_level=None)
@@ -1012,11 +1009,8 @@ class SqliteEngine:
                 conn.close()
         except sqlite3.DatabaseError as exc:
             opens = False
-            findings.append(Finding(
-                "restore_errors", "error", str(path),
-                f"the backup does not open as a SQLite database: {_first_line(exc)}",
-                {"error": _first_line(exc)}))
-        return RestoreOutcome(restored=RestoredCopy(copy, opens=opens), findings=findings,
+            evidence.append(Evidence("sqlite_unopenable", str(path), {"error": _first_line(exc)}))
+        return RestoreOutcome(restored=RestoredCopy(copy, opens=opens), evidence=evidence,
                               seconds=time.monotonic() - started, info=info,
                               connect=f"sqlite3 {shlex.quote(str(copy))}" if options.keep else None)
 
@@ -1047,7 +1041,7 @@ class SqliteEngine:
     # --- checks that need no reference --------------------------------------------------------
 
     def apply_database_properties(self, outcome: RestoreOutcome, manifest: Manifest, *,
-                                  reference: Manifest | None = None) -> tuple[Manifest, list[Finding]]:
+                                  reference: Manifest | None = None) -> tuple[Manifest, list[Evidence]]:
         """SQLite has no database-level properties beyond its header (compared as ``header``)."""
         return manifest, []
 
@@ -1056,25 +1050,18 @@ class SqliteEngine:
         """SQLite keeps a table's SQL text as written: nothing to settle."""
         return restored, {}
 
-    def self_checks(self, restored: DatabaseRef, manifest: Manifest, *,
-                    reference: Manifest | None = None) -> list[Finding]:
-        """Findings from the restored copy's own manifest: integrity_check, unreadable tables, orphans.
-
-        ``manifest`` is the fingerprint of ``restored``; when it holds no integrity_check result
-        (a schema-only or older fingerprint) the check is run on ``restored`` here.
-        """
-        from restorecheck.checks.sqlite import self_check_findings
-
+    def self_check_facts(self, restored: DatabaseRef, manifest: Manifest) -> Manifest:
+        """``manifest`` (the fingerprint of ``restored``) with an integrity_check result: when it holds
+        none (a schema-only or older fingerprint) the check is run on ``restored`` here."""
         facts = dict(manifest.facts)
-        if facts.get("integrity_check") is None and not facts.get("open_error") and isinstance(restored, SqliteRef):
-            try:
-                with contextlib.closing(connect_readonly(Path(restored.path))) as conn:
-                    facts["integrity_check"] = run_integrity_check(conn)
-            except sqlite3.DatabaseError as exc:
-                facts["open_error"] = _first_line(exc)
-        reported = isinstance(restored, RestoredCopy) and not restored.opens
-        return self_check_findings(facts, manifest.fk_orphans, open_error_reported=reported,
-                                   reference_fk_orphans=None if reference is None else reference.fk_orphans)
+        if facts.get("integrity_check") is not None or facts.get("open_error") or not isinstance(restored, SqliteRef):
+            return manifest
+        try:
+            with contextlib.closing(connect_readonly(Path(restored.path))) as conn:
+                facts["integrity_check"] = run_integrity_check(conn)
+        except sqlite3.DatabaseError as exc:
+            facts["open_error"] = _first_line(exc)
+        return dataclasses.replace(manifest, facts=facts)
 
 
 def _wal_size(path: Path) -> int:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from restorecheck.checks import registry
 from restorecheck.checks.compare import compare_manifests
+from restorecheck.checks.registry import CheckContext
 from restorecheck.dburl import SqliteRef
 from restorecheck.engines.base import BackupOptions, FingerprintOptions, RestoreOptions, Target
 from restorecheck.engines.postgres import PostgresEngine
@@ -28,7 +30,7 @@ def _restore_and_compare(engine: PostgresEngine, artifact: BackupArtifact, manif
                          **kwargs: object) -> dict[str, object]:
     with contextlib.ExitStack() as stack:
         outcome = engine.restore(artifact, RestoreOptions(), stack, **kwargs)  # type: ignore[arg-type]
-        assert [f for f in outcome.findings if f.severity == "error"] == []
+        assert [f for f in registry.convert(outcome.evidence) if f.severity == "error"] == []
         restored = engine.fingerprint(outcome.restored, FingerprintOptions())
         _, findings = compare_manifests(manifest, restored)  # type: ignore[arg-type]
         assert [f for f in findings if f.severity == "error"] == []
@@ -90,13 +92,14 @@ def test_sqlite_restore_returns_what_later_steps_need(tmp_path: Path) -> None:
         broken = engine.restore(BackupArtifact(str(bad), "sqlite", bad.stat().st_size, None), RestoreOptions(), stack)
         assert isinstance(ok.restored, RestoredCopy) and ok.restored.opens
         assert isinstance(broken.restored, RestoredCopy) and not broken.restored.opens
-        assert [f.check for f in broken.findings] == ["restore_errors"]
+        assert [f.check for f in registry.convert(broken.evidence)] == ["restore_errors"]
         manifest = engine.fingerprint(broken.restored, FingerprintOptions())
         assert manifest.facts.get("open_error")
         # the restore already said it does not open: no second finding for the same fault, which
         # a plain reference to the same file (not the restore's copy) does get
-        assert engine.self_checks(broken.restored, manifest) == []
+        assert registry.run("self", CheckContext("sqlite", restored=engine.self_check_facts(broken.restored, manifest),
+                                                 evidence=broken.evidence)) == []
         plain = SqliteRef(broken.restored.path)
-        assert [f.check for f in engine.self_checks(plain, manifest)] == ["integrity"]
+        assert [f.check for f in registry.run("self", CheckContext("sqlite", restored=engine.self_check_facts(plain, manifest)))] == ["integrity"]
         assert engine.fingerprint(ok.restored, FingerprintOptions()).tables[0].rows == 2
     assert vars(engine) == {}

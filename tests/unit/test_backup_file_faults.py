@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from restorecheck.checks.registry import convert
 from restorecheck.engines.pg_dump import scan_plain, tar_damage
 
 
@@ -73,10 +74,10 @@ COPY public.t (n) FROM stdin;
 def test_concatenated_plain_dumps(tmp_path: Path) -> None:
     one = tmp_path / "one.sql"
     one.write_text(PLAIN)
-    assert scan_plain(one).findings("one.sql") == []
+    assert convert([scan_plain(one).evidence("one.sql")]) == []
     twice = tmp_path / "twice.sql"
     twice.write_text(PLAIN * 2)
-    [finding] = scan_plain(twice).findings("twice.sql")
+    [finding] = convert([scan_plain(twice).evidence("twice.sql")])
     assert finding.check == "backup_file" and "concatenated" in finding.message
 
 
@@ -84,7 +85,7 @@ def test_pg_dumpall_holds_several_dumps(tmp_path: Path) -> None:
     cluster = tmp_path / "all.sql"
     cluster.write_text("--\n-- PostgreSQL database cluster dump\n--\n\n" + PLAIN * 2
                        + "--\n-- PostgreSQL database cluster dump complete\n--\n")
-    assert scan_plain(cluster).findings("all.sql") == []
+    assert convert([scan_plain(cluster).evidence("all.sql")]) == []
 
 
 def test_damaged_member_header(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from restorecheck.checks.restore import describe_locale
 from restorecheck.engines.base import RestoreOptions
-from restorecheck.engines.postgres import Inspection, database_locale, describe_locale, locale_attempts
+from restorecheck.engines.postgres import Inspection, database_locale, locale_attempts
 
 
 def test_the_reference_comes_first_then_the_dump() -> None:

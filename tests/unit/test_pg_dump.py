@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from restorecheck.checks.registry import convert
 from restorecheck.engines import pg_dump as pgd
 
 PLAIN = """--
@@ -218,27 +219,27 @@ def test_complete_plain_dump_has_no_findings(tmp_path: Path) -> None:
     scan = pgd.scan_plain(write(tmp_path, "d.sql", PLAIN))
     assert scan.trailer and scan.restrict_key == "abc123" and scan.unrestricted
     assert scan.copy_blocks == 1 and scan.unterminated_copy is None
-    assert scan.findings("d.sql") == []
+    assert convert([scan.evidence("d.sql")]) == []
 
 
 def test_plain_dump_cut_inside_copy(tmp_path: Path) -> None:
     cut = PLAIN[: PLAIN.index("2\ttwo") + 3]
     scan = pgd.scan_plain(write(tmp_path, "d.sql", cut))
     assert scan.unterminated_copy == "public.t"
-    checks = {(f.check, f.severity) for f in scan.findings("d.sql")}
+    checks = {(f.check, f.severity) for f in convert([scan.evidence("d.sql")])}
     assert checks == {("backup_file", "error")}
-    assert len(scan.findings("d.sql")) == 2  # the open COPY and the missing trailer
+    assert len(convert([scan.evidence("d.sql")])) == 2  # the open COPY and the missing trailer
 
 
 def test_plain_dump_without_unrestrict_is_incomplete(tmp_path: Path) -> None:
     cut = PLAIN[: PLAIN.index("\\unrestrict")]
-    findings = pgd.scan_plain(write(tmp_path, "d.sql", cut)).findings("d.sql")
+    findings = convert([pgd.scan_plain(write(tmp_path, "d.sql", cut)).evidence("d.sql")])
     assert len(findings) == 1 and "unrestrict" in findings[0].message
 
 
 def test_plain_dump_cut_between_statements(tmp_path: Path) -> None:
     cut = PLAIN[: PLAIN.index("GRANT SELECT")]
-    findings = pgd.scan_plain(write(tmp_path, "d.sql", cut)).findings("d.sql")
+    findings = convert([pgd.scan_plain(write(tmp_path, "d.sql", cut)).evidence("d.sql")])
     assert [f.check for f in findings] == ["backup_file"] and "trailer" in findings[0].message
 
 
@@ -275,7 +276,7 @@ def test_parse_pg_restore_stderr() -> None:
                                            "could not read from input file: end of file"]
     assert errors[0].command == "ALTER TABLE public.t OWNER TO alice;"
     assert errors[1].context == "TABLE DATA public t alice"
-    findings = pgd.restore_findings("pg_restore", 1, PG_RESTORE_STDERR, errors, ignored)
+    findings = convert([pgd.tool_errors("pg_restore", 1, PG_RESTORE_STDERR, errors, ignored)])
     assert len(findings) == 2 and all(f.check == "restore_errors" and f.severity == "error" for f in findings)
 
 
@@ -285,10 +286,10 @@ def test_parse_psql_stderr_and_bare_exit_status() -> None:
               "psql:/tmp/d.sql:3: error: invalid command \\restrict\n")
     errors = pgd.parse_psql_stderr(stderr)
     assert [e.context for e in errors] == ["line 45", "line 3"]
-    assert pgd.restore_findings("psql", 3, stderr, errors)[0].object == "line 45"
-    bare = pgd.restore_findings("psql", 2, "connection lost\n", [])
+    assert convert([pgd.tool_errors("psql", 3, stderr, errors)])[0].object == "line 45"
+    bare = convert([pgd.tool_errors("psql", 2, "connection lost\n", [])])
     assert len(bare) == 1 and "status 2" in bare[0].message
-    assert pgd.restore_findings("psql", 0, "", []) == []
+    assert convert([pgd.tool_errors("psql", 0, "", [])]) == []
 
 
 def test_database_statements_of_pg_dump_C_are_left_out(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@ connect as it, and the finding that explains statements it had no right to run."
 
 from __future__ import annotations
 
+from restorecheck.checks.registry import convert
 from restorecheck.dburl import PostgresRef
-from restorecheck.engines.postgres import _unprivileged_findings
+from restorecheck.engines.postgres import _restore_role_evidence
 from restorecheck.model import Finding
 from restorecheck.provisioners.restore_role import RestoreRole
 
@@ -28,7 +29,7 @@ def test_denied_statements_get_one_finding_naming_the_fix() -> None:
         Finding("restore_errors", "error", "line 9", "permission denied to create event trigger \"x\""),
         Finding("restore_errors", "error", "line 12", "relation \"t\" already exists"),
     ]
-    out = _unprivileged_findings(ROLE, ["postgres"], errors, "shop.dump")
+    out = convert(_restore_role_evidence(ROLE, ["postgres"], "shop.dump"), errors)
     assert len(out) == 1
     f = out[0]
     assert f.check == "restore_errors" and f.severity == "error"
@@ -39,6 +40,6 @@ def test_denied_statements_get_one_finding_naming_the_fix() -> None:
 
 def test_no_finding_when_nothing_was_denied_or_the_restore_was_trusted() -> None:
     errors = [Finding("restore_errors", "error", "line 12", "relation \"t\" already exists")]
-    assert _unprivileged_findings(ROLE, [], errors, "shop.dump") == []
+    assert convert(_restore_role_evidence(ROLE, [], "shop.dump"), errors) == []
     denied = [Finding("restore_errors", "error", "line 1", "permission denied for schema public")]
-    assert _unprivileged_findings(None, [], denied, "shop.dump") == []
+    assert convert(_restore_role_evidence(None, [], "shop.dump"), denied) == []

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from restorecheck.checks import registry
 from restorecheck.checks.compare import compare_manifests
+from restorecheck.checks.registry import CheckContext
 from restorecheck.dburl import SqliteRef
 from restorecheck.engines import get_engine
 from restorecheck.engines.base import BackupOptions, FingerprintOptions, RestoreOptions
@@ -89,7 +91,8 @@ def restored(engine: SqliteEngine, path: Path) -> Iterator[tuple[list[Finding], 
     with contextlib.ExitStack() as stack:
         out = engine.restore(art, RestoreOptions(), stack)
         manifest = engine.fingerprint(out.restored, SMALL)
-        yield out.findings, manifest, engine.self_checks(out.restored, manifest)
+        yield registry.convert(out.evidence), manifest, registry.run("self", CheckContext(
+            "sqlite", restored=engine.self_check_facts(out.restored, manifest), evidence=out.evidence))
 
 
 def verify(engine: SqliteEngine, path: Path, reference: Manifest) -> list[Finding]:
@@ -461,7 +464,9 @@ def test_self_checks_without_integrity_fact_runs_it(engine: SqliteEngine,
                                                     backup: tuple[BackupArtifact, Manifest]) -> None:
     art, manifest = backup
     assert manifest.facts["integrity_check"] is None  # not run at backup time (verify runs it)
-    assert engine.self_checks(SqliteRef(Path(art.path)), manifest) == []
+    checked = engine.self_check_facts(SqliteRef(Path(art.path)), manifest)
+    assert checked.facts["integrity_check"] == ["ok"]
+    assert registry.run("self", CheckContext("sqlite", restored=checked)) == []
 
 
 def test_schema_only_fingerprint(engine: SqliteEngine, source: Path) -> None:
