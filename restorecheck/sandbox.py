@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from restorecheck.errors import BadInputError, ProvisionError
+from restorecheck.errors import BadInputError, ProvisionError, ToolNotFoundError
+from restorecheck.runner import run
 
 log = logging.getLogger("restorecheck")
 
@@ -192,12 +193,12 @@ def _probe_bwrap(uid: int | None, gid: int | None) -> tuple[str | None, str]:
     if uid is not None:
         kw.update(user=uid, group=gid, extra_groups=[])
     try:
-        res = subprocess.run([exe, *bwrap_args(), "--", "/bin/true"], capture_output=True, timeout=20,
-                             check=False, env={"PATH": "/usr/bin:/bin"}, **kw)
-    except (OSError, subprocess.SubprocessError) as exc:
+        res = run([exe, *bwrap_args(), "--", "/bin/true"], timeout=20, env={"PATH": "/usr/bin:/bin"},
+                  popen_kwargs=kw)
+    except (OSError, ToolNotFoundError) as exc:
         return None, f"bubblewrap cannot start: {exc}"
-    if res.returncode != 0:
-        why = res.stderr.decode("utf-8", "replace").strip().splitlines()
+    if not res.ok:
+        why = res.stderr.strip().splitlines()
         return None, f"bubblewrap cannot create a sandbox here: {why[-1] if why else 'exit ' + str(res.returncode)}"
     return exe, ""
 
