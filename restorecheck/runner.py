@@ -19,6 +19,11 @@ What the runner promises, whatever the tool does:
 - an explicit environment: ``env`` is the whole environment unless ``inherit_env`` (a clean
   environment is the default; a tool that reads a backup gets ``Sandbox.env``).
 
+``run`` blocks its thread until the tool and its group are gone: a parent-death signal in
+``popen_kwargs`` (it fires when the *thread* that started the child ends) therefore never fires
+early. A server that must outlive the call that starts it is the one exception
+(``sandbox.popen_long_lived``).
+
 The sandbox is not the runner's job: ``Sandbox.wrap`` builds the final argv and
 ``Sandbox.popen_kwargs`` the user and parent-death signal, which ``Command.popen_kwargs`` carries.
 

@@ -245,7 +245,13 @@ def _spawner_loop() -> None:
 
 def popen_long_lived(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """``subprocess.Popen(argv, **kwargs)`` from a thread that lives as long as the process (or the
-    main thread), so that a parent-death signal means restorecheck died, not a worker thread."""
+    main thread), so that a parent-death signal means restorecheck died, not a worker thread.
+
+    The one start outside ``restorecheck.runner``, on purpose: the runner runs a command to its end
+    in the calling thread, while a server must outlive the call that starts it (it is handed back,
+    polled for readiness, and stopped by its provisioner with a shutdown sequence, ``stop_server``)
+    and must be started from a thread that outlives it. Give it ``start_new_session=True``, as the
+    runner does, so that it can be stopped as a group."""
     if threading.current_thread() is threading.main_thread():
         return subprocess.Popen(list(argv), **kwargs)
     global _spawner
