@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -136,11 +137,13 @@ class ToolJail:
     def run(self, inst: PgInstallation, argv: Sequence[str], *, source: Path | None = None,
             inp: Input | None = None, env: Mapping[str, str] | None = None,
             feed: Iterator[bytes] | None = None, restore: bool = False, capture_stdout: bool = False,
-            label: str = "", progress: ProgressFn | None = None) -> pgd.ToolResult:
+            label: str = "", progress: ProgressFn | None = None,
+            cancel: threading.Event | None = None) -> pgd.ToolResult:
         """Run ``argv`` (built with ``inp.path`` as its operand) in the sandbox. ``source``: the file
         to give on stdin when ``inp.path`` is None; ``feed``: blocks written to its stdin (psql's
         restricted script); ``restore``: the restore deadline applies; ``capture_stdout``: what it
-        prints is kept (else thrown away)."""
+        prints is kept (else thrown away); ``cancel``: set from another thread, the tool and its
+        sandbox are killed."""
         from restorecheck.provisioners.local import installation_paths
 
         ro = [*self.ro, *installation_paths(inst), self.exchange]
@@ -153,6 +156,7 @@ class ToolJail:
         cmd = Command(tuple(wrapped), env=self.sandbox.env(env, network=self.network, home=Path("/tmp")),
                       stdin=stdin, stdout="capture" if capture_stdout else "discard",
                       popen_kwargs=self.sandbox.popen_kwargs(), deadline=self.deadline if restore else None,
+                      cancel=cancel,
                       label=label, on_tick=None if progress is None else pgd.ticker(progress, label), poll=0.5)
         res = (self.runner or current_runner()).run(cmd)
         if res.stdout_dropped:

@@ -267,12 +267,14 @@ def test_tool_jail_hands_the_final_argv_env_and_stdin_to_its_runner(tmp_path: Pa
     inst = PgInstallation(Path("/usr/lib/postgresql/15/bin"), "15.8", "system", ("pg_restore",))
     jail = ToolJail(Sandbox("none"), tmp_path, deadline=time.monotonic() + 60, runner=fake)
     backup = tmp_path / "db.dump"
-    jail.run(inst, ["pg_restore", "--list"], source=backup, inp=Input(None), capture_stdout=True)
+    stop = threading.Event()
+    jail.run(inst, ["pg_restore", "--list"], source=backup, inp=Input(None), capture_stdout=True, cancel=stop)
     jail.run(inst, ["pg_restore", "--dbname=x"], source=backup, inp=Input(None), env={"PGHOST": "/s"},
              restore=True, label="restore: pg_restore")
     listing, restore = fake.commands
     assert listing.argv == ("pg_restore", "--list") and listing.stdin == backup and listing.stdout == "capture"
     assert listing.deadline is None and restore.deadline == jail.deadline and restore.stdout == "discard"
+    assert listing.cancel is stop and restore.cancel is None
     assert listing.env is not None and "PGPASSWORD" not in listing.env and not listing.inherit_env
     assert restore.env is not None and restore.env["PGHOST"] == "/s" and restore.label == "restore: pg_restore"
 
