@@ -42,8 +42,8 @@ import psycopg
 from restorecheck import pipeline
 from restorecheck.engines.base import BackupOptions, FingerprintOptions, RestoreOptions
 from restorecheck.engines.pg_fingerprint import fingerprint_postgres
-from restorecheck.process import run
 from restorecheck.provisioners.local import local_cluster
+from restorecheck.runner import run
 
 SCHEMA = """
 CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL);
@@ -86,7 +86,7 @@ def build_source(conninfo: str, rows: int) -> None:
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
-    res = run(argv, env=env)
+    res = run(argv, env=env, inherit_env=True)
     if res.returncode != 0:
         raise SystemExit(f"{argv[0]} failed: {res.stderr.strip()[-500:]}")
     return res.seconds

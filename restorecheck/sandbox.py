@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from restorecheck.errors import BadInputError, ProvisionError
+from restorecheck.errors import BadInputError, ProvisionError, ToolNotFoundError
+from restorecheck.runner import run
 
 log = logging.getLogger("restorecheck")
 
@@ -192,12 +193,12 @@ def _probe_bwrap(uid: int | None, gid: int | None) -> tuple[str | None, str]:
     if uid is not None:
         kw.update(user=uid, group=gid, extra_groups=[])
     try:
-        res = subprocess.run([exe, *bwrap_args(), "--", "/bin/true"], capture_output=True, timeout=20,
-                             check=False, env={"PATH": "/usr/bin:/bin"}, **kw)
-    except (OSError, subprocess.SubprocessError) as exc:
+        res = run([exe, *bwrap_args(), "--", "/bin/true"], timeout=20, env={"PATH": "/usr/bin:/bin"},
+                  popen_kwargs=kw)
+    except (OSError, ToolNotFoundError) as exc:
         return None, f"bubblewrap cannot start: {exc}"
-    if res.returncode != 0:
-        why = res.stderr.decode("utf-8", "replace").strip().splitlines()
+    if not res.ok:
+        why = res.stderr.strip().splitlines()
         return None, f"bubblewrap cannot create a sandbox here: {why[-1] if why else 'exit ' + str(res.returncode)}"
     return exe, ""
 
@@ -244,7 +245,13 @@ def _spawner_loop() -> None:
 
 def popen_long_lived(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """``subprocess.Popen(argv, **kwargs)`` from a thread that lives as long as the process (or the
-    main thread), so that a parent-death signal means restorecheck died, not a worker thread."""
+    main thread), so that a parent-death signal means restorecheck died, not a worker thread.
+
+    The one start outside ``restorecheck.runner``, on purpose: the runner runs a command to its end
+    in the calling thread, while a server must outlive the call that starts it (it is handed back,
+    polled for readiness, and stopped by its provisioner with a shutdown sequence, ``stop_server``)
+    and must be started from a thread that outlives it. Give it ``start_new_session=True``, as the
+    runner does, so that it can be stopped as a group."""
     if threading.current_thread() is threading.main_thread():
         return subprocess.Popen(list(argv), **kwargs)
     global _spawner

@@ -38,16 +38,15 @@ import re
 import secrets
 import shutil
 import stat
-import subprocess
 import tempfile
-import threading
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from restorecheck.errors import BackupNotFoundError, BadInputError, EnvironmentFailure
+from restorecheck.errors import BackupNotFoundError, BadInputError, EnvironmentFailure, ToolNotFoundError
 from restorecheck.evidence import Evidence
+from restorecheck.runner import run
 
 log = logging.getLogger("restorecheck")
 
@@ -404,6 +403,11 @@ def _gpg_status(text: str) -> set[str]:
     return {line.split()[1] for line in text.splitlines() if line.startswith("[GNUPG:] ") and len(line.split()) > 1}
 
 
+def _stop_gpg_agent(home: Path) -> None:
+    with contextlib.suppress(OSError, ToolNotFoundError):
+        run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], timeout=10, inherit_env=True)
+
+
 def _decrypt_gpg(src: Path, sink: _Sink, identities: Sequence[Identity], name: str,
                  work: Path, sandbox: Any) -> None:
     keys = [i for i in identities if i.kind == "gpg"]
@@ -432,34 +436,20 @@ def _decrypt_gpg(src: Path, sink: _Sink, identities: Sequence[Identity], name: s
         # an empty passphrase in argv is no secret: keys with a passphrase are not supported (the key
         # file itself is the secret, and it is read from a 0600 copy in the private home)
         env = sandbox.env({"GNUPGHOME": str(home)}, home=home)
-        imp = subprocess.run(sandbox.wrap([*base, "--import", *[str(home / f"key{k}") for k in range(len(keys))]],
-                                          rw=[home]),
-                             env=env, capture_output=True, check=False, timeout=120, **sandbox.popen_kwargs())
-        if imp.returncode != 0:
+        imp = run(sandbox.wrap([*base, "--import", *[str(home / f"key{k}") for k in range(len(keys))]],
+                               rw=[home]),
+                  env=env, timeout=120, popen_kwargs=sandbox.popen_kwargs(), label="gpg --import")
+        if not imp.ok:
             raise BadInputError(f"the OpenPGP --identity could not be imported: "
-                                f"{imp.stderr.decode('utf-8', 'replace').strip().splitlines()[-1:]}",
+                                f"{imp.stderr.strip().splitlines()[-1:]}",
                                 "give a secret key exported with gpg --export-secret-keys (without a passphrase)")
         status = home / "status"
         argv = [*base, "--status-file", str(status), "--decrypt"]
-        with open(src, "rb") as raw:  # its own descriptor, at offset 0, on gpg's standard input
-            proc = subprocess.Popen(sandbox.wrap(argv, rw=[home]), env=env, stdin=raw, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, **sandbox.popen_kwargs())
-        err: list[bytes] = []
-        t = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else b""), daemon=True)
-        t.start()
-        try:
-            assert proc.stdout is not None
-            while block := proc.stdout.read(CHUNK):
-                sink.write(block)
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            rc = proc.wait()
-            t.join(10)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+        # the file on gpg's standard input (its own descriptor, at offset 0); the plaintext into the
+        # sink block by block (a sink that refuses, e.g. past the size bound, stops gpg)
+        res = run(sandbox.wrap(argv, rw=[home]), env=env, stdin=Path(src), stdout=sink.write,
+                  popen_kwargs=sandbox.popen_kwargs(), label="gpg --decrypt")
+        rc = res.returncode
         words = _gpg_status(status.read_text("utf-8", "replace") if status.exists() else "")
         log.debug("gpg exit %s, status %s", rc, sorted(words))
         if rc == 0 and "DECRYPTION_OKAY" in words and "GOODMDC" in words and "BADMDC" not in words:
@@ -471,12 +461,10 @@ def _decrypt_gpg(src: Path, sink: _Sink, identities: Sequence[Identity], name: s
         if "DECRYPTION_OKAY" in words and "GOODMDC" not in words:
             raise _Damaged("the OpenPGP message has no integrity protection (MDC): refusing to trust it")
         raise _Damaged("the OpenPGP ciphertext is cut short or modified (gpg: "
-                       + (b"".join(err).decode("utf-8", "replace").strip().splitlines() or ["failed"])[-1].removeprefix("gpg: ")[:200]
+                       + (res.stderr.strip().splitlines() or ["failed"])[-1].removeprefix("gpg: ")[:200]
                        + "): nothing was restored from it")
     finally:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                           capture_output=True, timeout=10, check=False)
+        _stop_gpg_agent(home)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -798,17 +786,15 @@ def encrypt(plain: Path, dest: Path, recipients: Sequence[Recipient], work: Path
         for r in recipients:
             argv += ["--recipient-file", r.value]
         argv += ["--output", str(dest), "--encrypt", str(plain)]
-        res = subprocess.run(argv, capture_output=True, check=False, timeout=3600,
-                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GNUPGHOME": str(home)})
-        if res.returncode != 0:
+        res = run(argv, timeout=3600, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GNUPGHOME": str(home)},
+                  label="gpg --encrypt")
+        if not res.ok:
             dest.unlink(missing_ok=True)
-            tail = res.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["failed"]
+            tail = res.stderr.strip().splitlines()[-1:] or ["failed"]
             raise BadInputError(f"gpg could not encrypt to the --recipient key: {tail[0][:200]}",
                                 "give an OpenPGP public key file with an encryption subkey")
         os.chmod(dest, 0o600)
     finally:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                           capture_output=True, timeout=10, check=False)
+        _stop_gpg_agent(home)
         shutil.rmtree(home, ignore_errors=True)
     return "gpg"

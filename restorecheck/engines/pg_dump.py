@@ -23,20 +23,15 @@ import hashlib
 import logging
 import os
 import re
-import subprocess
 import tarfile
-import threading
-import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from restorecheck.dburl import mask
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.evidence import Evidence
-from restorecheck.process import kill_process_group
+from restorecheck.runner import Completed
 
 log = logging.getLogger("restorecheck")
 
@@ -1001,109 +996,22 @@ def tool_errors(tool: str, returncode: int, stderr: str, errors: Sequence[Restor
 
 
 # --- running with progress --------------------------------------------------------------------
+# The tools run through restorecheck.runner (ToolJail.run for those that read a backup).
+
+ToolResult = Completed  # what a pg_dump / pg_restore / psql run returns
 
 
-@dataclass
-class ToolResult:
-    argv: list[str]
-    returncode: int
-    stderr: str
-    stdout: str
-    seconds: float
-    timed_out: bool = False  # killed at the deadline
+def ticker(progress: ProgressFn, label: str, *, size_of: Path | None = None,
+           total: float | None = None) -> Callable[[float], None]:
+    """``Command.on_tick`` reporting a running tool: the growing size of ``size_of`` (pg_dump's
+    output), else the seconds elapsed."""
 
+    def tick(elapsed: float) -> None:
+        done = elapsed
+        if size_of is not None:
+            done = 0.0
+            with contextlib.suppress(OSError):
+                done = float(backup_bytes(size_of)) if size_of.exists() else 0.0
+        progress(label, done, total)
 
-def _feeder(feed: Iterator[bytes], pipe: Any) -> None:
-    """Write ``feed`` into a child's stdin; the child stopping early (ON_ERROR_STOP) is not an error."""
-    try:
-        for block in feed:
-            pipe.write(block)
-    except (BrokenPipeError, ValueError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            pipe.close()
-
-
-def run_tool(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    label: str = "",
-    progress: ProgressFn = no_progress,
-    stdout_path: str | os.PathLike[str] | None = os.devnull,
-    capture_stdout: bool = False,
-    stderr_limit: int = 4 << 20,
-    poll: float = 0.5,
-    size_of: Path | None = None,
-    total: float | None = None,
-    cancel: threading.Event | None = None,
-    stdin: Any = None,
-    feed: Iterator[bytes] | None = None,
-    inherit_env: bool = True,
-    popen_kwargs: Mapping[str, Any] | None = None,
-    deadline: float | None = None,
-) -> ToolResult:
-    """Run a tool, reporting progress while it runs; stdout to a file (default /dev/null) or captured.
-
-    ``size_of``: a path whose growing size is the progress (pg_dump's output). ``cancel``: when set
-    (from another thread, e.g. on Ctrl-C in the main thread), the tool is killed. ``stdin``: an open
-    file for its standard input; ``feed``: bytes written to its standard input by a thread.
-    ``inherit_env=False``: ``env`` is the whole environment (a sandboxed tool, ``Sandbox.env``);
-    ``popen_kwargs``: ``Sandbox.popen_kwargs``. ``deadline`` (time.monotonic()): the tool and its
-    process group (its sandbox) are killed then, and the result says ``timed_out``.
-    """
-    import tempfile
-
-    child_env = dict(os.environ) if inherit_env else {}
-    if env:
-        child_env.update(env)
-    log.debug("run: %s", mask(" ".join(str(a) for a in argv)))
-    extra = dict(popen_kwargs or {})
-    stdin_arg: Any = subprocess.PIPE if feed is not None else stdin if stdin is not None else subprocess.DEVNULL
-    start = time.monotonic()
-    timed_out = False
-    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out_tmp:
-        # its own process group, so that a kill reaches pg_dump's / pg_restore's -j workers too
-        if capture_stdout:
-            proc = subprocess.Popen(list(argv), env=child_env, stdin=stdin_arg, stdout=out_tmp, stderr=err,
-                                    process_group=0, **extra)
-        else:
-            with open(stdout_path or os.devnull, "wb") as out_file:
-                proc = subprocess.Popen(list(argv), env=child_env, stdin=stdin_arg, stdout=out_file, stderr=err,
-                                        process_group=0, **extra)
-        writer = None
-        if feed is not None:
-            writer = threading.Thread(target=_feeder, args=(feed, proc.stdin), daemon=True)
-            writer.start()
-        try:
-            while True:
-                try:
-                    proc.wait(timeout=poll if deadline is None else max(0.01, min(poll, deadline - time.monotonic())))
-                    break
-                except subprocess.TimeoutExpired:
-                    if cancel is not None and cancel.is_set():
-                        kill_process_group(proc)
-                        continue
-                    if deadline is not None and time.monotonic() >= deadline:
-                        timed_out = True
-                        kill_process_group(proc)
-                        continue
-                    done: float = time.monotonic() - start
-                    if size_of is not None:
-                        with contextlib.suppress(OSError):
-                            done = float(backup_bytes(size_of)) if size_of.exists() else 0.0
-                    progress(label, done, total)
-        except BaseException:
-            kill_process_group(proc)
-            raise
-        finally:
-            if writer is not None:
-                writer.join(5)
-        err.seek(0)
-        stderr = err.read(stderr_limit).decode("utf-8", "replace")
-        stdout = ""
-        if capture_stdout:
-            out_tmp.seek(0)
-            stdout = out_tmp.read().decode("utf-8", "replace")
-    return ToolResult(list(argv), proc.returncode, stderr, stdout, time.monotonic() - start, timed_out)
+    return tick

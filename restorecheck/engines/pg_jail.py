@@ -2,7 +2,8 @@
 
 Every program that reads a backup (``pg_restore --list``, the full read check, ``--schema-only``,
 the restore itself, ``psql``) runs through one ``ToolJail``: as the unprivileged user, in the
-sandbox of ``restorecheck.sandbox``, with a clean environment and a deadline. It sees the
+sandbox of ``restorecheck.sandbox``, with a clean environment and a deadline, started by
+``restorecheck.runner`` (``ToolJail.runner``, else the current runner). It sees the
 PostgreSQL installation, the backup (read-only), an exchange directory for the lists restorecheck
 writes for it, and, for the restore, the target's socket directory (or the network, for a
 server target); nothing else.
@@ -24,13 +25,16 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from restorecheck.engines import pg_dump as pgd
+from restorecheck.engines.base import ProgressFn
 from restorecheck.process import PgInstallation
+from restorecheck.runner import Command, Runner, Stdin, current_runner
 from restorecheck.sandbox import Sandbox, readable_by
 
 log = logging.getLogger("restorecheck")
@@ -57,6 +61,7 @@ class ToolJail:
     deadline: float | None = None  # time.monotonic() at which a restore tool is killed
     staged: dict[str, Input] = dataclasses.field(default_factory=dict)
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    runner: Runner | None = None  # what starts the tools (None: runner.current_runner(); tests: a fake)
 
     @classmethod
     def create(cls, sandbox: Sandbox, tmp_root: str | os.PathLike[str] | None,
@@ -131,20 +136,30 @@ class ToolJail:
 
     def run(self, inst: PgInstallation, argv: Sequence[str], *, source: Path | None = None,
             inp: Input | None = None, env: Mapping[str, str] | None = None,
-            feed: Iterator[bytes] | None = None, restore: bool = False, **kwargs: Any) -> pgd.ToolResult:
+            feed: Iterator[bytes] | None = None, restore: bool = False, capture_stdout: bool = False,
+            label: str = "", progress: ProgressFn | None = None,
+            cancel: threading.Event | None = None) -> pgd.ToolResult:
         """Run ``argv`` (built with ``inp.path`` as its operand) in the sandbox. ``source``: the file
-        to give on stdin when ``inp.path`` is None; ``restore``: the restore deadline applies."""
+        to give on stdin when ``inp.path`` is None; ``feed``: blocks written to its stdin (psql's
+        restricted script); ``restore``: the restore deadline applies; ``capture_stdout``: what it
+        prints is kept (else thrown away); ``cancel``: set from another thread, the tool and its
+        sandbox are killed."""
         from restorecheck.provisioners.local import installation_paths
 
         ro = [*self.ro, *installation_paths(inst), self.exchange]
         if inp is not None:
             ro += list(inp.binds)
         wrapped = self.sandbox.wrap(argv, rw=self.rw, ro=ro, network=self.network)
-        child_env = self.sandbox.env(env, network=self.network, home=Path("/tmp"))
-        with contextlib.ExitStack() as stack:
-            stdin = None
-            if inp is not None and inp.path is None and source is not None and feed is None:
-                stdin = stack.enter_context(open(source, "rb"))
-            return pgd.run_tool(wrapped, env=child_env, inherit_env=False, stdin=stdin, feed=feed,
-                                popen_kwargs=self.sandbox.popen_kwargs(),
-                                deadline=self.deadline if restore else None, **kwargs)
+        stdin: Stdin = feed
+        if inp is not None and inp.path is None and source is not None and feed is None:
+            stdin = Path(source)  # opened by restorecheck: the tool gets the descriptor, not the path
+        cmd = Command(tuple(wrapped), env=self.sandbox.env(env, network=self.network, home=Path("/tmp")),
+                      stdin=stdin, stdout="capture" if capture_stdout else "discard",
+                      popen_kwargs=self.sandbox.popen_kwargs(), deadline=self.deadline if restore else None,
+                      cancel=cancel,
+                      label=label, on_tick=None if progress is None else pgd.ticker(progress, label), poll=0.5)
+        res = (self.runner or current_runner()).run(cmd)
+        if res.stdout_dropped:
+            log.warning("%s printed more than %d MiB: only the first were read", label or argv[0],
+                        cmd.stdout_limit >> 20)
+        return res

@@ -68,6 +68,7 @@ from restorecheck.provisioners.restore_role import (
     grant_roles,
     password_changed,
 )
+from restorecheck.runner import run
 from restorecheck.sandbox import set_pdeathsig
 
 log = logging.getLogger("restorecheck")
@@ -341,9 +342,10 @@ class PostgresEngine:
                     # the sha256 is taken as soon as pg_dump is done, while the fingerprint may
                     # still be running
                     # umask 077: the backup is never readable by others, not even while it is written
-                    res = pgd.run_tool(argv, env=env, label="backup: pg_dump", progress=progress, size_of=out,
-                                       cancel=cancel, popen_kwargs={"umask": 0o077,
-                                                                    "preexec_fn": set_pdeathsig})
+                    res = run(argv, env=env, inherit_env=True, stdout="discard", cancel=cancel,
+                              label="backup: pg_dump", poll=0.5,
+                              on_tick=pgd.ticker(progress, "backup: pg_dump", size_of=out),
+                              popen_kwargs={"umask": 0o077, "preexec_fn": set_pdeathsig})
                     ok = (res.returncode == 0 and "error:" not in res.stderr and out.exists()
                           and not cancel.is_set())
                     return res, pgd.sha256_of(out) if ok else None

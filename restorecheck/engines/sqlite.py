@@ -55,8 +55,8 @@ import re
 import shlex
 import shutil
 import sqlite3
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -82,6 +82,7 @@ from restorecheck.errors import (
 )
 from restorecheck.evidence import Evidence
 from restorecheck.model import BackupArtifact, Finding, Manifest, RangeChecksum, TableFingerprint
+from restorecheck.runner import Command, Completed, current_runner
 
 log = logging.getLogger("restorecheck")
 
@@ -779,38 +780,48 @@ def fingerprint_connection(
 
 
 class _SideChecks:
-    """``foreign_key_check`` and ``integrity_check`` of a private file in a child Python process."""
+    """``foreign_key_check`` and ``integrity_check`` of a private file in a child Python process,
+    run by ``restorecheck.runner`` from a thread while the fingerprint is read in this one."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
+    def __init__(self, cmd: Command) -> None:
+        self.cancel = threading.Event()
+        self.cmd = dataclasses.replace(cmd, cancel=self.cancel)
+        self.done: Completed | BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="restorecheck-sqlite-side", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.done = current_runner().run(self.cmd)
+        except BaseException as exc:  # handed to result()
+            self.done = exc
 
     @classmethod
-    def start(cls, path: Path, integrity: bool) -> _SideChecks | None:
-        argv = [sys.executable, "-c", "from restorecheck.engines.sqlite import _side_main; _side_main()",
-                str(path), "1" if integrity else "0"]
-        try:
-            return cls(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True))
-        except OSError as exc:
-            log.debug("side checks not started (%s): running them in process", exc)
-            return None
+    def start(cls, path: Path, integrity: bool) -> _SideChecks:
+        argv = (sys.executable, "-c", "from restorecheck.engines.sqlite import _side_main; _side_main()",
+                str(path), "1" if integrity else "0")
+        side = cls(Command(argv, inherit_env=True, label="sqlite side checks"))
+        side.thread.start()
+        return side
 
     def result(self) -> tuple[dict[str, dict[str, Any]], list[str] | None] | None:
         """The child's (fk_orphans, integrity_check), or None when it failed (the caller reruns)."""
-        out, err = self.proc.communicate()
-        if self.proc.returncode != 0:
-            log.debug("side checks failed (exit %s): %s", self.proc.returncode, err.strip()[-500:])
+        self.thread.join()
+        done = self.done
+        if not isinstance(done, Completed):
+            log.debug("side checks not run (%s): running them in process", done)
+            return None
+        if not done.ok or done.stdout_dropped:
+            log.debug("side checks failed (exit %s): %s", done.returncode, done.stderr.strip()[-500:])
             return None
         try:
-            data = json.loads(out)
+            data = json.loads(done.stdout)
             return dict(data["fk"]), data["integrity"]
         except (ValueError, KeyError, TypeError):
             return None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self.cancel.set()
+        self.thread.join()
 
 
 def _side_main() -> None:

@@ -44,10 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from restorecheck.dburl import PostgresRef
-from restorecheck.errors import ProvisionError
+from restorecheck.errors import ProvisionError, ToolNotFoundError
 from restorecheck.pg_hosting import DumpNeeds
-from restorecheck.process import PgInstallation, choose, discover, run, tail
+from restorecheck.process import PgInstallation, choose, discover, tail
 from restorecheck.provisioners.base import PgServer
+from restorecheck.runner import run
 from restorecheck.sandbox import Sandbox, popen_long_lived, resolve, unprivileged_user
 from restorecheck.signals import deferred_signals
 
@@ -97,19 +98,12 @@ def run_as_user(explicit: str | None = None) -> pwd.struct_passwd | None:
 
 
 def _can_run(path: Path, user: pwd.struct_passwd | None) -> bool:
+    as_user = {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     try:
-        out = subprocess.run(
-            [str(path), "--version"],
-            capture_output=True,
-            timeout=20,
-            check=False,
-            user=None if user is None else user.pw_uid,
-            group=None if user is None else user.pw_gid,
-            extra_groups=[] if user is not None else None,
-        )
-    except (OSError, subprocess.SubprocessError):
+        out = run([path, "--version"], timeout=20, stdout_limit=64 << 10, popen_kwargs=as_user)
+    except (OSError, ToolNotFoundError):
         return False
-    return out.returncode == 0
+    return out.ok
 
 
 # --- the binary cache: trusted only when safe -------------------------------------------------
@@ -574,7 +568,8 @@ def local_cluster(
         pwfile.unlink()
         if not res.ok:
             raise ProvisionError(
-                f"initdb failed (exit {res.returncode}): {tail(res.stderr or res.stdout, 5)}",
+                f"initdb failed ({'killed after 300 s' if res.timed_out else f'exit {res.returncode}'}): "
+                f"{tail(res.stderr or res.stdout, 5)}",
                 "run 'restorecheck doctor' to see which PostgreSQL installations can run here",
             )
         last_error = ""

@@ -281,27 +281,26 @@ def test_drill_into_an_uncreatable_output_directory_fails_before_seeding(
 def test_run_kills_the_children_of_a_stopped_tool(tmp_path: Path) -> None:
     """initdb forks postgres --single: when a Ctrl-C/SIGTERM/timeout stopped initdb, the orphan kept
     writing into the cluster directory after the cleanup had removed it (a directory left behind)."""
-    from restorecheck.process import run
+    from restorecheck.runner import run
 
     late = tmp_path / "written-by-the-orphan"
     script = f"(sleep 1; touch '{late}') & sleep 30"
-    with pytest.raises(subprocess.TimeoutExpired):
-        run(["sh", "-c", script], timeout=0.3)
+    assert run(["sh", "-c", script], timeout=0.3).timed_out
     time.sleep(1.5)
     assert not late.exists()
 
 
-def test_run_tool_kills_the_children_of_a_stopped_tool(tmp_path: Path) -> None:
+def test_run_kills_the_children_of_a_tool_stopped_by_ctrl_c(tmp_path: Path) -> None:
     """The same for pg_dump / pg_restore run with -j (their workers are children)."""
     import threading
 
-    from restorecheck.engines.pg_dump import run_tool
+    from restorecheck.runner import run
 
     late = tmp_path / "written-by-a-worker"
     stop = threading.Timer(0.3, lambda: signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT))
     stop.start()
     with pytest.raises(KeyboardInterrupt):
-        run_tool(["sh", "-c", f"(sleep 1; touch '{late}') & sleep 30"], poll=0.05)
+        run(["sh", "-c", f"(sleep 1; touch '{late}') & sleep 30"], poll=0.05)
     time.sleep(1.5)
     assert not late.exists()
 

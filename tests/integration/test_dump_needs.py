@@ -97,10 +97,11 @@ def _with_vector(src: Path, dest: Path) -> Path:
 def archive_text(pg_restore: Path, path: Path) -> Callable[[str], str]:
     """What the engine passes: pg_restore --list / --schema-only of the archive (here unsandboxed)."""
     from restorecheck.engines import pg_dump as pgd
+    from restorecheck.runner import run
 
     def text(kind: str) -> str:
         build = pgd.pg_restore_list_argv if kind == "list" else pgd.pg_restore_schema_argv
-        return pgd.run_tool(build(pg_restore, path), capture_stdout=True).stdout
+        return run(build(pg_restore, path), inherit_env=True).stdout
 
     return text
 

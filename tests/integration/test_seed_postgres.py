@@ -15,8 +15,8 @@ import pytest
 from restorecheck.cli import run_cli
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import EnvironmentFailure, TargetNotEmptyError
-from restorecheck.process import run
 from restorecheck.provisioners.base import PgServer
+from restorecheck.runner import run
 from restorecheck.seed import seed
 from restorecheck.seed.golden import REGENERATE, diff_digests, load_golden, postgres_digest
 from tests.conftest import execute
@@ -178,12 +178,12 @@ def test_pg_dump_and_pg_restore_round_trip_with_zero_errors(pg_any: PgServer, tm
         seed(source)
         expected = postgres_digest(source)
         done = run([pg_any.tools.tool("pg_dump"), "--format=custom", "--file", dump], env=source.child_env(),
-                   timeout=300)
+                   inherit_env=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip() == ""
     with pg_any.fresh_database() as target:
         done = run([pg_any.tools.tool("pg_restore"), "--exit-on-error", "--dbname", target.dbname or "", dump],
-                   env=target.child_env(), timeout=300)
+                   env=target.child_env(), inherit_env=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip() == ""
         restored = postgres_digest(target)
@@ -205,14 +205,15 @@ def test_dump_on_15_restores_on_18_in_another_cluster(pg15: PgServer, pg18: PgSe
     with pg15.fresh_database() as source:
         seed(source, seed=5)
         expected = postgres_digest(source)
-        done = run([pg15.tools.tool("pg_dump"), "-Fc", "--file", dump], env=source.child_env(), timeout=300)
+        done = run([pg15.tools.tool("pg_dump"), "-Fc", "--file", dump], env=source.child_env(), inherit_env=True,
+                   timeout=300)
         assert done.returncode == 0, done.stderr
     for role in ("rc_reader", "rc_tenant"):
         execute(pg18.admin, f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
                             f"THEN CREATE ROLE {role} NOLOGIN; END IF; END $$")
     with pg18.fresh_database() as target:
         done = run([pg18.tools.tool("pg_restore"), "--exit-on-error", "--dbname", target.dbname or "", dump],
-                   env=target.child_env(), timeout=300)
+                   env=target.child_env(), inherit_env=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip() == ""
         restored = postgres_digest(target)

@@ -27,11 +27,11 @@ import pytest
 from restorecheck import pipeline
 from restorecheck.cli import run_cli
 from restorecheck.dburl import PostgresRef
-from restorecheck.engines import pg_dump as pgd
 from restorecheck.engines.base import BackupOptions, RestoreOptions
 from restorecheck.errors import ScratchDatabaseReplacedError
 from restorecheck.model import Report
 from restorecheck.provisioners.base import PgServer, check_database_identity, database_identity
+from restorecheck.runner import Command, Completed, current_runner, use_runner
 from tests.conftest import execute
 from tests.integration import pg5_helpers as h
 
@@ -347,28 +347,29 @@ def test_scratch_database_given_away_on_the_local_target_is_an_error(
 
 @pytest.mark.parametrize("where", ["local", "server"])
 def test_scratch_database_replaced_during_the_restore_is_an_error(
-        where: str, target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        where: str, target: Target, tmp_path: Path) -> None:
     """Whatever the means (a superuser dump with dblink, another session): the database the
     backup was restored into is dropped and a new one of the same name made while the restore
     tool runs. Fingerprinting it would judge an empty database: the verdict is an error."""
-    real_run_tool = pgd.run_tool
+    real = current_runner()
 
-    def run_tool_then_replace(argv: Any, **kw: Any) -> pgd.ToolResult:
-        res = real_run_tool(argv, **kw)
-        if str(kw.get("label", "")).startswith("restore: "):
-            dbname = next(a.split("=", 1)[1] for a in argv if str(a).startswith("--dbname="))
-            env = kw["env"]
-            admin = target.server.admin if where == "server" else PostgresRef(
-                {"host": env["PGHOST"], "port": env["PGPORT"], "user": env["PGUSER"], "dbname": "postgres"},
-                env.get("PGPASSWORD"))
-            with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
-                conn.execute(f'CREATE DATABASE "{dbname}"')
-        return res
+    class RunThenReplace:  # the restore tool runs, then the database is swapped under restorecheck
+        def run(self, cmd: Command) -> Completed:
+            res = real.run(cmd)
+            if cmd.label.startswith("restore: "):
+                dbname = next(a.split("=", 1)[1] for a in cmd.argv if a.startswith("--dbname="))
+                env = cmd.env or {}
+                admin = target.server.admin if where == "server" else PostgresRef(
+                    {"host": env["PGHOST"], "port": env["PGPORT"], "user": env["PGUSER"], "dbname": "postgres"},
+                    env.get("PGPASSWORD"))
+                with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+                    conn.execute(f'CREATE DATABASE "{dbname}"')
+            return res
 
-    monkeypatch.setattr(pgd, "run_tool", run_tool_then_replace)
     dump = plain_dump(tmp_path / "faithful.sql", "", tmp_path / "unused")
-    with pytest.raises(ScratchDatabaseReplacedError, match="replaced the database it was restored into"):
+    with use_runner(RunThenReplace()), \
+            pytest.raises(ScratchDatabaseReplacedError, match="replaced the database it was restored into"):
         pipeline.verify(dump, restore=RestoreOptions(target=target.url if where == "server" else "local"))
     if where == "server":
         # the replacement is not the database restorecheck created: it is left alone, named in a warning
@@ -381,20 +382,20 @@ def test_scratch_database_replaced_during_the_restore_is_an_error(
 # --- every way out removes the roles and the database ---------------------------------------------
 
 
-def test_an_interrupted_restore_leaves_no_role_and_no_database(target: Target, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real_run_tool = pgd.run_tool
+def test_an_interrupted_restore_leaves_no_role_and_no_database(target: Target, tmp_path: Path) -> None:
+    real = current_runner()
 
-    def interrupted(argv: Any, **kw: Any) -> pgd.ToolResult:
-        if str(kw.get("label", "")).startswith("restore: "):
-            roles = execute(target.server.admin, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'restorecheck%'")
-            assert len(roles) == 2  # the restore role and the database's owner role exist while it runs
-            raise KeyboardInterrupt
-        return real_run_tool(argv, **kw)
+    class Interrupted:  # Ctrl-C as the restore tool starts
+        def run(self, cmd: Command) -> Completed:
+            if cmd.label.startswith("restore: "):
+                roles = execute(target.server.admin,
+                                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'restorecheck%'")
+                assert len(roles) == 2  # the restore role and the database's owner role exist while it runs
+                raise KeyboardInterrupt
+            return real.run(cmd)
 
-    monkeypatch.setattr(pgd, "run_tool", interrupted)
     before = server_state(target)
-    with pytest.raises(KeyboardInterrupt):
+    with use_runner(Interrupted()), pytest.raises(KeyboardInterrupt):
         verify_on(target, plain_dump(tmp_path / "faithful.sql", "", target.marker))
     assert_nothing_escaped(target, before)
     assert not execute(target.server.admin, "SELECT datname FROM pg_database WHERE datname LIKE 'restorecheck%'")

@@ -1,11 +1,8 @@
-"""Names of backups and manifests, and the cancel hook of run_tool (no server)."""
+"""Names of backups and manifests (no server)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
-import threading
-import time
 from pathlib import Path
 
 from restorecheck.engines import pg_dump as pgd
@@ -26,14 +23,6 @@ def test_manifest_beside_a_backup() -> None:
     cands = manifest_candidates("/b/shop.sql.gz")
     assert cands[:3] == [Path("/b/shop.sql.gz.manifest.json"), Path("/b/shop.sql.manifest.json"),
                          Path("/b/shop.manifest.json")]
-
-
-def test_run_tool_cancel_kills_the_child() -> None:
-    cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
-    start = time.monotonic()
-    res = pgd.run_tool([sys.executable, "-c", "import time; time.sleep(30)"], cancel=cancel, poll=0.05)
-    assert res.returncode != 0 and time.monotonic() - start < 10
 
 
 def test_psql_knows_restrict() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from restorecheck.errors import ExitCode, ToolNotFoundError
-from restorecheck.process import CLIENT_TOOLS, SERVER_TOOLS, PgInstallation, choose, run
+from restorecheck.process import CLIENT_TOOLS, SERVER_TOOLS, PgInstallation, choose
+from restorecheck.runner import run
 
 ALL = SERVER_TOOLS + CLIENT_TOOLS
 
