@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from restorecheck.dburl import DatabaseRef
-from restorecheck.model import BackupArtifact, Finding, Manifest
+from restorecheck.model import BackupArtifact, BackupFormat, EngineName, Finding, Manifest
 
 # progress(task, done, total): total None when unknown. The CLI renders it with rich on a terminal.
 ProgressFn = Callable[[str, float, float | None], None]
@@ -45,15 +45,14 @@ class FingerprintOptions:
 
 def in_checksum_mode_of(manifest: Manifest, options: FingerprintOptions) -> FingerprintOptions:
     """``options`` in the checksum mode ``manifest`` was made in, so that the two compare."""
-    mode = str(manifest.facts.get("checksum_mode", ""))
-    if mode:
-        return dataclasses.replace(options, strict=mode.startswith("text"))
+    if manifest.checksum_mode in ("hash64-v1", "text64-v1"):
+        return dataclasses.replace(options, strict=manifest.checksum_mode == "text64-v1")
     return options
 
 
 @dataclass(frozen=True)
 class BackupOptions:
-    format: str = "custom"  # custom | directory | tar | plain (PostgreSQL); sqlite
+    format: BackupFormat = "custom"  # custom | directory | tar | plain (PostgreSQL); sqlite
     jobs: int = 1
     name: str | None = None  # file stem; default from the database name
     compress: str | None = None  # passed to pg_dump -Z
@@ -106,7 +105,7 @@ class Target:
     URL); ``handle`` is the engine's own (PostgreSQL: a ``provisioners.base.PgServer``), alive
     until the ``ExitStack`` that made it closes."""
 
-    engine: str
+    engine: EngineName
     where: str
     handle: Any
 
@@ -121,9 +120,9 @@ class ThrowawaySource:
 
 
 class Engine(Protocol):
-    name: ClassVar[str]
+    name: ClassVar[EngineName]
 
-    def detect_format(self, path: Path) -> str | None:
+    def detect_format(self, path: Path) -> BackupFormat | None:
         """The backup format of ``path`` by content, or None when it is not this engine's."""
 
     def fingerprint(

@@ -56,7 +56,7 @@ from restorecheck.errors import (
     SourceUnreachableError,
     ToolNotFoundError,
 )
-from restorecheck.model import BackupArtifact, Finding, Manifest
+from restorecheck.model import ArtifactFormat, BackupArtifact, BackupFormat, EngineName, Finding, Manifest
 from restorecheck.process import PgInstallation, choose, discover
 from restorecheck.provisioners.base import DatabaseIdentity, check_database_identity, database_identity
 from restorecheck.provisioners.restore_role import (
@@ -89,14 +89,20 @@ def default_backup_name(dbname: str | None, now: dt.datetime | None = None) -> s
 class Inspection:
     """What restorecheck learnt about a backup before restoring it."""
 
-    format: str
+    format: ArtifactFormat
     findings: list[Finding] = dataclasses.field(default_factory=list)
     header: pgd.ArchiveHeader = dataclasses.field(default_factory=pgd.ArchiveHeader)
     roles: set[str] = dataclasses.field(default_factory=set)
     script: Path | None = None  # the SQL script psql restores (plain, or decompressed gzip)
     readable: bool = True  # False: nothing can be restored from it at all
     workdir: Path | None = None  # restorecheck's own temporary directory for this backup
-    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # what the restore acts on: the version of the pg_restore that read the archive's list (it
+    # restores it too); pg_dump -Z lz4|zstd (the target's pg_restore must read it); the locale of the
+    # dump's CREATE DATABASE line (pg_dump -C, every archive)
+    reader: str | None = None
+    member_compression: str | None = None
+    dump_locale: dict[str, str] | None = None
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # the rest, for the report
     jail: Any = None  # the ToolJail the tools that read this backup run in (engines/pg_jail.py)
     edits: dict[int, bytes] = dataclasses.field(default_factory=dict)  # plain: PlainScan.edits
     texts: dict[str, str] = dataclasses.field(default_factory=dict)  # archive: pg_restore --list/--schema-only
@@ -104,6 +110,12 @@ class Inspection:
     # looked up once per inspection
     readers: list[PgInstallation] = dataclasses.field(default_factory=list)
     db_properties: Any = None  # pg_dbprops.DumpProperties: what the dump carries about its database
+
+    def report_facts(self) -> dict[str, Any]:
+        """``facts`` and the typed fields above, under the names the report has always used."""
+        typed = {"member_compression": self.member_compression, "dump_locale": self.dump_locale,
+                 "reader": self.reader}
+        return {**self.facts, **{k: v for k, v in typed.items() if v is not None}}
 
 
 @dataclasses.dataclass
@@ -121,14 +133,14 @@ class _PendingProperties:
 class PostgresEngine:
     """The Engine protocol (engines/base.py) for PostgreSQL."""
 
-    name: ClassVar[str] = "postgresql"
+    name: ClassVar[EngineName] = "postgresql"
 
     def __init__(self, pg_bin: str | Path | None = None) -> None:
         self.pg_bin = pg_bin  # configuration only: the engine keeps no state between calls
 
     # --- format and fingerprint ------------------------------------------------------------
 
-    def detect_format(self, path: Path) -> str | None:
+    def detect_format(self, path: Path) -> BackupFormat | None:
         return pgd.detect_format(Path(path))
 
     def fingerprint(self, db: DatabaseRef, options: FingerprintOptions, *,
@@ -418,12 +430,11 @@ class PostgresEngine:
             "lc_collate": collate,
             "lc_ctype": ctype,
             "backup_seconds": round(time.monotonic() - started, 3),
-            # sequence values were read before pg_dump read them: a restore may be ahead, not behind
-            "sequences_at_least": True,
         })
         sequences = {name: {**state, **early_sequences.get(name, {})}
                      for name, state in manifest.sequences.items()}
-        manifest = dataclasses.replace(manifest, facts=facts, sequences=sequences,
+        # sequence values were read before pg_dump read them: a restore may be ahead, not behind
+        manifest = dataclasses.replace(manifest, facts=facts, sequences=sequences, sequences_at_least=True,
                                        snapshot=manifest.snapshot or snapshot,
                                        server_version=manifest.server_version or str(server_version))
         manifest = manifest.with_backup(artifact)  # the pipeline saves it beside the backup
@@ -450,7 +461,7 @@ class PostgresEngine:
         separate step, with gzip's own error kept as a finding (PITFALLS A5).
         """
         path = Path(artifact.path)
-        fmt = artifact.format or pgd.detect_format(path) or ""
+        fmt: ArtifactFormat = artifact.format or pgd.detect_format(path) or "unknown"
         insp = Inspection(format=fmt, workdir=workdir, jail=jail, readers=readers or self._readers())
         obj = path.name
         if fmt == "tar":
@@ -476,7 +487,7 @@ class PostgresEngine:
                             for i in readers),
                         codec_remedy(codec))
                 readers = able
-                insp.facts["member_compression"] = codec
+                insp.member_compression = codec
             for inst in readers:
                 inst = self._reachable(inst, jail)
                 inp = jail.input(path, need_path=fmt == "directory")
@@ -506,9 +517,9 @@ class PostgresEngine:
                                                                 create=True),
                            source=path, inp=inp, capture_stdout=True)
             preamble = pgd.parse_preamble(pre.stdout)
-            insp.facts["dump_locale"] = pgd.database_locale_in_sql(pre.stdout)
+            insp.dump_locale = pgd.database_locale_in_sql(pre.stdout)
             insp.header = dataclasses.replace(header, encoding=preamble.get("encoding"))
-            insp.facts["reader"] = reader.version
+            insp.reader = reader.version
             insp.facts["toc_entries"] = dict(header.entry_counts)
             if not header.entry_counts.get("TABLE DATA") and not header.entry_counts.get("BLOBS"):
                 insp.findings.append(Finding("backup_file", "warning", obj,
@@ -532,7 +543,7 @@ class PostgresEngine:
             with open(script, "rb") as f:
                 head = f.read(64 * 1024).decode("utf-8", "replace")
             preamble = pgd.parse_preamble(head)
-            insp.facts["dump_locale"] = pgd.database_locale_in_sql(head)  # pg_dump -C
+            insp.dump_locale = pgd.database_locale_in_sql(head)  # pg_dump -C
             insp.script = script
             insp.readable = script.stat().st_size > 0
             insp.header = pgd.ArchiveHeader(format=fmt, dumped_from=preamble.get("dumped_from"),
@@ -558,9 +569,8 @@ class PostgresEngine:
         return []
 
     def _reader_for(self, insp: Inspection) -> PgInstallation:
-        version = insp.facts.get("reader")
         for inst in insp.readers:
-            if inst.version == version:
+            if inst.version == insp.reader:
                 return self._reachable(inst, insp.jail)
         return self._reachable(insp.readers[0], insp.jail)
 
@@ -684,8 +694,8 @@ class PostgresEngine:
                                     if insp.format in pgd.ARCHIVE_FORMATS and insp.readable else None,
                                     readable=insp.readable, min_major=insp.header.min_major,
                                     encoding=insp.header.encoding)
-        if insp.facts.get("member_compression"):  # pg_dump -Z lz4|zstd: the target's pg_restore must read it
-            needs = dataclasses.replace(needs, archive_codec=str(insp.facts["member_compression"]))
+        if insp.member_compression:  # pg_dump -Z lz4|zstd: the target's pg_restore must read it
+            needs = dataclasses.replace(needs, archive_codec=insp.member_compression)
         timings = {"inspect": time.monotonic() - t0}
         findings = list(insp.findings)
         info: dict[str, Any] = {"format": insp.format, "sandbox": jail.sandbox.facts()}
@@ -741,7 +751,7 @@ class PostgresEngine:
             "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
-            "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.facts,
+            "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.report_facts(),
         })
         connect = None
         if options.keep:  # the restored database, not the server's 'postgres'; the password in a passfile
@@ -919,7 +929,7 @@ def database_locale(insp: Inspection, options: RestoreOptions) -> tuple[dict[str
     (manifest or live source) where known, else the dump's own (``pg_dump -C`` scripts and every
     archive carry a CREATE DATABASE statement), else none (the target's default)."""
     keys = ("lc_collate", "lc_ctype", "locale_provider", "icu_locale", "icu_rules", "builtin_locale")
-    for source, facts in (("reference", options.reference_locale), ("dump", insp.facts.get("dump_locale"))):
+    for source, facts in (("reference", options.reference_locale), ("dump", insp.dump_locale)):
         locale = {k: str(v) for k, v in (facts or {}).items() if k in keys and v}
         if locale.get("lc_collate") or locale.get("lc_ctype"):
             return locale, source

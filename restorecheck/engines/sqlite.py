@@ -80,13 +80,22 @@ from restorecheck.errors import (
     SourceUnreachableError,
     UnknownFormatError,
 )
-from restorecheck.model import BackupArtifact, Finding, Manifest, RangeChecksum, TableFingerprint
+from restorecheck.model import (
+    BackupArtifact,
+    BackupFormat,
+    ChecksumMode,
+    EngineName,
+    Finding,
+    Manifest,
+    RangeChecksum,
+    TableFingerprint,
+)
 
 log = logging.getLogger("restorecheck")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-CHECKSUM_MODE = "sqlite-keyed-sha256-v1"
-FORMAT = "sqlite"
+CHECKSUM_MODE: ChecksumMode = "sqlite-keyed-sha256-v1"
+FORMAT: BackupFormat = "sqlite"
 SUFFIX = ".db"
 BACKUP_STEP_PAGES = 4096
 MAX_INTEGRITY_ERRORS = 100
@@ -713,7 +722,7 @@ def fingerprint_connection(
     If the child fails, the checks run here afterwards.
     """
     taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version, "checksum_mode": CHECKSUM_MODE}
+    facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version}
     stack = contextlib.ExitStack()
     try:
         conn.execute("BEGIN")
@@ -726,9 +735,9 @@ def fingerprint_connection(
             header = read_header(conn, path)
             schema = read_schema(conn, tables)
         except sqlite3.DatabaseError as exc:
-            facts["open_error"] = _first_line(exc)
             return Manifest(engine="sqlite", database=database, server_version=sqlite3.sqlite_version,
-                            taken_at=taken_at, facts=facts)
+                            taken_at=taken_at, facts=facts, checksum_mode=CHECKSUM_MODE,
+                            open_error=_first_line(exc))
         facts["header"] = header
         facts["page_count"] = conn.execute("PRAGMA main.page_count").fetchone()[0]
         facts["freelist_count"] = conn.execute("PRAGMA main.freelist_count").fetchone()[0]
@@ -769,6 +778,7 @@ def fingerprint_connection(
         return Manifest(
             engine="sqlite", database=database, server_version=sqlite3.sqlite_version, taken_at=taken_at,
             tables=tuple(fingerprints), schema=schema, sequences=sequences, fk_orphans=fk, facts=facts,
+            checksum_mode=CHECKSUM_MODE,
         )
     finally:
         stack.close()
@@ -854,9 +864,9 @@ class RestoredCopy(SqliteRef):
 class SqliteEngine:
     """The Engine protocol for SQLite (see the module docstring). Keeps no state between calls."""
 
-    name: ClassVar[str] = "sqlite"
+    name: ClassVar[EngineName] = "sqlite"
 
-    def detect_format(self, path: Path) -> str | None:
+    def detect_format(self, path: Path) -> BackupFormat | None:
         return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
 
     def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
@@ -967,8 +977,8 @@ class SqliteEngine:
             # the copy holds exactly this snapshot: its foreign_key_check runs beside the checksums
             manifest = fingerprint_connection(src, database=str(src_path), path=src_path,
                                               options=options.fingerprint, integrity=False, side_file=dest)
-            if manifest.facts.get("open_error"):
-                raise SourceUnreachableError(f"cannot read the source {src_path}: {manifest.facts['open_error']}",
+            if manifest.open_error:
+                raise SourceUnreachableError(f"cannot read the source {src_path}: {manifest.open_error}",
                                              "check that it is a healthy SQLite database")
             with contextlib.suppress(sqlite3.Error):
                 src.execute("COMMIT")
@@ -1066,14 +1076,15 @@ class SqliteEngine:
         from restorecheck.checks.sqlite import self_check_findings
 
         facts = dict(manifest.facts)
-        if facts.get("integrity_check") is None and not facts.get("open_error") and isinstance(restored, SqliteRef):
+        open_error = manifest.open_error
+        if facts.get("integrity_check") is None and open_error is None and isinstance(restored, SqliteRef):
             try:
                 with contextlib.closing(connect_readonly(Path(restored.path))) as conn:
                     facts["integrity_check"] = run_integrity_check(conn)
             except sqlite3.DatabaseError as exc:
-                facts["open_error"] = _first_line(exc)
+                open_error = _first_line(exc)
         reported = isinstance(restored, RestoredCopy) and not restored.opens
-        return self_check_findings(facts, manifest.fk_orphans, open_error_reported=reported,
+        return self_check_findings(facts, manifest.fk_orphans, open_error=open_error, open_error_reported=reported,
                                    reference_fk_orphans=None if reference is None else reference.fk_orphans)
 
 

@@ -39,7 +39,7 @@ def test_manifest_content(fresh_db: PostgresRef) -> None:
     m = fingerprint_postgres(fresh_db, OPTS)
     assert m.engine == "postgresql" and m.database == fresh_db.dbname
     assert m.facts["rolsuper"] is True and m.facts["in_recovery"] is False
-    assert m.facts["encoding"] == "UTF8" and m.facts["checksum_mode"] == "hash64-v1"
+    assert m.facts["encoding"] == "UTF8" and m.checksum_mode == "hash64-v1"
     assert m.taken_at.endswith("Z")
     orders = m.table("shop.orders")
     assert orders is not None and orders.rows == 400 and orders.key == ("id",)
