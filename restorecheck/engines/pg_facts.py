@@ -11,7 +11,8 @@ import psycopg
 from psycopg import sql
 
 from restorecheck.engines import pg_catalog
-from restorecheck.engines.pg_session import _first_line, _savepoint
+from restorecheck.engines.pg_session import _savepoint
+from restorecheck.errors import first_line
 
 log = logging.getLogger("restorecheck")
 
@@ -40,7 +41,7 @@ def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
                     sql.Identifier(nsp, name))).fetchone()  # type: ignore[misc]
             state.update(last_value=int(last), is_called=bool(called))
         except psycopg.Error as exc:
-            state.update(last_value=None, is_called=None, note=_first_line(exc))
+            state.update(last_value=None, is_called=None, note=first_line(exc))
         if owned:
             tnsp, trel, tcol, tkind = owned
             state["owned_by"] = f"{tnsp}.{trel}.{tcol}"
@@ -52,7 +53,7 @@ def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
                 state["column_max"] = None if mx is None else _int_or_str(mx)
                 state["column_min"] = None if mn is None else _int_or_str(mn)
             except psycopg.Error as exc:
-                state["column_note"] = _first_line(exc)
+                state["column_note"] = first_line(exc)
         out[f"{nsp}.{name}"] = state
     return out
 
@@ -100,7 +101,7 @@ def fk_orphan_counts(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]
                 entry["orphans"] = int(conn.execute(q).fetchone()[0])  # type: ignore[index]
         except psycopg.Error as exc:
             entry["orphans"] = None
-            entry["note"] = _first_line(exc)
+            entry["note"] = first_line(exc)
         out[f"{nsp}.{rel}.{con}"] = entry
     return out
 
@@ -118,7 +119,7 @@ def large_object_summary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
                 n = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]  # type: ignore[index]
         except psycopg.Error:
             n = None
-        return {"count": n, "digest": None, "objects": {}, "note": f"contents not readable: {_first_line(exc)}"}
+        return {"count": n, "digest": None, "objects": {}, "note": f"contents not readable: {first_line(exc)}"}
     h = hashlib.sha256()
     objects: dict[str, dict[str, Any]] = {}
     for oid, owner, md5 in rows:

@@ -60,9 +60,9 @@ from restorecheck.engines.pg_rowhash import (
     format_checksum,
     ranges_from_boundaries,
 )
-from restorecheck.engines.pg_session import _first_line, begin_snapshot, connect
+from restorecheck.engines.pg_session import begin_snapshot, connect
 from restorecheck.engines.pg_workers import _Fingerprinter, _run_tasks, _TablePlan
-from restorecheck.errors import SourceUnreachableError
+from restorecheck.errors import SourceUnreachableError, first_line
 from restorecheck.model import Manifest, RangeChecksum, TableFingerprint
 
 log = logging.getLogger("restorecheck")
@@ -138,7 +138,7 @@ def fingerprint_postgres(
             large_objects=los, fk_orphans=fks, facts=facts, database_properties=db_properties,
             checksum_mode=TEXT_MODE if options.strict else HASH_MODE)
     except psycopg.OperationalError as exc:
-        raise SourceUnreachableError(f"lost the connection to {ref.display()}: {_first_line(exc)}",
+        raise SourceUnreachableError(f"lost the connection to {ref.display()}: {first_line(exc)}",
                                      "check the server and retry") from None
     finally:
         for c in conns:

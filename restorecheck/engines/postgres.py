@@ -55,6 +55,7 @@ from restorecheck.errors import (
     ScratchDatabaseReplacedError,
     SourceUnreachableError,
     ToolNotFoundError,
+    first_line,
 )
 from restorecheck.model import ArtifactFormat, BackupArtifact, BackupFormat, EngineName, Finding, Manifest
 from restorecheck.process import PgInstallation, choose, discover
@@ -71,11 +72,6 @@ from restorecheck.sandbox import set_pdeathsig
 log = logging.getLogger("restorecheck")
 
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def default_backup_name(dbname: str | None, now: dt.datetime | None = None) -> str:
@@ -209,11 +205,11 @@ class PostgresEngine:
                             try:
                                 conn.execute(a.statement)
                             except psycopg.Error as exc:
-                                not_applied[a.name] = _first_line(exc)
+                                not_applied[a.name] = first_line(exc)
                 current = pg_dbprops.read_properties(admin, pending.dbname) or {}
         except psycopg.Error as exc:
             findings.append(Finding("database", "warning", "database",
-                                    f"the database properties could not be applied or read: {_first_line(exc)}"))
+                                    f"the database properties could not be applied or read: {first_line(exc)}"))
             return manifest, findings
         for name, error in not_applied.items():
             remedy = ("; the restore ran as an unprivileged role on this server target: --target local, or "
@@ -322,7 +318,7 @@ class PostgresEngine:
             conn = psycopg.connect(source.conninfo(), connect_timeout=15, autocommit=True)
         except psycopg.Error as exc:
             raise SourceUnreachableError(
-                f"cannot connect to the source {source.display()}: {_first_line(exc)}",
+                f"cannot connect to the source {source.display()}: {first_line(exc)}",
                 "check the URL, the password (PGPASSWORD or ~/.pgpass) and that the server is up",
             ) from None
         started = time.monotonic()
@@ -400,7 +396,7 @@ class PostgresEngine:
         except psycopg.Error as exc:
             _remove(out)
             raise SourceUnreachableError(
-                f"reading the source {source.display()} failed: {_first_line(exc)}",
+                f"reading the source {source.display()} failed: {first_line(exc)}",
                 "check that the role may read every table (superuser or BYPASSRLS for RLS tables)",
             ) from None
         except BaseException:
@@ -1129,7 +1125,7 @@ def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
                 created.add(role)
     except psycopg.Error as exc:
         raise EnvironmentFailure(f"could not create the roles the dump names on the target: "
-                                 f"{_first_line(exc)}",
+                                 f"{first_line(exc)}",
                                  "restore as a superuser or a role with CREATEROLE") from None
 
 
@@ -1178,7 +1174,7 @@ def _drop_roles(server: Any, created: set[str]) -> None:
                 c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
     except psycopg.Error as exc:
         log.warning("could not drop the roles restorecheck created (%s): %s", ", ".join(sorted(created)),
-                    _first_line(exc))
+                    first_line(exc))
 
 
 def _sequence_values(conn: Any) -> dict[str, dict[str, Any]]:

@@ -79,6 +79,7 @@ from restorecheck.errors import (
     BadInputError,
     SourceUnreachableError,
     UnknownFormatError,
+    first_line,
 )
 from restorecheck.model import (
     BackupArtifact,
@@ -149,11 +150,6 @@ def connect_readonly(path: Path, *, immutable: bool = False, private: bool = Fal
     except sqlite3.DatabaseError:
         pass
     return conn
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def _sha256_file(path: Path, progress: ProgressFn = no_progress) -> tuple[int, str]:
@@ -580,7 +576,7 @@ def checksum_table(
                                 checksum_mode=CHECKSUM_MODE, key=key, ranges=tuple(ranges),
                                 extra={"strict": True} if info.strict else {})
     except sqlite3.DatabaseError as exc:
-        return TableFingerprint(name, kind, readable=False, note=_first_line(exc),
+        return TableFingerprint(name, kind, readable=False, note=first_line(exc),
                                 checksum_mode=CHECKSUM_MODE)
 
 
@@ -669,7 +665,7 @@ def read_fk_orphans(conn: sqlite3.Connection, tables: Sequence[TableInfo]) -> di
         except sqlite3.DatabaseError as exc:
             for state in out.values():
                 if state["table"] == t.qualified:
-                    state["error"] = _first_line(exc)
+                    state["error"] = first_line(exc)
             continue
         for _tbl, rowid, _parent, fkid in rows:
             state = out.setdefault(f"{t.qualified}.fk{fkid}", {"orphans": 0, "validated": False,
@@ -696,7 +692,7 @@ def run_integrity_check(conn: sqlite3.Connection, max_errors: int = MAX_INTEGRIT
     try:
         return [str(r[0]) for r in conn.execute(f"PRAGMA main.integrity_check({int(max_errors)})").fetchall()]
     except sqlite3.DatabaseError as exc:
-        return [f"integrity_check failed: {_first_line(exc)}"]
+        return [f"integrity_check failed: {first_line(exc)}"]
 
 
 # --- the fingerprint --------------------------------------------------------------------------
@@ -737,7 +733,7 @@ def fingerprint_connection(
         except sqlite3.DatabaseError as exc:
             return Manifest(engine="sqlite", database=database, server_version=sqlite3.sqlite_version,
                             taken_at=taken_at, facts=facts, checksum_mode=CHECKSUM_MODE,
-                            open_error=_first_line(exc))
+                            open_error=first_line(exc))
         facts["header"] = header
         facts["page_count"] = conn.execute("PRAGMA main.page_count").fetchone()[0]
         facts["freelist_count"] = conn.execute("PRAGMA main.freelist_count").fetchone()[0]
@@ -895,7 +891,7 @@ class SqliteEngine:
         try:
             conn = connect_readonly(path, private=private)
         except sqlite3.Error as exc:
-            raise SourceUnreachableError(f"cannot open {path}: {_first_line(exc)}",
+            raise SourceUnreachableError(f"cannot open {path}: {first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(conn):
             manifest = fingerprint_connection(conn, database=str(path), path=path, options=options,
@@ -951,14 +947,14 @@ class SqliteEngine:
         try:
             src = connect_readonly(src_path)
         except sqlite3.Error as exc:
-            raise SourceUnreachableError(f"cannot open the source {src_path}: {_first_line(exc)}",
+            raise SourceUnreachableError(f"cannot open the source {src_path}: {first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(src):
             try:
                 src.execute("BEGIN")
                 src.execute("SELECT count(*) FROM main.sqlite_master").fetchone()  # starts the read
             except sqlite3.DatabaseError as exc:
-                raise SourceUnreachableError(f"cannot read the source {src_path}: {_first_line(exc)}",
+                raise SourceUnreachableError(f"cannot read the source {src_path}: {first_line(exc)}",
                                              "check that it is a healthy SQLite database") from None
             with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
@@ -970,7 +966,7 @@ class SqliteEngine:
 
                 src.backup(dst, pages=BACKUP_STEP_PAGES, progress=step)
             except sqlite3.DatabaseError as exc:
-                raise SourceUnreachableError(f"the online backup of {src_path} failed: {_first_line(exc)}",
+                raise SourceUnreachableError(f"the online backup of {src_path} failed: {first_line(exc)}",
                                              "check that the source is a healthy SQLite database") from None
             finally:
                 dst.close()
@@ -1024,8 +1020,8 @@ class SqliteEngine:
             opens = False
             findings.append(Finding(
                 "restore_errors", "error", str(path),
-                f"the backup does not open as a SQLite database: {_first_line(exc)}",
-                {"error": _first_line(exc)}))
+                f"the backup does not open as a SQLite database: {first_line(exc)}",
+                {"error": first_line(exc)}))
         return RestoreOutcome(restored=RestoredCopy(copy, opens=opens), findings=findings,
                               seconds=time.monotonic() - started, info=info,
                               connect=f"sqlite3 {shlex.quote(str(copy))}" if options.keep else None)
@@ -1050,7 +1046,7 @@ class SqliteEngine:
                     keys = differing_keys(Path(reference.path), Path(restored.path), f.object, limit=max_keys)
                     f = dataclasses.replace(f, details={**f.details, "keys": keys})
                 except sqlite3.Error as exc:
-                    f = dataclasses.replace(f, details={**f.details, "keys_error": _first_line(exc)})
+                    f = dataclasses.replace(f, details={**f.details, "keys_error": first_line(exc)})
             out.append(f)
         return out
 
@@ -1082,7 +1078,7 @@ class SqliteEngine:
                 with contextlib.closing(connect_readonly(Path(restored.path))) as conn:
                     facts["integrity_check"] = run_integrity_check(conn)
             except sqlite3.DatabaseError as exc:
-                open_error = _first_line(exc)
+                open_error = first_line(exc)
         reported = isinstance(restored, RestoredCopy) and not restored.opens
         return self_check_findings(facts, manifest.fk_orphans, open_error=open_error, open_error_reported=reported,
                                    reference_fk_orphans=None if reference is None else reference.fk_orphans)

@@ -18,7 +18,13 @@ from psycopg import sql
 
 from restorecheck.dburl import PostgresRef, mask
 from restorecheck.engines.base import ProgressFn, no_progress
-from restorecheck.errors import BadInputError, EnvironmentFailure, SourceUnreachableError, TargetNotEmptyError
+from restorecheck.errors import (
+    BadInputError,
+    EnvironmentFailure,
+    SourceUnreachableError,
+    TargetNotEmptyError,
+    first_line,
+)
 from restorecheck.seed import pg_data
 from restorecheck.seed.result import MARKER, PROGRESS_TASK, SeedResult, check_scale, fixture_sql
 from restorecheck.seed.values import GENERATOR_VERSION
@@ -106,10 +112,6 @@ def connect(ref: PostgresRef) -> psycopg.Connection[Any]:
     for name, value in SESSION_SETTINGS:
         conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
     return conn
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
 
 
 def user_tables(conn: psycopg.Connection[Any]) -> list[str]:
@@ -362,10 +364,10 @@ def seed_postgres(ref: PostgresRef, *, scale: int = 1, seed: int = 0, replace: b
                 n_lo = load(conn, scale, seed, progress)
                 tables = count_rows(conn)
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise BadInputError(f"seed needs to create schemas in {ref.display()}: {mask(_first_line(exc))}",
+            raise BadInputError(f"seed needs to create schemas in {ref.display()}: {mask(first_line(exc))}",
                                 "connect as the database owner or a role with CREATE on it") from None
         except psycopg.OperationalError as exc:
-            raise SourceUnreachableError(f"lost the connection to {ref.display()}: {mask(_first_line(exc))}",
+            raise SourceUnreachableError(f"lost the connection to {ref.display()}: {mask(first_line(exc))}",
                                          "check the server and try again") from None
     seconds = time.monotonic() - start
     return SeedResult(tables=tables, rows=sum(tables.values()), seconds=seconds, engine="postgresql",
