@@ -31,6 +31,7 @@ from restorecheck.engines.base import (
     FingerprintOptions,
     RestoreOptions,
     Target,
+    check_name,
     in_checksum_mode_of,
 )
 from restorecheck.errors import BackupNotFoundError, BadInputError, BadManifestError, UnknownFormatError
@@ -198,14 +199,6 @@ def manifest_candidates(backup_path: str | Path) -> list[Path]:
 
 def _elapsed(start: float) -> float:
     return round(time.monotonic() - start, 3)
-
-
-def check_name(name: str | None) -> None:
-    """``--name`` is a plain file name (a '/' would write outside the output directory): exit 2."""
-    if name is not None and (not name.strip() or "/" in name or "\0" in name
-                             or name.startswith(".")):
-        raise BadInputError(f"--name {name!r} is not a plain file name",
-                            "give a name without '/' that does not start with '.'; -o chooses the directory")
 
 
 def prepare_outdir(outdir: str | Path, name: str | None = None) -> Path:

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from restorecheck.dburl import DatabaseRef
+from restorecheck.errors import BadInputError
 from restorecheck.model import BackupArtifact, BackupFormat, EngineName, Finding, Manifest
 
 # progress(task, done, total): total None when unknown. The CLI renders it with rich on a terminal.
@@ -41,6 +44,43 @@ class FingerprintOptions:
     statement_timeout: str = "0"
     schema_only: bool = False  # catalog facts only, no counts or checksums
     progress: ProgressFn = no_progress
+
+
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def check_name(name: str | None) -> None:
+    """``--name`` is a plain file name (a '/' would write outside the output directory): exit 2."""
+    if name is not None and (not name.strip() or "/" in name or "\0" in name
+                             or name.startswith(".")):
+        raise BadInputError(f"--name {name!r} is not a plain file name",
+                            "give a name without '/' that does not start with '.'; -o chooses the directory")
+
+
+def default_backup_name(stem: str | None, now: dt.datetime | None = None) -> str:
+    """``<stem>-<UTC timestamp>`` (the database's name, the SQLite file's stem): a nightly job never
+    collides with last night's file."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = _NAME_SAFE.sub("_", stem or "database").strip("._") or "database"
+    return f"{base}-{stamp}"
+
+
+def backup_files(outdir: Path, name: str | None, stem: str | None, suffix: str) -> tuple[Path, Path]:
+    """Where ``Engine.backup`` writes: ``outdir/<name><suffix>`` and ``outdir/<name>.manifest.json``,
+    ``name`` being ``--name`` or ``default_backup_name(stem)``. ``outdir`` is made if missing. Exit 2
+    for a name that is not a plain file name, an ``outdir`` that is no directory, and a file that
+    exists already: restorecheck never overwrites a backup."""
+    check_name(name)
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
+    outdir.mkdir(parents=True, exist_ok=True)
+    name = name or default_backup_name(stem)
+    out, manifest = outdir / f"{name}{suffix}", outdir / f"{name}.manifest.json"
+    for p in (out, manifest):
+        if p.exists():
+            raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
+                                "choose another --name or output directory, or remove the old file")
+    return out, manifest
 
 
 def in_checksum_mode_of(manifest: Manifest, options: FingerprintOptions) -> FingerprintOptions:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
 import os
 import re
@@ -44,6 +43,7 @@ from restorecheck.engines.base import (
     RestoreOutcome,
     Target,
     ThrowawaySource,
+    backup_files,
     in_checksum_mode_of,
     no_progress,
 )
@@ -70,16 +70,6 @@ from restorecheck.provisioners.restore_role import (
 from restorecheck.sandbox import set_pdeathsig
 
 log = logging.getLogger("restorecheck")
-
-_NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def default_backup_name(dbname: str | None, now: dt.datetime | None = None) -> str:
-    """``<db>-<UTC timestamp>``: a nightly job never collides with last night's file."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    base = _NAME_SAFE.sub("_", dbname or "database").strip("._") or "database"
-    return f"{base}-{stamp}"
-
 
 @dataclasses.dataclass
 class Inspection:
@@ -297,21 +287,8 @@ class PostgresEngine:
         if options.jobs > 1 and fmt != "directory":
             raise BadInputError("--jobs above 1 needs --format directory",
                                 "pg_dump runs in parallel only for the directory format")
-        outdir = Path(outdir)
-        if outdir.exists() and not outdir.is_dir():
-            raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
-        outdir.mkdir(parents=True, exist_ok=True)
-        if options.name is not None and (not options.name.strip() or "/" in options.name
-                                         or options.name.startswith(".")):
-            raise BadInputError(f"--name {options.name!r} is not a plain file name",
-                                "give a name without '/' that does not start with '.'")
-        name = options.name or default_backup_name(source.dbname or source.params.get("user"))
-        out = outdir / f"{name}{pgd.SUFFIX[fmt]}"
-        manifest_path = outdir / f"{name}.manifest.json"
-        for p in (out, manifest_path):
-            if p.exists():
-                raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
-                                    "choose another --name or output directory, or remove the old file")
+        out, _ = backup_files(Path(outdir), options.name, source.dbname or source.params.get("user"),
+                              pgd.SUFFIX[fmt])
         fp_opts = options.fingerprint
         progress = options.progress
         try:

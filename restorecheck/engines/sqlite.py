@@ -72,6 +72,7 @@ from restorecheck.engines.base import (
     RestoreOutcome,
     Target,
     ThrowawaySource,
+    backup_files,
     no_progress,
 )
 from restorecheck.errors import (
@@ -104,7 +105,6 @@ MAX_ORPHAN_ROWIDS = 20
 CHUNK_TARGET_BYTES = 8 << 20
 CACHE_KIB = 128 << 10  # page cache of a fingerprint connection: 128 MiB at most
 MMAP_BYTES = (1 << 31) - 1  # SQLite caps it at its compile-time maximum
-_NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _ROWID_ALIASES = ("rowid", "_rowid_", "oid")
 ENCODINGS = {1: "UTF-8", 2: "UTF-16le", 3: "UTF-16be"}
 
@@ -165,13 +165,6 @@ def _sha256_file(path: Path, progress: ProgressFn = no_progress) -> tuple[int, s
             done += len(block)
             progress("sha256", done, size)
     return done, h.hexdigest()
-
-
-def default_backup_name(path: Path, now: dt.datetime | None = None) -> str:
-    """``<stem>-<UTC timestamp>``: a nightly job never collides with last night's file."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    base = _NAME_SAFE.sub("_", path.stem).strip("._") or "database"
-    return f"{base}-{stamp}"
 
 
 # --- catalog ----------------------------------------------------------------------------------
@@ -905,17 +898,7 @@ class SqliteEngine:
             raise BadInputError(f"{source} is not a SQLite database")
         src_path = Path(source.path)
         _require_sqlite(src_path, "source")
-        outdir = Path(outdir)
-        if outdir.exists() and not outdir.is_dir():
-            raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
-        outdir.mkdir(parents=True, exist_ok=True)
-        name = options.name or default_backup_name(src_path)
-        out = outdir / f"{name}{SUFFIX}"
-        manifest_path = outdir / f"{name}.manifest.json"
-        for p in (out, manifest_path):
-            if p.exists():
-                raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
-                                    "choose another --name or output directory, or remove the old file")
+        out, manifest_path = backup_files(Path(outdir), options.name, src_path.stem, SUFFIX)
         with contextlib.suppress(OSError):
             if out.resolve() == src_path.resolve():
                 raise BadInputError("the backup would overwrite its source", "choose another output directory")

@@ -27,7 +27,7 @@ from restorecheck.errors import (
 )
 from restorecheck.seed import pg_data
 from restorecheck.seed.result import MARKER, PROGRESS_TASK, SeedResult, check_scale, fixture_sql
-from restorecheck.seed.values import GENERATOR_VERSION
+from restorecheck.seed.values import GENERATOR_VERSION, TableSpec
 
 log = logging.getLogger("restorecheck")
 
@@ -252,10 +252,10 @@ def drop_own_objects(conn: psycopg.Connection[Any]) -> None:
     )
 
 
-def _copy_table(cur: psycopg.Cursor[Any], spec: pg_data.TableSpec, scale: int, seed: int,
+def _copy_table(cur: psycopg.Cursor[Any], spec: TableSpec, scale: int, seed: int,
                 done: int, total: int, progress: ProgressFn) -> int:
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(spec.schema, spec.table),
+        sql.Identifier(*spec.name.split(".", 1)),
         sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
     )
     task = PROGRESS_TASK
