@@ -23,13 +23,7 @@ log = logging.getLogger("restorecheck")
 def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
     rows = conn.execute(f"""
         SELECT n.nspname, c.relname, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle,
-               (SELECT json_build_array(tn.nspname, tc.relname, ta.attname, tc.relkind)
-                  FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid
-                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-                  JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
-                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
-                 LIMIT 1)
+               {pg_catalog.SEQUENCE_OWNER.format(seq="c.oid")}
         FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE {pg_catalog.USER_NS} ORDER BY 1, 2""").fetchall()
     out: dict[str, dict[str, Any]] = {}
