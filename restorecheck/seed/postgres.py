@@ -120,23 +120,22 @@ def user_tables(conn: psycopg.Connection[Any]) -> list[str]:
     return [f"{s}.{t}" for s, t in conn.execute(_USER_TABLES).fetchall()]
 
 
+def _named_with_comments(conn: psycopg.Connection[Any], query: str, names: Sequence[str]) -> dict[str, str | None]:
+    """{name: comment} of the rows ``query`` finds among ``names`` (its one parameter)."""
+    return {name: comment for name, comment in conn.execute(query, (list(names),)).fetchall()}
+
+
 def own_schemas_present(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
     """The dataset's schema names that exist in the target, with their comments."""
-    rows = conn.execute(
-        "SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace') "
-        "FROM pg_catalog.pg_namespace AS n WHERE n.nspname = ANY(%s) ORDER BY 1",
-        (list(OWN_SCHEMAS),),
-    ).fetchall()
-    return {name: comment for name, comment in rows}
+    return _named_with_comments(conn, "SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace') "
+                                "FROM pg_catalog.pg_namespace AS n WHERE n.nspname = ANY(%s) ORDER BY 1", OWN_SCHEMAS)
 
 
 def own_public_tables_present(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
-    rows = conn.execute(
-        "SELECT c.relname, pg_catalog.obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class AS c "
-        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%s) ORDER BY 1",
-        (list(OWN_PUBLIC_TABLES),),
-    ).fetchall()
-    return {name: comment for name, comment in rows}
+    """The dataset's tables in ``public`` that exist in the target, with their comments."""
+    return _named_with_comments(conn, "SELECT c.relname, pg_catalog.obj_description(c.oid, 'pg_class') "
+                                "FROM pg_catalog.pg_class AS c WHERE c.relnamespace = 'public'::regnamespace "
+                                "AND c.relname = ANY(%s) ORDER BY 1", OWN_PUBLIC_TABLES)
 
 
 def own_large_objects(conn: psycopg.Connection[Any]) -> list[int]:
