@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -317,21 +318,27 @@ def _workers(ref: PostgresRef) -> list[Any]:
     return [pg_session.connect(ref, OPTS, application="rc-test-worker") for _ in range(2)]
 
 
-def test_a_failed_task_stops_the_fingerprint_workers(fresh_db: PostgresRef) -> None:
-    """The first task that raises cancels the query in flight on the other worker, tasks not yet
-    started never run, and the error reaches the caller (issue 13: no worker keeps reading)."""
-    conns = _workers(fresh_db)
-    seen: list[str] = []
-    started = threading.Event()
-
+def _sleeper(seen: list[str], on_start: Callable[[], Any]) -> Callable[[Any], list[Any]]:
+    """A worker task that calls ``on_start``, then sleeps in the server for a minute; ``seen`` gets
+    "cancelled" when its query was cancelled, "finished" when it ran to its end."""
     def sleeper(conn: Any) -> list[Any]:
-        started.set()
+        on_start()
         try:
             conn.execute("SELECT pg_sleep(60)")
             seen.append("finished")
         except psycopg.errors.QueryCanceled:
             seen.append("cancelled")
         return []
+    return sleeper
+
+
+def test_a_failed_task_stops_the_fingerprint_workers(fresh_db: PostgresRef) -> None:
+    """The first task that raises cancels the query in flight on the other worker, tasks not yet
+    started never run, and the error reaches the caller (issue 13: no worker keeps reading)."""
+    conns = _workers(fresh_db)
+    seen: list[str] = []
+    started = threading.Event()
+    sleeper = _sleeper(seen, started.set)
 
     def failing(conn: Any) -> list[Any]:
         started.wait(10)
@@ -359,15 +366,7 @@ def test_ctrl_c_cancels_the_fingerprint_workers(fresh_db: PostgresRef) -> None:
     conns = _workers(fresh_db)
     seen: list[str] = []
     running = threading.Semaphore(0)
-
-    def sleeper(conn: Any) -> list[Any]:
-        running.release()
-        try:
-            conn.execute("SELECT pg_sleep(60)")
-            seen.append("finished")
-        except psycopg.errors.QueryCanceled:
-            seen.append("cancelled")
-        return []
+    sleeper = _sleeper(seen, running.release)
 
     def ctrl_c() -> None:
         for _ in range(2):
