@@ -159,10 +159,8 @@ def test_strict_mode_sees_what_type_hashes_call_equal(pg_server: PgServer) -> No
 
 def test_case_insensitive_collation_does_not_hide_a_change(pg_server: PgServer) -> None:
     with pg_server.fresh_database() as a:
-        try:
-            execute(a, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
-        except psycopg.Error as exc:
-            pytest.skip(f"no ICU collations here: {exc}")
+        _or_skip(a, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+                 "no ICU collations here")
         execute(a, "CREATE TABLE t (id int PRIMARY KEY, s text COLLATE ci, arr text[] COLLATE ci);"
                    "INSERT INTO t VALUES (1, 'abc', '{x}')")
         before = fingerprint_postgres(a, OPTS)
@@ -267,10 +265,7 @@ def test_known_dataset_survives_pg15_to_pg18(pg15: PgServer, pg18: PgServer, tmp
 
 def test_foreign_tables_are_recorded_unread_and_citext_is_case_sensitive(pg15: PgServer) -> None:
     with pg15.fresh_database() as a:
-        try:
-            execute(a, "CREATE EXTENSION file_fdw; CREATE EXTENSION citext")
-        except psycopg.Error as exc:
-            pytest.skip(f"contrib extensions missing: {exc}")
+        _or_skip(a, "CREATE EXTENSION file_fdw; CREATE EXTENSION citext", "contrib extensions missing")
         execute(a, "CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;"
                    "CREATE FOREIGN TABLE remote (x int) SERVER files OPTIONS (filename '/nonexistent');"
                    "CREATE TABLE c (id int PRIMARY KEY, s citext); INSERT INTO c VALUES (1, 'abc')")
@@ -312,6 +307,14 @@ def _dump_on_15_restore_on_18(pg15: PgServer, pg18: PgServer, src: PostgresRef, 
     done = subprocess.run([str(pg18.tools.tool("pg_restore")), "-d", dst.dbname or "", str(dump)],
                           env={**dst.child_env()}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _or_skip(db: PostgresRef, statement: str, missing: str) -> None:
+    """Run ``statement`` (it needs something this server may lack), or skip the test saying what."""
+    try:
+        execute(db, statement)
+    except psycopg.Error as exc:
+        pytest.skip(f"{missing}: {exc}")
 
 
 def _workers(ref: PostgresRef) -> list[Any]:
