@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +20,9 @@ from restorecheck import __version__
 from restorecheck.dburl import mask
 from restorecheck.errors import ExitCode, RestorecheckError
 from restorecheck.signals import Terminated, handle_termination
+
+if TYPE_CHECKING:  # the choices below are these Literals' values (tests/unit/test_typed_contracts.py)
+    from restorecheck.model import DumpFormat, EngineName
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("restorecheck")
@@ -248,7 +251,7 @@ def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: P
     return int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
 
 
-def _error_report(exc: BaseException, *, command: str, engine: str, backup_path: str | Path | None,
+def _error_report(exc: BaseException, *, command: str, engine: EngineName, backup_path: str | Path | None,
                   report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
     """On exit 2/3 after --report/--junit/--metrics was given, still write them (verdict error).
 
@@ -369,7 +372,7 @@ def backup_format_options(f: F) -> F:
 @source_session_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
 @click.option("--no-progress", is_flag=True, help="Never show progress bars.")
-def backup(source: str, outdir: str, recipients: tuple[str, ...], file_mode: int, fmt: str, compress: str | None, name: str | None, jobs: int,
+def backup(source: str, outdir: str, recipients: tuple[str, ...], file_mode: int, fmt: DumpFormat, compress: str | None, name: str | None, jobs: int,
            pg_bin: Path | None, lock_timeout: str, statement_timeout: str, quiet: bool,
            no_progress: bool) -> int:
     """Take a backup of SOURCE and its manifest from the same snapshot.
@@ -417,7 +420,7 @@ def backup(source: str, outdir: str, recipients: tuple[str, ...], file_mode: int
 def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, ...], max_expanded: str | None,
            against: str | None, target: str | None,
            pg_bin: Path | None, trust_backup: bool, keep: bool, sandbox: str, restore_timeout: float | None,
-           start_timeout: float, jobs: int, max_restore_seconds: float | None, engine: str | None,
+           start_timeout: float, jobs: int, max_restore_seconds: float | None, engine: EngineName | None,
            lock_timeout: str, statement_timeout: str, report_file: Path | None, junit_file: Path | None,
            metrics_file: Path | None, quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """Restore BACKUP into a fresh throwaway instance and check it against its reference.
@@ -470,10 +473,10 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
               help="RTO target: a slower restore is a finding (check 'rto').")
 @source_session_options
 @output_options
-def drill(source: str | None, engine: str | None, target: str | None, pg_bin: Path | None, trust_backup: bool,
+def drill(source: str | None, engine: EngineName | None, target: str | None, pg_bin: Path | None, trust_backup: bool,
           keep: bool, sandbox: str, restore_timeout: float | None, start_timeout: float, jobs: int,
           file_mode: int,
-          fmt: str, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
+          fmt: DumpFormat, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
           report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
           no_progress: bool, cmd_verbose: int) -> int:
@@ -486,7 +489,7 @@ def drill(source: str | None, engine: str | None, target: str | None, pg_bin: Pa
     from restorecheck.engines.base import BackupOptions, RestoreOptions
     from restorecheck.report import progress_reporter
 
-    engine_name = engine or "postgresql"  # what the report names, the source's once it is parsed
+    engine_name: EngineName = engine or "postgresql"  # what the report names, the source's once it is parsed
     try:
         _check_outputs(report_file, junit_file, metrics_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
@@ -564,7 +567,7 @@ def snapshot(source: str, output: Path, jobs: int, strict: bool, range_rows: int
     if not quiet:
         rows = sum(t.rows or 0 for t in manifest.tables)
         click.echo(f"manifest: {output} ({len(manifest.tables)} tables, {rows} rows, "
-                   f"{manifest.facts.get('checksum_mode', '')})")
+                   f"{manifest.checksum_mode or 'no checksums'})")
     return int(ExitCode.OK)
 
 

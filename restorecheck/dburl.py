@@ -16,10 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, unquote
 
 from restorecheck.errors import BadURLError
+
+if TYPE_CHECKING:
+    from restorecheck.model import EngineName
 
 # the password runs to the '@': only ASCII whitespace ends it (a password may hold U+1680, U+00A0, ...)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@ \t\r\n\x0b\x0c]*)(?P<tail>@)")
@@ -44,7 +47,7 @@ class PostgresRef:
     params: dict[str, str] = field(default_factory=dict)
     password: str | None = field(default=None, repr=False)
 
-    engine = "postgresql"
+    engine: ClassVar[EngineName] = "postgresql"
 
     @property
     def dbname(self) -> str | None:
@@ -131,7 +134,7 @@ class SqliteRef:
 
     path: Path
 
-    engine = "sqlite"
+    engine: ClassVar[EngineName] = "sqlite"
 
     def display(self) -> str:
         return str(self.path)

@@ -10,6 +10,13 @@ from __future__ import annotations
 import enum
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver's error can run to many), or its class
+    name when it says nothing: what a one-line message quotes."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 class ExitCode(enum.IntEnum):
     """Exit codes promised by the SPEC."""
 

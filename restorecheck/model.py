@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from restorecheck import __version__
 from restorecheck.errors import BadManifestError
@@ -30,11 +30,32 @@ MANIFEST_VERSION = 1
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 # restorecheck writes manifests 7 levels deep; deeper JSON is refused before anything recurses into it
 MAX_MANIFEST_DEPTH = 64
+# Manifest fields kept under "facts" on disk (manifest_version 1 put them there; readers of it look there)
+CONTROL_FACTS = ("checksum_mode", "sequences_at_least", "open_error")
 _HINT = "give a file written by 'restorecheck snapshot' or 'restorecheck backup', unchanged"
 
 Severity = Literal["error", "warning", "info"]
 Verdict = Literal["pass", "fail", "error"]
 Reference = Literal["manifest", "live", "none"]
+
+# Names mypy checks, so that a typo is an error before it is a bug. The shipped schemas enumerate the
+# same values (tests/unit/test_typed_contracts.py holds them equal).
+EngineName = Literal["postgresql", "sqlite"]  # --engine, DatabaseRef.engine, Manifest/Report.engine
+ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
+DumpFormat = Literal["custom", "directory", "tar", "plain"]  # what pg_dump writes (backup --format)
+DUMP_FORMATS: tuple[DumpFormat, ...] = get_args(DumpFormat)
+# a backup restorecheck restores: pg_dump's formats, a plain script compressed with one codec
+# (sources.CODECS; plain-gzip is also recognised by the PostgreSQL engine itself), a SQLite file
+BackupFormat = Literal[DumpFormat, "plain-gzip", "plain-zstd", "plain-lz4", "plain-bzip2", "plain-xz", "sqlite"]
+BACKUP_FORMATS: tuple[BackupFormat, ...] = get_args(BackupFormat)
+# BackupArtifact.format also says why there is no format: a layer failed before it was seen
+# (encrypted, compressed), the file was not recognised (unknown), or it is empty
+ArtifactFormat = Literal[BackupFormat, "encrypted", "compressed", "unknown", "empty"]
+ARTIFACT_FORMATS: tuple[ArtifactFormat, ...] = get_args(ArtifactFormat)
+# the row hash a checksum was made with (engines/pg_rowhash.py, engines/sqlite.py); checksums of
+# different modes are never compared as if equal
+ChecksumMode = Literal["hash64-v1", "text64-v1", "sqlite-keyed-sha256-v1"]
+CHECKSUM_MODES: tuple[ChecksumMode, ...] = get_args(ChecksumMode)
 
 # Stable ids for Finding.check (SPEC). New checks get new ids; never rename one. A Literal, so that
 # mypy rejects a finding made with an id that is not here; Finding refuses one at run time too, and
@@ -106,7 +127,7 @@ class BackupArtifact:
     """A backup on disk: a file, or a directory for pg_dump's directory format."""
 
     path: str  # a local path, or s3://bucket/key
-    format: str  # custom | directory | tar | plain | plain-<codec> (plain-gzip, plain-zstd, ...) | sqlite
+    format: ArtifactFormat
     bytes: int  # of what is stored (the ciphertext, the compressed file)
     sha256: str | None  # of what is stored
     encryption: str | None = None  # age | gpg (sources.py)
@@ -127,7 +148,7 @@ class BackupArtifact:
     def from_dict(cls, d: Mapping[str, Any]) -> BackupArtifact:
         return cls(
             path=str(d["path"]),
-            format=str(d["format"]),
+            format=_one_of(d["format"], ARTIFACT_FORMATS, "backup format"),
             bytes=int(d["bytes"]),
             sha256=d.get("sha256"),
             encryption=d.get("encryption"),
@@ -193,7 +214,7 @@ class TableFingerprint:
     kind: str = "table"  # table | partition | partitioned | matview | foreign | unlogged | ...
     rows: int | None = None
     checksum: str | None = None
-    checksum_mode: str = ""
+    checksum_mode: ChecksumMode | Literal[""] = ""  # "": no checksum was made
     key: tuple[str, ...] = ()
     ranges: tuple[RangeChecksum, ...] = ()
     readable: bool = True
@@ -224,7 +245,7 @@ class TableFingerprint:
             kind=str(d.get("kind", "table")),
             rows=None if d.get("rows") is None else int(d["rows"]),
             checksum=d.get("checksum"),
-            checksum_mode=str(d.get("checksum_mode", "")),
+            checksum_mode=_one_of(d.get("checksum_mode") or "", ("", *CHECKSUM_MODES), "checksum mode"),
             key=tuple(d.get("key") or ()),
             ranges=tuple(RangeChecksum.from_dict(r) for r in d.get("ranges") or ()),
             readable=bool(d.get("readable", True)),
@@ -246,9 +267,15 @@ class Manifest:
     ``database_properties`` (PostgreSQL): the database's own settings, per-role settings in it,
     comment, owner, privileges, connection limit and default tablespace (``engines/pg_dbprops.py``);
     None means "not recorded" (a manifest written before restorecheck recorded them), never "none".
+
+    Control data, typed (on disk they stay under ``facts``, where every manifest_version 1 reader looks;
+    ``CONTROL_FACTS``): ``checksum_mode`` the row hash of every table (None: not recorded);
+    ``sequences_at_least``: the sequences were read before the data (a backup's manifest), so a
+    restored copy's may be ahead but never behind; ``open_error`` (SQLite): why the file did not
+    open as a database, None when it did.
     """
 
-    engine: str
+    engine: EngineName
     database: str
     server_version: str = ""
     taken_at: str = ""
@@ -261,8 +288,16 @@ class Manifest:
     facts: Mapping[str, Any] = field(default_factory=dict)
     backup: BackupArtifact | None = None
     database_properties: Mapping[str, Any] | None = None
+    checksum_mode: ChecksumMode | None = None
+    sequences_at_least: bool = False
+    open_error: str | None = None
     tool_version: str = __version__
     manifest_version: int = MANIFEST_VERSION
+
+    def __post_init__(self) -> None:
+        stray = [k for k in CONTROL_FACTS if k in self.facts]
+        if stray:  # one place holds each: the typed field
+            raise ValueError(f"{', '.join(stray)} is a Manifest field, not a fact")
 
     def table(self, name: str) -> TableFingerprint | None:
         for t in self.tables:
@@ -289,11 +324,23 @@ class Manifest:
             "sequences": _jsonable(self.sequences),
             "large_objects": None if self.large_objects is None else _jsonable(self.large_objects),
             "fk_orphans": _jsonable(self.fk_orphans),
-            "facts": _jsonable(self.facts),
+            "facts": _jsonable({**self.facts, **self._control_facts()}),
             # only when recorded: absent means "not recorded", and older manifests round-trip unchanged
             **({} if self.database_properties is None
                else {"database_properties": _jsonable(self.database_properties)}),
         }
+
+    def _control_facts(self) -> dict[str, Any]:
+        """The typed control fields as the ``facts`` keys they were (and are) written under; each
+        only when set, as restorecheck always wrote them."""
+        out: dict[str, Any] = {}
+        if self.checksum_mode is not None:
+            out["checksum_mode"] = self.checksum_mode
+        if self.sequences_at_least:
+            out["sequences_at_least"] = True
+        if self.open_error is not None:
+            out["open_error"] = self.open_error
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
@@ -319,8 +366,10 @@ class Manifest:
             )
         validate_manifest(d, source=source)
         try:
+            facts = dict(d.get("facts") or {})
+            control = {k: facts.pop(k) for k in CONTROL_FACTS if k in facts}
             return cls(
-                engine=str(d["engine"]),
+                engine=_one_of(d["engine"], ENGINE_NAMES, "engine"),
                 database=str(d.get("database", "")),
                 server_version=str(d.get("server_version", "")),
                 taken_at=str(d.get("taken_at", "")),
@@ -330,7 +379,11 @@ class Manifest:
                 sequences=dict(d.get("sequences") or {}),
                 large_objects=d.get("large_objects"),
                 fk_orphans=dict(d.get("fk_orphans") or {}),
-                facts=dict(d.get("facts") or {}),
+                facts=facts,
+                checksum_mode=None if not control.get("checksum_mode")
+                else _one_of(control["checksum_mode"], CHECKSUM_MODES, "checksum mode"),
+                sequences_at_least=control.get("sequences_at_least") is True,
+                open_error=None if control.get("open_error") is None else str(control["open_error"]),
                 backup=None if not d.get("backup") else BackupArtifact.from_dict(d["backup"]),
                 database_properties=None if d.get("database_properties") is None
                 else dict(d["database_properties"]),
@@ -390,7 +443,7 @@ class Report:
     """The outcome of verify, drill or compare. ``verdict`` follows the exit code (SPEC)."""
 
     verdict: Verdict
-    engine: str
+    engine: EngineName
     reference: Reference
     backup: BackupArtifact | None = None
     phases: Mapping[str, float] = field(default_factory=dict)
@@ -437,6 +490,16 @@ class Report:
         if self.extra:
             out["extra"] = _jsonable(self.extra)
         return out
+
+
+_T = TypeVar("_T")
+
+
+def _one_of(value: Any, allowed: tuple[_T, ...], what: str) -> _T:
+    """``value`` as the member of ``allowed`` it equals (typed), or ValueError naming ``what``."""
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}")
+    return allowed[allowed.index(value)]
 
 
 def verdict_for(findings: Iterable[Finding]) -> Verdict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,23 +25,16 @@ from restorecheck.errors import BadInputError
 PathLike = str | os.PathLike[str]
 
 
+_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
 def kind_of(mode: int) -> str:
     """A reader's name for the file type in ``mode`` (``st_mode``)."""
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    return "a special file"
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -62,16 +56,20 @@ def _fail(what: str, path: Path, st: os.stat_result, expected: str, hint: str | 
                  hint or f"give {expected}")
 
 
+def _require_kind(path: Path, what: str, expected: str, *kinds: Callable[[int], bool], hint: str | None,
+                  error: type[BadInputError]) -> os.stat_result | None:
+    """``path``'s stat when one of ``kinds`` (``stat.S_ISREG``, ...) accepts its mode, None when
+    nothing is there; anything else is ``error`` saying it is not ``expected``."""
+    st = _stat(path)
+    if st is not None and not any(kind(st.st_mode) for kind in kinds):
+        raise _fail(what, path, st, expected, hint, error)
+    return st
+
+
 def require_file(path: PathLike, what: str, *, hint: str | None = None,
                  error: type[BadInputError] = BadInputError) -> bool:
     """``path`` is a regular file, or does not exist (returns False then); anything else is exit 2."""
-    p = Path(path)
-    st = _stat(p)
-    if st is None:
-        return False
-    if not stat.S_ISREG(st.st_mode):
-        raise _fail(what, p, st, "a regular file", hint, error)
-    return True
+    return _require_kind(Path(path), what, "a regular file", stat.S_ISREG, hint=hint, error=error) is not None
 
 
 def require_file_or_dir(path: PathLike, what: str, *, hint: str | None = None,
@@ -80,13 +78,11 @@ def require_file_or_dir(path: PathLike, what: str, *, hint: str | None = None,
     directory format); False when nothing is there. A FIFO or device inside the directory is
     exit 2 too: the tools that read the backup would block on it."""
     p = Path(path)
-    st = _stat(p)
+    st = _require_kind(p, what, "a regular file or a directory", stat.S_ISREG, stat.S_ISDIR, hint=hint, error=error)
     if st is None:
         return False
     if stat.S_ISREG(st.st_mode):
         return True
-    if not stat.S_ISDIR(st.st_mode):
-        raise _fail(what, p, st, "a regular file or a directory", hint, error)
     seen = 0
     for root, dirs, files in os.walk(p, followlinks=False):
         for name in (*files, *dirs):
@@ -106,13 +102,7 @@ def require_file_or_dir(path: PathLike, what: str, *, hint: str | None = None,
 def require_dir(path: PathLike, what: str, *, hint: str | None = None,
                 error: type[BadInputError] = BadInputError) -> bool:
     """A directory, or nothing there (False); a file or special file is exit 2."""
-    p = Path(path)
-    st = _stat(p)
-    if st is None:
-        return False
-    if not stat.S_ISDIR(st.st_mode):
-        raise _fail(what, p, st, "a directory", hint, error)
-    return True
+    return _require_kind(Path(path), what, "a directory", stat.S_ISDIR, hint=hint, error=error) is not None
 
 
 def require_output_file(path: PathLike, what: str, *, hint: str | None = None) -> None:

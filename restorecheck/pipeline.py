@@ -34,12 +34,16 @@ from restorecheck.engines.base import (
     FingerprintOptions,
     RestoreOptions,
     Target,
+    check_name,
     in_checksum_mode_of,
 )
 from restorecheck.errors import BackupNotFoundError, BadInputError, BadManifestError, UnknownFormatError
 from restorecheck.evidence import Evidence
 from restorecheck.model import (
+    ArtifactFormat,
     BackupArtifact,
+    BackupFormat,
+    EngineName,
     Finding,
     Manifest,
     Reference,
@@ -79,7 +83,7 @@ def snapshot(source: DatabaseRef | str, options: FingerprintOptions | None = Non
     return _live_fingerprint(ref, options or FingerprintOptions(), None)
 
 
-def compare_engine(a: str, b: str) -> str | None:
+def compare_engine(a: str, b: str) -> EngineName | None:
     """The engine a compare of ``a`` and ``b`` is about, as far as the arguments tell without a
     server (for the error report of a compare that failed): a database side's by its name, else a
     manifest side's ``engine``; None when neither tells."""
@@ -199,14 +203,6 @@ def _elapsed(start: float) -> float:
     return round(time.monotonic() - start, 3)
 
 
-def check_name(name: str | None) -> None:
-    """``--name`` is a plain file name (a '/' would write outside the output directory): exit 2."""
-    if name is not None and (not name.strip() or "/" in name or "\0" in name
-                             or name.startswith(".")):
-        raise BadInputError(f"--name {name!r} is not a plain file name",
-                            "give a name without '/' that does not start with '.'; -o chooses the directory")
-
-
 def prepare_outdir(outdir: str | Path, name: str | None = None) -> Path:
     """Create the backup directory ``outdir`` and check that ``name`` is a plain file name.
 
@@ -307,7 +303,7 @@ def backup(
         return BackupResult(artifact, manifest, path, _elapsed(start))
 
 
-def check_target(engine: str, target: str | None) -> None:
+def check_target(engine: EngineName, target: str | None) -> None:
     """A SQLite backup is restored into a temporary file: a --target other than local was silently
     ignored (even 'bogus'), so a run did something other than what it was asked. BadInputError."""
     if engine == "sqlite" and target not in (None, "local"):
@@ -315,8 +311,8 @@ def check_target(engine: str, target: str | None) -> None:
                             "a temporary file", "drop --target (or give --target local)")
 
 
-def _detect(path: Path, engine: str | None, pg_bin: str | Path | None,
-            shown: str | None = None) -> tuple[Engine, str]:
+def _detect(path: Path, engine: EngineName | None, pg_bin: str | Path | None,
+            shown: str | None = None) -> tuple[Engine, BackupFormat]:
     names = [engine] if engine else list(ENGINE_NAMES)
     for name in names:
         eng = get_engine(name, pg_bin=pg_bin)
@@ -404,7 +400,7 @@ def _restore_and_check(
     if reference is not None:
         # a live reference, or a manifest whose sequences were read before the dump's (F2): the
         # restored sequences may be ahead of the reference, never behind
-        at_least = reference_kind == "live" or bool(reference.facts.get("sequences_at_least"))
+        at_least = reference_kind == "live" or reference.sequences_at_least
         results, compared = compare_manifests(reference, restored, live_reference=at_least)
         if ctx.observed("locale_fallback"):
             # the restore already said, once, which locale the target lacks
@@ -443,7 +439,7 @@ def verify(
     restore: RestoreOptions | None = None,
     fingerprint: FingerprintOptions | None = None,
     max_restore_seconds: float | None = None,
-    engine: str | None = None,
+    engine: EngineName | None = None,
     pg_bin: str | Path | None = None,
     identities: Sequence[str | Path] = (),
     max_expanded_size: int | str | None = "default",
@@ -537,7 +533,7 @@ def verify(
         findings += layered_findings
         plain = opened.path
         damaged = any(f.severity == "error" for f in layered_findings)
-        fmt: str | None = None
+        fmt: BackupFormat | None = None
         eng: Engine | None = None
         if opened.readable and plain.exists() and (plain.is_dir() or plain.stat().st_size > 0):
             try:
@@ -587,15 +583,20 @@ def verify(
     )
 
 
-def _public_format(fmt: str | None, opened: Any) -> str:
+def _public_format(fmt: BackupFormat | None, opened: Any) -> ArtifactFormat:
     """The report's format: the engine's, ``plain-<codec>`` for a compressed plain script (plain-gzip
     since 0.1), ``encrypted`` / ``compressed`` when a layer failed before the format was seen."""
     codecs = [layer for layer in opened.layers if layer not in ("age", "gpg")]
     if fmt is None:
         return "encrypted" if opened.encryption and not codecs else ("compressed" if codecs else "unknown")
     if fmt == "plain" and len(codecs) == 1:
-        return f"plain-{codecs[0]}"
+        return _PLAIN_WITH.get(codecs[0], fmt)
     return fmt
+
+
+# a plain script inside one codec layer (sources.CODECS), as the report names its format
+_PLAIN_WITH: dict[str, BackupFormat] = {"gzip": "plain-gzip", "zstd": "plain-zstd", "lz4": "plain-lz4",
+                                        "bzip2": "plain-bzip2", "xz": "plain-xz"}
 
 
 def _manifest_candidates_of(named: str) -> list[str]:
@@ -632,7 +633,7 @@ def _manifest_beside(candidate: Path) -> bool:
                         hint="remove it, or give --manifest")
 
 
-def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | Manifest | None,
+def _empty_backup_report(path: Path, engine: EngineName | None, manifest: str | Path | Manifest | None,
                          started_at: str, start: float, shown: str | None = None) -> Report:
     """An empty file is the extreme of a truncated backup (``pg_dump db > f`` that failed at once,
     a disk that was full): a failed verification (exit 1), not bad input."""
@@ -658,7 +659,7 @@ def _empty_backup_report(path: Path, engine: str | None, manifest: str | Path | 
 def drill(
     source: str | DatabaseRef | None = None,
     *,
-    engine: str | None = None,
+    engine: EngineName | None = None,
     outdir: str | Path | None = None,
     backup_options: BackupOptions | None = None,
     restore: RestoreOptions | None = None,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 
 class Terminated(BaseException):
@@ -29,19 +30,27 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def handle_termination() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise ``Terminated``; the old handlers come back after."""
+def _handled_by(handler: Callable[[int, FrameType | None], Any], *signums: int) -> Iterator[None]:
+    """Within the block, ``handler`` handles ``signums``; the old handlers come back after. Only the
+    main thread can set handlers: elsewhere the block runs with the handlers as they are."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    for s in old:
-        signal.signal(s, _raise)
+    old = {s: signal.getsignal(s) for s in signums}
+    for s in signums:
+        signal.signal(s, handler)
     try:
         yield
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def handle_termination() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise ``Terminated``; the old handlers come back after."""
+    with _handled_by(_raise, signal.SIGTERM, signal.SIGHUP):
+        yield
 
 
 @contextlib.contextmanager
@@ -54,22 +63,14 @@ def deferred_signals() -> Iterator[None]:
     thread, the spawner of long-lived children), since the kernel then hands a signal sent to the
     process to one of them and Python still runs its handler in the main thread.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     pending: list[int] = []
 
     def note(signum: int, frame: FrameType | None) -> None:
         pending.append(signum)
 
-    old = {s: signal.getsignal(s) for s in held}
-    for s in held:
-        signal.signal(s, note)
     try:
-        yield
+        with _handled_by(note, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            yield
     finally:
-        for s, h in old.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
         for signum in dict.fromkeys(pending):  # each once, in the order they came
             signal.raise_signal(signum)

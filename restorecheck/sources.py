@@ -28,6 +28,7 @@ import bz2
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import gzip
 import hashlib
 import io
@@ -259,46 +260,32 @@ def _copy(reader: Any, sink: _Sink) -> None:
         sink.write(block)
 
 
-def _gunzip(raw: BinaryIO, sink: _Sink) -> None:
-    try:
-        with gzip.GzipFile(fileobj=raw, mode="rb") as z:
-            _copy(z, sink)
-    except EOFError:
-        raise _Damaged("the gzip stream is cut short (unexpected end of file)") from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise _Damaged(f"the gzip stream is damaged: {exc}") from None
+def _file_codec(codec: str, open_reader: Callable[[BinaryIO], Any],
+                damaged: tuple[type[Exception], ...]) -> Callable[[BinaryIO, _Sink], None]:
+    """The decompressor of a codec whose library reads like a file (gzip, bzip2, xz, lz4): the
+    stream cut short is EOFError; ``damaged`` are the library's errors for a bad stream."""
+    def decompress(raw: BinaryIO, sink: _Sink) -> None:
+        try:
+            with open_reader(raw) as z:
+                _copy(z, sink)
+        except EOFError:
+            raise _Damaged(f"the {codec} stream is cut short (unexpected end of file)") from None
+        except damaged as exc:
+            raise _Damaged(f"the {codec} stream is damaged: {exc}") from None
+    return decompress
 
 
-def _bunzip(raw: BinaryIO, sink: _Sink) -> None:
-    try:
-        with bz2.BZ2File(raw, "rb") as z:
-            _copy(z, sink)
-    except EOFError:
-        raise _Damaged("the bzip2 stream is cut short (unexpected end of file)") from None
-    except OSError as exc:
-        raise _Damaged(f"the bzip2 stream is damaged: {exc}") from None
-
-
-def _unxz(raw: BinaryIO, sink: _Sink) -> None:
-    try:
-        with lzma.LZMAFile(raw, "rb") as z:
-            _copy(z, sink)
-    except EOFError:
-        raise _Damaged("the xz stream is cut short (unexpected end of file)") from None
-    except lzma.LZMAError as exc:
-        raise _Damaged(f"the xz stream is damaged: {exc}") from None
-
-
-def _unlz4(raw: BinaryIO, sink: _Sink) -> None:
+def _lz4_reader(raw: BinaryIO) -> Any:
     import lz4.frame
 
-    try:
-        with lz4.frame.LZ4FrameFile(raw, "rb") as z:
-            _copy(z, sink)
-    except EOFError:
-        raise _Damaged("the lz4 stream is cut short (unexpected end of file)") from None
-    except RuntimeError as exc:  # lz4's "LZ4F_decompress failed with code: ERROR_..."
-        raise _Damaged(f"the lz4 stream is damaged: {exc}") from None
+    return lz4.frame.LZ4FrameFile(raw, "rb")
+
+
+_gunzip = _file_codec("gzip", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"), (gzip.BadGzipFile, zlib.error))
+_bunzip = _file_codec("bzip2", functools.partial(bz2.BZ2File, mode="rb"), (OSError,))
+_unxz = _file_codec("xz", functools.partial(lzma.LZMAFile, mode="rb"), (lzma.LZMAError,))
+# lz4 says "LZ4F_decompress failed with code: ERROR_..." as a RuntimeError
+_unlz4 = _file_codec("lz4", _lz4_reader, (RuntimeError,))
 
 
 def zstd_frames_complete(raw: BinaryIO) -> str | None:
@@ -408,6 +395,16 @@ def _stop_gpg_agent(home: Path) -> None:
         run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], timeout=10, inherit_env=True)
 
 
+def _gpg_home(work: Path, needed_to: str) -> Path:
+    """A new private GNUPGHOME in ``work`` for one gpg run; EnvironmentFailure when gpg is missing."""
+    if shutil.which("gpg") is None:
+        raise EnvironmentFailure(f"gpg (GnuPG) is needed to {needed_to} and is not installed",
+                                 "install it (Debian/Ubuntu: apt-get install gnupg)")
+    home = work / f"gnupg-{secrets.token_hex(4)}"
+    home.mkdir(mode=0o700)
+    return home
+
+
 def _decrypt_gpg(src: Path, sink: _Sink, identities: Sequence[Identity], name: str,
                  work: Path, sandbox: Any) -> None:
     keys = [i for i in identities if i.kind == "gpg"]
@@ -419,11 +416,7 @@ def _decrypt_gpg(src: Path, sink: _Sink, identities: Sequence[Identity], name: s
     if not keys:
         raise BadInputError(f"{name} is OpenPGP (gpg) encrypted and no OpenPGP secret key was given",
                             "give the secret key it was encrypted to (gpg --export-secret-keys) with --identity FILE")
-    if shutil.which("gpg") is None:
-        raise EnvironmentFailure("gpg (GnuPG) is needed to decrypt an OpenPGP backup and is not installed",
-                                 "install it (Debian/Ubuntu: apt-get install gnupg)")
-    home = work / f"gnupg-{secrets.token_hex(4)}"
-    home.mkdir(mode=0o700)
+    home = _gpg_home(work, "decrypt an OpenPGP backup")
     try:
         for k, ident in enumerate(keys):
             shutil.copyfile(ident.path, home / f"key{k}")
@@ -775,11 +768,7 @@ def encrypt(plain: Path, dest: Path, recipients: Sequence[Recipient], work: Path
         with open(plain, "rb") as src, os.fdopen(fd, "wb") as out:
             pyrage.encrypt_io(src, out, recips)
         return "age"
-    if shutil.which("gpg") is None:
-        raise EnvironmentFailure("gpg (GnuPG) is needed to encrypt to an OpenPGP key and is not installed",
-                                 "install it (Debian/Ubuntu: apt-get install gnupg)")
-    home = work / f"gnupg-{secrets.token_hex(4)}"
-    home.mkdir(mode=0o700)
+    home = _gpg_home(work, "encrypt to an OpenPGP key")
     try:
         argv = ["gpg", "--batch", "--no-tty", "--quiet", "--homedir", str(home), "--trust-model", "always",
                 "--no-auto-key-locate", "--no-auto-key-retrieve"]

@@ -111,11 +111,13 @@ def self_check_findings(
     facts: Mapping[str, Any],
     fk_orphans: Mapping[str, Mapping[str, Any]],
     *,
+    open_error: str | None = None,
     open_error_reported: bool = False,
     reference_fk_orphans: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Finding]:
     """Findings from a restored copy's own facts: integrity_check, read errors, FK orphans.
 
+    ``open_error``: why the file did not open as a database (``Manifest.open_error``), None when it did.
     ``open_error_reported``: the restore already reported that the file does not open (a
     ``restore_errors`` finding), so that is not reported a second time.
     ``reference_fk_orphans``: the reference's orphan counts (None: no reference). Orphans the
@@ -124,7 +126,6 @@ def self_check_findings(
     it cannot tell.
     """
     findings: list[Finding] = []
-    open_error = facts.get("open_error")
     if open_error:
         if not open_error_reported:
             findings.append(Finding(

@@ -8,6 +8,7 @@ from pathlib import Path
 from restorecheck.dburl import DatabaseRef
 from restorecheck.engines.base import Engine
 from restorecheck.errors import BadInputError
+from restorecheck.model import ENGINE_NAMES, EngineName
 
 
 def _postgres(pg_bin: str | Path | None) -> Engine:
@@ -24,18 +25,17 @@ def _sqlite(pg_bin: str | Path | None) -> Engine:
 
 # The registry: an engine's name (what ``--engine`` and ``DatabaseRef.engine`` say) -> a factory
 # taking ``--pg-bin``. Engines are imported lazily, so a SQLite run never imports the PostgreSQL code.
-# A new engine is one entry here (and its ``DatabaseRef`` in dburl.py).
-ENGINES: dict[str, Callable[[str | Path | None], Engine]] = {"postgresql": _postgres, "sqlite": _sqlite}
-ENGINE_NAMES = tuple(ENGINES)
+# A new engine is one entry here, its name in ``model.EngineName`` (and its ``DatabaseRef`` in dburl.py).
+ENGINES: dict[EngineName, Callable[[str | Path | None], Engine]] = {"postgresql": _postgres, "sqlite": _sqlite}
 
 
 def get_engine(name: str, *, pg_bin: str | Path | None = None) -> Engine:
     """The engine registered under ``name`` in ``ENGINES``. ``pg_bin``: PostgreSQL binaries
     to use first (``--pg-bin``)."""
-    factory = ENGINES.get(name)
-    if factory is None:
-        raise BadInputError(f"unknown engine {name!r}", f"use one of: {', '.join(ENGINE_NAMES)}")
-    return factory(pg_bin)
+    for known, factory in ENGINES.items():
+        if known == name:
+            return factory(pg_bin)
+    raise BadInputError(f"unknown engine {name!r}", f"use one of: {', '.join(ENGINE_NAMES)}")
 
 
 def engine_for(ref: DatabaseRef, *, pg_bin: str | Path | None = None) -> Engine:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from restorecheck.dburl import DatabaseRef
+from restorecheck.errors import BadInputError
 from restorecheck.evidence import Evidence
-from restorecheck.model import BackupArtifact, Finding, Manifest
+from restorecheck.model import BackupArtifact, BackupFormat, EngineName, Finding, Manifest
 
 # progress(task, done, total): total None when unknown. The CLI renders it with rich on a terminal.
 ProgressFn = Callable[[str, float, float | None], None]
@@ -44,17 +47,53 @@ class FingerprintOptions:
     progress: ProgressFn = no_progress
 
 
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def check_name(name: str | None) -> None:
+    """``--name`` is a plain file name (a '/' would write outside the output directory): exit 2."""
+    if name is not None and (not name.strip() or "/" in name or "\0" in name
+                             or name.startswith(".")):
+        raise BadInputError(f"--name {name!r} is not a plain file name",
+                            "give a name without '/' that does not start with '.'; -o chooses the directory")
+
+
+def default_backup_name(stem: str | None, now: dt.datetime | None = None) -> str:
+    """``<stem>-<UTC timestamp>`` (the database's name, the SQLite file's stem): a nightly job never
+    collides with last night's file."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = _NAME_SAFE.sub("_", stem or "database").strip("._") or "database"
+    return f"{base}-{stamp}"
+
+
+def backup_files(outdir: Path, name: str | None, stem: str | None, suffix: str) -> tuple[Path, Path]:
+    """Where ``Engine.backup`` writes: ``outdir/<name><suffix>`` and ``outdir/<name>.manifest.json``,
+    ``name`` being ``--name`` or ``default_backup_name(stem)``. ``outdir`` is made if missing. Exit 2
+    for a name that is not a plain file name, an ``outdir`` that is no directory, and a file that
+    exists already: restorecheck never overwrites a backup."""
+    check_name(name)
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
+    outdir.mkdir(parents=True, exist_ok=True)
+    name = name or default_backup_name(stem)
+    out, manifest = outdir / f"{name}{suffix}", outdir / f"{name}.manifest.json"
+    for p in (out, manifest):
+        if p.exists():
+            raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
+                                "choose another --name or output directory, or remove the old file")
+    return out, manifest
+
+
 def in_checksum_mode_of(manifest: Manifest, options: FingerprintOptions) -> FingerprintOptions:
     """``options`` in the checksum mode ``manifest`` was made in, so that the two compare."""
-    mode = str(manifest.facts.get("checksum_mode", ""))
-    if mode:
-        return dataclasses.replace(options, strict=mode.startswith("text"))
+    if manifest.checksum_mode in ("hash64-v1", "text64-v1"):
+        return dataclasses.replace(options, strict=manifest.checksum_mode == "text64-v1")
     return options
 
 
 @dataclass(frozen=True)
 class BackupOptions:
-    format: str = "custom"  # custom | directory | tar | plain (PostgreSQL); sqlite
+    format: BackupFormat = "custom"  # custom | directory | tar | plain (PostgreSQL); sqlite
     jobs: int = 1
     name: str | None = None  # file stem; default from the database name
     compress: str | None = None  # passed to pg_dump -Z
@@ -108,7 +147,7 @@ class Target:
     URL); ``handle`` is the engine's own (PostgreSQL: a ``provisioners.base.PgServer``), alive
     until the ``ExitStack`` that made it closes."""
 
-    engine: str
+    engine: EngineName
     where: str
     handle: Any
 
@@ -123,9 +162,9 @@ class ThrowawaySource:
 
 
 class Engine(Protocol):
-    name: ClassVar[str]
+    name: ClassVar[EngineName]
 
-    def detect_format(self, path: Path) -> str | None:
+    def detect_format(self, path: Path) -> BackupFormat | None:
         """The backup format of ``path`` by content, or None when it is not this engine's."""
 
     def fingerprint(

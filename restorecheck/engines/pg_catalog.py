@@ -26,6 +26,16 @@ USER_NS = (
 # objects that an extension owns are dumped as CREATE EXTENSION, not one by one
 NOT_EXT = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {cls}::regclass AND d.objid = {oid} " \
           "AND d.deptype = 'e')"
+# the column a sequence belongs to (SERIAL, IDENTITY, OWNED BY) as a JSON array [schema, table,
+# column, the table's relkind], NULL for a free sequence; {seq} is the sequence's oid. The catalog
+# records it as owned_by, the sequence facts read that column's max and min through it.
+SEQUENCE_OWNER = """(SELECT json_build_array(tn.nspname, tc.relname, ta.attname, tc.relkind)
+                  FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid
+                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+                  JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
+                 WHERE d.classid = 'pg_class'::regclass AND d.objid = {seq}
+                   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+                 LIMIT 1)"""
 
 _PRIV_NAMES = {
     "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "EXECUTE", "USAGE",
@@ -244,21 +254,14 @@ def _constraints(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:
 
 
 def _sequence_params(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:
-    rows = _rows(conn, """
+    rows = _rows(conn, f"""
         SELECT s.seqrelid, format_type(s.seqtypid, NULL), s.seqstart::text, s.seqincrement::text,
-               s.seqmin::text, s.seqmax::text, s.seqcache::text, s.seqcycle,
-               (SELECT tn.nspname || '.' || tc.relname || '.' || ta.attname
-                  FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid
-                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-                  JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
-                 WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
-                   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
-                 LIMIT 1)
+               s.seqmin::text, s.seqmax::text, s.seqcache::text, s.seqcycle, {SEQUENCE_OWNER.format(seq="s.seqrelid")}
         FROM pg_sequence s""")
     return {
         relid: {"type": typ, "start": start, "increment": inc, "min": mn, "max": mx, "cache": cache,
-                "cycle": bool(cycle), "owned_by": owned}
-        for relid, typ, start, inc, mn, mx, cache, cycle, owned in rows
+                "cycle": bool(cycle), "owned_by": None if owner is None else ".".join(owner[:3])}
+        for relid, typ, start, inc, mn, mx, cache, cycle, owner in rows
     }
 
 

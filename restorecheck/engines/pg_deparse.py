@@ -273,22 +273,31 @@ def round_trip_statement(c: Candidate, temp: str) -> sql.Composed | None:
     return None
 
 
+# the constraints of a candidate's owner: a table (check) or a domain (domain_check), by schema and name
+_CONSTRAINTS_OF = {
+    "check": "JOIN pg_class t ON t.oid = co.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+             "WHERE n.nspname = %s AND t.relname = %s",
+    "domain_check": "JOIN pg_type t ON t.oid = co.contypid JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE n.nspname = %s AND t.typname = %s",
+}
+
+
+def _constraints(conn: psycopg.Connection[Any], c: Candidate) -> list[tuple[Any, ...]]:
+    """(name, definition, contype) of every constraint of ``c``'s table or domain."""
+    return conn.execute("SELECT co.conname, pg_get_constraintdef(co.oid), co.contype FROM pg_constraint co "
+                        + _CONSTRAINTS_OF[c.kind], (c.schema, c.name)).fetchall()
+
+
+def _relations_in(conn: psycopg.Connection[Any], schema: str) -> int:
+    row = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = %s", (schema,)).fetchone()
+    return int(row[0]) if row else -1
+
+
 def _read_back(conn: psycopg.Connection[Any], c: Candidate, temp: str, before: int) -> str | None:
     """The definition the round trip made, after checking that exactly that object was added."""
-    if c.kind == "check":
-        rows = conn.execute(
-            "SELECT co.conname, pg_get_constraintdef(co.oid), co.contype FROM pg_constraint co "
-            "JOIN pg_class t ON t.oid = co.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-            "WHERE n.nspname = %s AND t.relname = %s", (c.schema, c.name)).fetchall()
-        mine = [r for r in rows if r[0] == temp]
-        if len(rows) != before + 1 or len(mine) != 1 or mine[0][2] != "c":
-            return None
-        text = str(mine[0][1])
-    elif c.kind == "domain_check":
-        rows = conn.execute(
-            "SELECT co.conname, pg_get_constraintdef(co.oid), co.contype FROM pg_constraint co "
-            "JOIN pg_type t ON t.oid = co.contypid JOIN pg_namespace n ON n.oid = t.typnamespace "
-            "WHERE n.nspname = %s AND t.typname = %s", (c.schema, c.name)).fetchall()
+    if c.kind in _CONSTRAINTS_OF:
+        rows = _constraints(conn, c)
         mine = [r for r in rows if r[0] == temp]
         if len(rows) != before + 1 or len(mine) != 1 or mine[0][2] != "c":
             return None
@@ -305,9 +314,7 @@ def _read_back(conn: psycopg.Connection[Any], c: Candidate, temp: str, before: i
             "SELECT c.relname, c.relkind, pg_get_viewdef(c.oid) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
             (c.schema, temp)).fetchall()
-        count = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                             "WHERE n.nspname = %s", (c.schema,)).fetchone()
-        if len(rows) != 1 or rows[0][1] != "v" or count is None or int(count[0]) != before + 1:
+        if len(rows) != 1 or rows[0][1] != "v" or _relations_in(conn, c.schema) != before + 1:
             return None
         from restorecheck.engines.pg_catalog import normalise_definition
 
@@ -320,20 +327,12 @@ def _read_back(conn: psycopg.Connection[Any], c: Candidate, temp: str, before: i
 
 
 def _count_before(conn: psycopg.Connection[Any], c: Candidate) -> int:
-    if c.kind == "check":
-        q = ("SELECT count(*) FROM pg_constraint co JOIN pg_class t ON t.oid = co.conrelid "
-             "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s AND t.relname = %s")
-    elif c.kind == "domain_check":
-        q = ("SELECT count(*) FROM pg_constraint co JOIN pg_type t ON t.oid = co.contypid "
-             "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s AND t.typname = %s")
-    elif c.kind == "view":
-        row = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                           "WHERE n.nspname = %s", (c.schema,)).fetchone()
-        return int(row[0]) if row else -1
-    else:
-        return 0
-    row = conn.execute(q, (c.schema, c.name)).fetchone()
-    return int(row[0]) if row else -1
+    """What ``_read_back`` expects one more of: the owner's constraints, or the schema's relations."""
+    if c.kind in _CONSTRAINTS_OF:
+        return len(_constraints(conn, c))
+    if c.kind == "view":
+        return _relations_in(conn, c.schema)
+    return 0
 
 
 def round_trip(conn: psycopg.Connection[Any], c: Candidate) -> str | None:

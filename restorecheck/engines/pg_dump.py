@@ -31,16 +31,17 @@ from pathlib import Path
 
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.evidence import Evidence
+from restorecheck.model import BackupFormat, DumpFormat
 from restorecheck.runner import Completed
 
 log = logging.getLogger("restorecheck")
 
-ARCHIVE_FORMATS = ("custom", "directory", "tar")
-PLAIN_FORMATS = ("plain", "plain-gzip")
+ARCHIVE_FORMATS: tuple[DumpFormat, ...] = ("custom", "directory", "tar")
+PLAIN_FORMATS: tuple[BackupFormat, ...] = ("plain", "plain-gzip")  # what detect_format tells as a script
 FORMATS = ARCHIVE_FORMATS + PLAIN_FORMATS
 # pg_dump -F letter and the file suffix restorecheck backup writes.
-FORMAT_FLAG = {"custom": "c", "directory": "d", "tar": "t", "plain": "p"}
-SUFFIX = {"custom": ".dump", "directory": ".dir", "tar": ".tar", "plain": ".sql"}
+FORMAT_FLAG: dict[DumpFormat, str] = {"custom": "c", "directory": "d", "tar": "t", "plain": "p"}
+SUFFIX: dict[DumpFormat, str] = {"custom": ".dump", "directory": ".dir", "tar": ".tar", "plain": ".sql"}
 
 TRAILER = "-- PostgreSQL database dump complete"
 HEADER = "-- PostgreSQL database dump"  # the first comment of every pg_dump plain script
@@ -123,7 +124,7 @@ def tar_damage(path: Path) -> str | None:
     return None
 
 
-def detect_format(path: Path) -> str | None:
+def detect_format(path: Path) -> BackupFormat | None:
     """The pg_dump format of ``path`` by its content, or None when it is no pg_dump output."""
     p = Path(path)
     if p.is_dir():

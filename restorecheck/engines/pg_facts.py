@@ -11,7 +11,8 @@ import psycopg
 from psycopg import sql
 
 from restorecheck.engines import pg_catalog
-from restorecheck.engines.pg_session import _first_line, _savepoint
+from restorecheck.engines.pg_session import _savepoint
+from restorecheck.errors import first_line
 
 log = logging.getLogger("restorecheck")
 
@@ -22,13 +23,7 @@ log = logging.getLogger("restorecheck")
 def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
     rows = conn.execute(f"""
         SELECT n.nspname, c.relname, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle,
-               (SELECT json_build_array(tn.nspname, tc.relname, ta.attname, tc.relkind)
-                  FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid
-                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-                  JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
-                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
-                 LIMIT 1)
+               {pg_catalog.SEQUENCE_OWNER.format(seq="c.oid")}
         FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE {pg_catalog.USER_NS} ORDER BY 1, 2""").fetchall()
     out: dict[str, dict[str, Any]] = {}
@@ -40,7 +35,7 @@ def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
                     sql.Identifier(nsp, name))).fetchone()  # type: ignore[misc]
             state.update(last_value=int(last), is_called=bool(called))
         except psycopg.Error as exc:
-            state.update(last_value=None, is_called=None, note=_first_line(exc))
+            state.update(last_value=None, is_called=None, note=first_line(exc))
         if owned:
             tnsp, trel, tcol, tkind = owned
             state["owned_by"] = f"{tnsp}.{trel}.{tcol}"
@@ -52,7 +47,7 @@ def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
                 state["column_max"] = None if mx is None else _int_or_str(mx)
                 state["column_min"] = None if mn is None else _int_or_str(mn)
             except psycopg.Error as exc:
-                state["column_note"] = _first_line(exc)
+                state["column_note"] = first_line(exc)
         out[f"{nsp}.{name}"] = state
     return out
 
@@ -100,7 +95,7 @@ def fk_orphan_counts(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]
                 entry["orphans"] = int(conn.execute(q).fetchone()[0])  # type: ignore[index]
         except psycopg.Error as exc:
             entry["orphans"] = None
-            entry["note"] = _first_line(exc)
+            entry["note"] = first_line(exc)
         out[f"{nsp}.{rel}.{con}"] = entry
     return out
 
@@ -118,7 +113,7 @@ def large_object_summary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
                 n = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]  # type: ignore[index]
         except psycopg.Error:
             n = None
-        return {"count": n, "digest": None, "objects": {}, "note": f"contents not readable: {_first_line(exc)}"}
+        return {"count": n, "digest": None, "objects": {}, "note": f"contents not readable: {first_line(exc)}"}
     h = hashlib.sha256()
     objects: dict[str, dict[str, Any]] = {}
     for oid, owner, md5 in rows:

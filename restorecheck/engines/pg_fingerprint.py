@@ -35,7 +35,6 @@ connections) and the parts are added. The row hash (``checksum_mode``):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -45,7 +44,7 @@ import psycopg
 
 from restorecheck.dburl import PostgresRef
 from restorecheck.engines import pg_catalog, pg_dbprops
-from restorecheck.engines.base import FingerprintOptions
+from restorecheck.engines.base import FingerprintOptions, in_checksum_mode_of
 from restorecheck.engines.pg_facts import (
     database_facts,
     fk_orphan_counts,
@@ -61,9 +60,9 @@ from restorecheck.engines.pg_rowhash import (
     format_checksum,
     ranges_from_boundaries,
 )
-from restorecheck.engines.pg_session import _first_line, begin_snapshot, connect
+from restorecheck.engines.pg_session import begin_snapshot, connect
 from restorecheck.engines.pg_workers import _Fingerprinter, _run_tasks, _TablePlan
-from restorecheck.errors import SourceUnreachableError
+from restorecheck.errors import SourceUnreachableError, first_line
 from restorecheck.model import Manifest, RangeChecksum, TableFingerprint
 
 log = logging.getLogger("restorecheck")
@@ -84,9 +83,8 @@ def fingerprint_postgres(
     range by range.
     """
     jobs = max(1, options.jobs)
-    if ranges_from is not None and ranges_from.facts.get("checksum_mode") in (HASH_MODE, TEXT_MODE):
-        # checksums are only comparable in the same mode: follow the reference's
-        options = dataclasses.replace(options, strict=ranges_from.facts["checksum_mode"] == TEXT_MODE)
+    if ranges_from is not None:  # checksums are only comparable in the same mode: follow the reference's
+        options = in_checksum_mode_of(ranges_from, options)
     conns: list[psycopg.Connection[Any]] = []
     try:
         main = connect(ref, options, application="restorecheck fingerprint")
@@ -132,15 +130,15 @@ def fingerprint_postgres(
         sequences = sequence_states(main)
         fks = {} if options.schema_only else fk_orphan_counts(main)
         los = None if options.schema_only else large_object_summary(main)
-        facts["checksum_mode"] = TEXT_MODE if options.strict else HASH_MODE
         facts["jobs"] = jobs
         ordered = tuple(results[t.qualified] for t in tables)
         return Manifest(
             engine="postgresql", database=str(facts["database"]), server_version=str(facts["server_version"]),
             taken_at=taken_at, snapshot=snapshot, tables=ordered, schema=schema, sequences=sequences,
-            large_objects=los, fk_orphans=fks, facts=facts, database_properties=db_properties)
+            large_objects=los, fk_orphans=fks, facts=facts, database_properties=db_properties,
+            checksum_mode=TEXT_MODE if options.strict else HASH_MODE)
     except psycopg.OperationalError as exc:
-        raise SourceUnreachableError(f"lost the connection to {ref.display()}: {_first_line(exc)}",
+        raise SourceUnreachableError(f"lost the connection to {ref.display()}: {first_line(exc)}",
                                      "check the server and retry") from None
     finally:
         for c in conns:

@@ -12,13 +12,13 @@ from typing import Any
 
 from psycopg import sql
 
-from restorecheck.model import RangeChecksum
+from restorecheck.model import ChecksumMode, RangeChecksum
 
 log = logging.getLogger("restorecheck")
 
 
-HASH_MODE = "hash64-v1"
-TEXT_MODE = "text64-v1"
+HASH_MODE: ChecksumMode = "hash64-v1"
+TEXT_MODE: ChecksumMode = "text64-v1"
 MOD64 = 1 << 64
 
 # Settings that change how values print or what a query sees (PITFALLS E6, G, I).

@@ -15,7 +15,7 @@ from psycopg.types.json import set_json_loads
 from restorecheck.dburl import PostgresRef
 from restorecheck.engines.base import FingerprintOptions
 from restorecheck.engines.pg_rowhash import PINNED_SETTINGS, PLANNER_SETTINGS
-from restorecheck.errors import BadInputError, SourceUnreachableError
+from restorecheck.errors import BadInputError, SourceUnreachableError, first_line
 
 log = logging.getLogger("restorecheck")
 
@@ -98,13 +98,8 @@ def begin_snapshot(conn: psycopg.Connection[Any], snapshot: str | None) -> None:
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         except psycopg.Error as exc:
             conn.execute("ROLLBACK")
-            raise BadInputError(f"cannot import snapshot {snapshot!r}: {_first_line(exc)}",
+            raise BadInputError(f"cannot import snapshot {snapshot!r}: {first_line(exc)}",
                                 "the exporting transaction must still be open") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 @contextlib.contextmanager

@@ -19,7 +19,8 @@ from psycopg import sql
 
 from restorecheck.engines.base import FingerprintOptions
 from restorecheck.engines.pg_rowhash import TableInfo, checksum_query
-from restorecheck.engines.pg_session import _first_line, _savepoint, execute_with_params
+from restorecheck.engines.pg_session import _savepoint, execute_with_params
+from restorecheck.errors import first_line
 from restorecheck.model import Manifest
 
 log = logging.getLogger("restorecheck")
@@ -170,7 +171,7 @@ class _Fingerprinter:
         return run
 
     def _fail(self, plan: _TablePlan, exc: psycopg.Error) -> None:
-        msg = _first_line(exc)
+        msg = first_line(exc)
         with self.lock:
             plan.error = msg
             if "row-level security" in msg or "row level security" in msg:

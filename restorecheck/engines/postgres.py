@@ -21,7 +21,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
 import os
 import re
@@ -34,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from restorecheck.dburl import DatabaseRef, PostgresRef
+from restorecheck.dburl import DatabaseRef, PostgresRef, mask
 from restorecheck.engines import pg_dbprops, pg_needs
 from restorecheck.engines import pg_dump as pgd
 from restorecheck.engines.base import (
@@ -45,6 +44,7 @@ from restorecheck.engines.base import (
     RestoreOutcome,
     Target,
     ThrowawaySource,
+    backup_files,
     in_checksum_mode_of,
     no_progress,
 )
@@ -56,9 +56,10 @@ from restorecheck.errors import (
     ScratchDatabaseReplacedError,
     SourceUnreachableError,
     ToolNotFoundError,
+    first_line,
 )
 from restorecheck.evidence import Evidence
-from restorecheck.model import BackupArtifact, Finding, Manifest
+from restorecheck.model import ArtifactFormat, BackupArtifact, BackupFormat, EngineName, Finding, Manifest
 from restorecheck.process import PgInstallation, choose, discover
 from restorecheck.provisioners.base import DatabaseIdentity, check_database_identity, database_identity
 from restorecheck.provisioners.restore_role import (
@@ -73,33 +74,24 @@ from restorecheck.sandbox import set_pdeathsig
 
 log = logging.getLogger("restorecheck")
 
-_NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
-def default_backup_name(dbname: str | None, now: dt.datetime | None = None) -> str:
-    """``<db>-<UTC timestamp>``: a nightly job never collides with last night's file."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    base = _NAME_SAFE.sub("_", dbname or "database").strip("._") or "database"
-    return f"{base}-{stamp}"
-
-
 @dataclasses.dataclass
 class Inspection:
     """What restorecheck learnt about a backup before restoring it."""
 
-    format: str
+    format: ArtifactFormat
     evidence: list[Evidence] = dataclasses.field(default_factory=list)
     header: pgd.ArchiveHeader = dataclasses.field(default_factory=pgd.ArchiveHeader)
     roles: set[str] = dataclasses.field(default_factory=set)
     script: Path | None = None  # the SQL script psql restores (plain, or decompressed gzip)
     readable: bool = True  # False: nothing can be restored from it at all
     workdir: Path | None = None  # restorecheck's own temporary directory for this backup
-    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # what the restore acts on: the version of the pg_restore that read the archive's list (it
+    # restores it too); pg_dump -Z lz4|zstd (the target's pg_restore must read it); the locale of the
+    # dump's CREATE DATABASE line (pg_dump -C, every archive)
+    reader: str | None = None
+    member_compression: str | None = None
+    dump_locale: dict[str, str] | None = None
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # the rest, for the report
     jail: Any = None  # the ToolJail the tools that read this backup run in (engines/pg_jail.py)
     edits: dict[int, bytes] = dataclasses.field(default_factory=dict)  # plain: PlainScan.edits
     texts: dict[str, str] = dataclasses.field(default_factory=dict)  # archive: pg_restore --list/--schema-only
@@ -107,6 +99,12 @@ class Inspection:
     # looked up once per inspection
     readers: list[PgInstallation] = dataclasses.field(default_factory=list)
     db_properties: Any = None  # pg_dbprops.DumpProperties: what the dump carries about its database
+
+    def report_facts(self) -> dict[str, Any]:
+        """``facts`` and the typed fields above, under the names the report has always used."""
+        typed = {"member_compression": self.member_compression, "dump_locale": self.dump_locale,
+                 "reader": self.reader}
+        return {**self.facts, **{k: v for k, v in typed.items() if v is not None}}
 
 
 @dataclasses.dataclass
@@ -124,14 +122,14 @@ class _PendingProperties:
 class PostgresEngine:
     """The Engine protocol (engines/base.py) for PostgreSQL."""
 
-    name: ClassVar[str] = "postgresql"
+    name: ClassVar[EngineName] = "postgresql"
 
     def __init__(self, pg_bin: str | Path | None = None) -> None:
         self.pg_bin = pg_bin  # configuration only: the engine keeps no state between calls
 
     # --- format and fingerprint ------------------------------------------------------------
 
-    def detect_format(self, path: Path) -> str | None:
+    def detect_format(self, path: Path) -> BackupFormat | None:
         return pgd.detect_format(Path(path))
 
     def fingerprint(self, db: DatabaseRef, options: FingerprintOptions, *,
@@ -193,10 +191,10 @@ class PostgresEngine:
                             try:
                                 conn.execute(a.statement)
                             except psycopg.Error as exc:
-                                not_applied[a.name] = _first_line(exc)
+                                not_applied[a.name] = first_line(exc)
                 current = pg_dbprops.read_properties(admin, pending.dbname) or {}
         except psycopg.Error as exc:
-            evidence.append(Evidence("properties_unreadable", "database", {"error": _first_line(exc)}))
+            evidence.append(Evidence("properties_unreadable", "database", {"error": first_line(exc)}))
             return manifest, evidence
         for name, error in not_applied.items():
             evidence.append(Evidence("property_not_applied", "database",
@@ -272,28 +270,15 @@ class PostgresEngine:
         if options.jobs > 1 and fmt != "directory":
             raise BadInputError("--jobs above 1 needs --format directory",
                                 "pg_dump runs in parallel only for the directory format")
-        outdir = Path(outdir)
-        if outdir.exists() and not outdir.is_dir():
-            raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
-        outdir.mkdir(parents=True, exist_ok=True)
-        if options.name is not None and (not options.name.strip() or "/" in options.name
-                                         or options.name.startswith(".")):
-            raise BadInputError(f"--name {options.name!r} is not a plain file name",
-                                "give a name without '/' that does not start with '.'")
-        name = options.name or default_backup_name(source.dbname or source.params.get("user"))
-        out = outdir / f"{name}{pgd.SUFFIX[fmt]}"
-        manifest_path = outdir / f"{name}.manifest.json"
-        for p in (out, manifest_path):
-            if p.exists():
-                raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
-                                    "choose another --name or output directory, or remove the old file")
+        out, _ = backup_files(Path(outdir), options.name, source.dbname or source.params.get("user"),
+                              pgd.SUFFIX[fmt])
         fp_opts = options.fingerprint
         progress = options.progress
         try:
             conn = psycopg.connect(source.conninfo(), connect_timeout=15, autocommit=True)
         except psycopg.Error as exc:
             raise SourceUnreachableError(
-                f"cannot connect to the source {source.display()}: {_first_line(exc)}",
+                f"cannot connect to the source {source.display()}: {first_line(exc)}",
                 "check the URL, the password (PGPASSWORD or ~/.pgpass) and that the server is up",
             ) from None
         started = time.monotonic()
@@ -372,7 +357,7 @@ class PostgresEngine:
         except psycopg.Error as exc:
             _remove(out)
             raise SourceUnreachableError(
-                f"reading the source {source.display()} failed: {_first_line(exc)}",
+                f"reading the source {source.display()} failed: {first_line(exc)}",
                 "check that the role may read every table (superuser or BYPASSRLS for RLS tables)",
             ) from None
         except BaseException:
@@ -381,7 +366,7 @@ class PostgresEngine:
         if result.returncode != 0 or "error:" in result.stderr:
             _remove(out)
             raise SourceUnreachableError(
-                f"pg_dump failed (exit {result.returncode}): {pgd.mask(_tail(result.stderr))}",
+                f"pg_dump failed (exit {result.returncode}): {mask(_tail(result.stderr))}",
                 "read pg_dump's message above; the backup was not kept",
             )
         _set_mode(out, options.file_mode)
@@ -395,19 +380,18 @@ class PostgresEngine:
             "pg_dump_options": {"format": fmt, "jobs": options.jobs, "compress": options.compress,
                                 "snapshot": snapshot, "create": fmt == "plain"},
             "pg_dump_seconds": round(result.seconds, 3),
-            "pg_dump_warnings": [pgd.mask(w) for w in warnings[:20]],
+            "pg_dump_warnings": [mask(w) for w in warnings[:20]],
             "in_recovery": bool(in_recovery),
             "dump_role": {"name": role, "rolsuper": bool(rolsuper), "rolbypassrls": bool(bypassrls)},
             "encoding": encoding,
             "lc_collate": collate,
             "lc_ctype": ctype,
             "backup_seconds": round(time.monotonic() - started, 3),
-            # sequence values were read before pg_dump read them: a restore may be ahead, not behind
-            "sequences_at_least": True,
         })
         sequences = {name: {**state, **early_sequences.get(name, {})}
                      for name, state in manifest.sequences.items()}
-        manifest = dataclasses.replace(manifest, facts=facts, sequences=sequences,
+        # sequence values were read before pg_dump read them: a restore may be ahead, not behind
+        manifest = dataclasses.replace(manifest, facts=facts, sequences=sequences, sequences_at_least=True,
                                        snapshot=manifest.snapshot or snapshot,
                                        server_version=manifest.server_version or str(server_version))
         manifest = manifest.with_backup(artifact)  # the pipeline saves it beside the backup
@@ -434,7 +418,7 @@ class PostgresEngine:
         separate step, with gzip's own error kept as evidence (``gzip_damaged``; PITFALLS A5).
         """
         path = Path(artifact.path)
-        fmt = artifact.format or pgd.detect_format(path) or ""
+        fmt: ArtifactFormat = artifact.format or pgd.detect_format(path) or "unknown"
         insp = Inspection(format=fmt, workdir=workdir, jail=jail, readers=readers or self._readers())
         obj = path.name
         if fmt == "tar":
@@ -460,7 +444,7 @@ class PostgresEngine:
                             for i in readers),
                         codec_remedy(codec))
                 readers = able
-                insp.facts["member_compression"] = codec
+                insp.member_compression = codec
             for inst in readers:
                 inst = self._reachable(inst, jail)
                 inp = jail.input(path, need_path=fmt == "directory")
@@ -476,7 +460,7 @@ class PostgresEngine:
                     newest = insp.readers[0]
                     raise ToolNotFoundError(
                         f"{path.name} was written by a newer pg_dump than any pg_restore found here "
-                        f"(newest: {newest.version} in {newest.bindir}): {pgd.mask(err)}",
+                        f"(newest: {newest.version} in {newest.bindir}): {mask(err)}",
                         "install a newer PostgreSQL client or give --pg-bin DIR",
                     )
                 insp.readable = False
@@ -488,9 +472,9 @@ class PostgresEngine:
                                                                 create=True),
                            source=path, inp=inp, capture_stdout=True)
             preamble = pgd.parse_preamble(pre.stdout)
-            insp.facts["dump_locale"] = pgd.database_locale_in_sql(pre.stdout)
+            insp.dump_locale = pgd.database_locale_in_sql(pre.stdout)
             insp.header = dataclasses.replace(header, encoding=preamble.get("encoding"))
-            insp.facts["reader"] = reader.version
+            insp.reader = reader.version
             insp.facts["toc_entries"] = dict(header.entry_counts)
             if not header.entry_counts.get("TABLE DATA") and not header.entry_counts.get("BLOBS"):
                 insp.evidence.append(Evidence("archive_without_data", obj))
@@ -513,7 +497,7 @@ class PostgresEngine:
             with open(script, "rb") as f:
                 head = f.read(64 * 1024).decode("utf-8", "replace")
             preamble = pgd.parse_preamble(head)
-            insp.facts["dump_locale"] = pgd.database_locale_in_sql(head)  # pg_dump -C
+            insp.dump_locale = pgd.database_locale_in_sql(head)  # pg_dump -C
             insp.script = script
             insp.readable = script.stat().st_size > 0
             insp.header = pgd.ArchiveHeader(format=fmt, dumped_from=preamble.get("dumped_from"),
@@ -538,9 +522,8 @@ class PostgresEngine:
         return []
 
     def _reader_for(self, insp: Inspection) -> PgInstallation:
-        version = insp.facts.get("reader")
         for inst in insp.readers:
-            if inst.version == version:
+            if inst.version == insp.reader:
                 return self._reachable(inst, insp.jail)
         return self._reachable(insp.readers[0], insp.jail)
 
@@ -664,8 +647,8 @@ class PostgresEngine:
                                     if insp.format in pgd.ARCHIVE_FORMATS and insp.readable else None,
                                     readable=insp.readable, min_major=insp.header.min_major,
                                     encoding=insp.header.encoding)
-        if insp.facts.get("member_compression"):  # pg_dump -Z lz4|zstd: the target's pg_restore must read it
-            needs = dataclasses.replace(needs, archive_codec=str(insp.facts["member_compression"]))
+        if insp.member_compression:  # pg_dump -Z lz4|zstd: the target's pg_restore must read it
+            needs = dataclasses.replace(needs, archive_codec=insp.member_compression)
         timings = {"inspect": time.monotonic() - t0}
         evidence = list(insp.evidence)
         info: dict[str, Any] = {"format": insp.format, "sandbox": jail.sandbox.facts()}
@@ -719,7 +702,7 @@ class PostgresEngine:
             "server_version": server.version, "target_kind": server.kind,
             "tools_version": tools.version, "dumped_from": insp.header.dumped_from,
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
-            "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.facts,
+            "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.report_facts(),
         })
         connect = None
         if options.keep:  # the restored database, not the server's 'postgres'; the password in a passfile
@@ -885,7 +868,7 @@ def database_locale(insp: Inspection, options: RestoreOptions) -> tuple[dict[str
     (manifest or live source) where known, else the dump's own (``pg_dump -C`` scripts and every
     archive carry a CREATE DATABASE statement), else none (the target's default)."""
     keys = ("lc_collate", "lc_ctype", "locale_provider", "icu_locale", "icu_rules", "builtin_locale")
-    for source, facts in (("reference", options.reference_locale), ("dump", insp.facts.get("dump_locale"))):
+    for source, facts in (("reference", options.reference_locale), ("dump", insp.dump_locale)):
         locale = {k: str(v) for k, v in (facts or {}).items() if k in keys and v}
         if locale.get("lc_collate") or locale.get("lc_ctype"):
             return locale, source
@@ -1040,7 +1023,7 @@ def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
                 created.add(role)
     except psycopg.Error as exc:
         raise EnvironmentFailure(f"could not create the roles the dump names on the target: "
-                                 f"{_first_line(exc)}",
+                                 f"{first_line(exc)}",
                                  "restore as a superuser or a role with CREATEROLE") from None
 
 
@@ -1085,7 +1068,7 @@ def _drop_roles(server: Any, created: set[str]) -> None:
                 c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
     except psycopg.Error as exc:
         log.warning("could not drop the roles restorecheck created (%s): %s", ", ".join(sorted(created)),
-                    _first_line(exc))
+                    first_line(exc))
 
 
 def _sequence_values(conn: Any) -> dict[str, dict[str, Any]]:

@@ -72,6 +72,7 @@ from restorecheck.engines.base import (
     RestoreOutcome,
     Target,
     ThrowawaySource,
+    backup_files,
     no_progress,
 )
 from restorecheck.errors import (
@@ -79,16 +80,26 @@ from restorecheck.errors import (
     BadInputError,
     SourceUnreachableError,
     UnknownFormatError,
+    first_line,
 )
 from restorecheck.evidence import Evidence
-from restorecheck.model import BackupArtifact, Finding, Manifest, RangeChecksum, TableFingerprint
+from restorecheck.model import (
+    BackupArtifact,
+    BackupFormat,
+    ChecksumMode,
+    EngineName,
+    Finding,
+    Manifest,
+    RangeChecksum,
+    TableFingerprint,
+)
 from restorecheck.runner import Command, Completed, current_runner
 
 log = logging.getLogger("restorecheck")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-CHECKSUM_MODE = "sqlite-keyed-sha256-v1"
-FORMAT = "sqlite"
+CHECKSUM_MODE: ChecksumMode = "sqlite-keyed-sha256-v1"
+FORMAT: BackupFormat = "sqlite"
 SUFFIX = ".db"
 BACKUP_STEP_PAGES = 4096
 MAX_INTEGRITY_ERRORS = 100
@@ -96,7 +107,6 @@ MAX_ORPHAN_ROWIDS = 20
 CHUNK_TARGET_BYTES = 8 << 20
 CACHE_KIB = 128 << 10  # page cache of a fingerprint connection: 128 MiB at most
 MMAP_BYTES = (1 << 31) - 1  # SQLite caps it at its compile-time maximum
-_NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _ROWID_ALIASES = ("rowid", "_rowid_", "oid")
 ENCODINGS = {1: "UTF-8", 2: "UTF-16le", 3: "UTF-16be"}
 
@@ -144,11 +154,6 @@ def connect_readonly(path: Path, *, immutable: bool = False, private: bool = Fal
     return conn
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def _sha256_file(path: Path, progress: ProgressFn = no_progress) -> tuple[int, str]:
     h = hashlib.sha256()
     size = path.stat().st_size
@@ -162,13 +167,6 @@ def _sha256_file(path: Path, progress: ProgressFn = no_progress) -> tuple[int, s
             done += len(block)
             progress("sha256", done, size)
     return done, h.hexdigest()
-
-
-def default_backup_name(path: Path, now: dt.datetime | None = None) -> str:
-    """``<stem>-<UTC timestamp>``: a nightly job never collides with last night's file."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    base = _NAME_SAFE.sub("_", path.stem).strip("._") or "database"
-    return f"{base}-{stamp}"
 
 
 # --- catalog ----------------------------------------------------------------------------------
@@ -573,7 +571,7 @@ def checksum_table(
                                 checksum_mode=CHECKSUM_MODE, key=key, ranges=tuple(ranges),
                                 extra={"strict": True} if info.strict else {})
     except sqlite3.DatabaseError as exc:
-        return TableFingerprint(name, kind, readable=False, note=_first_line(exc),
+        return TableFingerprint(name, kind, readable=False, note=first_line(exc),
                                 checksum_mode=CHECKSUM_MODE)
 
 
@@ -662,7 +660,7 @@ def read_fk_orphans(conn: sqlite3.Connection, tables: Sequence[TableInfo]) -> di
         except sqlite3.DatabaseError as exc:
             for state in out.values():
                 if state["table"] == t.qualified:
-                    state["error"] = _first_line(exc)
+                    state["error"] = first_line(exc)
             continue
         for _tbl, rowid, _parent, fkid in rows:
             state = out.setdefault(f"{t.qualified}.fk{fkid}", {"orphans": 0, "validated": False,
@@ -689,7 +687,7 @@ def run_integrity_check(conn: sqlite3.Connection, max_errors: int = MAX_INTEGRIT
     try:
         return [str(r[0]) for r in conn.execute(f"PRAGMA main.integrity_check({int(max_errors)})").fetchall()]
     except sqlite3.DatabaseError as exc:
-        return [f"integrity_check failed: {_first_line(exc)}"]
+        return [f"integrity_check failed: {first_line(exc)}"]
 
 
 # --- the fingerprint --------------------------------------------------------------------------
@@ -715,7 +713,7 @@ def fingerprint_connection(
     If the child fails, the checks run here afterwards.
     """
     taken_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version, "checksum_mode": CHECKSUM_MODE}
+    facts: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version}
     stack = contextlib.ExitStack()
     try:
         conn.execute("BEGIN")
@@ -728,9 +726,9 @@ def fingerprint_connection(
             header = read_header(conn, path)
             schema = read_schema(conn, tables)
         except sqlite3.DatabaseError as exc:
-            facts["open_error"] = _first_line(exc)
             return Manifest(engine="sqlite", database=database, server_version=sqlite3.sqlite_version,
-                            taken_at=taken_at, facts=facts)
+                            taken_at=taken_at, facts=facts, checksum_mode=CHECKSUM_MODE,
+                            open_error=first_line(exc))
         facts["header"] = header
         facts["page_count"] = conn.execute("PRAGMA main.page_count").fetchone()[0]
         facts["freelist_count"] = conn.execute("PRAGMA main.freelist_count").fetchone()[0]
@@ -771,6 +769,7 @@ def fingerprint_connection(
         return Manifest(
             engine="sqlite", database=database, server_version=sqlite3.sqlite_version, taken_at=taken_at,
             tables=tuple(fingerprints), schema=schema, sequences=sequences, fk_orphans=fk, facts=facts,
+            checksum_mode=CHECKSUM_MODE,
         )
     finally:
         stack.close()
@@ -866,9 +865,9 @@ class RestoredCopy(SqliteRef):
 class SqliteEngine:
     """The Engine protocol for SQLite (see the module docstring). Keeps no state between calls."""
 
-    name: ClassVar[str] = "sqlite"
+    name: ClassVar[EngineName] = "sqlite"
 
-    def detect_format(self, path: Path) -> str | None:
+    def detect_format(self, path: Path) -> BackupFormat | None:
         return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
 
     def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
@@ -897,7 +896,7 @@ class SqliteEngine:
         try:
             conn = connect_readonly(path, private=private)
         except sqlite3.Error as exc:
-            raise SourceUnreachableError(f"cannot open {path}: {_first_line(exc)}",
+            raise SourceUnreachableError(f"cannot open {path}: {first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(conn):
             manifest = fingerprint_connection(conn, database=str(path), path=path, options=options,
@@ -911,17 +910,7 @@ class SqliteEngine:
             raise BadInputError(f"{source} is not a SQLite database")
         src_path = Path(source.path)
         _require_sqlite(src_path, "source")
-        outdir = Path(outdir)
-        if outdir.exists() and not outdir.is_dir():
-            raise BadInputError(f"output {outdir} exists and is not a directory", "give a directory with -o")
-        outdir.mkdir(parents=True, exist_ok=True)
-        name = options.name or default_backup_name(src_path)
-        out = outdir / f"{name}{SUFFIX}"
-        manifest_path = outdir / f"{name}.manifest.json"
-        for p in (out, manifest_path):
-            if p.exists():
-                raise BadInputError(f"{p} already exists; restorecheck never overwrites a backup",
-                                    "choose another --name or output directory, or remove the old file")
+        out, manifest_path = backup_files(Path(outdir), options.name, src_path.stem, SUFFIX)
         with contextlib.suppress(OSError):
             if out.resolve() == src_path.resolve():
                 raise BadInputError("the backup would overwrite its source", "choose another output directory")
@@ -953,14 +942,14 @@ class SqliteEngine:
         try:
             src = connect_readonly(src_path)
         except sqlite3.Error as exc:
-            raise SourceUnreachableError(f"cannot open the source {src_path}: {_first_line(exc)}",
+            raise SourceUnreachableError(f"cannot open the source {src_path}: {first_line(exc)}",
                                          "check the file and its directory's permissions") from None
         with contextlib.closing(src):
             try:
                 src.execute("BEGIN")
                 src.execute("SELECT count(*) FROM main.sqlite_master").fetchone()  # starts the read
             except sqlite3.DatabaseError as exc:
-                raise SourceUnreachableError(f"cannot read the source {src_path}: {_first_line(exc)}",
+                raise SourceUnreachableError(f"cannot read the source {src_path}: {first_line(exc)}",
                                              "check that it is a healthy SQLite database") from None
             with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
@@ -972,15 +961,15 @@ class SqliteEngine:
 
                 src.backup(dst, pages=BACKUP_STEP_PAGES, progress=step)
             except sqlite3.DatabaseError as exc:
-                raise SourceUnreachableError(f"the online backup of {src_path} failed: {_first_line(exc)}",
+                raise SourceUnreachableError(f"the online backup of {src_path} failed: {first_line(exc)}",
                                              "check that the source is a healthy SQLite database") from None
             finally:
                 dst.close()
             # the copy holds exactly this snapshot: its foreign_key_check runs beside the checksums
             manifest = fingerprint_connection(src, database=str(src_path), path=src_path,
                                               options=options.fingerprint, integrity=False, side_file=dest)
-            if manifest.facts.get("open_error"):
-                raise SourceUnreachableError(f"cannot read the source {src_path}: {manifest.facts['open_error']}",
+            if manifest.open_error:
+                raise SourceUnreachableError(f"cannot read the source {src_path}: {manifest.open_error}",
                                              "check that it is a healthy SQLite database")
             with contextlib.suppress(sqlite3.Error):
                 src.execute("COMMIT")
@@ -1020,7 +1009,7 @@ class SqliteEngine:
                 conn.close()
         except sqlite3.DatabaseError as exc:
             opens = False
-            evidence.append(Evidence("sqlite_unopenable", str(path), {"error": _first_line(exc)}))
+            evidence.append(Evidence("sqlite_unopenable", str(path), {"error": first_line(exc)}))
         return RestoreOutcome(restored=RestoredCopy(copy, opens=opens), evidence=evidence,
                               seconds=time.monotonic() - started, info=info,
                               connect=f"sqlite3 {shlex.quote(str(copy))}" if options.keep else None)
@@ -1045,7 +1034,7 @@ class SqliteEngine:
                     keys = differing_keys(Path(reference.path), Path(restored.path), f.object, limit=max_keys)
                     f = dataclasses.replace(f, details={**f.details, "keys": keys})
                 except sqlite3.Error as exc:
-                    f = dataclasses.replace(f, details={**f.details, "keys_error": _first_line(exc)})
+                    f = dataclasses.replace(f, details={**f.details, "keys_error": first_line(exc)})
             out.append(f)
         return out
 
@@ -1065,13 +1054,13 @@ class SqliteEngine:
         """``manifest`` (the fingerprint of ``restored``) with an integrity_check result: when it holds
         none (a schema-only or older fingerprint) the check is run on ``restored`` here."""
         facts = dict(manifest.facts)
-        if facts.get("integrity_check") is not None or facts.get("open_error") or not isinstance(restored, SqliteRef):
+        if facts.get("integrity_check") is not None or manifest.open_error or not isinstance(restored, SqliteRef):
             return manifest
         try:
             with contextlib.closing(connect_readonly(Path(restored.path))) as conn:
                 facts["integrity_check"] = run_integrity_check(conn)
         except sqlite3.DatabaseError as exc:
-            facts["open_error"] = _first_line(exc)
+            return dataclasses.replace(manifest, facts=facts, open_error=first_line(exc))
         return dataclasses.replace(manifest, facts=facts)
 
 

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -382,35 +382,25 @@ def same_process(pid: int | None, start: int | None) -> bool:
     return pid is not None and start is not None and process_start_time(pid) == start
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunDir:
-    """One run's directory: ``run.json`` and ``conf/`` (restorecheck's) and ``cluster/`` (the server's)."""
+    """One run's directory: ``run.json``, ``pgpass`` and ``conf/`` (restorecheck's) and ``cluster/``
+    (the server's: ``data/``, ``sock/``, ``server.log``)."""
 
     base: Path
+    cluster: Path = field(init=False)
+    datadir: Path = field(init=False)
+    sockdir: Path = field(init=False)
+    logfile: Path = field(init=False)
+    passfile: Path = field(init=False)
+    conf: Path = field(init=False)
 
-    @property
-    def cluster(self) -> Path:
-        return self.base / "cluster"
-
-    @property
-    def datadir(self) -> Path:
-        return self.cluster / "data"
-
-    @property
-    def sockdir(self) -> Path:
-        return self.cluster / "sock"
-
-    @property
-    def logfile(self) -> Path:
-        return self.cluster / "server.log"
-
-    @property
-    def passfile(self) -> Path:
-        return self.base / "pgpass"
-
-    @property
-    def conf(self) -> Path:
-        return self.base / "conf"
+    def __post_init__(self) -> None:
+        cluster = self.base / "cluster"
+        layout = {"cluster": cluster, "datadir": cluster / "data", "sockdir": cluster / "sock",
+                  "logfile": cluster / "server.log", "passfile": self.base / "pgpass", "conf": self.base / "conf"}
+        for name, path in layout.items():
+            object.__setattr__(self, name, path)
 
     def write_meta(self, **fields: Any) -> None:
         meta = self.read_meta()

@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 
 from restorecheck.dburl import PostgresRef
-from restorecheck.errors import ProvisionError
+from restorecheck.errors import ProvisionError, first_line
 from restorecheck.provisioners.base import PgServer, unique_name
 
 log = logging.getLogger("restorecheck")
@@ -57,11 +57,6 @@ class RestoreRole:
         params = {k: v for k, v in self.admin.params.items() if k not in ("passfile", "service")}
         params.update({"user": self.name, "dbname": dbname})
         return PostgresRef(params, self.password)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 _NO_RIGHTS = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
@@ -98,7 +93,7 @@ def create_restore_role(server: PgServer, *, jobs: int = 1) -> RestoreRole:
         for made_name in reversed(made):
             drop_restore_role(server.admin, made_name)
         raise ProvisionError(
-            f"could not create the unprivileged restore role on {server.admin.display()}: {_first_line(exc)}",
+            f"could not create the unprivileged restore role on {server.admin.display()}: {first_line(exc)}",
             "connect as a superuser or a role with CREATEROLE and CREATEDB, or use --target local",
         ) from None
     return RestoreRole(name, owner, password, server.admin, verifier)
@@ -180,7 +175,7 @@ def drop_restore_role(admin: PostgresRef, name: str, *, databases_of: str | None
             conn.execute(sql.SQL("DROP ROLE {}").format(ident))
     except psycopg.Error as exc:
         log.warning("could not drop the restore role %s: %s (drop it with DROP OWNED BY and DROP ROLE)",
-                    name, _first_line(exc))
+                    name, first_line(exc))
 
 
 _INERT_SQL = """
@@ -228,9 +223,9 @@ def grant_roles(server: PgServer, role: RestoreRole, names: Iterable[str],
                                                                       sql.Identifier(name)))
                     granted.append(name)
                 except psycopg.Error as exc:
-                    log.warning("could not grant role %s to the restore role: %s", name, _first_line(exc))
+                    log.warning("could not grant role %s to the restore role: %s", name, first_line(exc))
                     refused.append(name)
     except psycopg.Error as exc:
-        raise ProvisionError(f"could not grant the dump's roles to the restore role: {_first_line(exc)}",
+        raise ProvisionError(f"could not grant the dump's roles to the restore role: {first_line(exc)}",
                              "connect as a superuser or a role with CREATEROLE, or use --target local") from None
     return granted, refused

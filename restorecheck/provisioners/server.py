@@ -13,14 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from restorecheck.dburl import PostgresRef
-from restorecheck.errors import ProvisionError, SourceUnreachableError
+from restorecheck.errors import ProvisionError, SourceUnreachableError, first_line
 from restorecheck.process import choose, discover
 from restorecheck.provisioners.base import PgServer
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 @contextlib.contextmanager
@@ -39,7 +34,7 @@ def existing_server(
             ).fetchone()
     except psycopg.Error as exc:
         raise SourceUnreachableError(
-            f"cannot connect to the target server {admin.display()}: {_first_line(exc)}",
+            f"cannot connect to the target server {admin.display()}: {first_line(exc)}",
             "check the URL, the password (PGPASSWORD or ~/.pgpass) and that the server is up",
         ) from None
     assert row is not None

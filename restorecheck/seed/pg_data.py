@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,8 @@ from psycopg.types.json import Jsonb
 from restorecheck.seed.values import (
     AWKWARD_TEXT,
     WORDS,
+    Row,
+    TableSpec,
     awkward,
     blob,
     instant_between,
@@ -29,8 +30,6 @@ from restorecheck.seed.values import (
     rng_for,
     words,
 )
-
-Row = tuple[Any, ...]
 
 LO_BASE_OID = 1_380_000_000  # large objects get the fixed OIDs LO_BASE_OID + 0, 1, 2, ...
 LO_PER_SCALE = 5
@@ -44,22 +43,6 @@ def _dumps(obj: Any) -> str:
 
 def _j(obj: Any) -> Jsonb:
     return Jsonb(obj, dumps=_dumps)
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    schema: str
-    table: str
-    columns: tuple[str, ...]
-    base_rows: int
-    generate: Callable[[int, int], Iterator[Row]]
-
-    @property
-    def name(self) -> str:
-        return f"{self.schema}.{self.table}"
-
-    def rows(self, scale: int) -> int:
-        return self.base_rows * scale
 
 
 def _money(cents: int) -> str:
@@ -377,28 +360,28 @@ def gen_types(scale: int, seed: int) -> Iterator[Row]:
 
 
 TABLES: tuple[TableSpec, ...] = (
-    TableSpec("rc_shop", "categories", ("id", "parent_id", "name", "path"), 40, gen_categories),
-    TableSpec("rc_shop", "customers",
+    TableSpec("rc_shop.categories", ("id", "parent_id", "name", "path"), 40, gen_categories),
+    TableSpec("rc_shop.customers",
               ("id", "email", "name", "nickname", "referred_by", "tags", "profile", "created_at"),
               200, gen_customers),
-    TableSpec("rc_shop", "products",
+    TableSpec("rc_shop.products",
               ("sku", "category_id", "title", "price", "weight_kg", "dims_cm", "attributes", "photo",
                "manual", "discontinued"), 100, gen_products),
-    TableSpec("rc_shop", "orders",
+    TableSpec("rc_shop.orders",
               ("region", "order_no", "customer_id", "status", "placed_at", "ship_window", "total", "note"),
               500, gen_orders),
-    TableSpec("rc_shop", "order_lines", ("region", "order_no", "line_no", "sku", "qty", "unit_price"),
+    TableSpec("rc_shop.order_lines", ("region", "order_no", "line_no", "sku", "qty", "unit_price"),
               1500, gen_order_lines),
-    TableSpec("rc_shop", "Gift Cards", ("Code", "Balance", "Issued To", "Valid"), 20, gen_gift_cards),
-    TableSpec("rc_shop", "venues", ("id", "handle", "title", "attrs", "room", "booked"), 30, gen_venues),
-    TableSpec("rc_ledger", "accounts", ("id", "code", "tenant", "holder", "opened", "balance", "limits"),
+    TableSpec("rc_shop.Gift Cards", ("Code", "Balance", "Issued To", "Valid"), 20, gen_gift_cards),
+    TableSpec("rc_shop.venues", ("id", "handle", "title", "attrs", "room", "booked"), 30, gen_venues),
+    TableSpec("rc_ledger.accounts", ("id", "code", "tenant", "holder", "opened", "balance", "limits"),
               50, gen_accounts),
-    TableSpec("rc_ledger", "entries",
+    TableSpec("rc_ledger.entries",
               ("id", "booked_at", "account_id", "amount", "fx", "memo", "legs", "took"), 1000, gen_entries),
-    TableSpec("rc_ledger", "fx_rates", ("pair", "rate", "rate_r", "exact", "observed"), 40, gen_fx_rates),
-    TableSpec("rc_ledger", "session_cache", ("key", "value", "expires"), 100, gen_session_cache),
-    TableSpec("public", "rc_strings", ("id", "label", "body", "short", "fixed", "parts"), 60, gen_strings),
-    TableSpec("public", "rc_types",
+    TableSpec("rc_ledger.fx_rates", ("pair", "rate", "rate_r", "exact", "observed"), 40, gen_fx_rates),
+    TableSpec("rc_ledger.session_cache", ("key", "value", "expires"), 100, gen_session_cache),
+    TableSpec("public.rc_strings", ("id", "label", "body", "short", "fixed", "parts"), 60, gen_strings),
+    TableSpec("public.rc_types",
               ("id", "u", "i2", "i8", "flag", "d", "ts", "tstz", "t", "ttz", "span", "addr", "net", "mac",
                "bits", "vbits", "nums", "doc", "grid", "ch"), 30, gen_types),
 )

@@ -18,10 +18,16 @@ from psycopg import sql
 
 from restorecheck.dburl import PostgresRef, mask
 from restorecheck.engines.base import ProgressFn, no_progress
-from restorecheck.errors import BadInputError, EnvironmentFailure, SourceUnreachableError, TargetNotEmptyError
+from restorecheck.errors import (
+    BadInputError,
+    EnvironmentFailure,
+    SourceUnreachableError,
+    TargetNotEmptyError,
+    first_line,
+)
 from restorecheck.seed import pg_data
 from restorecheck.seed.result import MARKER, PROGRESS_TASK, SeedResult, check_scale, fixture_sql
-from restorecheck.seed.values import GENERATOR_VERSION
+from restorecheck.seed.values import GENERATOR_VERSION, TableSpec
 
 log = logging.getLogger("restorecheck")
 
@@ -108,33 +114,28 @@ def connect(ref: PostgresRef) -> psycopg.Connection[Any]:
     return conn
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-
-
 def user_tables(conn: psycopg.Connection[Any]) -> list[str]:
     """Every table, partitioned table, foreign table and materialized view outside the system
     schemas (extension members excluded), as qualified names."""
     return [f"{s}.{t}" for s, t in conn.execute(_USER_TABLES).fetchall()]
 
 
+def _named_with_comments(conn: psycopg.Connection[Any], query: str, names: Sequence[str]) -> dict[str, str | None]:
+    """{name: comment} of the rows ``query`` finds among ``names`` (its one parameter)."""
+    return {name: comment for name, comment in conn.execute(query, (list(names),)).fetchall()}
+
+
 def own_schemas_present(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
     """The dataset's schema names that exist in the target, with their comments."""
-    rows = conn.execute(
-        "SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace') "
-        "FROM pg_catalog.pg_namespace AS n WHERE n.nspname = ANY(%s) ORDER BY 1",
-        (list(OWN_SCHEMAS),),
-    ).fetchall()
-    return {name: comment for name, comment in rows}
+    return _named_with_comments(conn, "SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace') "
+                                "FROM pg_catalog.pg_namespace AS n WHERE n.nspname = ANY(%s) ORDER BY 1", OWN_SCHEMAS)
 
 
 def own_public_tables_present(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
-    rows = conn.execute(
-        "SELECT c.relname, pg_catalog.obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class AS c "
-        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%s) ORDER BY 1",
-        (list(OWN_PUBLIC_TABLES),),
-    ).fetchall()
-    return {name: comment for name, comment in rows}
+    """The dataset's tables in ``public`` that exist in the target, with their comments."""
+    return _named_with_comments(conn, "SELECT c.relname, pg_catalog.obj_description(c.oid, 'pg_class') "
+                                "FROM pg_catalog.pg_class AS c WHERE c.relnamespace = 'public'::regnamespace "
+                                "AND c.relname = ANY(%s) ORDER BY 1", OWN_PUBLIC_TABLES)
 
 
 def own_large_objects(conn: psycopg.Connection[Any]) -> list[int]:
@@ -250,10 +251,10 @@ def drop_own_objects(conn: psycopg.Connection[Any]) -> None:
     )
 
 
-def _copy_table(cur: psycopg.Cursor[Any], spec: pg_data.TableSpec, scale: int, seed: int,
+def _copy_table(cur: psycopg.Cursor[Any], spec: TableSpec, scale: int, seed: int,
                 done: int, total: int, progress: ProgressFn) -> int:
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(spec.schema, spec.table),
+        sql.Identifier(*spec.name.split(".", 1)),
         sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
     )
     task = PROGRESS_TASK
@@ -362,10 +363,10 @@ def seed_postgres(ref: PostgresRef, *, scale: int = 1, seed: int = 0, replace: b
                 n_lo = load(conn, scale, seed, progress)
                 tables = count_rows(conn)
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise BadInputError(f"seed needs to create schemas in {ref.display()}: {mask(_first_line(exc))}",
+            raise BadInputError(f"seed needs to create schemas in {ref.display()}: {mask(first_line(exc))}",
                                 "connect as the database owner or a role with CREATE on it") from None
         except psycopg.OperationalError as exc:
-            raise SourceUnreachableError(f"lost the connection to {ref.display()}: {mask(_first_line(exc))}",
+            raise SourceUnreachableError(f"lost the connection to {ref.display()}: {mask(first_line(exc))}",
                                          "check the server and try again") from None
     seconds = time.monotonic() - start
     return SeedResult(tables=tables, rows=sum(tables.values()), seconds=seconds, engine="postgresql",

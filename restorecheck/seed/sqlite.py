@@ -13,8 +13,7 @@ import itertools
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from restorecheck.seed.values import (
     AWKWARD_TEXT,
     GENERATOR_VERSION,
     WORDS,
+    Row,
+    TableSpec,
     awkward,
     blob,
     instant_between,
@@ -42,23 +43,10 @@ APPLICATION_ID = 0x52434B31  # 'RCK1'
 USER_VERSION = 1000 + GENERATOR_VERSION
 BATCH = 5000
 
-Row = tuple[Any, ...]
-
 
 def quote_identifier(name: str) -> str:
     """A SQLite identifier in double quotes (embedded quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class SqliteTable:
-    name: str
-    columns: tuple[str, ...]
-    base_rows: int
-    generate: Callable[[int, int], Iterator[Row]]
-
-    def rows(self, scale: int) -> int:
-        return self.base_rows * scale
 
 
 def _iso(ts: datetime, offset_hours: int) -> str:
@@ -159,15 +147,15 @@ def gen_strings(scale: int, seed: int) -> Iterator[Row]:
         yield (i + 1, f"awkward #{i % n}", body, raw)
 
 
-TABLES: tuple[SqliteTable, ...] = (
-    SqliteTable("rc_customers", ("id", "email", "name", "nickname", "referred_by", "created_at", "score", "avatar"),
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("rc_customers", ("id", "email", "name", "nickname", "referred_by", "created_at", "score", "avatar"),
                 200, gen_customers),
-    SqliteTable("rc_products", ("sku", "title", "price", "weight_kg", "photo", "attrs"), 100, gen_products),
-    SqliteTable("rc_inventory", ("warehouse", "sku", "qty", "bin"), 150, gen_inventory),
-    SqliteTable("rc_orders", ("id", "customer_id", "status", "placed_at", "total_cents", "note"), 500, gen_orders),
-    SqliteTable("rc_order_lines", ("order_id", "line_no", "sku", "qty", "unit_cents"), 1500, gen_order_lines),
-    SqliteTable("rc_values", ("id", "v", "v_int", "v_real", "v_num", "v_text", "v_blob"), 60, gen_values),
-    SqliteTable("rc_strings", ("id", "label", "body", "raw"), 60, gen_strings),
+    TableSpec("rc_products", ("sku", "title", "price", "weight_kg", "photo", "attrs"), 100, gen_products),
+    TableSpec("rc_inventory", ("warehouse", "sku", "qty", "bin"), 150, gen_inventory),
+    TableSpec("rc_orders", ("id", "customer_id", "status", "placed_at", "total_cents", "note"), 500, gen_orders),
+    TableSpec("rc_order_lines", ("order_id", "line_no", "sku", "qty", "unit_cents"), 1500, gen_order_lines),
+    TableSpec("rc_values", ("id", "v", "v_int", "v_real", "v_num", "v_text", "v_blob"), 60, gen_values),
+    TableSpec("rc_strings", ("id", "label", "body", "raw"), 60, gen_strings),
 )
 
 

@@ -11,7 +11,27 @@ output is stable across CPython versions. Nothing here depends on the locale, th
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table of the known dataset: its name (``schema.table`` for PostgreSQL), the columns in the
+    order ``generate(scale, seed)`` yields each row's values, and its rows at scale 1."""
+
+    name: str
+    columns: tuple[str, ...]
+    base_rows: int
+    generate: Callable[[int, int], Iterator[Row]]
+
+    def rows(self, scale: int) -> int:
+        """Every table grows linearly with ``--scale``."""
+        return self.base_rows * scale
 
 # Bump when the generator's output changes on purpose (and regenerate the golden files).
 GENERATOR_VERSION = 1

@@ -10,13 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -226,15 +223,6 @@ def test_paths_with_spaces_and_non_ascii(tmp_path: Path, capsys: pytest.CaptureF
 
 
 # --- Ctrl-C and SIGTERM (a real PostgreSQL drill) -------------------------------------------
-
-
-@pytest.fixture
-def world_tmp() -> Iterator[Path]:
-    """A temporary root the unprivileged server user can reach (pytest's tmp_path is private)."""
-    root = Path(tempfile.mkdtemp(prefix="rc-edges-test-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _interrupt_drill(world_tmp: Path, sig: int, when: str) -> tuple[int, str]:

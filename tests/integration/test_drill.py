@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +17,6 @@ from tests.conftest import url
 from tests.integration import pg5_helpers as h
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def world_tmp() -> Iterator[Path]:
-    """A temporary root the unprivileged server user can reach (pytest's tmp_path is private)."""
-    root = Path(tempfile.mkdtemp(prefix="rc-drill-test-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_self_test_drill_passes_and_leaves_nothing(world_tmp: Path) -> None:

@@ -94,7 +94,7 @@ def test_sqlite_restore_returns_what_later_steps_need(tmp_path: Path) -> None:
         assert isinstance(broken.restored, RestoredCopy) and not broken.restored.opens
         assert [f.check for f in registry.convert(broken.evidence)] == ["restore_errors"]
         manifest = engine.fingerprint(broken.restored, FingerprintOptions())
-        assert manifest.facts.get("open_error")
+        assert manifest.open_error
         # the restore already said it does not open: no second finding for the same fault, which
         # a plain reference to the same file (not the restore's copy) does get
         assert registry.run("self", CheckContext("sqlite", restored=engine.self_check_facts(broken.restored, manifest),

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def test_manifest_content(fresh_db: PostgresRef) -> None:
     m = fingerprint_postgres(fresh_db, OPTS)
     assert m.engine == "postgresql" and m.database == fresh_db.dbname
     assert m.facts["rolsuper"] is True and m.facts["in_recovery"] is False
-    assert m.facts["encoding"] == "UTF8" and m.facts["checksum_mode"] == "hash64-v1"
+    assert m.facts["encoding"] == "UTF8" and m.checksum_mode == "hash64-v1"
     assert m.taken_at.endswith("Z")
     orders = m.table("shop.orders")
     assert orders is not None and orders.rows == 400 and orders.key == ("id",)
@@ -158,10 +159,8 @@ def test_strict_mode_sees_what_type_hashes_call_equal(pg_server: PgServer) -> No
 
 def test_case_insensitive_collation_does_not_hide_a_change(pg_server: PgServer) -> None:
     with pg_server.fresh_database() as a:
-        try:
-            execute(a, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
-        except psycopg.Error as exc:
-            pytest.skip(f"no ICU collations here: {exc}")
+        _or_skip(a, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+                 "no ICU collations here")
         execute(a, "CREATE TABLE t (id int PRIMARY KEY, s text COLLATE ci, arr text[] COLLATE ci);"
                    "INSERT INTO t VALUES (1, 'abc', '{x}')")
         before = fingerprint_postgres(a, OPTS)
@@ -266,10 +265,7 @@ def test_known_dataset_survives_pg15_to_pg18(pg15: PgServer, pg18: PgServer, tmp
 
 def test_foreign_tables_are_recorded_unread_and_citext_is_case_sensitive(pg15: PgServer) -> None:
     with pg15.fresh_database() as a:
-        try:
-            execute(a, "CREATE EXTENSION file_fdw; CREATE EXTENSION citext")
-        except psycopg.Error as exc:
-            pytest.skip(f"contrib extensions missing: {exc}")
+        _or_skip(a, "CREATE EXTENSION file_fdw; CREATE EXTENSION citext", "contrib extensions missing")
         execute(a, "CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;"
                    "CREATE FOREIGN TABLE remote (x int) SERVER files OPTIONS (filename '/nonexistent');"
                    "CREATE TABLE c (id int PRIMARY KEY, s citext); INSERT INTO c VALUES (1, 'abc')")
@@ -313,8 +309,30 @@ def _dump_on_15_restore_on_18(pg15: PgServer, pg18: PgServer, src: PostgresRef, 
     assert done.returncode == 0, done.stderr
 
 
+def _or_skip(db: PostgresRef, statement: str, missing: str) -> None:
+    """Run ``statement`` (it needs something this server may lack), or skip the test saying what."""
+    try:
+        execute(db, statement)
+    except psycopg.Error as exc:
+        pytest.skip(f"{missing}: {exc}")
+
+
 def _workers(ref: PostgresRef) -> list[Any]:
     return [pg_session.connect(ref, OPTS, application="rc-test-worker") for _ in range(2)]
+
+
+def _sleeper(seen: list[str], on_start: Callable[[], Any]) -> Callable[[Any], list[Any]]:
+    """A worker task that calls ``on_start``, then sleeps in the server for a minute; ``seen`` gets
+    "cancelled" when its query was cancelled, "finished" when it ran to its end."""
+    def sleeper(conn: Any) -> list[Any]:
+        on_start()
+        try:
+            conn.execute("SELECT pg_sleep(60)")
+            seen.append("finished")
+        except psycopg.errors.QueryCanceled:
+            seen.append("cancelled")
+        return []
+    return sleeper
 
 
 def test_a_failed_task_stops_the_fingerprint_workers(fresh_db: PostgresRef) -> None:
@@ -323,15 +341,7 @@ def test_a_failed_task_stops_the_fingerprint_workers(fresh_db: PostgresRef) -> N
     conns = _workers(fresh_db)
     seen: list[str] = []
     started = threading.Event()
-
-    def sleeper(conn: Any) -> list[Any]:
-        started.set()
-        try:
-            conn.execute("SELECT pg_sleep(60)")
-            seen.append("finished")
-        except psycopg.errors.QueryCanceled:
-            seen.append("cancelled")
-        return []
+    sleeper = _sleeper(seen, started.set)
 
     def failing(conn: Any) -> list[Any]:
         started.wait(10)
@@ -359,15 +369,7 @@ def test_ctrl_c_cancels_the_fingerprint_workers(fresh_db: PostgresRef) -> None:
     conns = _workers(fresh_db)
     seen: list[str] = []
     running = threading.Semaphore(0)
-
-    def sleeper(conn: Any) -> list[Any]:
-        running.release()
-        try:
-            conn.execute("SELECT pg_sleep(60)")
-            seen.append("finished")
-        except psycopg.errors.QueryCanceled:
-            seen.append("cancelled")
-        return []
+    sleeper = _sleeper(seen, running.release)
 
     def ctrl_c() -> None:
         for _ in range(2):

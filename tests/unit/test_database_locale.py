@@ -8,8 +8,8 @@ from restorecheck.engines.postgres import Inspection, database_locale, locale_at
 
 
 def test_the_reference_comes_first_then_the_dump() -> None:
-    insp = Inspection(format="plain", facts={"dump_locale": {"encoding": "UTF8", "lc_collate": "de_DE.UTF-8",
-                                                             "lc_ctype": "de_DE.UTF-8"}})
+    insp = Inspection(format="plain", dump_locale={"encoding": "UTF8", "lc_collate": "de_DE.UTF-8",
+                                                   "lc_ctype": "de_DE.UTF-8"})
     ref = {"encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8", "locale_provider": "libc"}
     assert database_locale(insp, RestoreOptions(reference_locale=ref)) == (
         {"lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8", "locale_provider": "libc"}, "reference")

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from restorecheck.engines import pg_dump as pgd
-from restorecheck.engines.postgres import default_backup_name
+from restorecheck.engines.base import default_backup_name
 from restorecheck.pipeline import manifest_candidates, manifest_path_for
 
 

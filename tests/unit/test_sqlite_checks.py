@@ -63,10 +63,9 @@ def test_self_checks_integrity_problems() -> None:
 
 
 def test_self_checks_open_error_once() -> None:
-    facts = {"open_error": "file is not a database"}
-    (f,) = self_check_findings(facts, {})
+    (f,) = self_check_findings({}, {}, open_error="file is not a database")
     assert f.check == "integrity" and "file is not a database" in f.message
-    assert self_check_findings(facts, {}, open_error_reported=True) == []
+    assert self_check_findings({}, {}, open_error="file is not a database", open_error_reported=True) == []
 
 
 def test_self_checks_orphans_are_a_warning() -> None:
