@@ -76,7 +76,7 @@ def check_self(ctx: CheckContext) -> list[Finding]:
     """integrity_check, unreadable tables and FK orphans of the restored copy (``self_check_findings``);
     a copy the restore already said does not open (``sqlite_unopenable``) is not reported twice."""
     assert ctx.restored is not None
-    return self_check_findings(ctx.restored.facts, ctx.restored.fk_orphans,
+    return self_check_findings(ctx.restored.facts, ctx.restored.fk_orphans, open_error=ctx.restored.open_error,
                                open_error_reported=ctx.observed("sqlite_unopenable"),
                                reference_fk_orphans=None if ctx.reference is None else ctx.reference.fk_orphans)
 

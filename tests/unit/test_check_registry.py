@@ -121,3 +121,14 @@ def test_rto_and_no_reference() -> None:
     [none] = registry.run("reference", ctx)
     assert (none.check, none.severity) == ("no_reference", "warning")
     assert registry.run("reference", CheckContext("postgresql", reference=Manifest("postgresql", "a"))) == []
+
+
+def test_a_sqlite_copy_that_does_not_open_is_an_integrity_error_once() -> None:
+    """The restored manifest's open_error (a typed field) reaches the SQLite self-check; when the
+    restore already said the copy does not open, it is not said twice."""
+    restored = Manifest("sqlite", "copy.db", open_error="file is not a database")
+    [found] = registry.run("self", CheckContext("sqlite", restored=restored))
+    assert (found.check, found.severity) == ("integrity", "error") and "file is not a database" in found.message
+    said = Evidence("sqlite_unopenable", "copy.db", {"error": "file is not a database"})
+    assert registry.run("self", CheckContext("sqlite", restored=restored, evidence=(said,))) == []
+    assert registry.run("self", CheckContext("sqlite", restored=Manifest("sqlite", "copy.db"))) == []
