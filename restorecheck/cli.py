@@ -19,7 +19,7 @@ import click
 from restorecheck import __version__
 from restorecheck.dburl import mask
 from restorecheck.errors import ExitCode, RestorecheckError
-from restorecheck.signals import Terminated, handle_termination
+from restorecheck.signals import Terminated, handle_termination, ignore_from_now_on
 
 if TYPE_CHECKING:  # the choices below are these Literals' values (tests/unit/test_typed_contracts.py)
     from restorecheck.model import DumpFormat, EngineName
@@ -132,17 +132,30 @@ def jobs_option(f: F) -> F:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and exit with the SPEC's code."""
-    sys.exit(run_cli(argv))
+    code = int(ExitCode.ENVIRONMENT)
+    try:
+        code = run_cli(argv)
+    except (KeyboardInterrupt, Terminated):  # a signal while the first one's line was written: same outcome
+        pass
+    finally:
+        ignore_from_now_on()  # the exit code is chosen: a late signal must not replace it by -SIGINT
+    sys.exit(code)
 
 
 def run_cli(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "--verbose", "--debug") or (a.startswith("-v") and set(a[1:]) == {"v"})
                   for a in args)
+    # the handlers stay for the reporting too: a second Ctrl-C while the first one's line is
+    # written is ignored, not a traceback
+    with handle_termination():
+        return _run_cli(args, verbose)
+
+
+def _run_cli(args: list[str], verbose: bool) -> int:
     try:
-        with handle_termination():
-            rv = cli.main(args=args, prog_name="restorecheck", standalone_mode=False,
-                          auto_envvar_prefix="RESTORECHECK")
+        rv = cli.main(args=args, prog_name="restorecheck", standalone_mode=False,
+                      auto_envvar_prefix="RESTORECHECK")
         return int(rv) if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

@@ -1,8 +1,11 @@
 """Turn SIGTERM (and SIGHUP) into an exception, so every ``with`` block cleans up on the way out.
 
-Ctrl-C already raises KeyboardInterrupt. A cron job or Kubernetes stops a job with SIGTERM,
-which by default kills Python without running ``finally`` blocks: the throwaway cluster would
-stay behind. ``handle_termination()`` installs a handler that raises ``Terminated``.
+A cron job or Kubernetes stops a job with SIGTERM, which by default kills Python without running
+``finally`` blocks: the throwaway cluster would stay behind. ``handle_termination()`` installs a
+handler that raises ``Terminated``, and one for SIGINT that raises KeyboardInterrupt. Each raises
+once: the signal is ignored from then on, so a second Ctrl-C (an impatient user, a supervisor
+that repeats itself) cannot cut the cleanup short or turn the one-line report into a traceback.
+``ignore_from_now_on()`` is for the very end of the process, when everything is cleaned up.
 """
 
 from __future__ import annotations
@@ -29,6 +32,19 @@ def _raise(signum: int, frame: FrameType | None) -> None:
     raise Terminated(signum)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C within ``handle_termination``: a KeyboardInterrupt to every ``except``, but not the
+    exact type. CPython notes an exact KeyboardInterrupt that leaves code run from a string
+    (``exec``/``eval`` of text: every dataclass and namedtuple a lazy import defines) as unhandled
+    for good, even when it is caught further up, and then ends the process by SIGINT at exit: the
+    one-line report was printed, the exit status was -2 instead of 3."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_IGN)
+    raise Interrupted
+
+
 @contextlib.contextmanager
 def _handled_by(handler: Callable[[int, FrameType | None], Any], *signums: int) -> Iterator[None]:
     """Within the block, ``handler`` handles ``signums``; the old handlers come back after. Only the
@@ -48,9 +64,30 @@ def _handled_by(handler: Callable[[int, FrameType | None], Any], *signums: int) 
 
 @contextlib.contextmanager
 def handle_termination() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise ``Terminated``; the old handlers come back after."""
-    with _handled_by(_raise, signal.SIGTERM, signal.SIGHUP):
+    """Within the block, SIGTERM and SIGHUP raise ``Terminated`` and SIGINT KeyboardInterrupt, each
+    once; the old handlers come back after."""
+    with _handled_by(_raise, signal.SIGTERM, signal.SIGHUP), _handled_by(_interrupt, signal.SIGINT):
         yield
+
+
+_ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def ignore_from_now_on() -> None:
+    """For a process whose work is done and whose exit code is chosen: SIGINT, SIGTERM and SIGHUP
+    are ignored until it exits. Without this a signal that lands while the interpreter shuts down
+    finds the default action back (Python restores it before it finalizes the modules) and kills
+    the process: exit status -SIGINT instead of the code already reported. A signal whose handler
+    is still pending is run first (``signal.signal`` does that) and swallowed here."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in _ENDING:
+        while True:
+            try:
+                signal.signal(signum, signal.SIG_IGN)
+                break
+            except (KeyboardInterrupt, Terminated):
+                continue
 
 
 @contextlib.contextmanager

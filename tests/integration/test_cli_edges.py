@@ -225,7 +225,9 @@ def test_paths_with_spaces_and_non_ascii(tmp_path: Path, capsys: pytest.CaptureF
 # --- Ctrl-C and SIGTERM (a real PostgreSQL drill) -------------------------------------------
 
 
-def _interrupt_drill(world_tmp: Path, sig: int, when: str) -> tuple[int, str]:
+def _interrupt_drill(world_tmp: Path, sig: int, when: str, *, repeat: int = 0) -> tuple[int, str]:
+    """Start a drill, send ``sig`` once ``when`` appears in its TMPDIR, then ``repeat`` more times
+    every 20 ms while it runs (a user who keeps pressing Ctrl-C)."""
     env = {**os.environ, "TMPDIR": str(world_tmp)}
     proc = subprocess.Popen([sys.executable, "-m", "restorecheck", "drill", "--no-progress",
                              "--report", str(world_tmp / "r.json")], env=env,
@@ -235,6 +237,11 @@ def _interrupt_drill(world_tmp: Path, sig: int, when: str) -> tuple[int, str]:
         time.sleep(0.01)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(sig)
+    for _ in range(repeat):
+        time.sleep(0.02)
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err.decode()
 
@@ -247,6 +254,19 @@ def test_interrupted_drill_is_one_line_exit_3_and_leaves_nothing(world_tmp: Path
     assert code == 3, err
     assert word in one_line(err)
     assert json.loads((world_tmp / "r.json").read_text())["verdict"] == "error"
+    assert sorted(p.name for p in world_tmp.iterdir()) == ["r.json"]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(world_tmp) not in ps
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_repeated_during_the_cleanup_is_still_one_line_exit_3(world_tmp: Path, sig: int) -> None:
+    """A second Ctrl-C used to be able to interrupt the line being written (a traceback) or, once
+    the handlers were gone, to kill the process (exit status -2 instead of 3)."""
+    code, err = _interrupt_drill(world_tmp, sig, "restorecheck-drill-*", repeat=150)
+    assert code == 3, err
+    assert "interrupted by" in one_line(err)
     assert sorted(p.name for p in world_tmp.iterdir()) == ["r.json"]
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(world_tmp) not in ps
