@@ -48,6 +48,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef
 
 log = logging.getLogger("restorecheck")
@@ -440,7 +441,7 @@ def connector(ref: PostgresRef) -> Callable[[], psycopg.Connection[Any]]:
     def connect() -> psycopg.Connection[Any]:
         from restorecheck.engines.pg_session import pin_client_encoding
 
-        conn = psycopg.connect(ref.conninfo(application_name="restorecheck-deparse"), autocommit=True,
+        conn = pgconn.connect(ref.conninfo(application_name="restorecheck-deparse"), autocommit=True,
                                connect_timeout=15)
         pin_client_encoding(conn)
         conn.autocommit = False

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from restorecheck import pgconn
 from restorecheck.pg_hosting import BUILTIN, DumpNeeds
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
@@ -197,9 +198,7 @@ def server_lacks(server: Any, needs: DumpNeeds) -> list[str]:
 
     if server.kind == "local" and server.tools is not None:
         return unmet(capabilities(server.tools), needs)
-    import psycopg
-
-    with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+    with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
         return unmet(server_capabilities(conn, server.kind), needs)
 
 

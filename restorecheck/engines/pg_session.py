@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef
 from restorecheck.engines.base import FingerprintOptions
 from restorecheck.engines.pg_rowhash import PINNED_SETTINGS, PLANNER_SETTINGS
@@ -46,7 +47,7 @@ def connect(ref: PostgresRef, options: FingerprintOptions, *, application: str =
             ) -> psycopg.Connection[Any]:
     """An autocommit connection with the pinned settings (the source is only read)."""
     try:
-        conn = psycopg.connect(ref.conninfo(application_name=application), autocommit=True,
+        conn = pgconn.connect(ref.conninfo(application_name=application), autocommit=True,
                                connect_timeout=15)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from restorecheck import pgconn
 from restorecheck.dburl import DatabaseRef, PostgresRef, mask
 from restorecheck.engines import pg_dbprops, pg_needs
 from restorecheck.engines import pg_dump as pgd
@@ -180,13 +181,13 @@ class PostgresEngine:
                     for r in props.refused]
         not_applied: dict[str, str] = {}
         try:
-            with psycopg.connect(pending.admin.conninfo(), autocommit=True, connect_timeout=15) as admin:
+            with pgconn.connect(pending.admin.conninfo(), autocommit=True, connect_timeout=15) as admin:
                 row = admin.execute("SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database "
                                     "WHERE datname = %s", (pending.dbname,)).fetchone()
                 scratch_owner = str(row[0]) if row else ""
                 statements = pg_dbprops.apply_statements(props, pending.dbname, scratch_owner)
                 if statements:
-                    with psycopg.connect(pending.apply_as.conninfo(), autocommit=True, connect_timeout=15) as conn:
+                    with pgconn.connect(pending.apply_as.conninfo(), autocommit=True, connect_timeout=15) as conn:
                         for a in statements:
                             try:
                                 conn.execute(a.statement)
@@ -275,7 +276,7 @@ class PostgresEngine:
         fp_opts = options.fingerprint
         progress = options.progress
         try:
-            conn = psycopg.connect(source.conninfo(), connect_timeout=15, autocommit=True)
+            conn = pgconn.connect(source.conninfo(), connect_timeout=15, autocommit=True)
         except psycopg.Error as exc:
             raise SourceUnreachableError(
                 f"cannot connect to the source {source.display()}: {first_line(exc)}",
@@ -814,7 +815,7 @@ class PostgresEngine:
         if not isinstance(source, PostgresRef):
             return None
         try:
-            with psycopg.connect(source.conninfo(), connect_timeout=15) as conn:
+            with pgconn.connect(source.conninfo(), connect_timeout=15) as conn:
                 row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
                 major = int(row[0]) // 10000 if row else None
                 needs = pg_needs.needs_of_database(conn, min_major=major)  # what the dump will need
@@ -855,7 +856,7 @@ def _drop_seed_roles_made_here(server: Any, stack: contextlib.ExitStack) -> None
     from restorecheck.seed.postgres import ROLES
 
     try:
-        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             existed = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
                                                   (list(ROLES),))}
     except psycopg.Error:
@@ -988,7 +989,7 @@ def _quiet_event_triggers(db: PostgresRef, env: dict[str, str]) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(db.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(db.conninfo(), autocommit=True, connect_timeout=15) as conn:
             row = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()
     except psycopg.Error:
         return False  # the restore itself reports an unreachable target
@@ -1002,7 +1003,7 @@ def _end_sessions(server: Any, db: PostgresRef) -> None:
     """Terminate every other session in the restored database (what a killed restore tool left)."""
     import psycopg
 
-    with contextlib.suppress(psycopg.Error), psycopg.connect(server.admin.conninfo(), autocommit=True,
+    with contextlib.suppress(psycopg.Error), pgconn.connect(server.admin.conninfo(), autocommit=True,
                                                              connect_timeout=15) as conn:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE datname = %s AND pid <> pg_backend_pid()", (db.dbname,))
@@ -1016,7 +1017,7 @@ def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
     if not roles:
         return
     try:
-        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
             for role in sorted(roles - existing):
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
@@ -1035,12 +1036,11 @@ def _create_tablespaces(server: Any, names: list[str], obj: str, evidence: list[
     throwaway cluster gets directories inside its own temporary directory; on any other target
     restorecheck cannot make directories, so the restore reports the tablespaces as missing.
     """
-    import psycopg
     from psycopg import sql
 
     if not names:
         return []
-    with psycopg.connect(server.admin.conninfo(), autocommit=True) as conn:
+    with pgconn.connect(server.admin.conninfo(), autocommit=True) as conn:
         existing = {r[0] for r in conn.execute("SELECT spcname FROM pg_tablespace").fetchall()}
         wanted = [n for n in names if n not in existing]
         if not wanted:
@@ -1063,7 +1063,7 @@ def _drop_roles(server: Any, created: set[str]) -> None:
     if not created:
         return
     try:
-        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as c:
+        with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as c:
             for role in sorted(created):
                 c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
     except psycopg.Error as exc:

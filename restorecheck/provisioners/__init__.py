@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from restorecheck import pgconn
 from restorecheck.errors import BadInputError
 from restorecheck.pg_hosting import DumpNeeds
 from restorecheck.provisioners.base import PgServer
@@ -74,9 +75,7 @@ def _check_hosts(server: PgServer, needs: DumpNeeds | None) -> None:
     """A docker or server target must have what the dump needs (its catalog says): else exit 3."""
     if needs is None or needs.empty:
         return
-    import psycopg
-
     from restorecheck.pg_hosting import check_server
 
-    with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+    with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
         check_server(conn, f"{server.kind} PostgreSQL {server.version}", needs)

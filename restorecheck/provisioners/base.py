@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError, ScratchDatabaseReplacedError
 from restorecheck.process import PgInstallation
@@ -100,7 +101,7 @@ class PgServer:
             parts.append(sql.SQL("OWNER {}").format(sql.Identifier(owner)))
         stmt = sql.SQL(" ").join(parts)
         try:
-            with psycopg.connect(self.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+            with pgconn.connect(self.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
                 conn.execute(stmt)
                 if owner:
                     conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
@@ -137,7 +138,7 @@ def database_identity(admin: PostgresRef, dbname: str) -> DatabaseIdentity | Non
     import psycopg
 
     try:
-        with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             row = conn.execute("SELECT d.oid::bigint, pg_catalog.pg_get_userbyid(d.datdba) "
                                "FROM pg_catalog.pg_database d WHERE d.datname = %s", (dbname,)).fetchone()
     except psycopg.Error as exc:
@@ -175,7 +176,7 @@ def drop_database(admin: PostgresRef, dbname: str, *, oid: int | None = None) ->
     from psycopg import sql
 
     try:
-        with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             if oid is not None:
                 row = conn.execute("SELECT oid::bigint FROM pg_catalog.pg_database WHERE datname = %s",
                                    (dbname,)).fetchone()
@@ -205,7 +206,7 @@ def _drop_subscriptions(admin: PostgresRef, dbname: str) -> None:
     from psycopg import sql
 
     try:
-        with psycopg.connect(admin.with_dbname(dbname).conninfo(), autocommit=True, connect_timeout=15) as c:
+        with pgconn.connect(admin.with_dbname(dbname).conninfo(), autocommit=True, connect_timeout=15) as c:
             rows = c.execute(
                 "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
                 "WHERE d.datname = current_database()"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError
 from restorecheck.process import PgInstallation, choose, discover
@@ -124,13 +125,10 @@ def docker_server(
         port = int(container.get_exposed_port(5432))
         cid = getattr(getattr(container, "_container", None), "id", None)
         server = server_from_container(host, port, password, str(major), tools, cid)
-        with contextlib.suppress(Exception):
-            import psycopg
-
-            with psycopg.connect(server.admin.conninfo(), connect_timeout=10) as conn:
-                row = conn.execute("SHOW server_version").fetchone()
-                if row:
-                    server.version = str(row[0]).split()[0]
+        with contextlib.suppress(Exception), pgconn.connect(server.admin.conninfo(), connect_timeout=10) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            if row:
+                server.version = str(row[0]).split()[0]
         yield server
     finally:
         if keep:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError, ToolNotFoundError
 from restorecheck.pg_hosting import DumpNeeds
@@ -448,7 +449,7 @@ def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes]
                 + tail(logfile.read_text(errors="replace") if logfile.exists() else "(no log)", 5)
             )
         try:
-            with psycopg.connect(admin.conninfo(), connect_timeout=3, autocommit=True) as conn:
+            with pgconn.connect(admin.conninfo(), connect_timeout=3, autocommit=True) as conn:
                 row = conn.execute("SHOW server_version").fetchone()
                 return str(row[0]).split()[0] if row else ""
         except psycopg.OperationalError as exc:  # "starting up", socket not yet there

@@ -25,6 +25,7 @@ import logging
 import secrets
 from collections.abc import Iterable, Iterator
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError, first_line
 from restorecheck.provisioners.base import PgServer, unique_name
@@ -73,7 +74,7 @@ def create_restore_role(server: PgServer, *, jobs: int = 1) -> RestoreRole:
     limit = max(1, jobs) * _CONNECTIONS_PER_JOB + _CONNECTION_SLACK
     made: list[str] = []
     try:
-        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             # VALID UNTIL takes a literal: ask the server for the time first
             row = conn.execute(sql.SQL("SELECT (now() + interval {})::text").format(
                 sql.Literal(_VALID_FOR))).fetchone()
@@ -120,7 +121,7 @@ def password_changed(role: RestoreRole) -> bool:
     if role.verifier is None:
         return False
     try:
-        with psycopg.connect(role.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(role.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             return _verifier(conn, role.name) != role.verifier
     except psycopg.Error:
         return False
@@ -154,7 +155,7 @@ def drop_restore_role(admin: PostgresRef, name: str, *, databases_of: str | None
 
     ident = sql.Identifier(name)
     try:
-        with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                          "WHERE usename = %s AND pid <> pg_backend_pid()", (name,))
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None:
@@ -164,7 +165,7 @@ def drop_restore_role(admin: PostgresRef, name: str, *, databases_of: str | None
                 "WHERE r.rolname = %s AND d.datname <> current_database() AND d.datallowconn",
                 (databases_of or name,))]
             for db in [*owned, None]:
-                target = conn if db is None else psycopg.connect(admin.with_dbname(db).conninfo(),
+                target = conn if db is None else pgconn.connect(admin.with_dbname(db).conninfo(),
                                                                 autocommit=True, connect_timeout=15)
                 try:
                     target.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(ident))
@@ -209,7 +210,7 @@ def grant_roles(server: PgServer, role: RestoreRole, names: Iterable[str],
     granted: list[str] = []
     refused: list[str] = []
     try:
-        with psycopg.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
+        with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             inert = {r[0] for r in conn.execute(_INERT_SQL, ([n for n in wanted if n not in created_set],))}
             for name in wanted:
                 if name not in created_set and name not in inert:

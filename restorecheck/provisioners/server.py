@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef
 from restorecheck.errors import ProvisionError, SourceUnreachableError, first_line
 from restorecheck.process import choose, discover
@@ -27,7 +28,7 @@ def existing_server(
 
     admin = ref if ref.dbname else ref.with_dbname("postgres")
     try:
-        with psycopg.connect(admin.conninfo(), connect_timeout=15, autocommit=True) as conn:
+        with pgconn.connect(admin.conninfo(), connect_timeout=15, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT current_setting('server_version'), r.rolsuper, r.rolcreatedb "
                 "FROM pg_roles r WHERE r.rolname = current_user"

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from restorecheck import pgconn
 from restorecheck.dburl import PostgresRef, mask
 from restorecheck.engines.base import ProgressFn, no_progress
 from restorecheck.errors import (
@@ -102,7 +103,7 @@ UNION ALL SELECT 'pg_catalog.pg_default_acl'::regclass::oid::bigint, d.oid::bigi
 def connect(ref: PostgresRef) -> psycopg.Connection[Any]:
     """An autocommit connection with the dataset's pinned session settings."""
     try:
-        conn = psycopg.connect(ref.conninfo(), autocommit=True, connect_timeout=15)
+        conn = pgconn.connect(ref.conninfo(), autocommit=True, connect_timeout=15)
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise SourceUnreachableError(
