@@ -424,6 +424,7 @@ def publish_template(data: Path, template: Path) -> bool:
         template.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         if unsafe_reason(template.parent) is not None:
             return False
+        _remove_stale(template.parent)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=template.parent))
         shutil.copytree(data, staging / _TEMPLATE_DATA, symlinks=True)
         me, my_gid = os.geteuid(), os.getegid()
@@ -448,6 +449,16 @@ def publish_template(data: Path, template: Path) -> bool:
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale(templates: Path) -> None:
+    """Staging and removed templates a killed run left behind (an hour old: no live run's)."""
+    for d in templates.glob(".[sr][te]*-*"):
+        with contextlib.suppress(OSError):
+            st = os.lstat(d)
+            if (d.name.startswith((".staging-", ".removed-")) and stat.S_ISDIR(st.st_mode)
+                    and st.st_uid == os.geteuid() and time.time() - st.st_mtime > _AGE_WITHOUT_OWNER):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def remove_template(template: Path) -> None:

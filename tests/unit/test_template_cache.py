@@ -195,3 +195,14 @@ def test_the_password_statement_takes_only_a_verifier() -> None:
     for bad in ("secret", "SCRAM-SHA-256$4096:a$b:c'; DROP ROLE x; --"):
         with pytest.raises(ValueError):
             local.admin_password_statement(bad)
+
+
+def test_what_a_killed_run_left_in_the_cache_goes_once_it_is_old(tmp_path: Path) -> None:
+    root = tmp_path / "cache" / "templates"
+    old, fresh, other = root / ".staging-old", root / ".removed-x-1234", root / "pg15-t1-keep"
+    for d in (old, fresh, other):
+        d.mkdir(parents=True)
+    os.utime(old, (0, 0))
+    os.utime(other, (0, 0))
+    assert local.publish_template(_fake_data(tmp_path), root / "pg15-t1-new")
+    assert not old.exists() and fresh.exists() and other.exists()
