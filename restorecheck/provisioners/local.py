@@ -283,10 +283,13 @@ def template_wanted(explicit: bool | None = None) -> bool:
     return os.environ.get("RESTORECHECK_TEMPLATE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def template_key(inst: PgInstallation) -> str:
+def template_key(inst: PgInstallation, env: Mapping[str, str] | None = None) -> str:
     """The template's name: the installation (binaries' paths, sizes and mtimes, version), initdb's
-    options and ``TEMPLATE_LAYOUT``. A new installation or a changed initdb call gets a new one."""
+    options, the environment initdb sees (``env`` but HOME: TZ and the locale variables decide the
+    ``timezone`` and ``lc_*`` it writes) and ``TEMPLATE_LAYOUT``. A new installation, another
+    environment or a changed initdb call gets a new template."""
     parts: list[str] = [str(TEMPLATE_LAYOUT), inst.version, SUPERUSER]
+    parts += sorted(f"{k}={v}" for k, v in (env or {}).items() if k != "HOME")
     for tool in ("postgres", "initdb"):
         path = Path(os.path.realpath(inst.tool(tool)))
         st = path.stat()
@@ -780,7 +783,7 @@ def _make_datadir(inst: PgInstallation, sb: Sandbox, rd: RunDir, binds_ro: list[
     tpl: Path | None = None
     if use_template:
         try:
-            tpl = template_root() / template_key(inst)
+            tpl = template_root() / template_key(inst, env)
             template_root().mkdir(parents=True, exist_ok=True, mode=0o755)
             why = unsafe_reason(template_root())
         except OSError as exc:

@@ -72,7 +72,7 @@ def test_two_clusters_from_one_template_have_their_own_passwords(cache: Path, in
             execute(second.admin, "CREATE TABLE only_here (a int)")
             assert execute(third.admin, "SELECT to_regclass('only_here') IS NULL") == [(True,)]
     templates = list((cache / "templates").iterdir())
-    assert len(templates) == 1 and templates[0].name == local.template_key(inst)
+    assert len(templates) == 1 and templates[0].name.startswith(f"pg{inst.version}-t{local.TEMPLATE_LAYOUT}-")
     data = templates[0] / "data"
     assert os.stat(data).st_uid == os.geteuid() and not os.stat(data).st_mode & 0o077
     assert not list((cache / "templates").glob(".staging-*"))
@@ -105,7 +105,7 @@ def test_the_verifier_is_the_one_postgresql_computes(pg_any: PgServer) -> None:
 def test_a_tampered_template_is_made_again_and_never_used(cache: Path, inst: PgInstallation) -> None:
     with local.local_cluster(installation=inst) as s:
         assert s.info["datadir_from"] == "initdb+template"
-    tpl = cache / "templates" / local.template_key(inst)
+    (tpl,) = (cache / "templates").iterdir()
     conf = tpl / "data" / "postgresql.conf"
     planted = conf.read_text() + "\nmax_connections = 7  # planted\n"
     swapped = conf.with_name("postgresql.conf.new")
@@ -132,6 +132,24 @@ def test_an_unsafe_cache_means_initdb_for_each_run(cache: Path, inst: PgInstalla
             assert s.info["datadir_from"] == "initdb"
             _login(s.admin, s.admin.password)
     assert not (cache / "templates").exists() or not any((cache / "templates").iterdir())
+
+
+def test_another_time_zone_gets_its_own_template(cache: Path, inst: PgInstallation,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """initdb writes the time zone it sees into postgresql.conf: a template made under one TZ is not
+    handed to a run under another."""
+    monkeypatch.setenv("TZ", "UTC")
+    with local.local_cluster(installation=inst) as s:
+        assert s.info["datadir_from"] == "initdb+template"
+    monkeypatch.setenv("TZ", "America/New_York")
+    with local.local_cluster(installation=inst) as s:
+        assert s.info["datadir_from"] == "initdb+template"
+        assert execute(s.admin, "SHOW timezone") == [("America/New_York",)]
+    monkeypatch.setenv("TZ", "UTC")
+    with local.local_cluster(installation=inst) as s:
+        assert s.info["datadir_from"] == "template"
+        assert execute(s.admin, "SHOW timezone") == [("UTC",)]
+    assert len(list((cache / "templates").iterdir())) == 2
 
 
 def test_the_template_can_be_turned_off(cache: Path, inst: PgInstallation, monkeypatch: pytest.MonkeyPatch) -> None:
