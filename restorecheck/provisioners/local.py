@@ -344,10 +344,16 @@ def _copy_fd(src: int, dst: int, size: int) -> None:
         done += n
 
 
+def _cannot_write(dest: Path, exc: OSError) -> ProvisionError:
+    return ProvisionError(f"cannot copy the template data directory into {dest} ({exc.strerror or exc})",
+                          "free space in the temporary directory, or point TMPDIR elsewhere")
+
+
 def copy_template(template: Path, dest: Path, user: pwd.struct_passwd | None) -> str | None:
     """Copy the template's ``data`` to ``dest`` (made here; modes kept, owned by ``user`` or the
     running user), checking every entry against the manifest. Returns None when copied, else why the
-    template must not be used (``dest`` is then removed)."""
+    template must not be used (``dest`` is then removed). A failure to write ``dest`` (a full disk)
+    raises ``ProvisionError``: the template is not to blame."""
     why = unsafe_reason(template)
     if why is None:
         why = unsafe_reason(template / _TEMPLATE_MANIFEST)
@@ -376,10 +382,13 @@ def copy_template(template: Path, dest: Path, user: pwd.struct_passwd | None) ->
                 return why
             seen.add(rel_dir)
             out_dir = dest if rel_dir == "." else dest / rel_dir
-            os.mkdir(out_dir, 0o700)
-            os.chmod(out_dir, entries[rel_dir][1])
-            if owner is not None:
-                os.chown(out_dir, *owner)
+            try:
+                os.mkdir(out_dir, 0o700)
+                os.chmod(out_dir, entries[rel_dir][1])
+                if owner is not None:
+                    os.chown(out_dir, *owner)
+            except OSError as exc:
+                raise _cannot_write(dest, exc) from exc
             for n in dirnames:  # os.walk lists a link to a directory here and never enters it
                 if os.path.islink(os.path.join(dirpath, n)):
                     return f"{os.path.join(rel_dir, n)} is a symbolic link"
@@ -396,14 +405,17 @@ def copy_template(template: Path, dest: Path, user: pwd.struct_passwd | None) ->
                         why = f"{rel} is not a regular file"
                     if why is not None:
                         return why
-                    out = os.open(out_dir / n, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                     try:
-                        _copy_fd(fd, out, st.st_size)
-                        os.fchmod(out, stat.S_IMODE(st.st_mode))
-                        if owner is not None:
-                            os.fchown(out, *owner)
-                    finally:
-                        os.close(out)
+                        out = os.open(out_dir / n, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                        try:
+                            _copy_fd(fd, out, st.st_size)
+                            os.fchmod(out, stat.S_IMODE(st.st_mode))
+                            if owner is not None:
+                                os.fchown(out, *owner)
+                        finally:
+                            os.close(out)
+                    except OSError as exc:  # the run's side (a full disk): not the template's fault
+                        raise _cannot_write(dest, exc) from exc
                 finally:
                     os.close(fd)
                 seen.add(rel)

@@ -206,3 +206,14 @@ def test_what_a_killed_run_left_in_the_cache_goes_once_it_is_old(tmp_path: Path)
     os.utime(other, (0, 0))
     assert local.publish_template(_fake_data(tmp_path), root / "pg15-t1-new")
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_a_run_that_cannot_write_its_copy_keeps_the_template(template: Path, tmp_path: Path) -> None:
+    """A full disk or an unwritable run directory is the run's problem: an error, the template kept."""
+    from restorecheck.errors import ProvisionError
+
+    dest = tmp_path / "no-such-parent" / "data"
+    with pytest.raises(ProvisionError, match="cannot copy the template data directory"):
+        local.copy_template(template, dest, None)
+    assert not dest.exists()
+    assert local.copy_template(template, tmp_path / "fine", None) is None
