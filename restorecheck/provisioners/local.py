@@ -731,11 +731,20 @@ def stop_server(proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, timeou
 
     The cluster is thrown away, so it never gets a shutdown checkpoint. Sandboxed: SIGKILL to
     bubblewrap ends its PID namespace, and the kernel kills every process in it (the postmaster, its
-    backends, and anything a dump started). Otherwise: immediate shutdown (SIGQUIT: the postmaster
-    stops its backends and exits without a checkpoint), then SIGKILL.
+    backends, and anything a dump started); it returns once the namespace's first process is gone
+    (the kernel empties a PID namespace before its first process may end), so nothing of the sandbox
+    outlives the call, even on a busy machine. Otherwise: immediate shutdown (SIGQUIT: the
+    postmaster stops its backends and exits without a checkpoint), then SIGKILL.
     """
     if proc is None:
         return
+    inner = []
+    if sandboxed and proc.poll() is None:
+        try:
+            kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        inner = [(int(k), process_start_time(int(k))) for k in kids]
     steps = ((signal.SIGKILL, 5.0),) if sandboxed else ((signal.SIGQUIT, timeout), (signal.SIGKILL, 5.0))
     for sig, wait in steps:
         if proc.poll() is not None:
@@ -746,6 +755,18 @@ def stop_server(proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, timeou
             proc.wait(wait)
     with contextlib.suppress(Exception):
         proc.wait(1)
+    end = time.monotonic() + 5.0
+    for pid, start in inner:
+        while time.monotonic() < end and same_process(pid, start) and not _exited(pid):
+            time.sleep(0.005)
+
+
+def _exited(pid: int) -> bool:
+    """True when ``pid`` has ended (a zombie, or gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def _initdb(inst: PgInstallation, sb: Sandbox, rd: RunDir, binds_ro: list[Path], env: dict[str, str],
