@@ -3,6 +3,11 @@
 Servers come from restorecheck's own ``local`` provisioner. Where a major is missing the tests
 that need it skip with the reason; with ``RESTORECHECK_REQUIRE_PG`` set (``.ci/run`` sets it to
 ``15,18``) a missing major fails the run instead, so CI cannot pass by skipping.
+
+Safe under pytest-xdist (the README's test command runs ``-n auto --dist loadfile``): everything
+here is per process, so per worker: the session clusters, the passfile, ``PGPASSFILE``. Clusters
+are copies of the installation's template data directory (made once, by the first worker that
+needs it; a worker that loses the race to keep it uses the winner's).
 """
 
 from __future__ import annotations
@@ -85,8 +90,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture(scope="session")
 def pg_clusters() -> Iterator[dict[int, PgServer]]:
-    """One throwaway cluster per major for the whole session, started on first use: ``pg15``,
-    ``pg18``, ``pg_any`` and ``pg_server`` all hand out the same one of a major."""
+    """One throwaway cluster per major for the whole session (of this worker), started on first
+    use: ``pg15``, ``pg18``, ``pg_any`` and ``pg_server`` all hand out the same one of a major."""
     with contextlib.ExitStack() as stack:
         yield _LazyClusters(stack)
 

@@ -51,6 +51,7 @@ from restorecheck.process import PgInstallation, choose, discover, tail
 from restorecheck.provisioners.base import PgServer
 from restorecheck.runner import run
 from restorecheck.sandbox import Sandbox, popen_long_lived, resolve, unprivileged_user
+from restorecheck.scram import VERIFIER_RE, scram_sha256_verifier
 from restorecheck.signals import deferred_signals
 
 log = logging.getLogger("restorecheck")
@@ -83,6 +84,9 @@ THROWAWAY_SETTINGS: dict[str, str] = {
     "logging_collector": "off",
     "dynamic_shared_memory_type": "posix",
     "password_encryption": "scram-sha-256",
+    # a client that stalls during login holds its slot (and, on 15, a DROP DATABASE waiting for it)
+    # for this long at most, not the default minute
+    "authentication_timeout": "10s",
 }
 
 
@@ -254,6 +258,248 @@ def installation_paths(inst: PgInstallation) -> list[Path]:
     pkg_parent = prefix.parent.parent
     paths += [p for p in pkg_parent.glob("*.libs") if p.is_dir()]
     return paths
+
+
+# --- the template data directory: initdb once per installation, copied for each run -----------
+#
+# ``<cache root>/templates/<key>/`` holds ``data/`` (what initdb made, owned by root or the running
+# user, group and others locked out) and ``manifest.json`` (for every entry: kind, mode, size, inode
+# and ctime). Each run copies ``data/`` into its own cluster directory, checking every entry it
+# opens against the manifest as it goes: an entry that was changed, swapped, added, removed, linked
+# or chowned since the template was made (any of these moves the ctime or the inode) stops the
+# copy, and the template is removed and made again. The template's own admin password is random
+# and forgotten at once; each run writes a verifier of its own password into its copy with a
+# single-user backend before the server ever listens (``set_admin_password``).
+
+TEMPLATE_LAYOUT = 1  # bump when what a template holds or how it is checked changes
+_TEMPLATE_DATA = "data"
+_TEMPLATE_MANIFEST = "manifest.json"
+
+
+def template_wanted(explicit: bool | None = None) -> bool:
+    """Whether runs copy a template data directory: ``explicit``, else ``RESTORECHECK_TEMPLATE``
+    (0/false/no/off turn it off), else yes."""
+    if explicit is not None:
+        return explicit
+    return os.environ.get("RESTORECHECK_TEMPLATE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def template_key(inst: PgInstallation, env: Mapping[str, str] | None = None) -> str:
+    """The template's name: the installation (binaries' paths, sizes and mtimes, version), initdb's
+    options, the environment initdb sees (``env`` but HOME: TZ and the locale variables decide the
+    ``timezone`` and ``lc_*`` it writes) and ``TEMPLATE_LAYOUT``. A new installation, another
+    environment or a changed initdb call gets a new template."""
+    parts: list[str] = [str(TEMPLATE_LAYOUT), inst.version, SUPERUSER]
+    parts += sorted(f"{k}={v}" for k, v in (env or {}).items() if k != "HOME")
+    for tool in ("postgres", "initdb"):
+        path = Path(os.path.realpath(inst.tool(tool)))
+        st = path.stat()
+        parts += [str(path), str(st.st_size), str(st.st_mtime_ns)]
+    parts += initdb_cmd(inst, Path("DATADIR"), Path("PWFILE"))[1:]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    return f"pg{inst.version}-t{TEMPLATE_LAYOUT}-{digest[:16]}"
+
+
+def template_root() -> Path:
+    return default_cache_root() / "templates"
+
+
+def _entry_facts(st: os.stat_result) -> list[Any]:
+    kind = "d" if stat.S_ISDIR(st.st_mode) else "f" if stat.S_ISREG(st.st_mode) else "other"
+    return [kind, stat.S_IMODE(st.st_mode), st.st_size if kind == "f" else 0, st.st_ino, st.st_ctime_ns,
+            st.st_uid]
+
+
+def template_manifest(data: Path) -> dict[str, list[Any]]:
+    """What ``data`` holds, entry by entry (relative path -> kind, mode, size, inode, ctime, uid)."""
+    out: dict[str, list[Any]] = {".": _entry_facts(os.lstat(data))}
+    for dirpath, dirnames, filenames in os.walk(data):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            out[os.path.relpath(p, data)] = _entry_facts(os.lstat(p))
+    return out
+
+
+def _entry_problem(rel: str, st: os.stat_result, manifest: Mapping[str, list[Any]]) -> str | None:
+    if st.st_uid not in {0, os.geteuid()}:
+        return f"{rel} is owned by uid {st.st_uid}"
+    if st.st_mode & 0o077:
+        return f"{rel} is open to group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    want = manifest.get(rel)
+    if want is None:
+        return f"{rel} is not in the template's manifest"
+    if _entry_facts(st) != want:
+        return f"{rel} changed since the template was made"
+    return None
+
+
+def _copy_fd(src: int, dst: int, size: int) -> None:
+    done = 0
+    while done < size:
+        try:
+            n = os.copy_file_range(src, dst, size - done)
+        except OSError:
+            n = os.sendfile(dst, src, None, size - done)
+        if n == 0:
+            break
+        done += n
+
+
+def _cannot_write(dest: Path, exc: OSError) -> ProvisionError:
+    return ProvisionError(f"cannot copy the template data directory into {dest} ({exc.strerror or exc})",
+                          "free space in the temporary directory, or point TMPDIR elsewhere")
+
+
+def copy_template(template: Path, dest: Path, user: pwd.struct_passwd | None) -> str | None:
+    """Copy the template's ``data`` to ``dest`` (made here; modes kept, owned by ``user`` or the
+    running user), checking every entry against the manifest. Returns None when copied, else why the
+    template must not be used (``dest`` is then removed). A failure to write ``dest`` (a full disk)
+    raises ``ProvisionError``: the template is not to blame."""
+    why = unsafe_reason(template)
+    if why is None:
+        why = unsafe_reason(template / _TEMPLATE_MANIFEST)
+    if why is not None:
+        return why
+    try:
+        with open(template / _TEMPLATE_MANIFEST, "rb") as fh:
+            manifest = json.loads(fh.read(4 << 20))
+        if not isinstance(manifest, dict) or manifest.get("layout") != TEMPLATE_LAYOUT:
+            return "its manifest is not one this restorecheck wrote"
+        entries: dict[str, list[Any]] = manifest["entries"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its manifest cannot be read ({exc})"
+    owner = (user.pw_uid, user.pw_gid) if user is not None else None
+    src_root = template / _TEMPLATE_DATA
+    seen: set[str] = set()
+    try:
+        for dirpath, dirnames, filenames in os.walk(src_root):
+            rel_dir = os.path.relpath(dirpath, src_root)
+            dfd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                why = _entry_problem(rel_dir, os.fstat(dfd), entries)
+            finally:
+                os.close(dfd)
+            if why is not None:
+                return why
+            seen.add(rel_dir)
+            out_dir = dest if rel_dir == "." else dest / rel_dir
+            try:
+                os.mkdir(out_dir, 0o700)
+                os.chmod(out_dir, entries[rel_dir][1])
+                if owner is not None:
+                    os.chown(out_dir, *owner)
+            except OSError as exc:
+                raise _cannot_write(dest, exc) from exc
+            for n in dirnames:  # os.walk lists a link to a directory here and never enters it
+                if os.path.islink(os.path.join(dirpath, n)):
+                    return f"{os.path.join(rel_dir, n)} is a symbolic link"
+            for n in filenames:
+                rel = os.path.normpath(os.path.join(rel_dir, n))
+                try:
+                    fd = os.open(os.path.join(dirpath, n), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError as exc:
+                    return f"{rel} cannot be opened ({exc.strerror})"
+                try:
+                    st = os.fstat(fd)
+                    why = _entry_problem(rel, st, entries)
+                    if why is None and not stat.S_ISREG(st.st_mode):
+                        why = f"{rel} is not a regular file"
+                    if why is not None:
+                        return why
+                    try:
+                        out = os.open(out_dir / n, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                        try:
+                            _copy_fd(fd, out, st.st_size)
+                            os.fchmod(out, stat.S_IMODE(st.st_mode))
+                            if owner is not None:
+                                os.fchown(out, *owner)
+                        finally:
+                            os.close(out)
+                    except OSError as exc:  # the run's side (a full disk): not the template's fault
+                        raise _cannot_write(dest, exc) from exc
+                finally:
+                    os.close(fd)
+                seen.add(rel)
+        missing = sorted(set(entries) - seen)
+        if missing:
+            return f"{missing[0]} is missing"
+        return None
+    except OSError as exc:
+        return f"it cannot be copied ({exc.strerror or exc})"
+    finally:
+        if not (dest.is_dir() and seen == set(entries)):
+            shutil.rmtree(dest, ignore_errors=True)
+
+
+def publish_template(data: Path, template: Path) -> bool:
+    """Copy a data directory initdb just made (and no server ever ran on) into the cache as
+    ``template``: owned by the running user, a manifest beside it, renamed into place in one step
+    (another process that got there first wins). False when it could not be done."""
+    staging: Path | None = None
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if unsafe_reason(template.parent) is not None:
+            return False
+        _remove_stale(template.parent)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=template.parent))
+        shutil.copytree(data, staging / _TEMPLATE_DATA, symlinks=True)
+        me, my_gid = os.geteuid(), os.getegid()
+        for dirpath, _dirnames, filenames in os.walk(staging):
+            os.chown(dirpath, me, my_gid, follow_symlinks=False)
+            for n in filenames:
+                os.chown(os.path.join(dirpath, n), me, my_gid, follow_symlinks=False)
+        os.chmod(staging, 0o755)
+        manifest = {"layout": TEMPLATE_LAYOUT, "entries": template_manifest(staging / _TEMPLATE_DATA)}
+        fd = os.open(staging / _TEMPLATE_MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(manifest, fh)
+        try:
+            staging.rename(template)
+        except OSError:
+            return template.is_dir()  # another run published it first
+        staging = None
+        return True
+    except OSError as exc:
+        log.info("could not keep a template data directory in %s: %s", template.parent, exc)
+        return False
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale(templates: Path) -> None:
+    """Staging and removed templates a killed run left behind (an hour old: no live run's)."""
+    for d in templates.glob(".[sr][te]*-*"):
+        with contextlib.suppress(OSError):
+            st = os.lstat(d)
+            if (d.name.startswith((".staging-", ".removed-")) and stat.S_ISDIR(st.st_mode)
+                    and st.st_uid == os.geteuid() and time.time() - st.st_mtime > _AGE_WITHOUT_OWNER):
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def remove_template(template: Path) -> None:
+    """Take an untrusted template out of the way (renamed first, so no run copies it meanwhile)."""
+    aside = template.with_name(f".removed-{template.name}-{secrets.token_hex(4)}")
+    try:
+        template.rename(aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def set_admin_password_cmd(inst: PgInstallation, datadir: Path) -> list[str]:
+    """A single-user backend that reads the statements on stdin and stops at the first error."""
+    return [str(inst.tool("postgres")), "--single", "-D", str(datadir), "-c", "fsync=off",
+            "-c", "exit_on_error=on", "-c", "log_min_messages=warning", "-c", "autovacuum=off", "postgres"]
+
+
+def admin_password_statement(verifier: str) -> str:
+    """``ALTER ROLE postgres PASSWORD '<verifier>'``: the server stores a SCRAM verifier as given."""
+    from psycopg import sql
+
+    if not VERIFIER_RE.fullmatch(verifier):
+        raise ValueError("not a SCRAM-SHA-256 verifier")
+    return sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(verifier)).as_string(None)
 
 
 # --- commands and configuration ---------------------------------------------------------------
@@ -484,14 +730,23 @@ def _wait_ready(admin: PostgresRef, logfile: Path, proc: subprocess.Popen[bytes]
 def stop_server(proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, timeout: float = 15) -> None:
     """Stop the server started by ``local_cluster``; never raises.
 
-    Sandboxed: SIGKILL to bubblewrap ends its PID namespace, and the kernel kills every process in
-    it (the postmaster, its backends, and anything a dump started). Otherwise: fast shutdown
-    (SIGINT), then immediate (SIGQUIT), then SIGKILL.
+    The cluster is thrown away, so it never gets a shutdown checkpoint. Sandboxed: SIGKILL to
+    bubblewrap ends its PID namespace, and the kernel kills every process in it (the postmaster, its
+    backends, and anything a dump started); it returns once the namespace's first process is gone
+    (the kernel empties a PID namespace before its first process may end), so nothing of the sandbox
+    outlives the call, even on a busy machine. Otherwise: immediate shutdown (SIGQUIT: the
+    postmaster stops its backends and exits without a checkpoint), then SIGKILL.
     """
     if proc is None:
         return
-    steps = ((signal.SIGKILL, 5.0),) if sandboxed else (
-        (signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
+    inner = []
+    if sandboxed and proc.poll() is None:
+        try:
+            kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        inner = [(int(k), process_start_time(int(k))) for k in kids]
+    steps = ((signal.SIGKILL, 5.0),) if sandboxed else ((signal.SIGQUIT, timeout), (signal.SIGKILL, 5.0))
     for sig, wait in steps:
         if proc.poll() is not None:
             break
@@ -501,6 +756,91 @@ def stop_server(proc: subprocess.Popen[bytes] | None, *, sandboxed: bool, timeou
             proc.wait(wait)
     with contextlib.suppress(Exception):
         proc.wait(1)
+    end = time.monotonic() + 5.0
+    for pid, start in inner:
+        while time.monotonic() < end and same_process(pid, start) and not _exited(pid):
+            time.sleep(0.005)
+
+
+def _exited(pid: int) -> bool:
+    """True when ``pid`` has ended (a zombie, or gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _initdb(inst: PgInstallation, sb: Sandbox, rd: RunDir, binds_ro: list[Path], env: dict[str, str],
+            password: str) -> None:
+    """initdb into the run's data directory, in the sandbox, as the server's user."""
+    pwfile = rd.cluster / "pwfile"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    if sb.user is not None:
+        os.chown(pwfile, sb.user.pw_uid, sb.user.pw_gid)
+    try:
+        res = run(sb.wrap(initdb_cmd(inst, rd.datadir, pwfile), rw=[rd.cluster], ro=binds_ro, chdir=rd.cluster),
+                  timeout=300, cwd=rd.cluster, env=env, inherit_env=False, popen_kwargs=sb.popen_kwargs())
+    finally:
+        pwfile.unlink()
+    if not res.ok:
+        raise ProvisionError(
+            f"initdb failed ({'killed after 300 s' if res.timed_out else f'exit {res.returncode}'}): "
+            f"{tail(res.stderr or res.stdout, 5)}",
+            "run 'restorecheck doctor' to see which PostgreSQL installations can run here",
+        )
+
+
+def set_admin_password(inst: PgInstallation, sb: Sandbox, rd: RunDir, binds_ro: list[Path],
+                       env: dict[str, str], password: str) -> None:
+    """Give the admin role of the data directory ``password`` before any server listens on it: a
+    single-user backend (in the sandbox, as the server's user) stores a SCRAM verifier computed here,
+    so the password itself never reaches the server."""
+    stmt = admin_password_statement(scram_sha256_verifier(password))
+    argv = sb.wrap(set_admin_password_cmd(inst, rd.datadir), rw=[rd.cluster], ro=binds_ro, chdir=rd.cluster)
+    res = run(argv, stdin=(stmt + "\n").encode(), timeout=120, cwd=rd.cluster, env=env, inherit_env=False,
+              popen_kwargs=sb.popen_kwargs())
+    if not res.ok:
+        text = VERIFIER_RE.sub("<verifier>", res.stderr or res.stdout)
+        raise ProvisionError(
+            f"could not set the throwaway cluster's admin password (single-user postgres "
+            f"{'killed after 120 s' if res.timed_out else f'exit {res.returncode}'}): {tail(text, 5)}",
+            "set RESTORECHECK_TEMPLATE=0 to run initdb for each cluster, and run 'restorecheck doctor'",
+        )
+
+
+def _make_datadir(inst: PgInstallation, sb: Sandbox, rd: RunDir, binds_ro: list[Path], env: dict[str, str],
+                  password: str, *, use_template: bool) -> str:
+    """Make ``rd.datadir`` with ``password`` for the admin role; say how (``template``: copied from
+    the installation's template; ``initdb+template``: initdb, kept as the template; ``initdb``)."""
+    tpl: Path | None = None
+    if use_template:
+        try:
+            tpl = template_root() / template_key(inst, env)
+            template_root().mkdir(parents=True, exist_ok=True, mode=0o755)
+            why = unsafe_reason(template_root())
+        except OSError as exc:
+            why = f"it cannot be made ({exc.strerror})"
+        if why is not None:
+            log.info("no template data directory (the cache %s: %s): running initdb", template_root(), why)
+            tpl = None
+        elif tpl is not None and tpl.exists():
+            why = copy_template(tpl, rd.datadir, sb.user)
+            if why is None:
+                set_admin_password(inst, sb, rd, binds_ro, env, password)
+                return "template"
+            log.warning("not using the template data directory %s: %s; making it again", tpl, why)
+            remove_template(tpl)
+    # A template is made only from an initdb no backup could reach while it ran: in the sandbox
+    # (a dump's code stays in its own run's), or as a normal user (the server is that user).
+    if tpl is None or not (sb.user is None or sb.kind == "bwrap"):
+        _initdb(inst, sb, rd, binds_ro, env, password)
+        return "initdb"
+    _initdb(inst, sb, rd, binds_ro, env, secrets.token_urlsafe(24))  # forgotten at once
+    publish_template(rd.datadir, tpl)
+    set_admin_password(inst, sb, rd, binds_ro, env, password)
+    return "initdb+template"
 
 
 @contextlib.contextmanager
@@ -517,12 +857,15 @@ def local_cluster(
     sandbox: Sandbox | None = None,
     any_role_on_socket: bool = False,
     needs: DumpNeeds | None = None,
+    template: bool | None = None,
 ) -> Iterator[PgServer]:
     """Start a throwaway cluster; yield a ``PgServer``; stop it and delete its directory on exit.
 
     The installation is the lowest major >= ``min_major`` that can host ``needs`` (the dump's
     extensions and collations), unless ``installation`` is given. ``any_role_on_socket``
-    (``hba_text``) is for clusters that stand in for a source in tests."""
+    (``hba_text``) is for clusters that stand in for a source in tests. ``template``: copy the
+    installation's template data directory instead of running initdb (``template_wanted``: on
+    unless turned off; initdb where the cache cannot be trusted)."""
     inst = installation or choose(discover(pg_bin), min_major=min_major,
                                   prefer_origin="--pg-bin" if pg_bin else None, needs=needs)
     sb = sandbox or resolve("auto", run_as or os.environ.get("RESTORECHECK_RUN_AS"))
@@ -547,22 +890,11 @@ def local_cluster(
         rd.conf.mkdir(mode=0o755)
         (rd.conf / "pg_hba.conf").write_text(hba_text(tcp=tcp, any_role_on_socket=any_role_on_socket))
         os.chmod(rd.conf / "pg_hba.conf", 0o644)
-        pwfile = rd.cluster / "pwfile"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(password + "\n")
         _chown_tree(rd.cluster, user)
         binds_ro = [*installation_paths(inst), rd.conf]
         env = sb.env(home=rd.cluster)
-        res = run(sb.wrap(initdb_cmd(inst, rd.datadir, pwfile), rw=[rd.cluster], ro=binds_ro, chdir=rd.cluster),
-                  timeout=300, cwd=rd.cluster, env=env, inherit_env=False, popen_kwargs=sb.popen_kwargs())
-        pwfile.unlink()
-        if not res.ok:
-            raise ProvisionError(
-                f"initdb failed ({'killed after 300 s' if res.timed_out else f'exit {res.returncode}'}): "
-                f"{tail(res.stderr or res.stdout, 5)}",
-                "run 'restorecheck doctor' to see which PostgreSQL installations can run here",
-            )
+        made = _make_datadir(inst, sb, rd, binds_ro, env, password, use_template=template_wanted(template))
+        rd.write_meta(datadir_from=made)
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = free_port() if tcp else 5432
@@ -602,6 +934,7 @@ def local_cluster(
                 "base": str(rd.base), "datadir": str(rd.datadir), "logfile": str(rd.logfile), "port": port,
                 "socket_dir": str(rd.sockdir), "bindir": str(inst.bindir), "server_pid": proc.pid,
                 "sandbox": sb.facts(), "cluster_dir": str(rd.cluster),
+                "datadir_from": made,
             }
             if keep:
                 info["passfile"] = str(rd.passfile)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from restorecheck.dburl import PostgresRef, SqliteRef, mask, parse_database
@@ -60,6 +60,8 @@ def test_mask_keywords_and_urls() -> None:
                min_size=4, max_size=30))
 def test_mask_never_leaks_a_url_password(pw: str) -> None:
     text = f"could not connect to postgresql://user:{pw}@localhost:5432/db: refused"
+    # a "password" the message itself contains (such as 'refu') would be found without any leak
+    assume(pw not in "could not connect to postgresql://user:***@localhost:5432/db: refused")
     assert pw not in mask(text).replace("postgresql://user:***@localhost:5432/db", "")
 
 
