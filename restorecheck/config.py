@@ -192,11 +192,15 @@ class _Locator:
                     return header or None
                 if key in keys:
                     return keys[key]
+        if key is not None and not section:  # a top-level table: its header
+            for path, header, _keys in self.sections:
+                if path[:1] == (key,):
+                    return header
         if key is not None and len(section) > 0:
             # a key of a sub-table written inline (retention = { keep_days = 0 }): its parent's line
-            parent = self.line(section[:-1], str(section[-1]))
-            if parent is not None:
-                return parent
+            for path, _header, keys in self.sections:
+                if path == section[:-1] and str(section[-1]) in keys:
+                    return keys[str(section[-1])]
         return None
 
 
@@ -517,20 +521,27 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
             raise v.fail(sec, has[1] if has else "name", f"[[job]] {name!r}",
                          "has both source and backups" if has else "has neither source nor backups",
                          "give exactly one: source (a database to back up and verify) or backups (existing backups)")
+        for key in ("password_env", "password_file"):
+            if key in table and ("source" not in table or not _is_postgres(table["source"])):
+                raise v.fail(sec, key, v.label(sec, key, name), "is only for a PostgreSQL source",
+                             "remove it from this job")
         job = v.settings(sec, table, dataclasses.replace(base, name=name), name)
         if "source" in table:
             job = dataclasses.replace(job, source=v.database(sec, "source", table["source"], name))
         else:
             job = dataclasses.replace(job, backups=v.path_value(sec, "backups", table["backups"], name))
-        if job.password is not None and (job.source is None or not isinstance(parse_database(job.source), PostgresRef)):
-            key = "password_env" if "password_env" in table else "password_file"
-            if key in table:
-                raise v.fail(sec, key, v.label(sec, key, name), "is only for a PostgreSQL source",
-                             "remove it from this job")
-            job = dataclasses.replace(job, password=None)  # a default for the PostgreSQL jobs
+        if job.password is not None and (job.source is None or not _is_postgres(job.source)):
+            job = dataclasses.replace(job, password=None)  # a default meant for the PostgreSQL jobs
         jobs.append(dataclasses.replace(job, line=v.loc.line(sec)))
     return Config(path=path, output_dir=output_dir, history_url=history_url, jobs=tuple(jobs), on_failure=webhook,
                   **files)
+
+
+def _is_postgres(source: Any) -> bool:
+    try:
+        return isinstance(source, str) and isinstance(parse_database(source), PostgresRef)
+    except BadInputError:
+        return False
 
 
 def _check_history_url(v: _Validator, url: str) -> None:

@@ -362,8 +362,12 @@ def post_webhook(hook: Webhook, payload: dict[str, Any]) -> None:
     def once() -> None:
         request = urllib.request.Request(hook.url, data=body, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": f"restorecheck/{__version__}"})
-        with urllib.request.urlopen(request, timeout=hook.timeout) as response:
-            response.read(65536)
+        try:
+            with urllib.request.urlopen(request, timeout=hook.timeout) as response:
+                response.read(65536)
+        except urllib.error.HTTPError as exc:
+            exc.close()  # its response, which would otherwise stay open until collected
+            raise
 
     once()
 
@@ -417,6 +421,16 @@ def _select(config: Config, only: Sequence[str]) -> list[Job]:
     return [j for j in config.jobs if j.name in only]
 
 
+def _free_stamp(output_dir: Path, jobs: Sequence[Job], stamp: str) -> str:
+    """``stamp``, or ``stamp-N`` when a run within the same second left its directory or backups."""
+    n, candidate = 0, stamp
+    while any((output_dir / j.name / candidate).exists()
+              or any((output_dir / j.name / "backups").glob(f"{glob.escape(j.name)}-{candidate}.*")) for j in jobs):
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
+
+
 def _stamp_dir(output_dir: Path, job: str, stamp: str) -> Path:
     base = output_dir / job
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -436,7 +450,7 @@ def run(config: Config, *, only: Sequence[str] = (), parallel: int = 1,
     jobs = _select(config, only)
     _prepare_output(config.output_dir)
     start_clock, started = time.monotonic(), _now()
-    stamp = started.strftime(STAMP)
+    stamp = _free_stamp(config.output_dir, jobs, started.strftime(STAMP))
     results: list[JobResult] = []
     with run_lock(config.output_dir / LOCK_NAME, config.path), open_history(config.history_url) as history:
 

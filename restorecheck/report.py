@@ -323,9 +323,10 @@ def combined_junit(jobs: Iterable[tuple[str, Report]]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: int = 120) -> str:
+def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: int = 120,
+                       max_findings: int = 5) -> str:
     """The nightly job's table: one line per job (name, kind, verdict, exit code, backup size, rows,
-    restore and total time, findings, the first problem)."""
+    restore and total time, findings), then each job's error and its first findings, one a line."""
     from rich.console import Console
     from rich.table import Table
 
@@ -335,20 +336,27 @@ def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: i
     table = Table(show_edge=False, pad_edge=False)
     for col, justify in (("job", "left"), ("kind", "left"), ("verdict", "left"), ("exit", "right"),
                          ("backup", "right"), ("rows", "right"), ("restore", "right"), ("total", "right"),
-                         ("errors", "right"), ("warnings", "right"), ("first problem", "left")):
-        table.add_column(col, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                         overflow="ellipsis" if col == "first problem" else "fold")
+                         ("errors", "right"), ("warnings", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    problems: list[str] = []
     for job, kind, report, code in rows:
-        first = report.error or next((f"{f.check}: {f.object}: {f.message}" for f in
-                                      sorted(report.findings, key=_finding_order) if f.severity != "info"), "")
         restore = report.phases.get("restore")
         total = report.phases.get("total")
         table.add_row(job, kind, _VERDICT_WORD.get(report.verdict, report.verdict), str(code),
                       _fmt_bytes(report.backup.bytes) if report.backup else "-",
                       _fmt_rows(sum(t.rows_restored or 0 for t in report.tables)) if report.tables else "-",
                       f"{restore:.1f}s" if restore is not None else "-", f"{total:.1f}s" if total is not None else "-",
-                      str(len(report.errors)), str(len(report.warnings)), first[:100])
+                      str(len(report.errors)), str(len(report.warnings)))
+        if report.error:
+            problems.append(f"  {job}: ERROR {report.error}")
+        shown = [f for f in sorted(report.findings, key=_finding_order) if f.severity != "info"]
+        for f in shown[:max_findings]:
+            problems.append(f"  {job}: {f.severity.upper()} {f.check} {f.object}: {f.message}")
+        if len(shown) > max_findings:
+            problems.append(f"  {job}: ... and {len(shown) - max_findings} more (its report.json lists them)")
     console.print(table)
+    for line in problems:
+        console.print(line, markup=False)
     return buf.getvalue()
 
 

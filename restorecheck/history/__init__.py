@@ -157,7 +157,10 @@ class History:
             connect_args["timeout"] = 30  # another process writing: wait, do not fail
         try:
             self.engine = sa.create_engine(parsed, connect_args=connect_args, future=True)
-        except (NoSuchModuleError, ImportError) as exc:
+        except NoSuchModuleError:
+            raise BadInputError(f"the history URL {mask(url)} names a database SQLAlchemy does not know",
+                                "use sqlite:///PATH or postgresql://host/db") from None
+        except ImportError as exc:
             raise EnvironmentFailure(f"no driver for the history URL {mask(url)}: {exc}",
                                      "install the driver, or use sqlite:// or postgresql://") from None
         if parsed.get_backend_name() == "sqlite":
