@@ -30,6 +30,11 @@ def _since(ctx: CheckContext) -> str:
     return f"since the last verified run ({when})" if when else "since the last verified run"
 
 
+def _when(ctx: CheckContext) -> str:
+    assert ctx.baseline is not None
+    return f" ({ctx.baseline.last_started_at})" if ctx.baseline.last_started_at else ""
+
+
 @registry.register("drift", produces=("drift",), phase="history", order=100)
 def check_drift(ctx: CheckContext) -> list[Finding]:
     base = ctx.baseline
@@ -89,6 +94,6 @@ def check_backup_size(ctx: CheckContext) -> list[Finding]:
     if shrink > t.backup_size_max_shrink:
         return [Finding("backup_size", t.backup_size_severity, ctx.artifact_name or base.job,
                         f"the backup is {size:,} bytes, {shrink:.1%} smaller than the {base.backup_bytes:,} bytes "
-                        f"{_since(ctx)} (backup_size_max_shrink {t.backup_size_max_shrink:.0%})",
+                        f"of the last verified run{_when(ctx)} (backup_size_max_shrink {t.backup_size_max_shrink:.0%})",
                         {"bytes": size, "bytes_before": base.backup_bytes, "shrink": round(shrink, 4)})]
     return []

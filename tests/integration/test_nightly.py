@@ -169,3 +169,19 @@ def test_sigterm_stops_the_run_and_leaves_nothing(fresh_db: PostgresRef, world_t
     # the lock died with the run: the next one runs
     assert subprocess.run([sys.executable, "-m", "restorecheck", "run", "--config", str(cfg), "-q", "--only", "app"],
                           env=env, capture_output=True).returncode == 0
+
+
+def test_the_history_in_a_postgresql_database(fresh_db: PostgresRef, tmp_path: Path) -> None:
+    """history_url may name a team's PostgreSQL (psycopg 3; the password from the libpq passfile)."""
+    from restorecheck.history import open_history
+    from restorecheck.model import Report, TableResult
+
+    report = Report("pass", "sqlite", "manifest", phases={"restore": 1.5, "total": 2.0},
+                    tables=(TableResult("main.t", 3, 3, "a", "a", True),), started_at="2026-12-01T02:00:00Z")
+    with open_history(url(fresh_db)) as hist:
+        hist.record("notes", report, 0)
+    with open_history(url(fresh_db)) as hist:  # migrated once, opened again
+        (run,) = hist.runs("notes")
+    assert (run.verdict, run.restore_seconds, run.tables[0].rows_restored) == ("pass", 1.5, 3)
+    names = {r[0] for r in execute(fresh_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"rc_run", "rc_table", "rc_finding", "rc_phase", "restorecheck_alembic_version"} <= names
