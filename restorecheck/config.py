@@ -88,6 +88,7 @@ class Job:
     statement_timeout: str = "0"
     thresholds: Thresholds = field(default_factory=Thresholds)
     retention: Retention = field(default_factory=Retention)
+    identity: tuple[str, ...] = ()  # keys of encrypted backups (verify --identity)
     password: str | None = field(default=None, repr=False)
     line: int | None = None
 
@@ -296,6 +297,7 @@ _JOB_SETTINGS: dict[str, Callable[[Any], Any]] = {
     "rto_trend_severity": _choice(*_SEVERITIES),
     "backup_size_max_shrink": _float(0, lo_open=True, hi=1),
     "backup_size_severity": _choice(*_SEVERITIES),
+    "identity": lambda v: v,  # a path or an array of them, checked by _Validator.settings
     "retention": lambda v: v,  # a table, checked by _retention
 }
 _RUN_SETTINGS = ("output_dir", "history_url", "on_failure", "junit_file", "metrics_file")
@@ -376,6 +378,13 @@ class _Validator:
                 continue
             if key == "retention":
                 changes["retention"] = self.retention(section, raw, job, base.retention)
+                continue
+            if key == "identity":
+                items = raw if isinstance(raw, list) else [raw]
+                if not items or not all(isinstance(i, str) for i in items):
+                    raise self.fail(section, key, self.label(section, key, job),
+                                    "must be a path or an array of paths")
+                changes["identity"] = tuple(self.path_value(section, key, i, job) for i in items)
                 continue
             v = self.value(section, key, raw, _JOB_SETTINGS[key], job)
             if key == "pg_bin":
@@ -529,7 +538,9 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
         if "source" in table:
             job = dataclasses.replace(job, source=v.database(sec, "source", table["source"], name))
         else:
-            job = dataclasses.replace(job, backups=v.path_value(sec, "backups", table["backups"], name))
+            raw_backups = v.value(sec, "backups", table["backups"], _str, name)
+            job = dataclasses.replace(job, backups=raw_backups if raw_backups.startswith("s3://")
+                                      else v.path_value(sec, "backups", raw_backups, name))
         if job.password is not None and (job.source is None or not _is_postgres(job.source)):
             job = dataclasses.replace(job, password=None)  # a default meant for the PostgreSQL jobs
         jobs.append(dataclasses.replace(job, line=v.loc.line(sec)))

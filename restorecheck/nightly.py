@@ -172,6 +172,20 @@ def newest_backup(pattern: str) -> Path:
     return max(candidates, key=lambda c: (c.stat().st_mtime, c.name))
 
 
+def newest_named(pattern: str) -> str:
+    """``newest_backup``, and for ``s3://bucket/prefix/*.dump`` the newest matching object's URL."""
+    from restorecheck import sources
+
+    if not sources.is_s3(pattern):
+        return str(newest_backup(pattern))
+    if not glob.has_magic(pattern):
+        return pattern
+    found = [u for u in sources.s3_glob(pattern) if not u.endswith(".manifest.json")]
+    if not found:
+        raise BackupNotFoundError(f"no backup matches {pattern}", "check the job's backups glob and the bucket")
+    return found[0]  # newest first
+
+
 def _engine_guess(job: Job) -> EngineName:
     if job.source is not None:
         with contextlib.suppress(Exception):
@@ -205,9 +219,9 @@ def execute_job(job: Job, output_dir: Path, stamp: str) -> Report:
         return pipeline.drill(ref, outdir=backups, backup_options=options, restore=restore, fingerprint=fp,
                               max_restore_seconds=job.rto_target, pg_bin=job.pg_bin)
     assert job.backups is not None
-    newest = newest_backup(job.backups)
+    newest = newest_named(job.backups)
     return pipeline.verify(newest, restore=restore, fingerprint=fp, max_restore_seconds=job.rto_target,
-                           pg_bin=job.pg_bin)
+                           pg_bin=job.pg_bin, identities=job.identity)
 
 
 def error_report(job: Job, exc: BaseException) -> tuple[Report, int]:
@@ -218,7 +232,7 @@ def error_report(job: Job, exc: BaseException) -> tuple[Report, int]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         message, code = f"internal error: {exc.__class__.__name__}: {first}", int(ExitCode.ENVIRONMENT)
     backup = None
-    if job.backups is not None:
+    if job.backups is not None and "://" not in job.backups:
         with contextlib.suppress(Exception):
             newest = newest_backup(job.backups)
             backup = BackupArtifact(str(newest), "unknown", newest.stat().st_size if newest.is_file() else 0, None)

@@ -24,6 +24,7 @@ from restorecheck.engines.base import BackupOptions
 from restorecheck.seed import seed
 from tests.conftest import execute, url
 from tests.integration import pg5_helpers as h
+from tests.integration.test_sources import s3, s3_server  # noqa: F401 (fixtures: moto on 127.0.0.1)
 
 pytestmark = pytest.mark.postgres
 
@@ -185,3 +186,21 @@ def test_the_history_in_a_postgresql_database(fresh_db: PostgresRef, tmp_path: P
     assert (run.verdict, run.restore_seconds, run.tables[0].rows_restored) == ("pass", 1.5, 3)
     names = {r[0] for r in execute(fresh_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"rc_run", "rc_table", "rc_finding", "rc_phase", "restorecheck_alembic_version"} <= names
+
+
+def test_a_backups_job_in_object_storage(fresh_db: PostgresRef, tmp_path: Path, s3: str) -> None:  # noqa: F811
+    """backups = "s3://bucket/prefix/*.dump": the newest object (its manifest beside it, in the bucket)."""
+    from restorecheck import nightly
+    from restorecheck.config import load_config
+
+    h.build_source(fresh_db)
+    pipeline.backup(fresh_db, f"s3://{s3}/app", BackupOptions(format="custom", name="app-1"))
+    time.sleep(1.1)  # S3's LastModified has one-second resolution
+    pipeline.backup(fresh_db, f"s3://{s3}/app", BackupOptions(format="custom", name="app-2"))
+    cfg = tmp_path / "restorecheck.toml"
+    cfg.write_text(f'[defaults]\noutput_dir = "out"\n[[job]]\nname = "app"\nbackups = "s3://{s3}/app/*.dump"\n')
+    summary = nightly.run(load_config(cfg))
+    (result,) = summary.results
+    assert result.exit_code == 0, result.report.findings
+    assert result.report.backup is not None and result.report.backup.path == f"s3://{s3}/app/app-2.dump"
+    assert result.report.reference == "manifest"

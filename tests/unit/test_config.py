@@ -171,3 +171,13 @@ def test_a_missing_or_special_config_is_exit_2(tmp_path: Path, capsys: pytest.Ca
     os.mkfifo(fifo)
     assert run_cli(["run", "--config", str(fifo)]) == 2  # never blocks on a FIFO
     assert run_cli(["run", "--config", str(tmp_path)]) == 2
+
+
+def test_identity_and_object_storage_backups(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[[job]]\nname = "a"\nbackups = "s3://b/p/*.dump.age"\nidentity = "k.txt"\n'
+                                          '[[job]]\nname = "b"\nbackups = "d/*"\nidentity = ["k1", "/abs/k2"]\n'))
+    a, b = config.jobs
+    assert a.backups == "s3://b/p/*.dump.age" and a.identity == (str(tmp_path / "k.txt"),)
+    assert b.backups == str(tmp_path / "d/*") and b.identity == (str(tmp_path / "k1"), "/abs/k2")
+    with pytest.raises(ConfigError, match=r"line 3: .* identity must be a path or an array of paths"):
+        load_config(_write(tmp_path, '[[job]]\nname = "a"\nidentity = 3\nbackups = "x"\n'))
