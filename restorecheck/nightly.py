@@ -403,6 +403,11 @@ def _notify(hook: Webhook | None, payload: dict[str, Any]) -> str | None:
 # --- the run ---------------------------------------------------------------------------------------
 
 
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return mask(text.splitlines()[0] if text else exc.__class__.__name__)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -470,7 +475,13 @@ def run(config: Config, *, only: Sequence[str] = (), parallel: int = 1,
 
         def finish(job: Job, report: Report, code: int, seconds: float) -> None:
             verified = report.verdict == "pass"
-            report = between_nights(report, baseline_for(history, job.name, job.thresholds))
+            try:
+                baseline = baseline_for(history, job.name, job.thresholds)
+            except Exception as exc:  # a history that broke mid-run costs the checks, not the job
+                log.warning("job %s: the history could not be read (%s); drift, rto_trend and backup_size "
+                            "were not checked", job.name, _short(exc))
+                baseline = Baseline(job.name, thresholds=job.thresholds)
+            report = between_nights(report, baseline)
             code = _code_of(report) if code in (0, 1) else code
             out = _stamp_dir(config.output_dir, job.name, stamp)
             try:
@@ -478,8 +489,12 @@ def run(config: Config, *, only: Sequence[str] = (), parallel: int = 1,
                               metrics_file=out / "metrics.prom")
             except RestorecheckError as exc:
                 log.warning("job %s: %s", job.name, exc.one_line())
-            run_id = history.record(job.name, report, code, verified=verified)
-            apply_retention(job, config.output_dir, history, out.name, _now())
+            run_id: int | None = None
+            try:
+                run_id = history.record(job.name, report, code, verified=verified)
+                apply_retention(job, config.output_dir, history, out.name, _now())
+            except Exception as exc:
+                log.warning("job %s: not recorded in the history, or its retention not applied: %s", job.name, _short(exc))
             result = JobResult(job.name, job.kind, report, code, out, seconds, run_id)
             results.append(result)
             if on_result is not None:

@@ -208,3 +208,19 @@ def test_retention_keeps_the_newest_of_its_own(tmp_path: Path, notes: Path) -> N
     assert "unrelated.db" in names and not any(n.startswith("notes-2020") for n in names)
     assert len([n for n in names if n.endswith(".db")]) == 3  # two runs' own and the unrelated file
     assert len([p for p in (tmp_path / "out" / "notes").iterdir() if p.name[0] == "2"]) == 2
+
+
+def test_a_history_that_breaks_mid_run_costs_the_record_not_the_jobs(
+        tmp_path: Path, notes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from restorecheck.history import History
+
+    def broken(*args: object, **kw: object) -> int:
+        raise OSError("disk I/O error")
+
+    cfg = _config(tmp_path, f'[[job]]\nname = "a"\nsource = "{notes}"\n[[job]]\nname = "b"\nsource = "{notes}"\n')
+    monkeypatch.setattr(History, "record", broken)
+    assert run_cli(["run", "--config", str(cfg), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("not recorded in the history") == 2 and "disk I/O error" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [(j["job"], j["verdict"]) for j in summary["jobs"]] == [("a", "pass"), ("b", "pass")]
