@@ -711,6 +711,8 @@ def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, a
     from restorecheck.config import load_config
     from restorecheck.report import render_run_summary
 
+    if cmd_verbose:
+        _setup_logging(cmd_verbose, False)
     config = load_config(_config_path(config_file))
     summary = nightly.run(config, only=only, parallel=parallel)
     code = summary.exit_code

@@ -251,7 +251,8 @@ def _run_one(job: Job, output_dir: Path, stamp: str) -> tuple[Report, int, float
         report = execute_job(job, output_dir, stamp)
         code = int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
     except Exception as exc:
-        log.debug("job %s could not run", job.name, exc_info=True)
+        # -v: the traceback of an unexpected error (a RestorecheckError's one line is in the report)
+        log.info("job %s could not run: %s", job.name, _short(exc), exc_info=not isinstance(exc, RestorecheckError))
         report, code = error_report(job, exc)
     return report, code, time.monotonic() - start
 
