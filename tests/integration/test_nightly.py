@@ -110,6 +110,13 @@ def test_three_jobs_twice_with_history_and_drift(fresh_db: PostgresRef, tmp_path
     assert "lost 666 of 2,000 rows (33.3%)" in drift[0]["message"]
     assert not [f for f in jobs["notes"]["findings"] if f["check"] in ("drift", "backup_size", "rto_trend")]
     assert not [f for f in jobs["staging"]["findings"] if f["check"] == "drift"]  # never verified: no baseline
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("restorecheck").joinpath("data/report.schema.json").read_text())
+    for job in ("app", "notes", "staging"):  # every job's report.json, the drift finding included
+        jsonschema.Draft202012Validator(schema).validate(json.loads((Path(jobs[job]["report_dir"]) / "report.json").read_text()))
 
     assert run_cli(["history", "--config", str(cfg), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
