@@ -749,6 +749,11 @@ def history_command(job: str | None, config_file: str | None, history_url: str |
         from restorecheck.config import load_config
 
         history_url = load_config(_config_path(config_file)).history_url
+    local = re.fullmatch(r"sqlite:///(.+)", history_url)
+    if local and local.group(1) != ":memory:" and not Path(local.group(1)).exists():
+        # reading must not create it: no run has been recorded there yet
+        click.echo(f"no runs recorded yet ({local.group(1)} does not exist)", err=True)
+        return int(ExitCode.OK)
     with open_history(history_url) as db:
         runs = db.runs(job, since=when, limit=limit)
     series = trends(runs)

@@ -224,3 +224,12 @@ def test_a_history_that_breaks_mid_run_costs_the_record_not_the_jobs(
     assert err.count("not recorded in the history") == 2 and "disk I/O error" in err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [(j["job"], j["verdict"]) for j in summary["jobs"]] == [("a", "pass"), ("b", "pass")]
+
+
+def test_history_before_any_run_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, '[[job]]\nname = "a"\nsource = "a.db"\n')
+    assert run_cli(["history", "--config", str(cfg)]) == 0
+    assert "no runs recorded yet" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert run_cli(["history", "--config", str(cfg), "--since", "yesterday"]) == 2
+    assert "--since" in capsys.readouterr().err
