@@ -465,10 +465,18 @@ def _stamp_dir(output_dir: Path, job: str, stamp: str) -> Path:
 def run(config: Config, *, only: Sequence[str] = (), parallel: int = 1,
         on_result: Callable[[JobResult], None] | None = None) -> RunSummary:
     """Run the jobs of ``config`` (``only``: these names), ``parallel`` at a time. See the module."""
-    from restorecheck.report import combined_junit, combined_prometheus, write_atomic, write_outputs
+    from restorecheck.report import (
+        check_writable,
+        combined_junit,
+        combined_prometheus,
+        write_atomic,
+        write_outputs,
+    )
 
     jobs = _select(config, only)
     _prepare_output(config.output_dir)
+    check_writable(config.junit_path, "junit_file")  # before any work, as verify does for --junit
+    check_writable(config.metrics_path, "metrics_file")
     start_clock, started = time.monotonic(), _now()
     stamp = _free_stamp(config.output_dir, jobs, started.strftime(STAMP))
     results: list[JobResult] = []

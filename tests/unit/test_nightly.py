@@ -233,3 +233,10 @@ def test_history_before_any_run_creates_nothing(tmp_path: Path, capsys: pytest.C
     assert not (tmp_path / "out").exists()
     assert run_cli(["history", "--config", str(cfg), "--since", "yesterday"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_an_unwritable_metrics_file_is_exit_2_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, '[[job]]\nname = "a"\nsource = "a.db"\n', 'metrics_file = "no/such/dir/m.prom"')
+    assert run_cli(["run", "--config", str(cfg)]) == 2
+    assert "cannot write the metrics_file file" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "a").exists()
