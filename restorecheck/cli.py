@@ -265,12 +265,14 @@ def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: P
 
 
 def _error_report(exc: BaseException, *, command: str, engine: EngineName, backup_path: str | Path | None,
-                  report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
+                  report_file: Path | None, junit_file: Path | None, metrics_file: Path | None,
+                  history: _HistoryRun | None = None) -> None:
     """On exit 2/3 after --report/--junit/--metrics was given, still write them (verdict error).
 
     Also for an unexpected exception (exit 3) and for Ctrl-C/SIGTERM: a monitor must see the run.
+    With --history the run is recorded there too (verdict error).
     """
-    if report_file is None and junit_file is None and metrics_file is None:
+    if report_file is None and junit_file is None and metrics_file is None and (history is None or history.db is None):
         return
     if isinstance(exc, RestorecheckError):
         message, code = exc.one_line(), int(exc.exit_code)
@@ -295,6 +297,8 @@ def _error_report(exc: BaseException, *, command: str, engine: EngineName, backu
     report = Report(verdict="error", engine=engine, reference="none", backup=backup, command=command,
                     error=mask(message), extra={"exit_code": code},
                     started_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # was ""
+    if history is not None:
+        history.record_error(report, code)
     # each output on its own: an unwritable --junit must not cost the monitor its --report
     for option, path in (("report", report_file), ("junit", junit_file), ("metrics", metrics_file)):
         if path is None:
@@ -305,6 +309,46 @@ def _error_report(exc: BaseException, *, command: str, engine: EngineName, backu
                           metrics_file=path if option == "metrics" else None)
         except (OSError, RestorecheckError) as err:
             log.debug("could not write the error --%s: %s", option, err)
+
+
+def history_options(f: F) -> F:
+    f = click.option("--job", "history_job", metavar="NAME",
+                     help="The job name the run is recorded under with --history (default: the backup's "
+                          "directory for verify, the source for drill).")(f)
+    f = click.option("--history", "history_url", metavar="URL",
+                     help="Record this run in a history database (a SQLAlchemy URL, e.g. "
+                          "sqlite:////var/lib/restorecheck/history.db) and check it against the job's "
+                          "earlier runs (drift, rto_trend, backup_size).")(f)
+    return f
+
+
+class _HistoryRun:
+    """--history: the database opened before the work (a bad URL fails first), the run recorded after."""
+
+    def __init__(self, url: str | None, job: str) -> None:
+        self.url, self.job = url, job
+        self.db: Any = None
+
+    def open(self, stack: Any) -> None:
+        if self.url is not None:
+            from restorecheck.history import open_history
+
+            self.db = stack.enter_context(open_history(self.url))
+
+    def judge(self, report: Any) -> Any:
+        if self.db is None:
+            return report
+        from restorecheck.nightly import record_with_history
+
+        report, _code, _id = record_with_history(self.db, self.job, report)
+        return report
+
+    def record_error(self, report: Any, code: int) -> None:
+        if self.db is not None:
+            try:
+                self.db.record(self.job, report, code, verified=False)
+            except Exception as exc:  # the run's own error is the one to report
+                log.warning("could not record the run in the history: %s", exc.__class__.__name__)
 
 
 def _check_outputs(report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
@@ -429,12 +473,14 @@ def backup(source: str, outdir: str, recipients: tuple[str, ...], file_mode: int
 @click.option("--engine", type=click.Choice(["postgresql", "sqlite"]),
               help="The backup's engine (default: recognised from the content).")
 @source_session_options
+@history_options
 @output_options
 def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, ...], max_expanded: str | None,
            against: str | None, target: str | None,
            pg_bin: Path | None, trust_backup: bool, keep: bool, sandbox: str, restore_timeout: float | None,
            start_timeout: float, jobs: int, max_restore_seconds: float | None, engine: EngineName | None,
-           lock_timeout: str, statement_timeout: str, report_file: Path | None, junit_file: Path | None,
+           lock_timeout: str, statement_timeout: str, history_url: str | None, history_job: str | None,
+           report_file: Path | None, junit_file: Path | None,
            metrics_file: Path | None, quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """Restore BACKUP into a fresh throwaway instance and check it against its reference.
 
@@ -444,12 +490,18 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
     BACKUP: a file, a pg_dump directory, or s3://bucket/key; compressed (gzip, zstd, lz4, bzip2,
     xz) or encrypted (age, OpenPGP: give --identity) backups are recognised by their content.
     """
+    import contextlib
+
     from restorecheck import pipeline, sources
     from restorecheck.engines.base import RestoreOptions
     from restorecheck.report import progress_reporter
 
+    default_job = backup_path.rsplit("/", 1)[0] if sources.is_s3(backup_path) else str(Path(backup_path).resolve().parent)
+    history = _HistoryRun(history_url, history_job or default_job)
+    stack = contextlib.ExitStack()
     try:
         _check_outputs(report_file, junit_file, metrics_file)
+        history.open(stack)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
                                      keep=keep, trust_backup=trust_backup, progress=progress, sandbox=sandbox,
@@ -460,10 +512,13 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
                 fingerprint=_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
                 max_restore_seconds=max_restore_seconds, engine=engine, pg_bin=pg_bin,
                 identities=identities, max_expanded_size=limit)
+            report = history.judge(report)
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         _error_report(exc, command="verify", engine=engine or "postgresql", backup_path=backup_path,
-                      report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
+                      report_file=report_file, junit_file=junit_file, metrics_file=metrics_file, history=history)
         raise
+    finally:
+        stack.close()
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
                    metrics_file=metrics_file)
 
@@ -485,26 +540,33 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
 @click.option("--max-restore-seconds", type=click.FloatRange(min=0), metavar="SECONDS",
               help="RTO target: a slower restore is a finding (check 'rto').")
 @source_session_options
+@history_options
 @output_options
 def drill(source: str | None, engine: EngineName | None, target: str | None, pg_bin: Path | None, trust_backup: bool,
           keep: bool, sandbox: str, restore_timeout: float | None, start_timeout: float, jobs: int,
           file_mode: int,
           fmt: DumpFormat, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
+          history_url: str | None, history_job: str | None,
           report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
           no_progress: bool, cmd_verbose: int) -> int:
     """The whole cycle: backup, restore into a fresh instance, verify; each phase timed.
 
     With no SOURCE: a self-contained self-test on a throwaway source seeded with the known dataset.
     """
+    import contextlib
+
     from restorecheck import pipeline
     from restorecheck.dburl import parse_database
     from restorecheck.engines.base import BackupOptions, RestoreOptions
     from restorecheck.report import progress_reporter
 
     engine_name: EngineName = engine or "postgresql"  # what the report names, the source's once it is parsed
+    history = _HistoryRun(history_url, history_job or (mask(source) if source else f"self-test-{engine_name}"))
+    stack = contextlib.ExitStack()
     try:
         _check_outputs(report_file, junit_file, metrics_file)
+        history.open(stack)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             fp = _fingerprint_opts(jobs, lock_timeout, statement_timeout, progress)
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
@@ -519,10 +581,13 @@ def drill(source: str | None, engine: EngineName | None, target: str | None, pg_
             report = pipeline.drill(source, engine=engine, outdir=outdir, backup_options=backup_options,
                                     restore=restore, fingerprint=fp, max_restore_seconds=max_restore_seconds,
                                     scale=scale, seed=seed_value, pg_bin=pg_bin)
+            report = history.judge(report)
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         _error_report(exc, command="drill", engine=engine_name, backup_path=None, report_file=report_file,
-                      junit_file=junit_file, metrics_file=metrics_file)
+                      junit_file=junit_file, metrics_file=metrics_file, history=history)
         raise
+    finally:
+        stack.close()
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
                    metrics_file=metrics_file)
 
@@ -622,6 +687,110 @@ def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges
         raise
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
                    metrics_file=metrics_file)
+
+
+# --- the nightly job (issue 11) ---------------------------------------------------------------------
+
+
+def _config_path(config_file: str | None) -> Path:
+    import os
+
+    from restorecheck.config import find_config
+
+    return find_config(config_file, os.environ)
+
+
+@cli.command("run")
+@click.option("--config", "-c", "config_file", metavar="FILE",
+              help="restorecheck.toml (default: $RESTORECHECK_CONFIG, else ./restorecheck.toml).")
+@click.option("--only", multiple=True, metavar="NAME", help="Run only this job (repeatable).")
+@click.option("--parallel", "-P", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Jobs run at the same time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON instead of the table.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing when every job verified (for cron).")
+@click.option("-v", "--verbose", "cmd_verbose", count=True, help="Same as the global -v.")
+def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, as_json: bool, quiet: bool,
+                cmd_verbose: int) -> int:
+    """The nightly job: every [[job]] of restorecheck.toml, one summary, history recorded.
+
+    A job with a source is backed up and verified (like drill SOURCE); a job with backups has its
+    newest backup verified (like verify). Per job: report.json, junit.xml and metrics.prom under
+    output_dir/<job>/<UTC time>/; for the run: junit.xml (a testsuite per job), metrics.prom (a job
+    label), summary.json. Exit code: the worst job's.
+    """
+    import json as json_module
+
+    from restorecheck import nightly
+    from restorecheck.config import load_config
+    from restorecheck.report import render_run_summary
+
+    if cmd_verbose:
+        _setup_logging(cmd_verbose, False)
+    config = load_config(_config_path(config_file))
+    summary = nightly.run(config, only=only, parallel=parallel)
+    code = summary.exit_code
+    if as_json:
+        click.echo(json_module.dumps(summary.to_dict(), indent=2, default=str))
+    elif not quiet or code != 0:
+        click.echo(render_run_summary([(r.job, r.kind, r.report, r.exit_code) for r in summary.results]), nl=False)
+        click.echo(f"{len(summary.results)} jobs in {summary.seconds:.1f}s; reports in {config.output_dir}; "
+                   f"junit {summary.junit_file}; metrics {summary.metrics_file}")
+    return code
+
+
+@cli.command("history")
+@click.argument("job", required=False)
+@click.option("--config", "-c", "config_file", metavar="FILE",
+              help="restorecheck.toml whose history_url to read (default: $RESTORECHECK_CONFIG, else "
+                   "./restorecheck.toml).")
+@click.option("--history", "history_url", metavar="URL", help="The history database (instead of the config's).")
+@click.option("--since", metavar="ISO|7d", help="Only runs since this time: an ISO date or time (UTC), or an age "
+                                                "such as 7d, 12h, 2w.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs and trends as JSON.")
+def history_command(job: str | None, config_file: str | None, history_url: str | None, since: str | None,
+                    limit: int, as_json: bool) -> int:
+    """The recorded runs, newest first, and the trends per job (restore time, backup size, rows)."""
+    import datetime as dt
+    import json as json_module
+
+    from restorecheck.history import open_history, trends
+    from restorecheck.report import render_history
+
+    when = _since(since, dt.datetime.now(dt.UTC)) if since else None
+    if history_url is None:
+        from restorecheck.config import load_config
+
+        history_url = load_config(_config_path(config_file)).history_url
+    local = re.fullmatch(r"sqlite:///(.+)", history_url)
+    if local and local.group(1) != ":memory:" and not Path(local.group(1)).exists():
+        # reading must not create it: no run has been recorded there yet
+        click.echo(f"no runs recorded yet ({local.group(1)} does not exist)", err=True)
+        return int(ExitCode.OK)
+    with open_history(history_url) as db:
+        runs = db.runs(job, since=when, limit=limit)
+    series = trends(runs)
+    if as_json:
+        click.echo(json_module.dumps({"runs": [r.to_dict() for r in runs], "trends": [t.to_dict() for t in series]},
+                                     indent=2, default=str))
+    else:
+        click.echo(render_history(runs, series), nl=False)
+    return int(ExitCode.OK)
+
+
+def _since(text: str, now: Any) -> Any:
+    import datetime as dt
+
+    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+        return now - dt.timedelta(**{unit: int(m.group(1))})
+    try:
+        t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither an ISO date/time nor an age such as 7d",
+                                 param_hint="'--since'") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 if __name__ == "__main__":  # pragma: no cover

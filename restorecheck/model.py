@@ -80,6 +80,10 @@ CheckId = Literal[
     "header",  # SQLite header values a copy must keep
     "database",  # database-level properties: the locale the throwaway database could not get, ...
     "restore_timeout",  # the restore tool was killed at --restore-timeout
+    # between nights (the nightly job, against the history: checks/history.py)
+    "drift",  # a table of the source vanished, emptied or lost more than a set share of its rows
+    "rto_trend",  # the restore took more than a set factor of the recent median
+    "backup_size",  # the backup shrank by more than a set share
 ]
 CHECK_IDS: tuple[CheckId, ...] = get_args(CheckId)
 
@@ -436,6 +440,36 @@ class TableResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class HistoryThresholds:
+    """Limits and severities of the between-nights checks (checks/history.py); restorecheck.toml
+    sets them per job (config.py). Warnings by default: see the README's 'Nightly job'."""
+
+    drift_max_loss: float = 0.10  # a table lost more than this share of its rows
+    drift_severity: Severity = "warning"
+    rto_trend_factor: float = 1.5  # the restore took more than this factor of the recent median
+    rto_trend_runs: int = 7  # the median of this many recent verified runs
+    rto_trend_min_runs: int = 3  # no trend before this many verified runs are recorded
+    rto_trend_min_seconds: float = 1.0  # and at least this many seconds more (tiny restores are noise)
+    rto_trend_severity: Severity = "warning"
+    backup_size_max_shrink: float = 0.20  # the backup shrank by more than this share
+    backup_size_severity: Severity = "warning"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the history holds of a job before this run: its last verified run and recent restore
+    times. Built by ``nightly`` from the history database; judged by the checks of phase history."""
+
+    job: str
+    last_run_id: int | None = None  # the last verified run (None: there is none yet)
+    last_started_at: str | None = None
+    table_rows: Mapping[str, int | None] = field(default_factory=dict)  # the source's rows then, per table
+    backup_bytes: int | None = None
+    restore_seconds: tuple[float, ...] = ()  # of the recent verified runs, newest first
+    thresholds: HistoryThresholds = HistoryThresholds()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,19 +222,15 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
-def to_prometheus(report: Report, now: float | None = None) -> str:
-    """Prometheus text exposition format (for node_exporter's textfile collector)."""
-    now = time.time() if now is None else now
-    # Labels stay stable from run to run (no file names: a nightly backup gets a new name every
-    # night, which would make a new time series each time).
-    base = {"engine": report.engine, "command": report.command}
-    lines: list[str] = []
+Family = tuple[str, str, str, list[tuple[dict[str, str], float]]]  # name, help, type, samples
+
+
+def _families(report: Report, now: float) -> list[Family]:
+    """The metric families of one report, their samples without the base labels."""
+    out: list[Family] = []
 
     def metric(name: str, help_text: str, kind: str, samples: Iterable[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for extra, value in samples:
-            lines.append(f"{name}{_labels(base, **extra)} {_num(value)}")
+        out.append((name, help_text, kind, list(samples)))
 
     metric("restorecheck_last_run_timestamp_seconds", "Unix time when this run finished.", "gauge",
            [({}, round(now, 3))])
@@ -262,7 +258,166 @@ def to_prometheus(report: Report, now: float | None = None) -> str:
             n = sum(1 for f in report.findings if f.check == check and f.severity == sev)
             samples.append(({"check": check, "severity": sev}, n))
     metric("restorecheck_findings", "Findings of the last run by check and severity.", "gauge", samples)
+    return out
+
+
+def _render_families(per_base: list[tuple[dict[str, str], list[Family]]]) -> str:
+    """One HELP/TYPE per family, then its samples for every base label set (the text format wants
+    a family's samples together)."""
+    lines: list[str] = []
+    order: list[str] = []
+    grouped: dict[str, tuple[str, str, list[str]]] = {}
+    for base, families in per_base:
+        for name, help_text, kind, samples in families:
+            if name not in grouped:
+                order.append(name)
+                grouped[name] = (help_text, kind, [])
+            grouped[name][2].extend(f"{name}{_labels(base, **extra)} {_num(value)}" for extra, value in samples)
+    for name in order:
+        help_text, kind, rendered = grouped[name]
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *rendered]
     return "\n".join(lines) + "\n"
+
+
+def to_prometheus(report: Report, now: float | None = None) -> str:
+    """Prometheus text exposition format (for node_exporter's textfile collector)."""
+    now = time.time() if now is None else now
+    # Labels stay stable from run to run (no file names: a nightly backup gets a new name every
+    # night, which would make a new time series each time).
+    base = {"engine": report.engine, "command": report.command}
+    return _render_families([(base, _families(report, now))])
+
+
+def combined_prometheus(jobs: Iterable[tuple[str, Report, int]], now: float | None = None) -> str:
+    """The nightly job's one textfile: every job's metrics with a ``job`` label (bounded: job names
+    come from the config, never table or file names), plus each job's exit code."""
+    now = time.time() if now is None else now
+    per_base: list[tuple[dict[str, str], list[Family]]] = []
+    for job, report, code in jobs:
+        families = _families(report, now)
+        families.append(("restorecheck_exit_code", "Exit code of the job's last run (0 verified, 1 failed, "
+                         "2 bad input, 3 environment).", "gauge", [({}, code)]))
+        per_base.append(({"job": job, "engine": report.engine, "command": report.command}, families))
+    return _render_families(per_base)
+
+
+def combined_junit(jobs: Iterable[tuple[str, Report]]) -> str:
+    """One JUnit file with a testsuite per job (each job's suite as ``to_junit`` makes it)."""
+    suites = ET.Element("testsuites", name="restorecheck run")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    seconds = 0.0
+    for job, report in jobs:
+        suite = ET.fromstring(to_junit(report)).find("testsuite")
+        assert suite is not None
+        suite.set("name", job)
+        for case in suite.iter("testcase"):
+            case.set("classname", job + case.get("classname", "").removeprefix(f"restorecheck.{report.command}"))
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+        seconds += float(suite.get("time", "0"))
+        suites.append(suite)
+    for key, n in totals.items():
+        suites.set(key, str(n))
+    suites.set("time", f"{seconds:.3f}")
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: int = 120,
+                       max_findings: int = 5) -> str:
+    """The nightly job's table: one line per job (name, kind, verdict, exit code, backup size, rows,
+    restore and total time, findings), then each job's error and its first findings, one a line."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False,
+                      markup=False, soft_wrap=True)
+    table = Table(show_edge=False, pad_edge=False)
+    for col, justify in (("job", "left"), ("kind", "left"), ("verdict", "left"), ("exit", "right"),
+                         ("backup", "right"), ("rows", "right"), ("restore", "right"), ("total", "right"),
+                         ("errors", "right"), ("warnings", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    problems: list[str] = []
+    for job, kind, report, code in rows:
+        restore = report.phases.get("restore")
+        total = report.phases.get("total")
+        table.add_row(job, kind, _VERDICT_WORD.get(report.verdict, report.verdict), str(code),
+                      _fmt_bytes(report.backup.bytes) if report.backup else "-",
+                      _fmt_rows(sum(t.rows_restored or 0 for t in report.tables)) if report.tables else "-",
+                      f"{restore:.1f}s" if restore is not None else "-", f"{total:.1f}s" if total is not None else "-",
+                      str(len(report.errors)), str(len(report.warnings)))
+        if report.error:
+            problems.append(f"  {job}: ERROR {report.error}")
+        shown = [f for f in sorted(report.findings, key=_finding_order) if f.severity != "info"]
+        for f in shown[:max_findings]:
+            problems.append(f"  {job}: {f.severity.upper()} {f.check} {f.object}: {f.message}")
+        if len(shown) > max_findings:
+            problems.append(f"  {job}: ... and {len(shown) - max_findings} more (its report.json lists them)")
+    console.print(table)
+    for line in problems:
+        console.print(line, markup=False)
+    return buf.getvalue()
+
+
+def _spark(values: Sequence[float]) -> str:
+    """A one-line chart of ``values`` (oldest first)."""
+    bars = "▁▂▃▄▅▆▇█"
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    return "".join(bars[0 if hi == lo else int((v - lo) / (hi - lo) * (len(bars) - 1))] for v in values)
+
+
+def _change(first: float, last: float) -> str:
+    if not first:
+        return ""
+    return f" ({(last - first) / first:+.1%})"
+
+
+def render_history(runs: Sequence[Any], trends: Sequence[Any], *, width: int = 130) -> str:
+    """``restorecheck history``: the runs (newest first), then per job the trends of restore time,
+    backup size and rows, oldest to newest."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False,
+                      markup=False, soft_wrap=True)
+    if not runs:
+        console.print("no runs recorded (for the job and time asked)")
+        return buf.getvalue()
+    table = Table(show_edge=False, pad_edge=False)
+    for col, justify in (("started (UTC)", "left"), ("job", "left"), ("command", "left"), ("verdict", "left"),
+                         ("exit", "right"), ("restore", "right"), ("total", "right"), ("backup", "right"),
+                         ("rows", "right"), ("errors", "right"), ("warnings", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in runs:
+        errors = sum(1 for f in r.findings if f[1] == "error")
+        warnings = sum(1 for f in r.findings if f[1] == "warning")
+        table.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.job, r.command,
+                      _VERDICT_WORD.get(r.verdict, r.verdict), str(r.exit_code),
+                      f"{r.restore_seconds:.1f}s" if r.restore_seconds is not None else "-",
+                      f"{r.total_seconds:.1f}s" if r.total_seconds is not None else "-",
+                      _fmt_bytes(r.backup_bytes) if r.backup_bytes is not None else "-",
+                      _fmt_rows(r.rows_verified), str(errors), str(warnings))
+    console.print(table)
+    console.print("trends (oldest to newest):")
+    for t in trends:
+        console.print(f"  {t.job} ({t.runs} runs)")
+        if t.restore_seconds:
+            rs = t.restore_seconds
+            console.print(f"    restore time  {_spark(rs)}  last {rs[-1]:.1f}s, median {t.restore_median:.1f}s, "
+                          f"min {min(rs):.1f}s, max {max(rs):.1f}s")
+        if t.backup_bytes:
+            bs = t.backup_bytes
+            console.print(f"    backup size   {_spark(bs)}  last {_fmt_bytes(bs[-1])}, first {_fmt_bytes(bs[0])}"
+                          f"{_change(bs[0], bs[-1])}")
+        if t.rows:
+            rows = t.rows
+            console.print(f"    rows          {_spark(rows)}  last {_fmt_rows(rows[-1])}, first {_fmt_rows(rows[0])}"
+                          f"{_change(rows[0], rows[-1])}")
+    return buf.getvalue()
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -280,6 +435,9 @@ def _write_atomic(path: Path, text: str) -> None:
             tmp.unlink()
         raise EnvironmentFailure(f"cannot write {path}: {exc.strerror or exc}",
                                  "choose a writable path, or free space on its file system") from None
+
+
+write_atomic = _write_atomic  # for the nightly job's combined files
 
 
 def check_writable(path: str | Path | None, option: str) -> None:

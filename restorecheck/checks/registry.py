@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from restorecheck.evidence import Evidence, EvidenceKind
-from restorecheck.model import CheckId, Finding, Manifest
+from restorecheck.model import Baseline, CheckId, Finding, Manifest, TableResult
 
 # compare: reference x restored manifest (compare_manifests); self: the restored manifest alone
 # (a reference, when there is one, says inherited or introduced); restore: the restore's timings;
-# reference: whether there is a reference at all
-Phase = Literal["compare", "self", "restore", "reference"]
-PHASES: tuple[Phase, ...] = ("restore", "self", "compare", "reference")
+# reference: whether there is a reference at all; history: this run against the job's earlier runs
+# (the nightly job: ctx.baseline, run by nightly after the pipeline gave its report)
+Phase = Literal["compare", "self", "restore", "reference", "history"]
+PHASES: tuple[Phase, ...] = ("restore", "self", "compare", "reference", "history")
 
 
 @dataclass
@@ -51,6 +52,11 @@ class CheckContext:
     restore_seconds: float | None = None
     max_restore_seconds: float | None = None  # --max-restore-seconds
     memo: dict[str, Any] = field(default_factory=dict)  # results two checks share (table comparison)
+    # phase history: the job's earlier runs, and this run's tables (the source's rows) and backup size
+    baseline: Baseline | None = None
+    tables: Sequence[TableResult] = ()
+    tables_known: bool = False  # this run learnt the source's tables (else drift cannot be judged)
+    backup_bytes: int | None = None
 
     def observed(self, kind: EvidenceKind) -> bool:
         return any(e.kind == kind for e in self.evidence)
