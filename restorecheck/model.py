@@ -438,6 +438,11 @@ class TableResult:
     checksum_restored: str | None
     match: bool
 
+    @property
+    def source_rows(self) -> int | None:
+        """The rows the source had (the reference's count), else what was restored."""
+        return self.rows_expected if self.rows_expected is not None else self.rows_restored
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
