@@ -66,9 +66,37 @@ def _target(config: pytest.Config) -> str:
     return (config.getoption("--restorecheck-target") or "local").strip()
 
 
+class _KeptLog:
+    """With --restorecheck-keep: restorecheck logs how to reach and stop each cluster it keeps (a
+    warning that pytest would show only for a failing test); the terminal summary lists them."""
+
+    def __init__(self, kept: list[str]) -> None:
+        import logging
+
+        self.kept = kept
+        self.handler = logging.Handler(logging.WARNING)
+        self.handler.emit = self._emit  # type: ignore[method-assign]
+        logging.getLogger("restorecheck").addHandler(self.handler)
+
+    def _emit(self, record: Any) -> None:
+        message = record.getMessage()
+        if message.startswith("kept the throwaway"):
+            self.kept.append(message)
+
+    def close(self) -> None:
+        import logging
+
+        logging.getLogger("restorecheck").removeHandler(self.handler)
+
+
+_KEPT_LOG = pytest.StashKey[_KeptLog]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     config.stash[_KEPT] = []
+    if config.getoption("--restorecheck-keep", False):
+        config.stash[_KEPT_LOG] = _KeptLog(config.stash[_KEPT])
     target = _target(config)
     if target not in ("local", "docker") and "://" not in target and "=" not in target:
         raise pytest.UsageError(f"--restorecheck-target {target!r}: use local, docker or a postgresql:// URL")
@@ -82,6 +110,12 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--restorecheck-target: {exc.one_line()}") from None
         if ref.engine != "postgresql":
             raise pytest.UsageError(f"--restorecheck-target {mask(target)} is not a PostgreSQL server URL")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    kept_log = config.stash.get(_KEPT_LOG, None)
+    if kept_log is not None:
+        kept_log.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -164,10 +198,9 @@ def restorecheck_postgres_server(pytestconfig: pytest.Config) -> Iterator[PgServ
                 server = stack.enter_context(provision_postgres(target, keep=keep))
         except RestorecheckError as exc:
             _fail_environment(exc)
-        if keep:
+        if keep and server.kind != "local":  # a local cluster's own warning says how to reach and stop it
             pytestconfig.stash[_KEPT].append(
-                f"PostgreSQL {server.version} ({server.kind}): psql '{server.admin.display()}'"
-                + (f" (data directory {server.info['datadir']})" if server.info.get("datadir") else ""))
+                f"PostgreSQL {server.version} ({server.kind}): psql '{server.admin.display()}'")
         yield server
 
 
@@ -180,7 +213,9 @@ def throwaway_postgres(restorecheck_postgres_server: PgServer, pytestconfig: pyt
     keep = bool(pytestconfig.getoption("--restorecheck-keep"))
     with restorecheck_postgres_server.fresh_database(keep=keep) as ref:
         if keep:
-            pytestconfig.stash[_KEPT].append(f"database: psql '{ref.display()}'")
+            passfile = restorecheck_postgres_server.info.get("passfile")
+            pytestconfig.stash[_KEPT].append("database: " + (f"PGPASSFILE={passfile} " if passfile else "")
+                                             + f"psql '{ref.display()}'")
         yield libpq_url(ref)
 
 

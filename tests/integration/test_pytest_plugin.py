@@ -4,8 +4,12 @@ plugin through its pytest11 entry point, as an application's suite would."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
 
+import psycopg
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -111,3 +115,32 @@ def test_fixtures_listed_and_marker_registered(pytester: pytest.Pytester) -> Non
     assert "throwaway_postgres" in out and "restorecheck_postgres_server [session scope]" in out
     markers = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--markers").stdout.str()
     assert "@pytest.mark.restorecheck:" in markers
+
+
+def test_keep_lists_what_it_kept_and_how_to_stop_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_keep='''
+import psycopg
+
+def test_k(restorecheck, throwaway_postgres):
+    with psycopg.connect(throwaway_postgres, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)")
+    restorecheck.assert_restores(throwaway_postgres)
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--restorecheck-keep", timeout=300)
+    out = result.stdout.str()
+    stops = re.findall(r"stop and remove it with: kill -(\w+) (\d+) && rm -rf (\S+)", out)
+    try:
+        result.assert_outcomes(passed=1)
+        assert len(stops) == 2, out  # the session server and the restored copy's cluster
+        database = re.search(r"database: PGPASSFILE=(\S+) psql '(\S+)'", out)
+        assert database is not None, out
+        restored = re.search(r"restored copy: PGPASSFILE=(\S+) psql '(\S+)'", out)
+        assert restored is not None, out
+        # the kept copy is there, with the rows, reachable the way the summary says
+        conninfo = psycopg.conninfo.make_conninfo(restored.group(2), passfile=restored.group(1))
+        with psycopg.connect(conninfo) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)
+    finally:
+        for sig, pid, base in stops:  # the servers this test had kept
+            os.kill(int(pid), getattr(signal, f"SIG{sig}"))
+            shutil.rmtree(base, ignore_errors=True)
