@@ -122,11 +122,12 @@ def _from_sqlalchemy(url: Any, what: str) -> DatabaseRef:
 
 
 def _restore_options(target: str | None, keep: bool, jobs: int, restore_timeout: float | None,
-                     sandbox: str, pg_bin: str | Path | None) -> Any:
+                     sandbox: str, pg_bin: str | Path | None, trust_backup: bool = False) -> Any:
     from restorecheck.engines.base import RestoreOptions
 
     return RestoreOptions(target=target, keep=keep, jobs=jobs, restore_timeout=restore_timeout,
-                          sandbox=sandbox, pg_bin=None if pg_bin is None else str(pg_bin))
+                          sandbox=sandbox, pg_bin=None if pg_bin is None else str(pg_bin),
+                          trust_backup=trust_backup)
 
 
 def _check_jobs(jobs: int) -> None:
@@ -148,6 +149,7 @@ def drill(
     sandbox: str = "auto",
     pg_bin: str | Path | None = None,
     exclude_table_data: Sequence[str] = (),
+    trust_backup: bool = False,
 ) -> Report:
     """The whole cycle on ``source``: a backup and its manifest from one snapshot, a restore into a
     fresh throwaway instance, every check; each phase timed (``Report.phases``).
@@ -158,6 +160,9 @@ def drill(
     ``outdir`` keeps the backup and its manifest there. ``max_restore_seconds``: an ``rto`` finding
     when the restore takes longer. ``exclude_table_data`` (pg_dump patterns): fault injection, a
     backup without those tables' rows, checked against the source's full manifest (it must fail).
+    ``trust_backup``: on a server ``target``, restore as the URL's role instead of an unprivileged
+    role made for the run (the CLI's ``--trust-backup``; README, threat model): only for a source
+    whose content you trust. No effect on ``local`` and ``docker``.
     """
     from restorecheck import pipeline
     from restorecheck.engines.base import BackupOptions
@@ -172,7 +177,8 @@ def drill(
     options = BackupOptions(format=fmt, jobs=jobs if fmt == "directory" else 1,
                             exclude_table_data=tuple(exclude_table_data))
     return pipeline.drill(ref, engine=engine, outdir=outdir, backup_options=options,
-                          restore=_restore_options(target, keep, jobs, restore_timeout, sandbox, pg_bin),
+                          restore=_restore_options(target, keep, jobs, restore_timeout, sandbox, pg_bin,
+                                                   trust_backup),
                           max_restore_seconds=max_restore_seconds, pg_bin=pg_bin)
 
 

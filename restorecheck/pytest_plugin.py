@@ -246,6 +246,7 @@ class Restorecheck:
         exclude_table_data: Sequence[str] = (),
         max_restore_seconds: float | None = None,
         jobs: int = 1,
+        trust_backup: bool = True,
     ) -> Report:
         """Back up ``source`` (a libpq URL, a SQLite path, a SQLAlchemy Engine or URL), restore it into
         a fresh throwaway instance (``target``, default ``--restorecheck-target``), compare it with the
@@ -254,13 +255,17 @@ class Restorecheck:
         A failing verdict raises ``RestoreCheckFailed`` (an ``AssertionError``) whose message is the
         human summary: the failing tables, every finding with its check id, and the keys it names.
         ``engine``: the engine the source must be (a mismatch is bad input). ``format``: pg_dump's.
-        ``exclude_table_data`` (pg_dump patterns): break the backup on purpose, to see this fail."""
+        ``exclude_table_data`` (pg_dump patterns): break the backup on purpose, to see this fail.
+        ``trust_backup`` (default True: the backup is one this call just took of the test's own
+        database): on a server URL target the copy is restored as the URL's role, so that objects
+        owned by a superuser restore as they are; False restores as an unprivileged role made for
+        the run, as for a backup from someone else. No effect on local and docker targets."""
         __tracebackhide__ = True
         from restorecheck import api
 
         report = api.drill(source, engine=engine, format=format, target=target or self.target,
                            keep=self.keep, exclude_table_data=exclude_table_data, jobs=jobs,
-                           max_restore_seconds=max_restore_seconds)
+                           max_restore_seconds=max_restore_seconds, trust_backup=trust_backup)
         return self._check(report, f"the backup of {report.source} did not restore into the same database")
 
     def assert_verifies(

@@ -144,3 +144,32 @@ def test_k(restorecheck, throwaway_postgres):
         for sig, pid, base in stops:  # the servers this test had kept
             os.kill(int(pid), getattr(signal, f"SIG{sig}"))
             shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_server_url_target(pytester: pytest.Pytester, pg_server) -> None:  # type: ignore[no-untyped-def]
+    """--restorecheck-target URL: the databases are made on that server, the restore goes into a
+    scratch database there, and both are dropped afterwards. The password is in the URL: restored
+    as the URL's role (trust_backup), pg_restore runs in the sandbox, which does not see a passfile."""
+    from restorecheck.dburl import PostgresRef
+    from tests.conftest import admin_url, execute
+
+    target = admin_url(pg_server)
+    pytester.makepyfile(test_server='''
+import psycopg
+
+def test_on_the_server(restorecheck, throwaway_postgres):
+    with psycopg.connect(throwaway_postgres, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, NULL)")
+        assert c.execute("SELECT current_setting('data_directory')").fetchone()[0] == DATADIR
+    report = restorecheck.assert_restores(throwaway_postgres)
+    assert report.target is not None and report.target.startswith("postgresql://")
+    assert [t.rows_restored for t in report.tables] == [2]
+'''.replace("DATADIR", repr(pg_server.info["datadir"])))
+    before = {r[0] for r in execute(PostgresRef(dict(pg_server.admin.params), pg_server.admin.password),
+                                    "SELECT datname FROM pg_database")}
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--restorecheck-target", target, timeout=300)
+    result.assert_outcomes(passed=1)
+    assert pg_server.admin.password not in result.stdout.str() + result.stderr.str()
+    after = {r[0] for r in execute(PostgresRef(dict(pg_server.admin.params), pg_server.admin.password),
+                                   "SELECT datname FROM pg_database")}
+    assert after == before  # nothing left on the server
