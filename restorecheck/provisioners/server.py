@@ -33,6 +33,10 @@ def existing_server(
                 "SELECT current_setting('server_version'), r.rolsuper, r.rolcreatedb "
                 "FROM pg_roles r WHERE r.rolname = current_user"
             ).fetchone()
+            if admin.password is None and conn.info.password:
+                # libpq found it in PGPASSFILE or ~/.pgpass: the restore tools run in the sandbox
+                # with a clean environment and no home, so they are handed it like a URL's password
+                admin = PostgresRef(dict(admin.params), conn.info.password)
     except psycopg.Error as exc:
         raise SourceUnreachableError(
             f"cannot connect to the target server {admin.display()}: {first_line(exc)}",

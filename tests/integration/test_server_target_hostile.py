@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -409,6 +410,26 @@ def test_drill_self_test_on_a_server_target_trusts_its_own_dump(target: Target,
     report = pipeline.drill(restore=RestoreOptions(target=target.url))
     assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
     assert report.extra["restore"]["restored_as"] == "the target URL's role"
+    assert_nothing_escaped(target, before)
+
+
+def test_a_password_from_the_passfile_reaches_the_sandboxed_tools(target: Target, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SPEC honours ~/.pgpass and PGPASSFILE. restorecheck's own connections found the password
+    there, but pg_restore, run in the sandbox with a clean environment, did not: 'no password
+    supplied' on every --trust-backup restore to a server whose URL carried no password."""
+    user, password = target.server.admin.params["user"], target.server.admin.password
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:*:{user}:{password}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    url = target.url.replace(f":{password}@", "@")
+    assert password not in url
+    before = server_state(target)
+    report = pipeline.drill(restore=RestoreOptions(target=url))
+    assert report.verdict == "pass", [(f.check, f.message) for f in report.findings]
+    assert password not in json.dumps(report.to_dict())
     assert_nothing_escaped(target, before)
 
 
