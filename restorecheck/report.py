@@ -61,14 +61,43 @@ def _fmt_rows(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
-def render_human(report: Report, *, max_tables: int = 40, width: int = 110) -> str:
-    """A summary for a terminal or an e-mail: verdict, backup, phases, tables, findings."""
+_PHASE_STYLES = ("blue", "green", "yellow", "cyan", "magenta", "bright_blue", "bright_green", "bright_yellow")
+_PHASE_CHARS = "█▓▒░"  # without colour, neighbouring phases still look different
+_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}
+
+
+def phase_bar(phases: dict[str, float] | Any, *, width: int = 40) -> Any:
+    """The phases as one compact bar drawn to scale (a rich Text), each phase its own colour and
+    fill, then the phases named with their durations. 'total' is their sum, left out."""
+    from rich.text import Text
+
+    spans = [(k, max(float(v), 0.0)) for k, v in phases.items() if k != "total"]
+    whole = sum(v for _, v in spans) or 1.0
+    bar = Text()
+    for i, (_name, seconds) in enumerate(spans):
+        cells = max(1, round(seconds / whole * width)) if seconds > 0 else 0
+        bar.append(_PHASE_CHARS[i % len(_PHASE_CHARS)] * cells, style=_PHASE_STYLES[i % len(_PHASE_STYLES)])
+    bar.append(" ")
+    for i, (name, seconds) in enumerate(spans):
+        bar.append(f"{name} {seconds:.1f}s", style=_PHASE_STYLES[i % len(_PHASE_STYLES)])
+        if i < len(spans) - 1:
+            bar.append(", ")
+    if "total" in phases:
+        bar.append(f" (total {float(phases['total']):.1f}s)")
+    return bar
+
+
+def render_human(report: Report, *, max_tables: int = 40, width: int = 110, color: bool = False,
+                 html_path: str | None = None) -> str:
+    """A summary for a terminal or an e-mail: verdict, backup, phases, tables, findings; the path of
+    the HTML report last when one was written. ``color``: ANSI colours (for a terminal only)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False, markup=False,
-                      soft_wrap=True)
+    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
+                      no_color=not color, highlight=False, markup=False, soft_wrap=True)
     head = f"{_VERDICT_WORD.get(report.verdict, report.verdict.upper())}: restorecheck {report.command}"
     n_err, n_warn = len(report.errors), len(report.warnings)
     if report.verdict == "pass":
@@ -79,7 +108,7 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110) -> s
         head += f" and {n_warn} warnings" if n_warn else ""
     else:
         head += f" could not verify: {report.error or 'error'}"
-    console.print(head)
+    console.print(Text(head, style=_VERDICT_STYLE.get(report.verdict, "")))
     if report.backup:
         b = report.backup
         sha = f", sha256 {b.sha256[:16]}…" if b.sha256 else ""
@@ -90,7 +119,7 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110) -> s
                 "none": "nothing (no reference: counts and checksums were not compared)"}
     console.print(f"compared with: {ref_text.get(report.reference, report.reference)}")
     if report.phases:
-        console.print("phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.phases.items()))
+        console.print(Text("phases: ").append_text(phase_bar(report.phases)))
 
     if report.tables:
         mismatched = [t for t in report.tables if not t.match]
@@ -109,14 +138,19 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110) -> s
             else:
                 cs = "DIFFERS"
             table.add_row(t.name, _fmt_rows(t.rows_expected), _fmt_rows(t.rows_restored), cs,
-                          "yes" if t.match else "NO")
+                          Text("yes", style="green") if t.match else Text("NO", style="bold red"))
         console.print(table)
         if len(shown) > max_tables:
             console.print(f"... and {len(shown) - max_tables} more tables (all listed in --report)")
     if report.findings:
         console.print("findings:")
         for f in sorted(report.findings, key=_finding_order):
-            console.print(f"  {f.severity.upper():7} {f.check:15} {f.object}: {f.message}", markup=False)
+            line = Text("  ")
+            line.append(f"{f.severity.upper():7}", style={"error": "bold red", "warning": "yellow"}.get(f.severity, ""))
+            line.append(f" {f.check:15} {f.object}: {f.message}")
+            console.print(line)
+    if html_path:
+        console.print(f"HTML report: {html_path}")
     return buf.getvalue()
 
 
