@@ -759,10 +759,12 @@ def _config_path(config_file: str | None) -> Path:
 @click.option("--parallel", "-P", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Jobs run at the same time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON instead of the table.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the night's HTML report: one page, a section per job (with its history trends).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when every job verified (for cron).")
 @click.option("-v", "--verbose", "cmd_verbose", count=True, help="Same as the global -v.")
-def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, as_json: bool, quiet: bool,
-                cmd_verbose: int) -> int:
+def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, as_json: bool,
+                html_file: Path | None, quiet: bool, cmd_verbose: int) -> int:
     """The nightly job: every [[job]] of restorecheck.toml, one summary, history recorded.
 
     A job with a source is backed up and verified (like drill SOURCE); a job with backups has its
@@ -779,15 +781,45 @@ def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, a
     if cmd_verbose:
         _setup_logging(cmd_verbose, False)
     config = load_config(_config_path(config_file))
+    if html_file is not None:
+        from restorecheck.report import check_writable
+
+        check_writable(html_file, "--html")
     summary = nightly.run(config, only=only, parallel=parallel)
     code = summary.exit_code
+    if html_file is not None:
+        _write_night_html(html_file, config, summary)
     if as_json:
         click.echo(json_module.dumps(summary.to_dict(), indent=2, default=str))
     elif not quiet or code != 0:
-        click.echo(render_run_summary([(r.job, r.kind, r.report, r.exit_code) for r in summary.results]), nl=False)
+        click.echo(render_run_summary([(r.job, r.kind, r.report, r.exit_code) for r in summary.results],
+                                      color=_use_color(sys.stdout)), nl=False)
         click.echo(f"{len(summary.results)} jobs in {summary.seconds:.1f}s; reports in {config.output_dir}; "
                    f"junit {summary.junit_file}; metrics {summary.metrics_file}")
+        if html_file is not None:
+            click.echo(f"HTML report: {html_file}")
     return code
+
+
+def _write_night_html(path: Path, config: Any, summary: Any) -> None:
+    """The night's page: a section per job, each with the job's recent runs from the history."""
+    from restorecheck.history import open_history
+    from restorecheck.html_report import Section, command_line, render_page, write_html
+
+    runs: dict[str, Any] = {}
+    try:
+        with open_history(config.history_url) as db:
+            for r in summary.results:
+                runs[r.job] = tuple(db.runs(r.job, limit=30))
+    except Exception as exc:  # the page without trends beats no page
+        log.warning("could not read the history for the HTML report: %s", exc.__class__.__name__)
+    sections = [Section(r.report, job=r.job, kind=r.kind, exit_code=r.exit_code, history=runs.get(r.job, ()),
+                        current_run_id=r.run_id, report_dir=str(r.report_dir) if r.report_dir else None)
+                for r in summary.results]
+    verdict = "PASS" if summary.exit_code == 0 else "FAIL" if summary.exit_code == 1 else "ERROR"
+    night = {"seconds": summary.seconds, "started_at": summary.started_at,
+             "passed": sum(1 for r in summary.results if r.report.verdict == "pass")}
+    write_html(path, render_page(sections, title=f"restorecheck run: {verdict}", command=command_line(), night=night))
 
 
 @cli.command("history")

@@ -358,15 +358,16 @@ def combined_junit(jobs: Iterable[tuple[str, Report]]) -> str:
 
 
 def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: int = 120,
-                       max_findings: int = 5) -> str:
+                       max_findings: int = 5, color: bool = False) -> str:
     """The nightly job's table: one line per job (name, kind, verdict, exit code, backup size, rows,
     restore and total time, findings), then each job's error and its first findings, one a line."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False,
-                      markup=False, soft_wrap=True)
+    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
+                      no_color=not color, highlight=False, markup=False, soft_wrap=True)
     table = Table(show_edge=False, pad_edge=False)
     for col, justify in (("job", "left"), ("kind", "left"), ("verdict", "left"), ("exit", "right"),
                          ("backup", "right"), ("rows", "right"), ("restore", "right"), ("total", "right"),
@@ -376,7 +377,8 @@ def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: i
     for job, kind, report, code in rows:
         restore = report.phases.get("restore")
         total = report.phases.get("total")
-        table.add_row(job, kind, _VERDICT_WORD.get(report.verdict, report.verdict), str(code),
+        table.add_row(job, kind, Text(_VERDICT_WORD.get(report.verdict, report.verdict),
+                                      style=_VERDICT_STYLE.get(report.verdict, "")), str(code),
                       _fmt_bytes(report.backup.bytes) if report.backup else "-",
                       _fmt_rows(sum(t.rows_restored or 0 for t in report.tables)) if report.tables else "-",
                       f"{restore:.1f}s" if restore is not None else "-", f"{total:.1f}s" if total is not None else "-",
