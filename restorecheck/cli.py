@@ -7,6 +7,7 @@ is one line on stderr, without a traceback; nothing ever prints a password.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
@@ -155,7 +156,12 @@ def run_cli(argv: list[str] | None = None) -> int:
         return _run_cli(args, verbose)
 
 
+# the arguments of this invocation, for the HTML report's "reproduce" line (run_cli may be given them)
+_ARGS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("restorecheck_args", default=())
+
+
 def _run_cli(args: list[str], verbose: bool) -> int:
+    _ARGS.set(tuple(args))
     try:
         rv = cli.main(args=args, prog_name="restorecheck", standalone_mode=False,
                       auto_envvar_prefix="RESTORECHECK")
@@ -290,7 +296,7 @@ def _write_html(report: Any, html_file: Path | None, history: _HistoryRun | None
     runs = history.recent_runs() if history is not None else ()
     write_html(html_file, render_html(report, history=runs, current_run_id=history.run_id if history else None,
                                       job=history.job if history is not None and history.db is not None else None,
-                                      command=command_line()))
+                                      command=command_line(_ARGS.get())))
 
 
 def _error_report(exc: BaseException, *, command: str, engine: EngineName, backup_path: str | Path | None,
@@ -819,7 +825,7 @@ def _write_night_html(path: Path, config: Any, summary: Any) -> None:
     verdict = "PASS" if summary.exit_code == 0 else "FAIL" if summary.exit_code == 1 else "ERROR"
     night = {"seconds": summary.seconds, "started_at": summary.started_at,
              "passed": sum(1 for r in summary.results if r.report.verdict == "pass")}
-    write_html(path, render_page(sections, title=f"restorecheck run: {verdict}", command=command_line(), night=night))
+    write_html(path, render_page(sections, title=f"restorecheck run: {verdict}", command=command_line(_ARGS.get()), night=night))
 
 
 @cli.command("history")
