@@ -117,11 +117,19 @@ def timeline_svg(phases: Mapping[str, float], rto: float | None = None) -> str:
     return _svg(chart)
 
 
+def _short_number(v: float) -> str:
+    if v is None:
+        return ""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def trend_svg(title: str, values: Sequence[float | None], current: int | None, unit: str) -> str:
     """A small line chart of ``values`` (oldest first); the run at index ``current`` marked."""
     pygal = _pygal()
-    chart = pygal.Line(**_config(width=360, height=170, title=title, show_legend=False, show_x_labels=False,
-                                 margin=4, y_title=unit, show_dots=True, dots_size=2, allow_interruptions=True))
+    chart = pygal.Line(**_config(width=300, height=160, title=title, show_legend=False, show_x_labels=False,
+                                 margin=4, y_title=unit, show_dots=True, dots_size=2.5, allow_interruptions=True,
+                                 min_scale=2, max_scale=4, include_x_axis=True, value_formatter=_short_number,
+                                 style=_style(stroke_width="2", stroke_width_hover="2")))
     chart.add("runs", list(values))
     if current is not None:
         chart.add("this run", [v if i == current else None for i, v in enumerate(values)], dots_size=6)

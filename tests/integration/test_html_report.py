@@ -7,7 +7,8 @@ Each page is opened from file://: the verdict is visible, the timeline has one b
 hostile name is text, no script runs (no dialog, no <script>), the console has no error and the page
 requests nothing. Screenshots are kept under RESTORECHECK_ARTIFACTS (default .test-artifacts/html in
 the repository; the run prints it). Without Chromium or Playwright the tests skip saying why; with
-CI=true they fail instead (.ci/run installs chromium)."""
+CI=true or RESTORECHECK_REQUIRE_BROWSER=1 they fail instead (.ci/run installs chromium and sets the
+latter)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ def _missing() -> str | None:
 def browser() -> Iterator[Any]:
     reason = _missing()
     if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the browser tests must run in CI: {reason}")
+        if os.environ.get("CI", "").lower() == "true" or os.environ.get("RESTORECHECK_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser tests must run in CI (CI=true or RESTORECHECK_REQUIRE_BROWSER=1): {reason}")
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
