@@ -165,6 +165,11 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out["night"] = d / "night.html"
     assert run_cli(["run", "--config", str(cfg), "-q"]) == 1
     assert run_cli(["run", "--config", str(cfg), "-q", "--html", str(out["night"])]) == 1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name, path in out.items():  # one file each, kept small (the README states the sizes)
+        size = path.stat().st_size
+        assert size < 200_000, (name, size)
+        shutil.copy(path, ARTIFACTS / path.name)
     return out
 
 
@@ -231,3 +236,37 @@ def test_print_stylesheet_gives_a_clean_pdf(browser: Any, pages: dict[str, Path]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "verify-fail.pdf").write_bytes(pdf)
         assert_clean(seen)
+
+
+# --- without a browser: the option's edges ---------------------------------------------------------
+
+
+def test_unwritable_html_path_fails_first_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "a.db"
+    seed(SqliteRef(db))
+    target = tmp_path / "missing-dir" / "r.html"
+    assert run_cli(["verify", str(db), "--html", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--html" in err[0] and "does not exist" in err[0]
+    assert not target.parent.exists()
+    cfg = tmp_path / "restorecheck.toml"
+    cfg.write_text(f'[defaults]\noutput_dir = "{tmp_path / "night"}"\n[[job]]\nname = "a"\nsource = "{db}"\n')
+    assert run_cli(["run", "--config", str(cfg), "--html", str(target)]) == 2
+    assert not (tmp_path / "night").exists()  # refused before any job ran
+
+
+def test_an_error_run_still_writes_its_page(tmp_path: Path) -> None:
+    page = tmp_path / "err.html"
+    assert run_cli(["verify", str(tmp_path / "no-such.db"), "--html", str(page), "-q"]) == 2
+    text = page.read_text()
+    assert "ERROR: the backup could not be verified" in text and "no-such.db" in text
+    assert "<script" not in text
+
+
+def test_password_is_masked_in_the_reproduce_line(tmp_path: Path) -> None:
+    page = tmp_path / "r.html"
+    # nothing listens on port 1: exit 3, and the page of the error holds the command, masked
+    rc = run_cli(["drill", "postgresql://app:hunter2@127.0.0.1:1/shop", "--html", str(page), "-q"])
+    assert rc == 3
+    text = page.read_text()
+    assert "hunter2" not in text and "app:***@127.0.0.1:1/shop" in text
