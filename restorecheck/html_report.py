@@ -167,12 +167,13 @@ def _differences(f: Finding) -> list[str]:
         if isinstance(r, Mapping):
             out.append(f"keys {_key_text(r.get('lower'))} to {_key_text(r.get('upper'))}: rows expected "
                        f"{r.get('rows_expected')}, restored {r.get('rows_restored')}")
-    for name in ("keys", "missing_keys", "extra_keys", "differing_keys", "keys_missing", "keys_extra",
-                 "keys_differing"):
-        keys = d.get(name)
-        if isinstance(keys, (list, tuple)) and keys:
-            out.append(f"{name.replace('_', ' ')}: " + ", ".join(_key_text(k) for k in keys[:50])
-                       + (f" … ({len(keys)} in all)" if len(keys) > 50 else ""))
+    keys = d.get("keys")  # engine.narrow: [{"key": [...], "change": "missing" | "extra" | "changed"}]
+    if isinstance(keys, (list, tuple)):  # or the keys alone (engines/sqlite.py)
+        out += [f"key {_key_text(k.get('key'))}: {k.get('change', 'differs')}" for k in keys[:50]
+                if isinstance(k, Mapping)]
+        plain = [_key_text(k) for k in keys if not isinstance(k, Mapping)]
+        if plain:
+            out.append("differing keys: " + ", ".join(plain[:50]) + (f" … ({len(plain)} in all)" if len(plain) > 50 else ""))
     if isinstance(d.get("note"), str):
         out.append(d["note"])
     return out

@@ -1,7 +1,7 @@
 """The HTML report in a real browser (issue 12): headless Chromium, the distribution's package, driven
 by Playwright (its own browser downloads are never used: executable_path). Real runs make the pages:
-the PostgreSQL self-test drill (pass), a verify of a tampered SQLite backup whose table is named
-<script>alert(1)</script> (fail, many findings), and a night of three jobs run twice (history).
+the PostgreSQL self-test drill (pass), a verify of a tampered SQLite backup against its live source,
+whose table is named <script>alert(1)</script> (fail, many findings, the differing keys), and a night of three jobs run twice (history).
 
 Each page is opened from file://: the verdict is visible, the timeline has one bar per phase, the
 hostile name is text, no script runs (no dialog, no <script>), the console has no error and the page
@@ -152,8 +152,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copy(d / "shop.manifest.json", broken / "shop.manifest.json")
     tamper(broken / "shop.db")
     out["fail"] = d / "verify-fail.html"
-    assert run_cli(["verify", str(broken / "shop.db"), "--no-progress", "--html", str(out["fail"]),
-                    "--report", str(d / "verify-fail.json")]) == 1
+    assert run_cli(["verify", str(broken / "shop.db"), "--against", str(src), "--no-progress",
+                    "--html", str(out["fail"]), "--report", str(d / "verify-fail.json")]) == 1
     # a night of three jobs (SQLite sources and the broken backup), run twice: the second has history
     notes = d / "notes.db"
     seed(SqliteRef(notes))
@@ -205,6 +205,8 @@ def test_fail_report_with_many_findings_and_a_hostile_table(browser: Any, pages:
         assert page.get_by_text(HOSTILE, exact=False).count() >= 2
         assert page.locator("h1").count() == 1  # "</style><h1>extra</h1>" stayed text
         assert "</style><h1>extra</h1>" in page.locator("body").inner_text()
+        # the differing keys, localised against the live source
+        assert "differing keys: 21, 22, 23" in first.inner_text()
         assert_clean(seen)
 
 

@@ -29,7 +29,8 @@ def hostile_report() -> Report:
         Finding("row_count", "error", f"main.{HOSTILE}", f"expected 7 rows, restored 5 {NASTY[0]}",
                 details={"key": ["id"], "ranges": [{"lower": [NASTY[1]], "upper": [NASTY[2]],
                                                     "rows_expected": 7, "rows_restored": 5}]}),
-        Finding("checksum", "error", f"main.{HOSTILE}", "content differs " + NASTY[3]),
+        Finding("checksum", "error", f"main.{HOSTILE}", "content differs " + NASTY[3],
+                details={"keys": [{"key": [NASTY[0], 7], "change": "changed"}, {"key": [None, 8], "change": "missing"}]}),
         Finding("table_missing", "error", "main.gone", "table missing: " + NASTY[1]),
         Finding("sequence", "warning", "main.s", "behind"),
     )
@@ -104,6 +105,7 @@ def test_failing_tables_first_with_their_differing_ranges() -> None:
     body = page[page.index('<table class="tables">'):]
     assert body.index("main.&lt;script&gt;") < body.index("main.ok")
     assert "keys (&lt;/style&gt;&lt;b&gt;x&lt;/b&gt;) to (]]&gt;&lt;i&gt;y&lt;/i&gt;): rows expected 7, restored 5" in body
+    assert "key (&#34;quoted&#34; &#39;single&#39;, 7): changed" in body and "key (NULL, 8): missing" in body
 
 
 def test_findings_grouped_by_check_with_explanation() -> None:
