@@ -27,6 +27,12 @@ _PHASE_COLOURS = ("#4e79a7", "#59a14f", "#f28e2b", "#76b7b2", "#edc948", "#b07aa
 VERDICT_WORDS = {"pass": "PASS: the backup restored and was verified",
                  "fail": "FAIL: the restored copy is not the database backed up",
                  "error": "ERROR: the backup could not be verified"}
+COMPARE_WORDS = {"pass": "PASS: the two are the same database",
+                 "fail": "FAIL: B is not the same database as A",
+                 "error": "ERROR: the two could not be compared"}
+NIGHT_WORDS = {"pass": "PASS: every job's backup restored and was verified",
+               "fail": "FAIL: a job's restored copy is not the database backed up",
+               "error": "ERROR: a job could not be verified"}
 MAX_TABLE_ROWS = 500  # tables shown in full (failing ones always); the JSON report lists all
 
 
@@ -257,7 +263,8 @@ def _section(section: Section, index: int) -> dict[str, Any]:
     return {
         "index": index, "job": section.job, "kind": section.kind, "exit_code": section.exit_code,
         "report_dir": section.report_dir,
-        "verdict": r.verdict, "verdict_words": VERDICT_WORDS.get(r.verdict, r.verdict.upper()),
+        "verdict": r.verdict,
+        "verdict_words": (COMPARE_WORDS if r.command == "compare" else VERDICT_WORDS).get(r.verdict, r.verdict.upper()),
         "command": r.command, "started_at": r.started_at, "source": r.source, "error": r.error,
         "reference": {"manifest": "a manifest", "live": "the live source database",
                       "none": "nothing: counts and checksums were not compared"}.get(r.reference, r.reference),
@@ -308,7 +315,7 @@ def render_page(sections: Sequence[Section], *, title: str, command: str | None 
     css = (Path(__file__).parent / "data" / "html" / "report.css").read_text(encoding="utf-8")
     return str(_env().get_template("report.html.j2").render(
         title=title, sections=views, command=command, night=night, overall=overall,
-        overall_words=VERDICT_WORDS[overall], css=Markup(css),
+        overall_words=NIGHT_WORDS[overall] if night else VERDICT_WORDS[overall], css=Markup(css),
         generated_at=generated_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
         version=__version__))
 

@@ -272,3 +272,16 @@ def test_password_is_masked_in_the_reproduce_line(tmp_path: Path) -> None:
     assert rc == 3
     text = page.read_text()
     assert "hunter2" not in text and "app:***@127.0.0.1:1/shop" in text
+
+
+def test_compare_writes_its_page(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    make_hostile_sqlite(a)
+    shutil.copy(a, b)
+    tamper(b)
+    page = tmp_path / "c.html"
+    assert run_cli(["compare", str(a), str(b), "--html", str(page), "-q"]) == 1
+    text = page.read_text()
+    assert "<h1>restorecheck compare</h1>" in text and "FAIL: B is not the same database as A" in text
+    assert "main.&lt;script&gt;alert(1)&lt;/script&gt;" in text and HOSTILE not in text
+    assert "differing keys: 21, 22" in text
