@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import platform
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -80,13 +82,52 @@ def _style(**kw: Any) -> Any:
                  major_label_font_size=11, title_font_size=12, value_font_size=10, **kw)
 
 
-def _svg(chart: Any) -> str:
+class Stylesheets:
+    """The charts of one page share their stylesheets: each chart is rendered without pygal's
+    per-chart prefix, its <style> taken out and kept once per distinct text, scoped to a class the
+    chart's <svg> gets (pygal repeats a 4 KiB prefix through an 8 KiB stylesheet in every chart)."""
+
+    def __init__(self) -> None:
+        self.css: dict[str, str] = {}
+
+    def text(self) -> str:
+        return "\n".join(self.css.values())
+
+    def take(self, tree: Any) -> Any:
+        for parent in list(tree.iter()):
+            for child in list(parent):
+                if isinstance(child.tag, str) and child.tag.rsplit("}", 1)[-1] == "style":
+                    css = child.text or ""
+                    if "@" in css or "<" in css:  # not the flat rules scope() handles: leave it inline
+                        continue
+                    cls = "pg-" + hashlib.sha256(css.encode()).hexdigest()[:10]
+                    self.css.setdefault(cls, _scope(css, "." + cls))
+                    parent.remove(child)
+                    tree.set("class", f"{tree.get('class', '')} {cls}".strip())
+        if tree.get("id") == "":
+            del tree.attrib["id"]
+        return tree
+
+
+def _scope(css: str, scope: str) -> str:
+    """pygal's minified, unprefixed rules with every selector put under ``scope`` (an empty selector
+    is the chart itself)."""
+    out = []
+    for selectors, body in re.findall(r"([^{}]*)\{([^{}]*)\}", css):
+        scoped = [f"{scope} {sel.strip()}" if sel.strip() else scope for sel in selectors.split(",")]
+        out.append(",".join(scoped) + "{" + body + "}")
+    return "".join(out)
+
+
+def _svg(chart: Any, sheets: Stylesheets | None = None) -> str:
     chart.add_xml_filter(_strip_scripts)
+    if sheets is not None:
+        chart.add_xml_filter(sheets.take)
     return str(chart.render(is_unicode=True))
 
 
-def _config(**kw: Any) -> dict[str, Any]:
-    return {"js": [], "disable_xml_declaration": True, "style": _style(),
+def _config(sheets: Stylesheets | None = None, **kw: Any) -> dict[str, Any]:
+    return {"js": [], "disable_xml_declaration": True, "no_prefix": sheets is not None, "style": _style(),
             "explicit_size": True, "show_dots": False, "pretty_print": False, **kw}
 
 
@@ -101,14 +142,24 @@ def phase_spans(phases: Mapping[str, float]) -> list[tuple[str, float, float]]:
     return out
 
 
-def timeline_svg(phases: Mapping[str, float], rto: float | None = None) -> str:
-    """The phases as a Gantt chart drawn to scale (one bar per phase), the RTO target a dashed line."""
+def rto_position(phases: Mapping[str, float], rto: float | None) -> float | None:
+    """Where the RTO line goes on the timeline: the restore's start plus the target (the check 'rto'
+    holds the restore phase to it); from 0 when there is no restore phase."""
+    if rto is None:
+        return None
+    return next((st for name, st, _ in phase_spans(phases) if name == "restore"), 0.0) + rto
+
+
+def timeline_svg(phases: Mapping[str, float], rto: float | None = None, sheets: Stylesheets | None = None) -> str:
+    """The phases as a Gantt chart drawn to scale (one bar per phase); the RTO target (the check
+    'rto' holds the restore phase to it) a dotted line where the restore had to end by."""
     pygal = _pygal()
     spans = phase_spans(phases)
     n = len(spans)
-    end = max([e for _, _, e in spans] + [rto or 0.0, 0.001])
+    rto_at = rto_position(phases, rto)
+    end = max([e for _, _, e in spans] + [rto_at or 0.0, 0.001])
     # the bars are lines 18px wide: pygal sets every line's width from its style (.reactive)
-    chart = pygal.XY(**_config(width=760, height=70 + 30 * max(n, 1), show_legend=False, margin=6,
+    chart = pygal.XY(**_config(sheets, width=760, height=70 + 30 * max(n, 1), show_legend=False, margin=6,
                                show_y_guides=False, x_title="seconds", range=(-0.6, n - 0.4),
                                xrange=(0, end * 1.04), stroke_style={"linecap": "butt"},
                                style=_style(stroke_width="18", stroke_width_hover="18"),
@@ -116,11 +167,11 @@ def timeline_svg(phases: Mapping[str, float], rto: float | None = None) -> str:
     chart.y_labels = [{"label": f"{name} {e - s:.1f}s", "value": n - 1 - i} for i, (name, s, e) in enumerate(spans)]
     for i, (name, s, e) in enumerate(spans):
         chart.add(name, [(s, n - 1 - i), (max(e, s + end * 0.002), n - 1 - i)])
-    if rto is not None:  # a dotted vertical line: dots without a stroke
-        steps = 8 * max(n, 1)
-        chart.add(f"RTO target {rto:g}s", [(rto, -0.6 + i * n / steps) for i in range(steps + 1)],
+    if rto_at is not None:  # a dotted vertical line: dots without a stroke
+        steps = 6 * max(n, 1)
+        chart.add(f"RTO target {rto:g}s", [(rto_at, -0.6 + i * n / steps) for i in range(steps + 1)],
                   stroke=False, show_dots=True, dots_size=1.6)
-    return _svg(chart)
+    return _svg(chart, sheets)
 
 
 def _short_number(v: float) -> str:
@@ -129,17 +180,18 @@ def _short_number(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def trend_svg(title: str, values: Sequence[float | None], current: int | None, unit: str) -> str:
+def trend_svg(title: str, values: Sequence[float | None], current: int | None, unit: str,
+              sheets: Stylesheets | None = None) -> str:
     """A small line chart of ``values`` (oldest first); the run at index ``current`` marked."""
     pygal = _pygal()
-    chart = pygal.Line(**_config(width=300, height=160, title=title, show_legend=False, show_x_labels=False,
+    chart = pygal.Line(**_config(sheets, width=300, height=160, title=title, show_legend=False, show_x_labels=False,
                                  margin=4, y_title=unit, show_dots=True, dots_size=2.5, allow_interruptions=True,
                                  min_scale=2, max_scale=4, include_x_axis=True, value_formatter=_short_number,
                                  style=_style(stroke_width="2", stroke_width_hover="2")))
     chart.add("runs", list(values))
     if current is not None:
         chart.add("this run", [v if i == current else None for i, v in enumerate(values)], dots_size=6)
-    return _svg(chart)
+    return _svg(chart, sheets)
 
 
 # --- view model ---------------------------------------------------------------------------------------
@@ -236,7 +288,7 @@ def _environment(report: Report) -> list[tuple[str, str]]:
     return env
 
 
-def _history(section: Section) -> list[dict[str, str]]:
+def _history(section: Section, sheets: Stylesheets | None) -> list[dict[str, str]]:
     runs = sorted(section.history, key=lambda r: (r.started_at, r.id))
     if not runs:
         return []
@@ -249,11 +301,12 @@ def _history(section: Section) -> list[dict[str, str]]:
         ("rows verified", [None if r.rows_verified is None else float(r.rows_verified) for r in runs], "rows")]
     for title, values, unit in series:
         if any(v is not None for v in values):
-            charts.append({"title": title, "svg": trend_svg(f"{title}, last {len(runs)} runs", values, current, unit)})
+            charts.append({"title": title, "svg": trend_svg(f"{title}, last {len(runs)} runs", values, current, unit,
+                                                                 sheets)})
     return charts
 
 
-def _section(section: Section, index: int) -> dict[str, Any]:
+def _section(section: Section, index: int, sheets: Stylesheets | None = None) -> dict[str, Any]:
     r = section.report
     tables, more = _tables(r)
     rto = r.extra.get("rto_target_seconds") if r.extra else None
@@ -271,13 +324,14 @@ def _section(section: Section, index: int) -> dict[str, Any]:
         "n_errors": len(r.errors), "n_warnings": len(r.warnings), "n_tables": len(r.tables),
         "rows": sum(t.rows_restored or 0 for t in r.tables),
         "phases": [{"name": n, "seconds": e - s} for n, s, e in spans], "total": phases.get("total"),
-        "timeline": timeline_svg(phases, float(rto) if isinstance(rto, (int, float)) else None) if spans else None,
+        "timeline": timeline_svg(phases, float(rto) if isinstance(rto, (int, float)) else None, sheets)
+        if spans else None,
         "rto": rto,
         "tables": tables, "tables_more": more, "groups": _finding_groups(r),
         "backup": None if b is None else {"path": b.path, "format": b.format, "bytes": _fmt_bytes(b.bytes),
                                           "raw_bytes": b.bytes, "sha256": b.sha256 or "not computed",
                                           "layers": ", ".join(x for x in (b.encryption, b.compression) if x)},
-        "environment": _environment(r), "trends": _history(section), "kept": r.kept,
+        "environment": _environment(r), "trends": _history(section, sheets), "kept": r.kept,
     }
 
 
@@ -305,14 +359,15 @@ def render_page(sections: Sequence[Section], *, title: str, command: str | None 
     """The page: one section per report; ``night``: the nightly run's facts (seconds, verdict)."""
     from markupsafe import Markup
 
-    views = [_section(s, i) for i, s in enumerate(sections)]
+    sheets = Stylesheets()
+    views = [_section(s, i, sheets) for i, s in enumerate(sections)]
     for v in views:  # pygal's SVG, its text escaped by ElementTree, its scripts removed
         v["timeline"] = Markup(v["timeline"]) if v["timeline"] else None
         for c in v["trends"]:
             c["svg"] = Markup(c["svg"])
     verdicts = [s.report.verdict for s in sections]
     overall = "error" if "error" in verdicts else "fail" if "fail" in verdicts else "pass"
-    css = (Path(__file__).parent / "data" / "html" / "report.css").read_text(encoding="utf-8")
+    css = (Path(__file__).parent / "data" / "html" / "report.css").read_text(encoding="utf-8") + sheets.text()
     return str(_env().get_template("report.html.j2").render(
         title=title, sections=views, command=command, night=night, overall=overall,
         overall_words=NIGHT_WORDS[overall] if night else VERDICT_WORDS[overall], css=Markup(css),

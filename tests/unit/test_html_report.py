@@ -68,7 +68,7 @@ def test_hostile_names_and_values_render_as_text() -> None:
     page = hr.render_html(hostile_report(), command="restorecheck verify x.db")
     s = scan(page)
     assert "script" not in s.tags and "img" not in s.tags and "i" not in s.tags
-    assert s.tags.count("style") == 1 + page.count('class="pygal-chart"')  # ours + one per pygal chart
+    assert s.tags.count("style") == 1  # one stylesheet: ours and the charts's (html_report.Stylesheets)
     text = "".join(s.text)
     assert f"main.{HOSTILE}" in text  # shown, as text
     for nasty in NASTY:
@@ -197,3 +197,11 @@ def test_colour_needs_a_terminal_and_no_NO_COLOR(monkeypatch: pytest.MonkeyPatch
         assert _use_color(fh) is False  # a file
     monkeypatch.setenv("NO_COLOR", "1")
     assert _use_color(Tty()) is False
+
+
+def test_rto_line_is_where_the_restore_had_to_end() -> None:
+    phases = {"seed": 4.0, "backup": 1.0, "restore": 2.0, "verify": 1.0, "total": 8.0}
+    assert hr.rto_position(phases, 3.0) == 8.0  # restore starts at 5s
+    assert hr.rto_position({"verify": 1.0}, 3.0) == 3.0 and hr.rto_position(phases, None) is None
+    assert '<circle' in hr.timeline_svg(phases, rto=3.0)  # the dotted line: dots only
+    assert '<circle' not in hr.timeline_svg(phases)
