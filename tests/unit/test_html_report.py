@@ -205,3 +205,10 @@ def test_rto_line_is_where_the_restore_had_to_end() -> None:
     assert hr.rto_position({"verify": 1.0}, 3.0) == 3.0 and hr.rto_position(phases, None) is None
     assert '<circle' in hr.timeline_svg(phases, rto=3.0)  # the dotted line: dots only
     assert '<circle' not in hr.timeline_svg(phases)
+
+
+def test_run_summary_colours_only_when_asked() -> None:
+    rows = [("a", "source", hostile_report(), 1)]
+    assert "\x1b[" not in rep.render_run_summary(rows)
+    coloured = rep.render_run_summary(rows, color=True)
+    assert "\x1b[" in coloured and re.sub(r"\x1b\[[0-9;]*m", "", coloured) == rep.render_run_summary(rows)
