@@ -438,6 +438,11 @@ class TableResult:
     checksum_restored: str | None
     match: bool
 
+    @property
+    def source_rows(self) -> int | None:
+        """The rows the source had (the reference's count), else what was restored."""
+        return self.rows_expected if self.rows_expected is not None else self.rows_restored
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -500,6 +505,29 @@ class Report:
     @property
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        """True exactly when the verdict is ``pass`` (the CLI's exit code 0)."""
+        return self.verdict == "pass"
+
+    @property
+    def failing_tables(self) -> tuple[TableResult, ...]:
+        """The tables whose restored rows or checksum differ from the reference."""
+        return tuple(t for t in self.tables if not t.match)
+
+    def to_json(self) -> str:
+        """The SPEC's JSON report, as ``--report FILE`` writes it."""
+        from restorecheck.report import to_json
+
+        return to_json(self)
+
+    def summary(self, *, max_keys: int = 5) -> str:
+        """The human summary the CLI prints (verdict, backup, phases, tables, findings), plus, under
+        each finding, the key columns and differing key ranges or keys it names (up to ``max_keys``)."""
+        from restorecheck.report import render_human
+
+        return render_human(self, max_keys=max_keys)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +87,12 @@ def phase_bar(phases: dict[str, float] | Any, *, width: int = 40) -> Any:
     return bar
 
 
-def render_human(report: Report, *, max_tables: int = 40, width: int = 110, color: bool = False,
-                 html_path: str | None = None) -> str:
+def render_human(report: Report, *, max_tables: int = 40, width: int = 110, max_keys: int = 0,
+                 color: bool = False, html_path: str | None = None) -> str:
     """A summary for a terminal or an e-mail: verdict, backup, phases, tables, findings; the path of
-    the HTML report last when one was written. ``color``: ANSI colours (for a terminal only)."""
+    the HTML report last when one was written. ``max_keys``: under each finding, up to that many of
+    the differing keys or key ranges it names (``Report.summary``, the pytest plugin's assertion
+    message). ``color``: ANSI colours (for a terminal only)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -149,9 +151,53 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110, colo
             line.append(f"{f.severity.upper():7}", style={"error": "bold red", "warning": "yellow"}.get(f.severity, ""))
             line.append(f" {f.check:15} {f.object}: {f.message}")
             console.print(line)
+            for key_line in _key_lines(f, max_keys):
+                console.print(f"          {key_line}", markup=False)
     if html_path:
         console.print(f"HTML report: {html_path}")
     return buf.getvalue()
+
+
+def _key_lines(f: Finding, limit: int) -> list[str]:
+    """The keys a finding names (``details``: ``key`` columns, ``keys`` narrowed down between two
+    live databases, ``ranges`` of differing key ranges), at most ``limit`` of each."""
+    if limit <= 0 or not f.details:
+        return []
+    d = f.details
+    lines: list[str] = []
+    key = d.get("key")
+    cols = ", ".join(str(c) for c in key) if isinstance(key, list | tuple) else None
+    keys = d.get("keys")
+    if isinstance(keys, Mapping):  # narrowing: {"missing": [...], "extra": [...], "changed": [...]}
+        for kind, values in keys.items():
+            if isinstance(values, list | tuple) and values:
+                shown = "; ".join(_show_key(v) for v in values[:limit])
+                more = f" (+{len(values) - limit} more in the report)" if len(values) > limit else ""
+                lines.append(f"keys {kind}{f' ({cols})' if cols else ''}: {shown}{more}")
+    elif isinstance(keys, list | tuple) and keys:
+        shown = "; ".join(_show_key(v) for v in keys[:limit])
+        more = f" (+{len(keys) - limit} more in the report)" if len(keys) > limit else ""
+        lines.append(f"keys{f' ({cols})' if cols else ''}: {shown}{more}")
+    ranges = d.get("ranges")
+    if isinstance(ranges, list | tuple) and ranges:
+        parts = []
+        for r in ranges[:limit]:
+            if isinstance(r, Mapping):
+                lo = "start" if r.get("lower") is None else _show_key(r.get("lower"))
+                hi = "end" if r.get("upper") is None else _show_key(r.get("upper"))
+                parts.append(f"[{lo} .. {hi}) rows {_fmt_rows(r.get('rows_expected'))} -> "
+                             f"{_fmt_rows(r.get('rows_restored'))}")
+        more = f" (+{len(ranges) - limit} more in the report)" if len(ranges) > limit else ""
+        lines.append(f"differing key ranges{f' ({cols})' if cols else ''}: {'; '.join(parts)}{more}")
+    return lines
+
+
+def _show_key(value: Any) -> str:
+    if isinstance(value, Mapping) and "key" in value:  # narrowed: {"key": [...], "change": ...}
+        return f"{_show_key(value['key'])} {value.get('change', '')}".strip()
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(str(v) for v in value) + ")" if len(value) != 1 else str(value[0])
+    return str(value)
 
 
 def _finding_order(f: Finding) -> tuple[int, str, str]:

@@ -379,6 +379,10 @@ class _Loop:
 
     def _drain(self, until: float) -> None:
         """Read what the pipes still hold after the group is gone (holders outside it: bounded)."""
+        stdin = self.proc.stdin
+        if self.feed is not None and stdin is not None and not stdin.closed and (
+                self.pending or next(self.feed, None) is not None):
+            self.stdin_refused = True  # it exited with input left: refused, even if no write saw EPIPE
         self._close_stdin()
         if self.pidfd is not None:
             with contextlib.suppress(KeyError, ValueError):

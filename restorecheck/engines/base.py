@@ -100,6 +100,10 @@ class BackupOptions:
     file_mode: int = 0o600  # the backup and its manifest (directories: 0700 plus the execute bits)
     fingerprint: FingerprintOptions = field(default_factory=FingerprintOptions)
     progress: ProgressFn = no_progress
+    # pg_dump --exclude-table-data patterns: a backup that lacks those tables' rows while its manifest
+    # (the source's) has them. Fault injection, to prove a test suite catches a lossy backup (the
+    # pytest plugin's assert_restores); PostgreSQL only
+    exclude_table_data: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

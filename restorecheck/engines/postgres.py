@@ -317,7 +317,8 @@ class PostgresEngine:
                                                # database properties (settings, comment, ACL, owner):
                                                # archives hold them either way, a plain script only
                                                # with --create (pg_dump 11+)
-                                               *(["--create"] if fmt == "plain" else [])])
+                                               *(["--create"] if fmt == "plain" else []),
+                                               *(f"--exclude-table-data={p}" for p in options.exclude_table_data)])
                 env = source.child_env()
                 env.setdefault("PGDATABASE", dbname)
                 progress("backup: pg_dump", 0, None)

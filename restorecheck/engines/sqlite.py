@@ -908,6 +908,9 @@ class SqliteEngine:
     def backup(self, source: DatabaseRef, outdir: Path, options: BackupOptions) -> tuple[BackupArtifact, Manifest]:
         if not isinstance(source, SqliteRef):
             raise BadInputError(f"{source} is not a SQLite database")
+        if options.exclude_table_data:
+            raise BadInputError("exclude_table_data is a pg_dump option: a SQLite backup copies the whole file",
+                                "leave it out for a SQLite source")
         src_path = Path(source.path)
         _require_sqlite(src_path, "source")
         out, manifest_path = backup_files(Path(outdir), options.name, src_path.stem, SUFFIX)

@@ -23,6 +23,7 @@ from typing import Any
 from restorecheck.dburl import mask
 from restorecheck.errors import BadInputError, EnvironmentFailure
 from restorecheck.model import Report
+from restorecheck.model import TableResult as TableRow  # a recorded table is a report's table row
 
 log = logging.getLogger("restorecheck")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -59,21 +60,6 @@ def _tables() -> Any:
         sa.Column("severity", sa.String(10)), sa.Column("object", sa.Text), sa.Column("message", sa.Text),
     )
     return run, phase, table, finding
-
-
-@dataclass(frozen=True)
-class TableRow:
-    name: str
-    rows_expected: int | None
-    rows_restored: int | None
-    checksum_expected: str | None
-    checksum_restored: str | None
-    match: bool
-
-    @property
-    def source_rows(self) -> int | None:
-        """The rows the source had (the reference's count), else what was restored."""
-        return self.rows_expected if self.rows_expected is not None else self.rows_restored
 
 
 @dataclass(frozen=True)
