@@ -7,6 +7,7 @@ is one line on stderr, without a traceback; nothing ever prints a password.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
@@ -86,6 +87,9 @@ def output_options(f: F) -> F:
     f = click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")(f)
     f = click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write Prometheus text-format metrics (node_exporter textfile collector).")(f)
+    f = click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write the HTML report: one self-contained page (verdict, timeline, tables, "
+                          "findings, history trends, how to reproduce).")(f)
     f = click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write a JUnit XML report (a testcase per table and check).")(f)
     f = click.option("--report", "report_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
@@ -152,7 +156,12 @@ def run_cli(argv: list[str] | None = None) -> int:
         return _run_cli(args, verbose)
 
 
+# the arguments of this invocation, for the HTML report's "reproduce" line (run_cli may be given them)
+_ARGS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("restorecheck_args", default=())
+
+
 def _run_cli(args: list[str], verbose: bool) -> int:
+    _ARGS.set(tuple(args))
     try:
         rv = cli.main(args=args, prog_name="restorecheck", standalone_mode=False,
                       auto_envvar_prefix="RESTORECHECK")
@@ -251,28 +260,55 @@ def _show_progress(quiet: bool, no_progress: bool) -> bool:
 
 
 def _finish(report: Any, *, quiet: bool, report_file: Path | None, junit_file: Path | None,
-            metrics_file: Path | None) -> int:
+            metrics_file: Path | None, html_file: Path | None = None, history: _HistoryRun | None = None) -> int:
     """Write the reports asked for, print the summary, return the exit code of the verdict."""
     from restorecheck.report import render_human, write_outputs
 
     write_outputs(report, report_file=report_file, junit_file=junit_file, metrics_file=metrics_file)
+    _write_html(report, html_file, history)
     if not quiet or report.verdict != "pass":
         # with --report - the JSON owns stdout: the summary goes to stderr
-        click.echo(render_human(report), nl=False, err=str(report_file) == "-")
+        to_stderr = str(report_file) == "-"
+        click.echo(render_human(report, color=_use_color(sys.stderr if to_stderr else sys.stdout),
+                                html_path=str(html_file) if html_file else None), nl=False, err=to_stderr)
     if report.kept:
         click.echo(f"restorecheck: kept the restored database: {report.kept}", err=True)
     return int(ExitCode.OK if report.verdict == "pass" else ExitCode.FAILED)
 
 
+def _use_color(stream: Any) -> bool:
+    """Colour only on a terminal, never with NO_COLOR set (https://no-color.org)."""
+    import os
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write_html(report: Any, html_file: Path | None, history: _HistoryRun | None) -> None:
+    if html_file is None:
+        return
+    from restorecheck.html_report import command_line, render_html, write_html
+
+    runs = history.recent_runs() if history is not None else ()
+    write_html(html_file, render_html(report, history=runs, current_run_id=history.run_id if history else None,
+                                      job=history.job if history is not None and history.db is not None else None,
+                                      command=command_line(_ARGS.get())))
+
+
 def _error_report(exc: BaseException, *, command: str, engine: EngineName, backup_path: str | Path | None,
                   report_file: Path | None, junit_file: Path | None, metrics_file: Path | None,
-                  history: _HistoryRun | None = None) -> None:
+                  history: _HistoryRun | None = None, html_file: Path | None = None) -> None:
     """On exit 2/3 after --report/--junit/--metrics was given, still write them (verdict error).
 
     Also for an unexpected exception (exit 3) and for Ctrl-C/SIGTERM: a monitor must see the run.
     With --history the run is recorded there too (verdict error).
     """
-    if report_file is None and junit_file is None and metrics_file is None and (history is None or history.db is None):
+    if (report_file is None and junit_file is None and metrics_file is None and html_file is None
+            and (history is None or history.db is None)):
         return
     if isinstance(exc, RestorecheckError):
         message, code = exc.one_line(), int(exc.exit_code)
@@ -309,6 +345,10 @@ def _error_report(exc: BaseException, *, command: str, engine: EngineName, backu
                           metrics_file=path if option == "metrics" else None)
         except (OSError, RestorecheckError) as err:
             log.debug("could not write the error --%s: %s", option, err)
+    try:
+        _write_html(report, html_file, history)
+    except (OSError, RestorecheckError) as err:
+        log.debug("could not write the error --html: %s", err)
 
 
 def history_options(f: F) -> F:
@@ -328,6 +368,8 @@ class _HistoryRun:
     def __init__(self, url: str | None, job: str) -> None:
         self.url, self.job = url, job
         self.db: Any = None
+        self.run_id: int | None = None
+        self.runs: Any = None
 
     def open(self, stack: Any) -> None:
         if self.url is not None:
@@ -340,22 +382,37 @@ class _HistoryRun:
             return report
         from restorecheck.nightly import record_with_history
 
-        report, _code, _id = record_with_history(self.db, self.job, report)
+        report, _code, self.run_id = record_with_history(self.db, self.job, report)
+        self.runs = self.recent_runs()  # while the database is open
         return report
+
+    def recent_runs(self, limit: int = 30) -> Any:
+        """The job's last runs (for the HTML report's trends); none without --history."""
+        if self.runs is not None:
+            return self.runs
+        if self.db is None:
+            return ()
+        try:
+            return tuple(self.db.runs(self.job, limit=limit))
+        except Exception as exc:  # the trends are not worth the report
+            log.warning("could not read the history for the HTML report: %s", exc.__class__.__name__)
+            return ()
 
     def record_error(self, report: Any, code: int) -> None:
         if self.db is not None:
             try:
-                self.db.record(self.job, report, code, verified=False)
+                self.run_id = self.db.record(self.job, report, code, verified=False)
             except Exception as exc:  # the run's own error is the one to report
                 log.warning("could not record the run in the history: %s", exc.__class__.__name__)
 
 
-def _check_outputs(report_file: Path | None, junit_file: Path | None, metrics_file: Path | None) -> None:
+def _check_outputs(report_file: Path | None, junit_file: Path | None, metrics_file: Path | None,
+                   html_file: Path | None = None) -> None:
     """Before any long work: each output file asked for can be written (else exit 2, one line)."""
     from restorecheck.report import check_writable
 
-    for path, option in ((report_file, "--report"), (junit_file, "--junit"), (metrics_file, "--metrics")):
+    for path, option in ((report_file, "--report"), (junit_file, "--junit"), (metrics_file, "--metrics"),
+                         (html_file, "--html")):
         check_writable(path, option)
 
 
@@ -480,7 +537,7 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
            pg_bin: Path | None, trust_backup: bool, keep: bool, sandbox: str, restore_timeout: float | None,
            start_timeout: float, jobs: int, max_restore_seconds: float | None, engine: EngineName | None,
            lock_timeout: str, statement_timeout: str, history_url: str | None, history_job: str | None,
-           report_file: Path | None, junit_file: Path | None,
+           report_file: Path | None, junit_file: Path | None, html_file: Path | None,
            metrics_file: Path | None, quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """Restore BACKUP into a fresh throwaway instance and check it against its reference.
 
@@ -500,7 +557,7 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
     history = _HistoryRun(history_url, history_job or default_job)
     stack = contextlib.ExitStack()
     try:
-        _check_outputs(report_file, junit_file, metrics_file)
+        _check_outputs(report_file, junit_file, metrics_file, html_file)
         history.open(stack)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             restore = RestoreOptions(target=target, jobs=jobs, pg_bin=str(pg_bin) if pg_bin else None,
@@ -515,12 +572,13 @@ def verify(backup_path: str, manifest_file: str | None, identities: tuple[str, .
             report = history.judge(report)
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         _error_report(exc, command="verify", engine=engine or "postgresql", backup_path=backup_path,
-                      report_file=report_file, junit_file=junit_file, metrics_file=metrics_file, history=history)
+                      report_file=report_file, junit_file=junit_file, metrics_file=metrics_file, history=history,
+                      html_file=html_file)
         raise
     finally:
         stack.close()
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
-                   metrics_file=metrics_file)
+                   metrics_file=metrics_file, html_file=html_file, history=history)
 
 
 @cli.command()
@@ -548,8 +606,8 @@ def drill(source: str | None, engine: EngineName | None, target: str | None, pg_
           fmt: DumpFormat, compress: str | None, outdir: Path | None, scale: int, seed_value: int,
           max_restore_seconds: float | None, lock_timeout: str, statement_timeout: str,
           history_url: str | None, history_job: str | None,
-          report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
-          no_progress: bool, cmd_verbose: int) -> int:
+          report_file: Path | None, junit_file: Path | None, html_file: Path | None, metrics_file: Path | None,
+          quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """The whole cycle: backup, restore into a fresh instance, verify; each phase timed.
 
     With no SOURCE: a self-contained self-test on a throwaway source seeded with the known dataset.
@@ -565,7 +623,7 @@ def drill(source: str | None, engine: EngineName | None, target: str | None, pg_
     history = _HistoryRun(history_url, history_job or (mask(source) if source else f"self-test-{engine_name}"))
     stack = contextlib.ExitStack()
     try:
-        _check_outputs(report_file, junit_file, metrics_file)
+        _check_outputs(report_file, junit_file, metrics_file, html_file)
         history.open(stack)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             fp = _fingerprint_opts(jobs, lock_timeout, statement_timeout, progress)
@@ -584,12 +642,12 @@ def drill(source: str | None, engine: EngineName | None, target: str | None, pg_
             report = history.judge(report)
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         _error_report(exc, command="drill", engine=engine_name, backup_path=None, report_file=report_file,
-                      junit_file=junit_file, metrics_file=metrics_file, history=history)
+                      junit_file=junit_file, metrics_file=metrics_file, history=history, html_file=html_file)
         raise
     finally:
         stack.close()
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
-                   metrics_file=metrics_file)
+                   metrics_file=metrics_file, html_file=html_file, history=history)
 
 
 # --- snapshot, compare (issue 4) ---------------------------------------------------------------
@@ -662,8 +720,8 @@ def snapshot(source: str, output: Path, jobs: int, strict: bool, range_rows: int
 @output_options
 def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges: int, max_keys: int,
             live_reference: bool | None, lock_timeout: str, statement_timeout: str,
-            report_file: Path | None, junit_file: Path | None, metrics_file: Path | None, quiet: bool,
-            no_progress: bool, cmd_verbose: int) -> int:
+            report_file: Path | None, junit_file: Path | None, html_file: Path | None, metrics_file: Path | None,
+            quiet: bool, no_progress: bool, cmd_verbose: int) -> int:
     """Compare A (the reference) with B: live databases or manifests, in any combination.
 
     A JSON file is a manifest; anything else is a database. Exit 0 when they are the same
@@ -675,7 +733,7 @@ def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges
     from restorecheck.report import progress_reporter
 
     try:
-        _check_outputs(report_file, junit_file, metrics_file)
+        _check_outputs(report_file, junit_file, metrics_file, html_file)
         with progress_reporter(_show_progress(quiet, no_progress)) as progress:
             options = dataclasses.replace(_fingerprint_opts(jobs, lock_timeout, statement_timeout, progress),
                                           strict=strict, range_rows=range_rows, max_ranges=max_ranges)
@@ -683,10 +741,10 @@ def compare(a: str, b: str, jobs: int, strict: bool, range_rows: int, max_ranges
     except (Exception, KeyboardInterrupt, Terminated) as exc:  # a monitor must see every run, as for verify
         _error_report(exc, command="compare", engine=pipeline.compare_engine(a, b) or "postgresql",
                       backup_path=None, report_file=report_file,
-                      junit_file=junit_file, metrics_file=metrics_file)
+                      junit_file=junit_file, metrics_file=metrics_file, html_file=html_file)
         raise
     return _finish(report, quiet=quiet, report_file=report_file, junit_file=junit_file,
-                   metrics_file=metrics_file)
+                   metrics_file=metrics_file, html_file=html_file)
 
 
 # --- the nightly job (issue 11) ---------------------------------------------------------------------
@@ -707,10 +765,12 @@ def _config_path(config_file: str | None) -> Path:
 @click.option("--parallel", "-P", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Jobs run at the same time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON instead of the table.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the night's HTML report: one page, a section per job (with its history trends).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when every job verified (for cron).")
 @click.option("-v", "--verbose", "cmd_verbose", count=True, help="Same as the global -v.")
-def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, as_json: bool, quiet: bool,
-                cmd_verbose: int) -> int:
+def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, as_json: bool,
+                html_file: Path | None, quiet: bool, cmd_verbose: int) -> int:
     """The nightly job: every [[job]] of restorecheck.toml, one summary, history recorded.
 
     A job with a source is backed up and verified (like drill SOURCE); a job with backups has its
@@ -727,15 +787,45 @@ def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, a
     if cmd_verbose:
         _setup_logging(cmd_verbose, False)
     config = load_config(_config_path(config_file))
+    if html_file is not None:
+        from restorecheck.report import check_writable
+
+        check_writable(html_file, "--html")
     summary = nightly.run(config, only=only, parallel=parallel)
     code = summary.exit_code
+    if html_file is not None:
+        _write_night_html(html_file, config, summary)
     if as_json:
         click.echo(json_module.dumps(summary.to_dict(), indent=2, default=str))
     elif not quiet or code != 0:
-        click.echo(render_run_summary([(r.job, r.kind, r.report, r.exit_code) for r in summary.results]), nl=False)
+        click.echo(render_run_summary([(r.job, r.kind, r.report, r.exit_code) for r in summary.results],
+                                      color=_use_color(sys.stdout)), nl=False)
         click.echo(f"{len(summary.results)} jobs in {summary.seconds:.1f}s; reports in {config.output_dir}; "
                    f"junit {summary.junit_file}; metrics {summary.metrics_file}")
+        if html_file is not None:
+            click.echo(f"HTML report: {html_file}")
     return code
+
+
+def _write_night_html(path: Path, config: Any, summary: Any) -> None:
+    """The night's page: a section per job, each with the job's recent runs from the history."""
+    from restorecheck.history import open_history
+    from restorecheck.html_report import Section, command_line, render_page, write_html
+
+    runs: dict[str, Any] = {}
+    try:
+        with open_history(config.history_url) as db:
+            for r in summary.results:
+                runs[r.job] = tuple(db.runs(r.job, limit=30))
+    except Exception as exc:  # the page without trends beats no page
+        log.warning("could not read the history for the HTML report: %s", exc.__class__.__name__)
+    sections = [Section(r.report, job=r.job, kind=r.kind, exit_code=r.exit_code, history=runs.get(r.job, ()),
+                        current_run_id=r.run_id, report_dir=str(r.report_dir) if r.report_dir else None)
+                for r in summary.results]
+    verdict = "PASS" if summary.exit_code == 0 else "FAIL" if summary.exit_code == 1 else "ERROR"
+    night = {"seconds": summary.seconds, "started_at": summary.started_at,
+             "passed": sum(1 for r in summary.results if r.report.verdict == "pass")}
+    write_html(path, render_page(sections, title=f"restorecheck run: {verdict}", command=command_line(_ARGS.get()), night=night))
 
 
 @cli.command("history")

@@ -424,6 +424,8 @@ def _restore_and_check(
         extra["database_properties"] = dict(restored.database_properties)
     if settled:
         extra["definitions_reparsed"] = settled
+    if max_restore_seconds is not None:  # the RTO target, for the HTML report's timeline
+        extra["rto_target_seconds"] = max_restore_seconds
     return tables, findings, extra, outcome.connect
 
 

@@ -61,16 +61,45 @@ def _fmt_rows(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
-def render_human(report: Report, *, max_tables: int = 40, width: int = 110, max_keys: int = 0) -> str:
-    """A summary for a terminal or an e-mail: verdict, backup, phases, tables, findings.
-    ``max_keys``: under each finding, up to that many of the differing keys or key ranges it names
-    (``Report.summary``, the pytest plugin's assertion message)."""
+_PHASE_STYLES = ("blue", "green", "yellow", "cyan", "magenta", "bright_blue", "bright_green", "bright_yellow")
+_PHASE_CHARS = "█▓▒░"  # without colour, neighbouring phases still look different
+_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}
+
+
+def phase_bar(phases: dict[str, float] | Any, *, width: int = 40) -> Any:
+    """The phases as one compact bar drawn to scale (a rich Text), each phase its own colour and
+    fill, then the phases named with their durations. 'total' is their sum, left out."""
+    from rich.text import Text
+
+    spans = [(k, max(float(v), 0.0)) for k, v in phases.items() if k != "total"]
+    whole = sum(v for _, v in spans) or 1.0
+    bar = Text()
+    for i, (_name, seconds) in enumerate(spans):
+        cells = max(1, round(seconds / whole * width)) if seconds > 0 else 0
+        bar.append(_PHASE_CHARS[i % len(_PHASE_CHARS)] * cells, style=_PHASE_STYLES[i % len(_PHASE_STYLES)])
+    bar.append(" ")
+    for i, (name, seconds) in enumerate(spans):
+        bar.append(f"{name} {seconds:.1f}s", style=_PHASE_STYLES[i % len(_PHASE_STYLES)])
+        if i < len(spans) - 1:
+            bar.append(", ")
+    if "total" in phases:
+        bar.append(f" (total {float(phases['total']):.1f}s)")
+    return bar
+
+
+def render_human(report: Report, *, max_tables: int = 40, width: int = 110, max_keys: int = 0,
+                 color: bool = False, html_path: str | None = None) -> str:
+    """A summary for a terminal or an e-mail: verdict, backup, phases, tables, findings; the path of
+    the HTML report last when one was written. ``max_keys``: under each finding, up to that many of
+    the differing keys or key ranges it names (``Report.summary``, the pytest plugin's assertion
+    message). ``color``: ANSI colours (for a terminal only)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False, markup=False,
-                      soft_wrap=True)
+    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
+                      no_color=not color, highlight=False, markup=False, soft_wrap=True)
     head = f"{_VERDICT_WORD.get(report.verdict, report.verdict.upper())}: restorecheck {report.command}"
     n_err, n_warn = len(report.errors), len(report.warnings)
     if report.verdict == "pass":
@@ -81,7 +110,7 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110, max_
         head += f" and {n_warn} warnings" if n_warn else ""
     else:
         head += f" could not verify: {report.error or 'error'}"
-    console.print(head)
+    console.print(Text(head, style=_VERDICT_STYLE.get(report.verdict, "")))
     if report.backup:
         b = report.backup
         sha = f", sha256 {b.sha256[:16]}…" if b.sha256 else ""
@@ -92,7 +121,7 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110, max_
                 "none": "nothing (no reference: counts and checksums were not compared)"}
     console.print(f"compared with: {ref_text.get(report.reference, report.reference)}")
     if report.phases:
-        console.print("phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.phases.items()))
+        console.print(Text("phases: ").append_text(phase_bar(report.phases)))
 
     if report.tables:
         mismatched = [t for t in report.tables if not t.match]
@@ -111,16 +140,21 @@ def render_human(report: Report, *, max_tables: int = 40, width: int = 110, max_
             else:
                 cs = "DIFFERS"
             table.add_row(t.name, _fmt_rows(t.rows_expected), _fmt_rows(t.rows_restored), cs,
-                          "yes" if t.match else "NO")
+                          Text("yes", style="green") if t.match else Text("NO", style="bold red"))
         console.print(table)
         if len(shown) > max_tables:
             console.print(f"... and {len(shown) - max_tables} more tables (all listed in --report)")
     if report.findings:
         console.print("findings:")
         for f in sorted(report.findings, key=_finding_order):
-            console.print(f"  {f.severity.upper():7} {f.check:15} {f.object}: {f.message}", markup=False)
-            for line in _key_lines(f, max_keys):
-                console.print(f"          {line}", markup=False)
+            line = Text("  ")
+            line.append(f"{f.severity.upper():7}", style={"error": "bold red", "warning": "yellow"}.get(f.severity, ""))
+            line.append(f" {f.check:15} {f.object}: {f.message}")
+            console.print(line)
+            for key_line in _key_lines(f, max_keys):
+                console.print(f"          {key_line}", markup=False)
+    if html_path:
+        console.print(f"HTML report: {html_path}")
     return buf.getvalue()
 
 
@@ -370,15 +404,16 @@ def combined_junit(jobs: Iterable[tuple[str, Report]]) -> str:
 
 
 def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: int = 120,
-                       max_findings: int = 5) -> str:
+                       max_findings: int = 5, color: bool = False) -> str:
     """The nightly job's table: one line per job (name, kind, verdict, exit code, backup size, rows,
     restore and total time, findings), then each job's error and its first findings, one a line."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False,
-                      markup=False, soft_wrap=True)
+    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
+                      no_color=not color, highlight=False, markup=False, soft_wrap=True)
     table = Table(show_edge=False, pad_edge=False)
     for col, justify in (("job", "left"), ("kind", "left"), ("verdict", "left"), ("exit", "right"),
                          ("backup", "right"), ("rows", "right"), ("restore", "right"), ("total", "right"),
@@ -388,7 +423,8 @@ def render_run_summary(rows: Iterable[tuple[str, str, Report, int]], *, width: i
     for job, kind, report, code in rows:
         restore = report.phases.get("restore")
         total = report.phases.get("total")
-        table.add_row(job, kind, _VERDICT_WORD.get(report.verdict, report.verdict), str(code),
+        table.add_row(job, kind, Text(_VERDICT_WORD.get(report.verdict, report.verdict),
+                                      style=_VERDICT_STYLE.get(report.verdict, "")), str(code),
                       _fmt_bytes(report.backup.bytes) if report.backup else "-",
                       _fmt_rows(sum(t.rows_restored or 0 for t in report.tables)) if report.tables else "-",
                       f"{restore:.1f}s" if restore is not None else "-", f"{total:.1f}s" if total is not None else "-",
