@@ -3,7 +3,8 @@
 The Dockerfile's build-stage COPY and RUN (the pip install of restorecheck with the embedded and s3
 extras) run with / moved to a scratch directory, as 'nobody' when the tests run as root; then the final
 stage's ENTRYPOINT + CMD from that installation: 'run --check' on the example config, 'doctor', the
-self-test drill on the embedded PostgreSQL 18, and a nightly run of a SQLite job. Not replayed: the base
+self-test drill on the embedded PostgreSQL 18, and a nightly run of a SQLite job. Also restorecheck
+as PID 1 of its own PID namespace, as in the image. Not replayed: the base
 image (this machine's Python of the same minor instead of python:3.11-slim's), the apt-get step, the
 image's uid 10001 (nobody here), and the COPY --from into the final stage (the same path there).
 The static checks of the Dockerfile and deploy/ are in tests/unit/test_deploy.py.
@@ -159,3 +160,48 @@ def _replay(scratch: Path, run_as: dict[str, Any]) -> None:
                          text=True, timeout=600, **run_as)
     assert res.returncode == 0 and "notes" in res.stdout and "PASS" in res.stdout, res.stdout + res.stderr
     assert (scratch / "out" / "history.db").is_file() and (scratch / "out" / "metrics.prom").is_file()
+
+
+def test_restorecheck_as_pid_1_as_in_the_container(tmp_path: Path) -> None:
+    """The image has no init: restorecheck is PID 1 of its PID namespace, where the kernel delivers only the
+    signals it handles. A drill passes there, and SIGTERM (docker stop, a Job's deadline) ends it with
+    exit 3 and nothing left in its TMPDIR, as outside."""
+    import signal
+    import time
+
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None:
+        pytest.skip("a new PID namespace needs root and unshare(1) here")
+    exe = shutil.which("restorecheck", path=str(Path(sys.executable).parent))
+    assert exe
+    work = tmp_path / "tmp"
+    work.mkdir(mode=0o755)
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(work), "HOME": str(tmp_path)}
+    argv = [unshare, "--pid", "--fork", "--mount-proc", exe, "drill", "--no-progress", "--quiet"]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    proc = subprocess.Popen([*argv[:-1], "--report", str(tmp_path / "report.json")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid1 = None
+        deadline = time.monotonic() + 30
+        while pid1 is None and time.monotonic() < deadline:  # unshare's child is PID 1 in the namespace
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            text = children.read_text().split() if children.exists() else []
+            pid1 = int(text[0]) if text else None
+            time.sleep(0.05)
+        assert pid1 is not None
+        status = Path(f"/proc/{pid1}/status").read_text()
+        assert re.search(r"^NSpid:\s+\d+\s+1$", status, flags=re.M), "restorecheck is PID 1 of its namespace"
+        while not any(work.iterdir()) and proc.poll() is None and time.monotonic() < deadline + 60:
+            time.sleep(0.05)  # into the drill: its run directory exists
+        assert proc.poll() is None, "the drill ended before the signal"
+        os.kill(pid1, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, out + err
+    assert "interrupted by SIGTERM" in err
+    assert list(work.iterdir()) == [], "what the run started was removed"
