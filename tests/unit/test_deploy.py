@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from restorecheck.cli import cli, run_cli
-from restorecheck.config import load_config
+from restorecheck.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -122,7 +122,7 @@ def test_the_dockerfile_has_the_shape_the_issue_asks_for() -> None:
     assert str(load_config_example().output_dir) in volumes, "output_dir and the history are on a volume"
 
 
-def test_the_entrypoint_and_cmd_are_a_command_restorecheck_accepts(tmp_path: Path) -> None:
+def test_the_entrypoint_and_cmd_are_a_command_restorecheck_accepts() -> None:
     entry, cmd = exec_form("ENTRYPOINT"), exec_form("CMD")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entry[0] in scripts and scripts[entry[0]] == "restorecheck.cli:main"
@@ -132,16 +132,11 @@ def test_the_entrypoint_and_cmd_are_a_command_restorecheck_accepts(tmp_path: Pat
     assert run_cli([cmd[0], "--help"]) == 0
 
 
-def load_config_example(env: dict[str, str] | None = None) -> Any:
-    old = os.environ.get("APP_DB_PASSWORD")
-    os.environ["APP_DB_PASSWORD"] = "not-a-real-password"
-    try:
+def load_config_example() -> Config:
+    """deploy/restorecheck.toml, with the password variable it names set (to a dummy)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APP_DB_PASSWORD", "not-a-real-password")
         return load_config(CONFIG)
-    finally:
-        if old is None:
-            del os.environ["APP_DB_PASSWORD"]
-        else:
-            os.environ["APP_DB_PASSWORD"] = old
 
 
 def test_the_example_config_passes_run_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,7 +146,7 @@ def test_the_example_config_passes_run_check(monkeypatch: pytest.MonkeyPatch, ca
     out = capsys.readouterr().out
     assert "valid; 2 jobs (app (source), staging (backups))" in out
     assert "not-a-real-password" not in out
-    config = load_config(CONFIG)
+    config = load_config_example()
     assert config.output_dir == Path("/var/lib/restorecheck")
     assert [j.name for j in config.jobs] == ["app", "staging"]
 
