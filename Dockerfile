@@ -38,7 +38,8 @@ ARG PGDG_CLIENT=""
 # backups. Versions are not pinned: Debian 12's security updates replace them (DL3008).
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap ca-certificates gpg gpg-agent postgresql-client-15 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        bubblewrap ca-certificates gpg gpg-agent postgresql-client-15 \
     && if [ -n "$PGDG_CLIENT" ]; then \
         apt-get install -y --no-install-recommends postgresql-common \
         && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
@@ -46,8 +47,8 @@ RUN apt-get update \
     fi \
     && rm -rf /var/lib/apt/lists/*
 
-# The non-root user everything runs as (restorecheck refuses nothing as root, but then runs PostgreSQL
-# as 'nobody'; a non-root image needs no root at all). Its home is the data volume (~/.pgpass there).
+# The non-root user everything runs as (as root, restorecheck would run PostgreSQL and the restore tools
+# as 'nobody'; this image needs no root at all). Its home is the data volume (~/.pgpass there).
 RUN groupadd --system --gid 10001 restorecheck \
     && useradd --system --uid 10001 --gid restorecheck --home-dir /var/lib/restorecheck \
         --no-create-home --shell /usr/sbin/nologin restorecheck \

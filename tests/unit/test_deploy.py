@@ -68,7 +68,7 @@ def dockerfile_instructions(text: str) -> list[tuple[int, str, str]]:
         if pending and stripped.startswith("#"):
             continue
         if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
+            pending += stripped[:-1].rstrip() + " "
             continue
         full = (pending + stripped).strip()
         pending = ""
@@ -206,15 +206,27 @@ def test_the_debian_packages_exist_in_debian_12() -> None:
     if "VERSION_CODENAME=bookworm" not in release or shutil.which("apt-cache") is None:
         pytest.skip("not Debian 12 with apt-cache: the image's package names cannot be looked up here")
     runs = " ".join(final("RUN"))
-    m = re.search(r"apt-get install -y --no-install-recommends ((?:[a-z0-9.+-]+ ?)+)", runs)
-    assert m, "the apt-get install line"
-    packages = m.group(1).split()
-    assert "bubblewrap" in packages
+    lists = re.findall(r"apt-get install -y --no-install-recommends ((?:[a-z0-9.+-]+ )*[a-z0-9.+-]+)", runs)
+    packages = [p for found in lists for p in found.split()]
+    assert {"bubblewrap", "postgresql-client-15", "postgresql-common"} <= set(packages), packages
     for package in packages:
         res = subprocess.run(["apt-cache", "show", "--no-all-versions", package], capture_output=True, text=True,
                              timeout=60)
         if res.returncode != 0 or not res.stdout.strip():
             pytest.skip(f"apt-cache knows no {package}: this machine's apt lists are not Debian 12's main")
+
+
+def test_every_run_is_valid_sh() -> None:
+    """RUN's shell form runs under /bin/sh -c (dash in Debian): a syntax error would only show in a build."""
+    sh = shutil.which("dash") or shutil.which("sh")
+    assert sh
+    runs = [a for _s, w, a in INSTRUCTIONS if w == "RUN"]
+    assert len(runs) >= 3
+    for command in runs:
+        res = subprocess.run([sh, "-n", "-c", command], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, f"{command}: {res.stderr}"
+    bad = subprocess.run([sh, "-n", "-c", runs[1].replace("; fi", "")], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0, "the check does look: the if without its fi is refused"
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------------
