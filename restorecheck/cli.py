@@ -769,14 +769,17 @@ def _config_path(config_file: str | None) -> Path:
               help="Write the night's HTML report: one page, a section per job (with its history trends).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when every job verified (for cron).")
 @click.option("-v", "--verbose", "cmd_verbose", count=True, help="Same as the global -v.")
+@click.option("--check", is_flag=True,
+              help="Only validate the config (and --only): exit 0 when it is valid, 2 naming the key when "
+                   "not. Runs no job, connects to nothing, writes nothing.")
 def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, as_json: bool,
-                html_file: Path | None, quiet: bool, cmd_verbose: int) -> int:
+                html_file: Path | None, quiet: bool, cmd_verbose: int, check: bool) -> int:
     """The nightly job: every [[job]] of restorecheck.toml, one summary, history recorded.
 
     A job with a source is backed up and verified (like drill SOURCE); a job with backups has its
     newest backup verified (like verify). Per job: report.json, junit.xml and metrics.prom under
     output_dir/<job>/<UTC time>/; for the run: junit.xml (a testsuite per job), metrics.prom (a job
-    label), summary.json. Exit code: the worst job's.
+    label), summary.json. Exit code: the worst job's. With --check: validate only.
     """
     import json as json_module
 
@@ -787,6 +790,16 @@ def run_command(config_file: str | None, only: tuple[str, ...], parallel: int, a
     if cmd_verbose:
         _setup_logging(cmd_verbose, False)
     config = load_config(_config_path(config_file))
+    if check:
+        jobs = nightly.select_jobs(config, only)
+        if as_json:
+            click.echo(json_module.dumps({"config": str(config.path), "valid": True,
+                                          "output_dir": str(config.output_dir),
+                                          "jobs": [{"name": j.name, "kind": j.kind} for j in jobs]}, indent=2))
+        elif not quiet:
+            click.echo(f"{config.path}: valid; {len(jobs)} job{'s' if len(jobs) != 1 else ''} "
+                       f"({', '.join(f'{j.name} ({j.kind})' for j in jobs)}); output_dir {config.output_dir}")
+        return int(ExitCode.OK)
     if html_file is not None:
         from restorecheck.report import check_writable
 

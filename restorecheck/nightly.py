@@ -430,7 +430,8 @@ def _prepare_output(output_dir: Path) -> None:
         raise BadInputError(f"output_dir {output_dir} is not writable", "give a writable directory")
 
 
-def _select(config: Config, only: Sequence[str]) -> list[Job]:
+def select_jobs(config: Config, only: Sequence[str]) -> list[Job]:
+    """The jobs ``--only`` names (all when none), or ConfigError (exit 2) for a name the config lacks."""
     if not only:
         return list(config.jobs)
     names = {j.name for j in config.jobs}
@@ -473,7 +474,7 @@ def run(config: Config, *, only: Sequence[str] = (), parallel: int = 1,
         write_outputs,
     )
 
-    jobs = _select(config, only)
+    jobs = select_jobs(config, only)
     _prepare_output(config.output_dir)
     check_writable(config.junit_path, "junit_file")  # before any work, as verify does for --junit
     check_writable(config.metrics_path, "metrics_file")
