@@ -917,24 +917,29 @@ class SqliteEngine:
         progress = options.progress
         partial = out.with_name(out.name + ".partial")
         started = time.monotonic()
+        phases: dict[str, float] = {}
         try:
-            manifest = self._online_backup(src_path, partial, options)
+            manifest = self._online_backup(src_path, partial, options, phases)
             partial.replace(out)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
+        hashed = time.monotonic()
         size, digest = _sha256_file(out, progress)
+        phases["sha256"] = round(time.monotonic() - hashed, 3)
         artifact = BackupArtifact(path=str(out), format=FORMAT, bytes=size, sha256=digest)
         facts = dict(manifest.facts)
         facts["backup_method"] = "sqlite3 online backup API"
         facts["manifest_of"] = "the source, read in the backup's own read transaction"
         facts["backup_seconds"] = round(time.monotonic() - started, 3)
+        facts["backup_phases"] = phases  # seconds: copy, fingerprint (checksums beside fk check), sha256
         facts["source_wal_bytes"] = _wal_size(src_path)
         manifest = dataclasses.replace(manifest, facts=facts).with_backup(artifact)
         manifest.save(manifest_path, options.file_mode)
         return artifact, manifest
 
-    def _online_backup(self, src_path: Path, dest: Path, options: BackupOptions) -> Manifest:
+    def _online_backup(self, src_path: Path, dest: Path, options: BackupOptions,
+                       phases: dict[str, float]) -> Manifest:
         """Copy ``src_path`` into ``dest`` with the backup API and fingerprint the source, both in
         one read transaction: the manifest describes exactly the snapshot the copy holds (PITFALLS
         H2), so verify compares the restored copy with the source, not with itself."""
@@ -959,15 +964,19 @@ class SqliteEngine:
                 def step(status: int, remaining: int, total: int) -> None:
                     progress("backup", total - remaining, total)
 
+                copying = time.monotonic()
                 src.backup(dst, pages=BACKUP_STEP_PAGES, progress=step)
+                phases["copy"] = round(time.monotonic() - copying, 3)
             except sqlite3.DatabaseError as exc:
                 raise SourceUnreachableError(f"the online backup of {src_path} failed: {first_line(exc)}",
                                              "check that the source is a healthy SQLite database") from None
             finally:
                 dst.close()
             # the copy holds exactly this snapshot: its foreign_key_check runs beside the checksums
+            fingerprinting = time.monotonic()
             manifest = fingerprint_connection(src, database=str(src_path), path=src_path,
                                               options=options.fingerprint, integrity=False, side_file=dest)
+            phases["fingerprint"] = round(time.monotonic() - fingerprinting, 3)
             if manifest.open_error:
                 raise SourceUnreachableError(f"cannot read the source {src_path}: {manifest.open_error}",
                                              "check that it is a healthy SQLite database")
