@@ -919,7 +919,7 @@ class SqliteEngine:
         started = time.monotonic()
         phases: dict[str, float] = {}
         try:
-            manifest = self._online_backup(src_path, partial, options, phases)
+            manifest = self._online_backup(src_path, partial, options, phases=phases)
             partial.replace(out)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -939,11 +939,13 @@ class SqliteEngine:
         return artifact, manifest
 
     def _online_backup(self, src_path: Path, dest: Path, options: BackupOptions,
-                       phases: dict[str, float]) -> Manifest:
+                       phases: dict[str, float] | None = None) -> Manifest:
         """Copy ``src_path`` into ``dest`` with the backup API and fingerprint the source, both in
         one read transaction: the manifest describes exactly the snapshot the copy holds (PITFALLS
-        H2), so verify compares the restored copy with the source, not with itself."""
+        H2), so verify compares the restored copy with the source, not with itself. ``phases``
+        receives the seconds of the copy and of the fingerprint."""
         progress = options.progress
+        phases = {} if phases is None else phases
         try:
             src = connect_readonly(src_path)
         except sqlite3.Error as exc:
