@@ -383,6 +383,7 @@ class _Reader:
         cols = [c.name for c in info.data_columns]
         self.rowid = info.rowid_name()
         self.unique = True
+        self.key_encoded = False  # the rowid leads each encoded row (it is no column of the table)
         if info.kind == "without_rowid" and info.key_columns:
             self.keys = [quote_identifier(k) for k in info.key_columns]
             enc = row_sql(None, cols)
@@ -392,6 +393,7 @@ class _Reader:
             enc = row_sql(None, cols)
         elif self.rowid is not None:
             self.keys = [self.rowid]
+            self.key_encoded = True
             enc = row_sql(self.rowid, cols)
         else:  # every rowid alias is a real column: order by all columns, read in one piece
             self.keys = [quote_identifier(c) for c in cols]
@@ -466,6 +468,46 @@ class _Reader:
                 remaining -= n
             if n < limit:
                 return
+
+
+def reference_checksum(conn: sqlite3.Connection, info: TableInfo) -> tuple[int, str]:
+    """(rows, checksum) of one table by the pure-Python reference of ``sqlite-keyed-sha256-v1``.
+
+    What ``checksum_table`` computes inside SQLite, spelled out value by value in Python (slow: a
+    Python call per value; for tests and as the definition of the format): the rows in key order,
+    each row the rowid (when it is no column) then every column, ``,``-separated, ``\n`` after
+    every row, SHA-256 over all of it, the first 32 hex digits. A value is ``NULL``; an INTEGER in
+    decimal; a REAL as SQLite's ``quote()`` renders it (the shortest of ``%!.15g`` that reads
+    back exactly, else ``%!.20e``: the one rendering taken from SQLite); TEXT as ``T<n>:<text>``, n
+    the byte length in the database's encoding, the text in UTF-8; a BLOB as ``X'<HEX>'``.
+    """
+    reader = _Reader(conn, info, no_progress, None)
+    cols = [quote_identifier(c.name) for c in info.data_columns]
+    select = ([reader.rowid] if reader.key_encoded and reader.rowid else []) + cols
+    encoding = {"UTF-8": "utf-8", "UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}[
+        conn.execute("PRAGMA main.encoding").fetchone()[0]]
+    reals = conn.cursor()
+
+    def value(v: Any) -> bytes:
+        if v is None:
+            return b"NULL"
+        if isinstance(v, int):
+            return str(v).encode()
+        if isinstance(v, float):
+            rendered: str = reals.execute("SELECT quote(?)", (v,)).fetchone()[0]
+            return rendered.encode()
+        if isinstance(v, str):
+            return b"T%d:%s" % (len(v.encode(encoding, "surrogatepass")), v.encode("utf-8", "surrogatepass"))
+        return b"X'" + bytes(v).hex().upper().encode() + b"'"
+
+    digest = hashlib.sha256()
+    rows = 0
+    cursor = conn.execute(f"SELECT {', '.join(select) or chr(39) * 2} FROM {reader.tbl} ORDER BY {reader.order}")
+    for row in cursor:
+        digest.update(b",".join(value(v) for v in row) if select else b"")
+        digest.update(b"\n")
+        rows += 1
+    return rows, digest.hexdigest()[:32]
 
 
 def _grid(lo: int, hi: int, max_ranges: int) -> int:
