@@ -512,8 +512,9 @@ def test_manifest_describes_the_source_so_a_damaged_copy_is_caught(
         engine: SqliteEngine, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = SqliteEngine._online_backup
 
-    def damaging(self: SqliteEngine, src_path: Path, dest: Path, options: BackupOptions) -> Manifest:
-        manifest = original(self, src_path, dest, options)
+    def damaging(self: SqliteEngine, src_path: Path, dest: Path, options: BackupOptions,
+                 phases: dict[str, float] | None = None) -> Manifest:
+        manifest = original(self, src_path, dest, options, phases)
         sql(dest, "UPDATE books SET title = 'flipped' WHERE id = 42;")  # the copy went wrong on its way
         return manifest
 

@@ -1,0 +1,126 @@
+"""The SQLite table checksum computed inside SQLite (``checksum_table``: no Python call per value)
+against its pure-Python reference (``reference_checksum``), on every storage class.
+
+Both must give the same digest on any table (rowid, INTEGER PRIMARY KEY, WITHOUT ROWID, every
+rowid alias shadowed; UTF-8 and UTF-16 databases; with and without key ranges), and both must
+tell apart the mutations the checksum exists for: a storage-class change (1, 1.0, '1', x'31'),
+NULL against '', a value moved to another column, two rows' contents swapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from restorecheck.engines.base import FingerprintOptions
+from restorecheck.engines.sqlite import checksum_table, read_tables, reference_checksum
+
+RANGES = FingerprintOptions(range_rows=3, max_ranges=4)  # key ranges from 4 rows on
+WHOLE = FingerprintOptions(range_rows=10**9)
+
+values = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),  # SQLite stores NaN as NULL
+    st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=12),  # NUL included
+    st.binary(max_size=12),
+)
+
+SHAPES = {
+    "rowid": "CREATE TABLE t(a, b, c)",
+    "integer_pk": "CREATE TABLE t(id INTEGER PRIMARY KEY, a, b, c)",
+    "without_rowid": "CREATE TABLE t(id INTEGER NOT NULL PRIMARY KEY, a, b, c) WITHOUT ROWID",
+    "aliases_shadowed": "CREATE TABLE t(rowid, _rowid_, oid, a, b, c)",
+}
+
+
+@contextlib.contextmanager
+def database(shape: str, rows: Sequence[Sequence[Any]], encoding: str = "UTF-8") -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA encoding = '{encoding}'")
+        conn.execute(SHAPES[shape])
+        for i, row in enumerate(rows, start=1):
+            if shape in ("integer_pk", "without_rowid"):
+                conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (i * 3, *row))
+            elif shape == "aliases_shadowed":
+                conn.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)", (i, -i, None, *row))
+            else:
+                conn.execute("INSERT INTO t VALUES (?, ?, ?)", tuple(row))
+        yield conn
+    finally:
+        conn.close()
+
+
+def both(conn: sqlite3.Connection, options: FingerprintOptions = WHOLE) -> tuple[tuple[int, str], tuple[int, str]]:
+    (info,) = read_tables(conn)
+    fp = checksum_table(conn, info, options)
+    assert fp.readable, fp.note
+    assert fp.checksum is not None
+    return (fp.rows or 0, fp.checksum), reference_checksum(conn, info)
+
+
+rows_strategy = st.lists(st.tuples(values, values, values), max_size=9)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from(sorted(SHAPES)), rows=rows_strategy,
+       encoding=st.sampled_from(["UTF-8", "UTF-16le", "UTF-16be"]), ranged=st.booleans())
+def test_sql_checksum_equals_the_pure_python_reference(shape: str, rows: list[tuple[Any, Any, Any]],
+                                                       encoding: str, ranged: bool) -> None:
+    with database(shape, rows, encoding) as conn:
+        fast, reference = both(conn, RANGES if ranged else WHOLE)
+    assert fast == reference
+    assert fast[0] == len(rows)
+
+
+def mutations(rows: list[list[Any]]) -> Iterator[tuple[str, list[list[Any]]]]:
+    """Copies of ``rows`` with one change the checksum must see."""
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            for other in (1, 1.0, "1", b"1", None, "", b"", 0, -0.5):
+                if type(other) is not type(v) or other != v:
+                    changed = [list(r) for r in rows]
+                    changed[i][j] = other
+                    yield f"row {i} col {j}: {v!r} -> {other!r}", changed
+        if row[0] != row[1] or type(row[0]) is not type(row[1]):
+            swapped = [list(r) for r in rows]
+            swapped[i][0], swapped[i][1] = row[1], row[0]
+            yield f"row {i}: columns 0 and 1 swapped", swapped
+    for i in range(len(rows) - 1):
+        if rows[i] != rows[i + 1]:
+            swapped = [list(r) for r in rows]
+            swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+            yield f"rows {i} and {i + 1} swapped", swapped
+
+
+@pytest.mark.parametrize("shape", ["rowid", "integer_pk", "without_rowid"])
+def test_both_detect_the_same_mutations_on_every_storage_class(shape: str) -> None:
+    base = [[1, "1", 1.0], [b"\x01", None, ""], ["a\x00b", 2**63 - 1, -0.5], ["x'01'", b"", 0]]
+    with database(shape, base) as conn:
+        original = both(conn)
+    assert original[0] == original[1]
+    seen = 0
+    for label, changed in mutations(base):
+        with database(shape, changed) as conn:
+            fast, reference = both(conn)
+        assert fast == reference, label
+        assert fast != original[0], f"the checksum missed: {label}"
+        seen += 1
+    assert seen > 100
+
+
+def test_text_with_a_nul_and_the_storage_classes_of_one_look_alike_value_differ() -> None:
+    digests = set()
+    for v in (1, 1.0, "1", b"1", b"\x01", None, "", b"", "a\x00b", "a\x00c"):
+        with database("rowid", [[v, None, None]]) as conn:
+            fast, reference = both(conn)
+        assert fast == reference
+        digests.add(fast[1])
+    assert len(digests) == 10
