@@ -30,9 +30,9 @@ def test_libpq_url_round_trips_through_libpq(params: dict[str, str]) -> None:
 
 
 def test_plugin_fixtures_do_not_shadow_the_suites() -> None:
-    from tests import conftest
-
     from _pytest.fixtures import getfixturemarker  # how pytest itself tells a fixture, 8.0 to now
+
+    from tests import conftest
 
     suite = {name for name in dir(conftest) if getfixturemarker(getattr(conftest, name)) is not None}
     assert {"pg_clusters", "pg_server", "fresh_db"} <= suite  # the detection works
