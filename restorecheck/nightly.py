@@ -564,9 +564,10 @@ def _run_parallel(jobs: Sequence[Job], output_dir: Path, stamp: str, parallel: i
         with lock:
             running = list(idents)
         for ident in running:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt
-                                                                                               if kind is KeyboardInterrupt
-                                                                                               else _StopJob))
+            # a Ctrl-C (signals.Interrupted, a KeyboardInterrupt) as a KeyboardInterrupt: psycopg then
+            # cancels the worker's query in flight
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(
+                KeyboardInterrupt if issubclass(kind, KeyboardInterrupt) else _StopJob))
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

@@ -153,7 +153,9 @@ def test_drill_and_verify_record_with_history(fresh_db: PostgresRef, tmp_path: P
     assert run_cli(["verify", str(dump), "--history", "nonsense://x/y"]) == 2
 
 
-def test_sigterm_stops_the_run_and_leaves_nothing(fresh_db: PostgresRef, world_tmp: Path) -> None:
+@pytest.mark.parametrize("sig, word", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_signal_stops_the_run_and_leaves_nothing(fresh_db: PostgresRef, world_tmp: Path, sig: int,
+                                                   word: str) -> None:
     h.build_source(fresh_db)
     work = world_tmp / "tmp"
     work.mkdir()
@@ -168,10 +170,10 @@ def test_sigterm_stops_the_run_and_leaves_nothing(fresh_db: PostgresRef, world_t
         time.sleep(0.01)
     assert proc.poll() is None, proc.communicate()
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err
-    assert "SIGTERM" in err.decode() and len(err.decode().strip().splitlines()) == 1, err
+    assert word in err.decode() and len(err.decode().strip().splitlines()) == 1, err
     assert list(work.iterdir()) == []  # the throwaway clusters and work directories are gone
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(work) not in ps
