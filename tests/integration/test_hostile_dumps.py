@@ -198,8 +198,10 @@ def test_a_check_constraint_that_runs_code_on_every_row_of_an_archive_stays_insi
         execute(ref, f"""
             CREATE FUNCTION f(int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
             BEGIN
-              IF current_database() LIKE 'restorecheck_%' AND $1 = 3 THEN
-                COPY (SELECT 1) TO PROGRAM 'touch /tmp/{marker}-check; (setsid sleep 918 >/dev/null 2>&1 &)';
+              IF current_database() <> '{ref.dbname}' AND $1 = 3 THEN  -- the restored copy, not the source
+                -- the program reads what COPY writes: one that exits first makes the COPY fail
+                -- (broken pipe), a failed restore instead of the code that ran
+                COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; touch /tmp/{marker}-check; (setsid sleep 918 >/dev/null 2>&1 &)';
               END IF;
               RETURN true;
             END $$;
