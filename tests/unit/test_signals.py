@@ -62,9 +62,10 @@ def test_a_signal_while_the_interpreter_shuts_down_keeps_the_exit_code(tmp_path:
 
 def test_ctrl_c_inside_code_run_from_a_string_still_exits_3(tmp_path: Path) -> None:
     """A Ctrl-C landing while a lazy import built a dataclass (``exec`` of generated text) made
-    CPython end the process by SIGINT after the run had printed its line and chosen exit 3."""
-    script = tmp_path / "interrupted_exec.py"
-    script.write_text(textwrap.dedent("""
+    CPython end ``python -m restorecheck`` by SIGINT after it had printed its line and chosen
+    exit 3 (the interpreter keeps a note of an exact KeyboardInterrupt leaving exec'd text)."""
+    module = tmp_path / "interrupted_exec.py"
+    module.write_text(textwrap.dedent("""
         from restorecheck import cli
 
         @cli.cli.command("interrupted-exec")
@@ -73,8 +74,9 @@ def test_ctrl_c_inside_code_run_from_a_string_still_exits_3(tmp_path: Path) -> N
 
         cli.main(["interrupted-exec"])
     """))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    proc = subprocess.run([sys.executable, "-m", "interrupted_exec"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])})
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "restorecheck: error: interrupted by Ctrl-C (SIGINT); everything restorecheck started was removed"]
