@@ -81,6 +81,7 @@ def installation_for(major: int) -> PgInstallation:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: a run without pytest-xdist must not reject it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core. Most of a test's time is spent waiting (a server starting,
     a restore tool, a deadline running out), not computing: on 2 cores 4 workers took the suite
