@@ -132,6 +132,14 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
+def shell_present(sqlite3: str) -> bool:
+    """The sqlite3 shell is the baseline of these benchmarks: say how to get it when it is missing."""
+    if Path(sqlite3).exists():
+        return True
+    print(f"the sqlite3 shell {sqlite3} is missing (the baseline): apt-get install -y sqlite3", file=sys.stderr)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=256, help="database size to generate (default 256)")
@@ -143,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the sqlite3 shell (default: from PATH; Debian: apt-get install -y sqlite3)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args(argv)
-    if not Path(args.sqlite3).exists():
-        print(f"the sqlite3 shell {args.sqlite3} is missing (the baseline): apt-get install -y sqlite3",
-              file=sys.stderr)
+    if not shell_present(args.sqlite3):
         return 2
 
     from restorecheck import pipeline

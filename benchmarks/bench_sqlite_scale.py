@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sqlite import generate, mandated_checks
+from bench_sqlite import generate, mandated_checks, shell_present
 
 from restorecheck.engines.sqlite import CACHE_KIB
 
@@ -172,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where the generated files are kept (default: a temp dir)")
     parser.add_argument("--sqlite3", default=shutil.which("sqlite3") or "/usr/bin/sqlite3")
     args = parser.parse_args(argv)
-    if not Path(args.sqlite3).exists():
-        print(f"the sqlite3 shell {args.sqlite3} is missing (the baseline): apt-get install -y sqlite3",
-              file=sys.stderr)
+    if not shell_present(args.sqlite3):
         return 2
     work = args.workdir or Path(tempfile.mkdtemp(prefix="restorecheck-bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
