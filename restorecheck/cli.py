@@ -310,29 +310,10 @@ def _error_report(exc: BaseException, *, command: str, engine: EngineName, backu
     if (report_file is None and junit_file is None and metrics_file is None and html_file is None
             and (history is None or history.db is None)):
         return
-    if isinstance(exc, RestorecheckError):
-        message, code = exc.one_line(), int(exc.exit_code)
-    elif isinstance(exc, (KeyboardInterrupt, Terminated)):
-        message, code = f"interrupted ({exc.__class__.__name__} {exc})".strip(), int(ExitCode.ENVIRONMENT)
-    else:
-        message = f"internal error: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        code = int(ExitCode.ENVIRONMENT)
-    from restorecheck.model import BackupArtifact, Report
+    from restorecheck.model import error_report
     from restorecheck.report import write_outputs
 
-    backup = None
-    if backup_path is not None:
-        local = Path(backup_path)
-        try:
-            size = local.stat().st_size if not str(backup_path).startswith("s3://") and local.is_file() else 0
-        except OSError:
-            size = 0
-        backup = BackupArtifact(str(backup_path), "unknown", size, None)
-    import datetime as dt
-
-    report = Report(verdict="error", engine=engine, reference="none", backup=backup, command=command,
-                    error=mask(message), extra={"exit_code": code},
-                    started_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # was ""
+    report, code = error_report(exc, command=command, engine=engine, backup_path=backup_path)
     if history is not None:
         history.record_error(report, code)
     # each output on its own: an unwritable --junit must not cost the monitor its --report

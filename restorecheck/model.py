@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from restorecheck import __version__
-from restorecheck.errors import BadManifestError
+from restorecheck.errors import BadManifestError, ExitCode, RestorecheckError
 from restorecheck.paths import open_regular, require_output_file
 from restorecheck.validate import SchemaError, Validator
 
@@ -750,3 +750,34 @@ def _describe(error: SchemaError, data: Any) -> str:
     if kind == "pattern":
         return f"{path} must match the pattern {expected}, not {_show(value)}"
     return f"{path} does not satisfy the schema's {kind}"
+
+
+def error_report(exc: BaseException, *, command: str, engine: EngineName, backup_path: str | Path | None = None,
+                 source: str | None = None) -> tuple[Report, int]:
+    """The report of a run that could not finish (verdict error), and the SPEC's exit code: the
+    error's own for a ``RestorecheckError``, else 3 (an interrupt, an unexpected error). The CLI
+    writes it for ``--report``/``--junit``/``--html``, the nightly job for a job that could not run."""
+    import datetime as dt
+
+    from restorecheck.dburl import mask
+
+    if isinstance(exc, RestorecheckError):
+        message, code = exc.one_line(), int(exc.exit_code)
+    elif not isinstance(exc, Exception):  # KeyboardInterrupt, signals.Terminated
+        message, code = f"interrupted ({exc.__class__.__name__} {exc})".strip(), int(ExitCode.ENVIRONMENT)
+    else:
+        text = str(exc).strip()
+        message = f"internal error: {exc.__class__.__name__}: {text.splitlines()[0] if text else ''}"
+        code = int(ExitCode.ENVIRONMENT)
+    backup = None
+    if backup_path is not None:
+        local = Path(backup_path)
+        try:
+            size = local.stat().st_size if not str(backup_path).startswith("s3://") and local.is_file() else 0
+        except OSError:
+            size = 0
+        backup = BackupArtifact(str(backup_path), "unknown", size, None)
+    report = Report(verdict="error", engine=engine, reference="none", backup=backup, command=command,
+                    source=mask(source) if source else None, error=mask(message), extra={"exit_code": code},
+                    started_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return report, code

@@ -49,7 +49,7 @@ from restorecheck.errors import (
     RestorecheckError,
 )
 from restorecheck.history import History, RunRecord, open_history
-from restorecheck.model import BackupArtifact, Baseline, EngineName, HistoryThresholds, Report, verdict_for
+from restorecheck.model import Baseline, EngineName, HistoryThresholds, Report, error_report, verdict_for
 from restorecheck.signals import Terminated
 
 log = logging.getLogger("restorecheck")
@@ -224,23 +224,14 @@ def execute_job(job: Job, output_dir: Path, stamp: str) -> Report:
                            pg_bin=job.pg_bin, identities=job.identity)
 
 
-def error_report(job: Job, exc: BaseException) -> tuple[Report, int]:
+def job_error_report(job: Job, exc: BaseException) -> tuple[Report, int]:
     """The report of a job that could not run: verdict error and the SPEC's exit code."""
-    if isinstance(exc, RestorecheckError):
-        message, code = exc.one_line(), int(exc.exit_code)
-    else:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        message, code = f"internal error: {exc.__class__.__name__}: {first}", int(ExitCode.ENVIRONMENT)
     backup = None
     if job.backups is not None and "://" not in job.backups:
         with contextlib.suppress(Exception):
-            newest = newest_backup(job.backups)
-            backup = BackupArtifact(str(newest), "unknown", newest.stat().st_size if newest.is_file() else 0, None)
-    report = Report(verdict="error", engine=_engine_guess(job), reference="none", backup=backup,
-                    command="drill" if job.source is not None else "verify", started_at=_iso(_now()),
-                    source=mask(job.source) if job.source else None, error=mask(message),
-                    extra={"exit_code": code})
-    return report, code
+            backup = newest_backup(job.backups)
+    return error_report(exc, command="drill" if job.source is not None else "verify", engine=_engine_guess(job),
+                        backup_path=backup, source=job.source)
 
 
 def _run_one(job: Job, output_dir: Path, stamp: str) -> tuple[Report, int, float]:
@@ -253,7 +244,7 @@ def _run_one(job: Job, output_dir: Path, stamp: str) -> tuple[Report, int, float
     except Exception as exc:
         # -v: the traceback of an unexpected error (a RestorecheckError's one line is in the report)
         log.info("job %s could not run: %s", job.name, _short(exc), exc_info=not isinstance(exc, RestorecheckError))
-        report, code = error_report(job, exc)
+        report, code = job_error_report(job, exc)
     return report, code, time.monotonic() - start
 
 
