@@ -173,9 +173,7 @@ def drill(
     if exclude_table_data and eng == "sqlite":
         raise BadInputError("exclude_table_data is a pg_dump option: a SQLite backup copies the whole file",
                             "leave it out for a SQLite source")
-    fmt = "sqlite" if eng == "sqlite" else format
-    options = BackupOptions(format=fmt, jobs=jobs if fmt == "directory" else 1,
-                            exclude_table_data=tuple(exclude_table_data))
+    options = BackupOptions.for_engine(eng, format, jobs, exclude_table_data=tuple(exclude_table_data))
     return pipeline.drill(ref, engine=engine, outdir=outdir, backup_options=options,
                           restore=_restore_options(target, keep, jobs, restore_timeout, sandbox, pg_bin,
                                                    trust_backup),
@@ -237,9 +235,8 @@ def backup(
 
     _check_jobs(jobs)
     ref = as_database(source)
-    fmt = "sqlite" if ref.engine == "sqlite" else format
-    options = BackupOptions(format=fmt, jobs=jobs if fmt == "directory" else 1, name=name,
-                            exclude_table_data=tuple(exclude_table_data))
+    options = BackupOptions.for_engine(ref.engine, format, jobs, name=name,
+                                       exclude_table_data=tuple(exclude_table_data))
     return pipeline.backup(ref, os.fspath(outdir), options, pg_bin=pg_bin)
 
 

@@ -613,10 +613,8 @@ def drill(source: str | None, engine: EngineName | None, target: str | None, pg_
                                      restore_timeout=restore_timeout, start_timeout=start_timeout)
             if source:
                 engine_name = parse_database(source).engine
-            backup_options = BackupOptions(format=fmt if engine_name == "postgresql" else "sqlite",
-                                           jobs=jobs if fmt == "directory" else 1, compress=compress,
-                                           file_mode=file_mode,
-                                           fingerprint=fp, progress=progress)
+            backup_options = BackupOptions.for_engine(engine_name, fmt, jobs, compress=compress,
+                                                      file_mode=file_mode, fingerprint=fp, progress=progress)
             report = pipeline.drill(source, engine=engine, outdir=outdir, backup_options=backup_options,
                                     restore=restore, fingerprint=fp, max_restore_seconds=max_restore_seconds,
                                     scale=scale, seed=seed_value, pg_bin=pg_bin)

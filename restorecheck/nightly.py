@@ -211,11 +211,9 @@ def execute_job(job: Job, output_dir: Path, stamp: str) -> Report:
     restore, fp = _options(job)
     if job.source is not None:
         ref = job.source_ref()
-        engine = ref.engine
-        fmt = job.format if engine == "postgresql" else "sqlite"
         backups = output_dir / job.name / "backups"
-        options = BackupOptions(format=fmt, jobs=job.jobs if fmt == "directory" else 1,
-                                name=f"{job.name}-{stamp}", fingerprint=fp)
+        options = BackupOptions.for_engine(ref.engine, job.format, job.jobs, name=f"{job.name}-{stamp}",
+                                           fingerprint=fp)
         return pipeline.drill(ref, outdir=backups, backup_options=options, restore=restore, fingerprint=fp,
                               max_restore_seconds=job.rto_target, pg_bin=job.pg_bin)
     assert job.backups is not None

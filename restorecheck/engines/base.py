@@ -105,6 +105,13 @@ class BackupOptions:
     # pytest plugin's assert_restores); PostgreSQL only
     exclude_table_data: tuple[str, ...] = ()
 
+    @classmethod
+    def for_engine(cls, engine: EngineName, format: BackupFormat, jobs: int, **rest: Any) -> BackupOptions:
+        """The options for a backup of an ``engine`` database: a SQLite backup is the file's copy
+        (format ``sqlite``), and pg_dump runs workers (``jobs``) only for the directory format."""
+        fmt: BackupFormat = "sqlite" if engine == "sqlite" else format
+        return cls(format=fmt, jobs=jobs if fmt == "directory" else 1, **rest)
+
 
 @dataclass(frozen=True)
 class RestoreOptions:
