@@ -90,8 +90,9 @@ def narrow_down(
         while stack and len(out) < max_keys:
             lo, hi = stack.pop()
             where_a = _range_where(ia, lo, hi)
-            qa, pa = checksum_query(ia, strict=options.strict, where=where_a)
-            qb, pb = checksum_query(ib, strict=options.strict, where=_range_where(ib, lo, hi))
+            qa, pa = checksum_query(ia, strict=options.strict, version=options.hash_version, where=where_a)
+            qb, pb = checksum_query(ib, strict=options.strict, version=options.hash_version,
+                                    where=_range_where(ib, lo, hi))
             ra = execute_with_params(ca, qa, pa).fetchone() or (0, 0, 0)
             rb = execute_with_params(cb, qb, pb).fetchone() or (0, 0, 0)
             if (ra[1], int(ra[2]) % MOD64) == (rb[1], int(rb[2]) % MOD64):
@@ -130,7 +131,7 @@ def _diff_rows(ca: psycopg.Connection[Any], cb: psycopg.Connection[Any], info: T
         w = _range_where(info, lo, hi)
         cols = sql.SQL(", ").join(sql.SQL("(t.{})::text").format(sql.Identifier(k)) for k in info.key)
         q = sql.SQL("SELECT {c}, {h} FROM {only}{t} AS t{w}").format(
-            c=cols, h=row_hash_sql(info.columns, strict=options.strict),
+            c=cols, h=row_hash_sql(info.columns, strict=options.strict, version=options.hash_version),
             only=sql.SQL("") if info.relkind == "p" else sql.SQL("ONLY "), t=info.ident,
             w=sql.SQL("") if w is None else sql.SQL(" WHERE ") + w[0])
         out: dict[tuple[str, ...], int] = {}

@@ -1,6 +1,6 @@
 """The row hash and the checksum query (pure, unit-tested): what ``checksum_mode`` means.
 
-See ``pg_fingerprint`` for the definition of ``hash64-v1`` and ``text64-v1``.
+See ``pg_fingerprint`` for the definition of ``hash64-v2``, ``hash64-v1`` and ``text64-v1``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from restorecheck.model import ChecksumMode, RangeChecksum
 log = logging.getLogger("restorecheck")
 
 
-HASH_MODE: ChecksumMode = "hash64-v1"
+HASH_MODE: ChecksumMode = "hash64-v2"  # the default since 0.2
+HASH_MODE_V1: ChecksumMode = "hash64-v1"  # manifests made before 0.2: still computed to compare with them
 TEXT_MODE: ChecksumMode = "text64-v1"
 MOD64 = 1 << 64
 
@@ -135,8 +136,19 @@ def column_elements(col: ColumnInfo, *, alias: str = "t") -> list[tuple[str, sql
     return [(fn, ref)]
 
 
-def row_hash_sql(columns: Sequence[ColumnInfo], *, strict: bool, alias: str = "t") -> sql.Composable:
+def row_hash_sql(columns: Sequence[ColumnInfo], *, strict: bool, alias: str = "t",
+                 version: int = 2) -> sql.Composable:
     """The per-row 64-bit hash expression over ``columns`` sorted by name (PITFALLS D8).
+
+    ``version`` 2 (``hash64-v2``, the default) or 1 (``hash64-v1``); ``strict``: ``text64-v1``.
+    """
+    if version == 2 and not strict:
+        return mix_v2(xor_v2(columns, alias=alias))
+    return row_hash_v1(columns, strict=strict, alias=alias)
+
+
+def row_hash_v1(columns: Sequence[ColumnInfo], *, strict: bool, alias: str = "t") -> sql.Composable:
+    """The ``hash64-v1`` (``text64-v1`` when ``strict``) row hash.
 
     ``hash64-v1``: element i (columns by name; a bigint is two elements) is hashed by its type's
     extended hash function with seed i, a NULL stands for a constant of its own per position,
@@ -164,6 +176,62 @@ def _null_marker(i: int) -> int:
     """A fixed 64-bit stand-in for NULL at element position ``i`` (never a plain 0)."""
     x = (0x9E3779B97F4A7C15 * (i + 1)) % MOD64
     return x - MOD64 if x >= 1 << 63 else x
+
+
+# --- hash64-v2 ---------------------------------------------------------------------------------------
+
+# Fixed-width temporal types: hashed as the bytes of their binary send form (the 64-bit count of
+# microseconds, plus the day, month or zone fields), which is the same on every major and injective,
+# where their own hash folds 64 bits into 32 and their text form costs a calendar conversion per value
+# (measured: benchmarks/bench_fingerprint.py, --columns).
+_SEND_TYPES = frozenset({"timestamp", "timestamptz", "time", "timetz", "date", "interval"})
+
+
+def column_elements_v2(col: ColumnInfo, i: int, *, alias: str = "t") -> list[sql.Composable]:
+    """The element expressions (64-bit, never NULL) of ``col`` in ``hash64-v2``, from seed ``i`` up.
+
+    As in ``hash64-v1`` (``column_elements``), except: a temporal type hashes its send form, and a
+    boolean is one of two constants per position instead of a hash call.
+    """
+    ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(col.name))
+    if col.typtype in ("b", "d") and col.base in _SEND_TYPES and not col.nondeterministic:
+        send = sql.SQL(f"pg_catalog.{col.base}_send")  # col.base is one of _SEND_TYPES
+        pairs: list[tuple[str, sql.Composable]] = [
+            (_TEXT_HASH, sql.SQL('({}({}))::text COLLATE "C"').format(send, ref))]
+    elif col.base == "bool" and col.typtype in ("b", "d"):
+        return [sql.SQL("coalesce(CASE {e} WHEN true THEN {t} WHEN false THEN {f} END, {null})").format(
+            e=ref, t=sql.Literal(_bool_marker(i, True)), f=sql.Literal(_bool_marker(i, False)),
+            null=sql.Literal(_null_marker(i)))]
+    else:
+        pairs = column_elements(col, alias=alias)
+    return [sql.SQL("coalesce({fn}({e}, {seed}), {null})").format(
+        fn=sql.SQL(fn), e=expr, seed=sql.Literal(i + k), null=sql.Literal(_null_marker(i + k)))
+        for k, (fn, expr) in enumerate(pairs)]
+
+
+def _bool_marker(i: int, value: bool) -> int:
+    """The 64-bit constant for true or false at element position ``i`` (none is a NULL marker)."""
+    x = (0xC2B2AE3D27D4EB4F * (2 * i + int(value) + 1) + 0x165667B19E3779F9) % MOD64
+    return x - MOD64 if x >= 1 << 63 else x
+
+
+def xor_v2(columns: Sequence[ColumnInfo], *, alias: str = "t") -> sql.Composable:
+    """The XOR of every element of ``hash64-v2`` over ``columns`` sorted by name (before the mix)."""
+    parts: list[sql.Composable] = []
+    i = 1
+    for c in sorted(columns, key=lambda c: c.name):
+        elems = column_elements_v2(c, i, alias=alias)
+        parts += elems
+        i += len(elems)
+    if not parts:
+        return sql.SQL("0::bigint")
+    return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
+
+
+def mix_v2(h: sql.Composable) -> sql.Composable:
+    """The non-linear step of ``hash64-v2``: a 64-bit hash of the 64-bit ``h``, injective before the
+    final XOR (the low half's hash folds the high half in; the high half is hashed on its own)."""
+    return sql.SQL("(hashint8extended({h}, 0) # hashint8extended({h} >> 32, 1))").format(h=h)
 
 
 def key_expr(table: TableInfo, *, alias: str = "t") -> sql.Composable:
@@ -195,10 +263,15 @@ def checksum_query(
     boundaries: Sequence[Sequence[Any]] = (),
     blocks: tuple[int, int | None] | None = None,
     where: tuple[sql.Composable, list[Any]] | None = None,
+    version: int = 2,
 ) -> tuple[sql.Composed, list[Any]]:
-    """``SELECT bucket, count(*), sum(rowhash)`` over one relation, by key bucket when ``boundaries``."""
+    """``SELECT bucket, count(*), sum(rowhash)`` over one relation, by key bucket when ``boundaries``.
+
+    ``hash64-v2`` computes the XOR of the elements in a subquery (``OFFSET 0``: not flattened) and
+    mixes it outside, so that the XOR is evaluated once although the mix reads it twice.
+    """
     params: list[Any] = []
-    h = row_hash_sql(table.columns, strict=strict)
+    h = row_hash_sql(table.columns, strict=strict, version=version)
     bucket: sql.Composable
     if boundaries:
         lits = []
@@ -219,8 +292,14 @@ def checksum_query(
         conds.append(where[0])
     where_sql = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
     only = sql.SQL("") if table.relkind == "p" else sql.SQL("ONLY ")
-    q = sql.SQL("SELECT {b}, count(*), coalesce(sum({h}), 0) FROM {only}{t} AS t{w} GROUP BY 1").format(
-        b=bucket, h=h, only=only, t=table.ident, w=where_sql)
+    if version == 2 and not strict:
+        q = sql.SQL("SELECT s.b, count(*), coalesce(sum({m}), 0) FROM (SELECT {b} AS b, {x} AS h "
+                    "FROM {only}{t} AS t{w} OFFSET 0) AS s GROUP BY 1").format(
+            m=mix_v2(sql.SQL("s.h")), b=bucket, x=xor_v2(table.columns), only=only, t=table.ident,
+            w=where_sql)
+    else:
+        q = sql.SQL("SELECT {b}, count(*), coalesce(sum({h}), 0) FROM {only}{t} AS t{w} GROUP BY 1").format(
+            b=bucket, h=h, only=only, t=table.ident, w=where_sql)
     if where is not None:
         params += where[1]
     return q, params

@@ -150,7 +150,8 @@ class _Fingerprinter:
 
     def chunk_task(self, plan: _TablePlan, blocks: tuple[int, int | None] | None) -> Task:
         def run(conn: psycopg.Connection[Any]) -> list[Task]:
-            q, params = checksum_query(plan.info, strict=self.options.strict, boundaries=plan.boundaries,
+            q, params = checksum_query(plan.info, strict=self.options.strict, version=self.options.hash_version,
+                                       boundaries=plan.boundaries,
                                        blocks=blocks)
             try:
                 with _savepoint(conn):

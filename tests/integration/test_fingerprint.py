@@ -40,7 +40,7 @@ def test_manifest_content(fresh_db: PostgresRef) -> None:
     m = fingerprint_postgres(fresh_db, OPTS)
     assert m.engine == "postgresql" and m.database == fresh_db.dbname
     assert m.facts["rolsuper"] is True and m.facts["in_recovery"] is False
-    assert m.facts["encoding"] == "UTF8" and m.checksum_mode == "hash64-v1"
+    assert m.facts["encoding"] == "UTF8" and m.checksum_mode == "hash64-v2"
     assert m.taken_at.endswith("Z")
     orders = m.table("shop.orders")
     assert orders is not None and orders.rows == 400 and orders.key == ("id",)
@@ -106,6 +106,55 @@ def test_pg15_dump_restored_into_pg18_compares_equal(pg15: PgServer, pg18: PgSer
         assert errors(findings) == [] and findings == [], [f.to_dict() for f in findings]
         assert all(r.match for r in results)
         assert restored.server_version.startswith("18") and ref.server_version.startswith("15")
+
+
+EDGE_VALUES = """
+CREATE DOMAIN ts_d AS timestamptz;
+CREATE TABLE edge (id int PRIMARY KEY, tz timestamptz, ts timestamp, d date, t time, ttz timetz, iv interval,
+                   b boolean, bb bytea, big bigint, j jsonb, n numeric, f float8, dom ts_d, arr timestamptz[]);
+INSERT INTO edge VALUES
+  (1, '-infinity', 'infinity', '-infinity', '24:00', '00:00+14', '-178000000 years', true, '\\x', -1, '{}', 'NaN',
+   '-0', 'infinity', '{-infinity,infinity}'),
+  (2, '4713-01-01 00:00+00 BC', '294276-12-31 23:59:59.999999', '5874897-12-31', '00:00', '23:59:59.999999-15:59',
+   '1 mon -1 day 00:00:00.000001', false, '\\x00ff', 9223372036854775807, '{"a": [1, 1.0, null]}', 1.000,
+   'NaN', '2000-01-01 00:00+00', '{}'),
+  (3, '2024-02-29 12:34:56.789012+05:30', '1970-01-01', '2000-01-01', '12:00:00.5', '12:00+00', '1 day',
+   NULL, NULL, -9223372036854775808, 'null', -0.0, 1e308, NULL, NULL),
+  (4, NULL, NULL, NULL, NULL, NULL, '24 hours', true, decode(repeat('ab', 5000), 'hex'), 0, '"x"', 1e-100,
+   -1.5e-300, '1999-12-31 23:59:59.999999+00', '{2024-01-01 00:00+00,NULL}');
+"""
+
+
+def test_hash64_v2_is_the_same_on_15_and_18_for_edge_values(pg15: PgServer, pg18: PgServer) -> None:
+    """The send forms and type hashes hash64-v2 uses give the same checksum on both majors (a
+    cross-major restore must compare equal), on the edge values of every type it treats apart."""
+    with pg15.fresh_database() as a, pg18.fresh_database() as b:
+        for ref in (a, b):
+            execute(ref, EDGE_VALUES)
+        opts = dataclasses.replace(OPTS, range_rows=1)
+        ma, mb = fingerprint_postgres(a, opts), fingerprint_postgres(b, opts)
+        ta, tb = ma.table("public.edge"), mb.table("public.edge")
+        assert ta is not None and tb is not None and ta.checksum_mode == "hash64-v2"
+        assert (ta.rows, ta.checksum) == (tb.rows, tb.checksum) == (4, ta.checksum)
+        assert [r.checksum for r in ta.ranges] == [r.checksum for r in tb.ranges]
+        v1 = dataclasses.replace(opts, hash_version=1)
+        t1 = fingerprint_postgres(a, v1).table("public.edge")
+        assert t1 is not None and t1.checksum_mode == "hash64-v1" and t1.checksum != ta.checksum
+        execute(b, "UPDATE edge SET ttz = '00:00+13' WHERE id = 1")  # a zone is part of a timetz
+        assert fingerprint_postgres(b, opts).table("public.edge").checksum != ta.checksum  # type: ignore[union-attr]
+
+
+def test_a_manifest_made_in_hash64_v1_is_verified_in_hash64_v1(fresh_db: PostgresRef) -> None:
+    """Manifests of restorecheck 0.1 stay usable: the copy is hashed the way the manifest was."""
+    execute(fresh_db, EDGE_VALUES)
+    old = fingerprint_postgres(fresh_db, dataclasses.replace(OPTS, hash_version=1))
+    assert old.checksum_mode == "hash64-v1"
+    again = fingerprint_postgres(fresh_db, OPTS, ranges_from=old)
+    assert again.checksum_mode == "hash64-v1"
+    results, findings = compare_manifests(old, again)
+    assert findings == [] and all(r.match for r in results)
+    assert fingerprint_postgres(fresh_db, OPTS).table("public.edge").checksum != \
+        old.table("public.edge").checksum  # type: ignore[union-attr]
 
 
 def test_fingerprint_in_a_snapshot_exported_by_the_caller(fresh_db: PostgresRef) -> None:

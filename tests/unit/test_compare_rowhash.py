@@ -15,6 +15,7 @@ from restorecheck.engines.pg_rowhash import (
     add_checksums,
     checksum_query,
     column_elements,
+    column_elements_v2,
     format_checksum,
     ranges_from_boundaries,
     row_hash_sql,
@@ -64,11 +65,59 @@ def test_types_whose_hash_would_mislead_are_hashed_as_text() -> None:
 
 
 def test_row_hash_sorts_columns_by_name_seeds_by_position_and_rehashes() -> None:
-    h = render(row_hash_sql([col("b"), col("a")], strict=False))
+    h = render(row_hash_sql([col("b"), col("a")], strict=False, version=1))
     assert h.startswith('hashtextextended((coalesce(hashint4extended("t"."a", 1), ')
     assert '# coalesce(hashint4extended("t"."b", 2), ' in h and h.endswith(")::text, 0)")
     s = render(row_hash_sql([col("b"), col("a")], strict=True))
     assert s == 'hashtextextended((ROW("t"."a", "t"."b"))::text COLLATE "C", 0)'
+
+
+def test_hash64_v2_hashes_temporal_types_by_their_send_form_and_booleans_as_constants() -> None:
+    def v2(c: ColumnInfo, i: int = 1) -> list[str]:
+        return [render(e) for e in column_elements_v2(c, i)]
+
+    (ts,) = v2(col("ts", "timestamptz"))
+    assert ts.startswith('coalesce(hashtextextended((pg_catalog.timestamptz_send("t"."ts"))::text COLLATE "C", 1), ')
+    for base in ("timestamp", "time", "timetz", "date", "interval"):
+        assert f"pg_catalog.{base}_send(" in v2(col("x", base, "d"))[0]  # a domain over it too
+    assert v2(col("arr", "_timestamptz", elem_base="timestamptz", elem_typtype="b"))[0].startswith(
+        'coalesce(hashtextextended(("t"."arr")::text COLLATE "C", 1)')  # arrays: as in v1
+    (b,) = v2(col("f", "bool", hashfn="hashint4extended"), 3)
+    assert b.startswith('coalesce(CASE "t"."f" WHEN true THEN ') and " WHEN false THEN " in b
+    big = v2(col("b", "int8", type_sql="bigint"), 5)
+    assert big == [render(e) for e in column_elements_v2(col("b", "int8", type_sql="bigint"), 5)] and len(big) == 2
+    assert 'hashint8extended(("t"."b" >> 32), 6)' in big[1]  # seeds go on by position
+
+
+def test_hash64_v2_xors_the_elements_and_mixes_once_in_the_checksum_query() -> None:
+    h = render(row_hash_sql([col("b"), col("a")], strict=False))
+    assert h.startswith('(hashint8extended((coalesce(hashint4extended("t"."a", 1), ')
+    assert h.endswith(" >> 32, 1))")
+    t = TableInfo("s", "t", "r", (col("id"),), key=("id",), key_types=("integer",), key_collatable=(False,))
+    q = render(checksum_query(t, strict=False)[0])
+    assert q.startswith("SELECT s.b, count(*), coalesce(sum((hashint8extended(s.h, 0) # hashint8extended(s.h >> 32, 1)))")
+    assert q.endswith('FROM ONLY "s"."t" AS t OFFSET 0) AS s GROUP BY 1')  # the XOR evaluated once per row
+    assert q.count("hashint4extended") == 1
+
+
+def test_a_manifest_s_checksum_mode_sets_the_row_hash() -> None:
+    from restorecheck.engines.base import FingerprintOptions, in_checksum_mode_of
+    from restorecheck.model import Manifest
+
+    base = FingerprintOptions()
+    assert (base.strict, base.hash_version) == (False, 2)
+    for mode, expect in [("hash64-v1", (False, 1)), ("hash64-v2", (False, 2)), ("text64-v1", (True, 2)),
+                         (None, (False, 2))]:
+        o = in_checksum_mode_of(Manifest(engine="postgresql", database="d", checksum_mode=mode), base)  # type: ignore[arg-type]
+        assert (o.strict, o.hash_version) == expect, mode
+
+
+def test_boolean_constants_are_no_null_markers() -> None:
+    from restorecheck.engines.pg_rowhash import _bool_marker, _null_marker
+
+    nulls = {_null_marker(i) for i in range(1, 3000)}
+    bools = {_bool_marker(i, v) for i in range(1, 1500) for v in (True, False)}
+    assert len(bools) == 2998 and not nulls & bools and all(-(2**63) <= m < 2**63 for m in bools)
 
 
 def test_checksum_query_with_buckets_and_blocks() -> None:
