@@ -31,21 +31,26 @@ from restorecheck.engines.base import FingerprintOptions
 from restorecheck.engines.pg_fingerprint import fingerprint_postgres
 from restorecheck.provisioners.local import local_cluster
 
-COLUMNS = "id, qty, big, price, label, created, flag, weight"
+COLUMNS = "id, parent_id, label, price, created, doc, payload, flag"
+# The table of issue 14: bigint key, bigint foreign key, text, numeric(12,2), timestamptz, jsonb,
+# bytea, boolean (the foreign key to a small parent table, so the fingerprint's closure check runs).
 TABLE_SQL = """
+CREATE TABLE parent (id bigint PRIMARY KEY, name text);
+INSERT INTO parent SELECT g, 'parent ' || g FROM generate_series(1, 1000) g;
 CREATE TABLE bench (
     id bigint PRIMARY KEY,
-    qty integer,
-    big bigint,
-    price numeric(12, 2),
+    parent_id bigint REFERENCES parent (id),
     label text,
+    price numeric(12, 2),
     created timestamptz,
-    flag boolean,
-    weight double precision
+    doc jsonb,
+    payload bytea,
+    flag boolean
 );
 INSERT INTO bench
-SELECT g, g % 1000, g::bigint * 7919, (g % 100000) / 100.0, 'label ' || md5(g::text), timestamptz '2024-01-01' + g * interval '1 second',
-       g % 3 = 0, g / 3.0
+SELECT g, 1 + g % 1000, 'label ' || md5(g::text), (g % 100000) / 100.0,
+       timestamptz '2024-01-01' + g * interval '1 second',
+       jsonb_build_object('n', g, 'tag', 'tag ' || (g % 97)), decode(md5(g::text), 'hex'), g % 3 = 0
 FROM generate_series(1, %(rows)s) g
 """
 MD5_SQL = (f"SELECT count(*), coalesce(sum(('x' || substr(md5(ROW({COLUMNS})::text), 1, 15))::bit(60)::bigint), 0) "
@@ -101,6 +106,8 @@ def main() -> None:
         for jobs in (1, 2):
             opts = dataclasses.replace(base, jobs=jobs)
             methods[f"fingerprint --jobs {jobs}"] = lambda o=opts: fingerprint_postgres(db, o)
+        v1 = dataclasses.replace(base, hash_version=1)
+        methods["fingerprint --jobs 1, hash64-v1"] = lambda o=v1: fingerprint_postgres(db, o)
         if not args.no_strict:
             for jobs in (1, 2):
                 opts = dataclasses.replace(base, jobs=jobs, strict=True)
