@@ -54,7 +54,7 @@ ArtifactFormat = Literal[BackupFormat, "encrypted", "compressed", "unknown", "em
 ARTIFACT_FORMATS: tuple[ArtifactFormat, ...] = get_args(ArtifactFormat)
 # the row hash a checksum was made with (engines/pg_rowhash.py, engines/sqlite.py); checksums of
 # different modes are never compared as if equal
-ChecksumMode = Literal["hash64-v2", "hash64-v1", "text64-v1", "sqlite-keyed-sha256-v1"]
+ChecksumMode = Literal["hash64-v2", "hash64-v1", "text64-v1", "sqlite-keyed-sha256-v2", "sqlite-keyed-sha256-v1"]
 CHECKSUM_MODES: tuple[ChecksumMode, ...] = get_args(ChecksumMode)
 
 # Stable ids for Finding.check (SPEC). New checks get new ids; never rename one. A Literal, so that

@@ -38,7 +38,7 @@ def no_progress(task: str, done: float, total: float | None) -> None:
 class FingerprintOptions:
     jobs: int = 1
     strict: bool = False  # hash the text form of values (1.0 != 1.00, -0 != 0) instead of type hashes
-    hash_version: int = 2  # PostgreSQL, not strict: hash64-v2; 1 for hash64-v1 (manifests made before 0.2)
+    hash_version: int = 2  # hash64-v2 / sqlite-keyed-sha256-v2; 1 for the v1 modes of manifests made by 0.1
     range_rows: int = 100_000  # tables above this many rows get key-range checksums
     max_ranges: int = 64
     snapshot: str | None = None  # an exported snapshot id to read in (PostgreSQL)
@@ -90,7 +90,7 @@ def in_checksum_mode_of(manifest: Manifest, options: FingerprintOptions) -> Fing
     mode = manifest.checksum_mode
     if mode == "text64-v1":
         return dataclasses.replace(options, strict=True)
-    if mode in ("hash64-v1", "hash64-v2"):
+    if mode in ("hash64-v1", "hash64-v2", "sqlite-keyed-sha256-v1", "sqlite-keyed-sha256-v2"):
         return dataclasses.replace(options, strict=False, hash_version=int(mode[-1]))
     return options
 

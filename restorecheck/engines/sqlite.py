@@ -21,10 +21,11 @@ per table the row count and a content checksum, ``PRAGMA integrity_check`` (full
 ``PRAGMA foreign_key_check`` for every foreign key whether enforced or not, and
 ``sqlite_sequence`` (as ``Manifest.sequences``).
 
-The checksum (mode ``sqlite-keyed-sha256-v1``): SHA-256 over the rows in key order (the rowid,
+The checksum (mode ``sqlite-keyed-sha256-v2``): SHA-256 over the rows in key order (the rowid,
 or the INTEGER PRIMARY KEY column that is the rowid, for rowid and virtual tables; the primary key
 for WITHOUT ROWID tables), each row the key and every column encoded by SQLite itself, typed:
-``quote()`` for INTEGER, REAL (lossless), BLOB (``X'..'``) and NULL, ``T<bytes>:<text>`` for TEXT
+``quote()`` for INTEGER, BLOB (``X'..'``) and NULL, ``F`` and the 16 hex digits of the IEEE 754
+binary64 for REAL (0.0 for -0.0), ``T<bytes>:<text>`` for TEXT
 (so ``1``, ``1.0``, ``'1'`` and ``x'01'`` differ, and text with an embedded NUL is hashed whole;
 the raw text was measured a third faster than its hex on wide rows, and no slower on narrow ones).
 Ordering by key makes it independent of physical row order and page layout (a VACUUMed or
@@ -38,6 +39,13 @@ boundary), WITHOUT ROWID tables in runs of a power-of-two number of rows; a fing
 keys when both databases are at hand. ``reference_checksum`` is the same checksum spelled out value
 by value in Python: the definition of the format, tested equal to the in-SQLite one on every
 storage class (``tests/unit/test_sqlite_checksum_reference.py``).
+
+``sqlite-keyed-sha256-v1`` (restorecheck 0.1) rendered a REAL by ``quote()``, whose digits changed
+in SQLite 3.43 (``1.0/3`` is ``3.33333333333333314829e-01`` in 3.40 and ``0.33333333333333332``
+in 3.54): a manifest made with one SQLite library did not match a verify run with another. Its
+REALs are now the bits of the double, converted by one Python function call per REAL value
+(``restorecheck_real64``), the same under every SQLite. v1 is still computed to verify against a
+manifest made in it (on a machine with the SQLite of that manifest).
 
 Throughput (``benchmarks/bench_sqlite.py``, SQLite 3.40.1): about 50 MB/s of narrow-row file per
 core. The floor of any encoding evaluated by SQLite per value is one SQL function per value: a bare
@@ -63,6 +71,7 @@ import re
 import shlex
 import shutil
 import sqlite3
+import struct
 import sys
 import threading
 import time
@@ -106,7 +115,9 @@ from restorecheck.runner import Command, Completed, current_runner
 log = logging.getLogger("restorecheck")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-CHECKSUM_MODE: ChecksumMode = "sqlite-keyed-sha256-v1"
+CHECKSUM_MODE: ChecksumMode = "sqlite-keyed-sha256-v2"
+CHECKSUM_MODE_V1: ChecksumMode = "sqlite-keyed-sha256-v1"  # manifests of 0.1: REALs by quote()
+REAL_FUNCTION = "restorecheck_real64"
 FORMAT: BackupFormat = "sqlite"
 SUFFIX = ".db"
 BACKUP_STEP_PAGES = 4096
@@ -364,15 +375,26 @@ def read_header(conn: sqlite3.Connection, path: Path | None = None) -> dict[str,
 # --- content checksums ------------------------------------------------------------------------
 
 
-def value_sql(column: str) -> str:
+def real64(value: float) -> str:
+    """A REAL in ``sqlite-keyed-sha256-v2``: ``F`` and the big-endian IEEE 754 bits in hex (-0.0 as 0.0)."""
+    return "F" + struct.pack(">d", value if value != 0 else 0.0).hex()
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL function the v2 checksum calls for REAL values (on every connection that checksums)."""
+    conn.create_function(REAL_FUNCTION, 1, real64, deterministic=True)
+
+
+def value_sql(column: str, version: int = 2) -> str:
     """SQL that encodes one value with its storage class, lossless (see the module docstring)."""
     c = quote_identifier(column)
-    # TEXT: its byte length, then its bytes as they are (NULs included); the rest: quote()
-    return f"CASE typeof({c}) WHEN 'text' THEN 'T'||length(CAST({c} AS BLOB))||':'||{c} ELSE quote({c}) END"
+    # TEXT: its byte length, then its bytes as they are (NULs included); REAL (v2): its bits; the rest: quote()
+    real = f" WHEN 'real' THEN {REAL_FUNCTION}({c})" if version >= 2 else ""
+    return f"CASE typeof({c}) WHEN 'text' THEN 'T'||length(CAST({c} AS BLOB))||':'||{c}{real} ELSE quote({c}) END"
 
 
-def row_sql(key: str | None, columns: Sequence[str]) -> str:
-    parts = ([f"quote({key})"] if key else []) + [value_sql(c) for c in columns]
+def row_sql(key: str | None, columns: Sequence[str], version: int = 2) -> str:
+    parts = ([f"quote({key})"] if key else []) + [value_sql(c, version) for c in columns]
     return "||','||".join(parts) if parts else "''"
 
 
@@ -380,7 +402,8 @@ class _Reader:
     """Reads a table in key order in chunks of a few megabytes, each encoded by SQLite."""
 
     def __init__(self, conn: sqlite3.Connection, info: TableInfo, progress: ProgressFn,
-                 total_hint: int | None) -> None:
+                 total_hint: int | None, version: int = 2) -> None:
+        register_functions(conn)
         self.conn = conn
         self.info = info
         self.progress = progress
@@ -394,19 +417,19 @@ class _Reader:
         self.key_encoded = False  # the rowid leads each encoded row (it is no column of the table)
         if info.kind == "without_rowid" and info.key_columns:
             self.keys = [quote_identifier(k) for k in info.key_columns]
-            enc = row_sql(None, cols)
+            enc = row_sql(None, cols, version)
         elif info.rowid_alias is not None:  # the rowid is a column already: hash it once
             self.rowid = quote_identifier(info.rowid_alias)
             self.keys = [self.rowid]
-            enc = row_sql(None, cols)
+            enc = row_sql(None, cols, version)
         elif self.rowid is not None:
             self.keys = [self.rowid]
             self.key_encoded = True
-            enc = row_sql(self.rowid, cols)
+            enc = row_sql(self.rowid, cols, version)
         else:  # every rowid alias is a real column: order by all columns, read in one piece
             self.keys = [quote_identifier(c) for c in cols]
             self.unique = False
-            enc = row_sql(None, cols)
+            enc = row_sql(None, cols, version)
         self.tbl = tbl
         self.enc = enc
         self.order = ", ".join(self.keys)
@@ -478,18 +501,23 @@ class _Reader:
                 return
 
 
-def reference_checksum(conn: sqlite3.Connection, info: TableInfo) -> tuple[int, str]:
-    """(rows, checksum) of one table by the pure-Python reference of ``sqlite-keyed-sha256-v1``.
+def checksum_mode(options: FingerprintOptions) -> ChecksumMode:
+    """v2, or v1 when verifying against a manifest made in v1 (``in_checksum_mode_of``)."""
+    return CHECKSUM_MODE_V1 if options.hash_version == 1 else CHECKSUM_MODE
+
+
+def reference_checksum(conn: sqlite3.Connection, info: TableInfo, version: int = 2) -> tuple[int, str]:
+    """(rows, checksum) of one table by the pure-Python reference of ``sqlite-keyed-sha256-v<version>``.
 
     What ``checksum_table`` computes inside SQLite, spelled out value by value in Python (slow: a
     Python call per value; for tests and as the definition of the format): the rows in key order,
     each row the rowid (when it is no column) then every column, ``,``-separated, ``\n`` after
     every row, SHA-256 over all of it, the first 32 hex digits. A value is ``NULL``; an INTEGER in
-    decimal; a REAL as SQLite's ``quote()`` renders it (the shortest of ``%!.15g`` that reads
-    back exactly, else ``%!.20e``: the one rendering taken from SQLite); TEXT as ``T<n>:<text>``, n
+    decimal; a REAL (v2) as ``F`` and the 16 hex digits of its big-endian IEEE 754 bits, -0.0 as 0.0
+    (v1: as SQLite's ``quote()`` renders it, which depends on the SQLite version); TEXT as ``T<n>:<text>``, n
     the byte length in the database's encoding, the text in UTF-8; a BLOB as ``X'<HEX>'``.
     """
-    reader = _Reader(conn, info, no_progress, None)
+    reader = _Reader(conn, info, no_progress, None, version)
     cols = [quote_identifier(c.name) for c in info.data_columns]
     select = ([reader.rowid] if reader.key_encoded and reader.rowid else []) + cols
     encoding = {"UTF-8": "utf-8", "UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}[
@@ -501,6 +529,8 @@ def reference_checksum(conn: sqlite3.Connection, info: TableInfo) -> tuple[int, 
             return b"NULL"
         if isinstance(v, int):
             return str(v).encode()
+        if isinstance(v, float) and version >= 2:
+            return b"F" + struct.pack(">d", v if v != 0 else 0.0).hex().encode()
         if isinstance(v, float):
             rendered: str = reals.execute("SELECT quote(?)", (v,)).fetchone()[0]
             return rendered.encode()
@@ -568,8 +598,9 @@ def checksum_table(
     if info.kind == "virtual" and not info.columns:
         return TableFingerprint(name, kind, readable=False,
                                 note="virtual table module not available in this SQLite")
+    mode = checksum_mode(options)
     try:
-        reader = _Reader(conn, info, options.progress, None)
+        reader = _Reader(conn, info, options.progress, None, 1 if mode == CHECKSUM_MODE_V1 else 2)
         if info.kind == "without_rowid":
             key = tuple(info.key_columns)
         elif info.rowid_alias is not None:
@@ -618,11 +649,11 @@ def checksum_table(
                 whole.update(text + b"\n")
                 rows += n
         return TableFingerprint(name, kind, rows=rows, checksum=whole.hexdigest()[:32],
-                                checksum_mode=CHECKSUM_MODE, key=key, ranges=tuple(ranges),
+                                checksum_mode=mode, key=key, ranges=tuple(ranges),
                                 extra={"strict": True} if info.strict else {})
     except sqlite3.DatabaseError as exc:
         return TableFingerprint(name, kind, readable=False, note=first_line(exc),
-                                checksum_mode=CHECKSUM_MODE)
+                                checksum_mode=mode)
 
 
 def _next_key(conn: sqlite3.Connection, reader: _Reader, after: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
@@ -777,7 +808,7 @@ def fingerprint_connection(
             schema = read_schema(conn, tables)
         except sqlite3.DatabaseError as exc:
             return Manifest(engine="sqlite", database=database, server_version=sqlite3.sqlite_version,
-                            taken_at=taken_at, facts=facts, checksum_mode=CHECKSUM_MODE,
+                            taken_at=taken_at, facts=facts, checksum_mode=checksum_mode(options),
                             open_error=first_line(exc))
         facts["header"] = header
         facts["page_count"] = conn.execute("PRAGMA main.page_count").fetchone()[0]
@@ -819,7 +850,7 @@ def fingerprint_connection(
         return Manifest(
             engine="sqlite", database=database, server_version=sqlite3.sqlite_version, taken_at=taken_at,
             tables=tuple(fingerprints), schema=schema, sequences=sequences, fk_orphans=fk, facts=facts,
-            checksum_mode=CHECKSUM_MODE,
+            checksum_mode=checksum_mode(options),
         )
     finally:
         stack.close()

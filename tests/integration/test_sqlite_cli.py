@@ -71,6 +71,32 @@ def test_clean_backup_verifies(backed_up: Path, tmp_path: Path) -> None:
     assert error_checks(rep) == set()
 
 
+def test_a_manifest_of_restorecheck_0_1_still_verifies_and_still_catches(backed_up: Path, tmp_path: Path) -> None:
+    """A manifest in sqlite-keyed-sha256-v1 (REALs by quote()): the copy is checksummed in v1."""
+    import dataclasses
+
+    from restorecheck.engines.base import FingerprintOptions
+    from restorecheck.engines.sqlite import connect_readonly, fingerprint_connection
+
+    conn = connect_readonly(backed_up)
+    try:
+        old = fingerprint_connection(conn, database="app", path=backed_up,
+                                     options=dataclasses.replace(FingerprintOptions(), hash_version=1))
+    finally:
+        conn.close()
+    assert old.checksum_mode == "sqlite-keyed-sha256-v1"
+    manifest = tmp_path / "v1.manifest.json"
+    manifest.write_text(json.dumps(old.to_dict()))
+    code, rep = verify_report(backed_up, tmp_path, "--manifest", manifest)
+    assert code == 0 and error_checks(rep) == set(), rep["findings"]
+    v1 = {t.name: t.checksum for t in old.tables}
+    assert all(t["checksum_restored"] == v1[t["name"]] for t in rep["tables"]), rep["tables"]  # hashed in v1
+    bad = damaged_copy(backed_up, "UPDATE rc_values SET v = 0.3000000000000001 "  # one ulp above 0.1 + 0.2
+                                  "WHERE typeof(v) = 'real' AND v BETWEEN 0.3 AND 0.31;")
+    code, rep = verify_report(bad, tmp_path, "--manifest", manifest)
+    assert code == 1 and "checksum" in error_checks(rep), rep["findings"]
+
+
 def test_verify_without_reference_runs_the_checks_that_need_none(backed_up: Path, tmp_path: Path) -> None:
     lone = tmp_path / "lone.db"
     lone.write_bytes(backed_up.read_bytes())

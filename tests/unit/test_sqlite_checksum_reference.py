@@ -10,7 +10,10 @@ NULL against '', a value moved to another column, two rows' contents swapped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import sqlite3
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -58,12 +61,14 @@ def database(shape: str, rows: Sequence[Sequence[Any]], encoding: str = "UTF-8")
         conn.close()
 
 
-def both(conn: sqlite3.Connection, options: FingerprintOptions = WHOLE) -> tuple[tuple[int, str], tuple[int, str]]:
+def both(conn: sqlite3.Connection, options: FingerprintOptions = WHOLE,
+         version: int = 2) -> tuple[tuple[int, str], tuple[int, str]]:
     (info,) = read_tables(conn)
-    fp = checksum_table(conn, info, options)
+    fp = checksum_table(conn, info, dataclasses.replace(options, hash_version=version))
     assert fp.readable, fp.note
     assert fp.checksum is not None
-    return (fp.rows or 0, fp.checksum), reference_checksum(conn, info)
+    assert fp.checksum_mode == f"sqlite-keyed-sha256-v{version}"
+    return (fp.rows or 0, fp.checksum), reference_checksum(conn, info, version)
 
 
 rows_strategy = st.lists(st.tuples(values, values, values), max_size=9)
@@ -71,11 +76,12 @@ rows_strategy = st.lists(st.tuples(values, values, values), max_size=9)
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shape=st.sampled_from(sorted(SHAPES)), rows=rows_strategy,
-       encoding=st.sampled_from(["UTF-8", "UTF-16le", "UTF-16be"]), ranged=st.booleans())
+       encoding=st.sampled_from(["UTF-8", "UTF-16le", "UTF-16be"]), ranged=st.booleans(),
+       version=st.sampled_from([2, 1]))
 def test_sql_checksum_equals_the_pure_python_reference(shape: str, rows: list[tuple[Any, Any, Any]],
-                                                       encoding: str, ranged: bool) -> None:
+                                                       encoding: str, ranged: bool, version: int) -> None:
     with database(shape, rows, encoding) as conn:
-        fast, reference = both(conn, RANGES if ranged else WHOLE)
+        fast, reference = both(conn, RANGES if ranged else WHOLE, version)
     assert fast == reference
     assert fast[0] == len(rows)
 
@@ -124,3 +130,19 @@ def test_text_with_a_nul_and_the_storage_classes_of_one_look_alike_value_differ(
         assert fast == reference
         digests.add(fast[1])
     assert len(digests) == 10
+
+
+def test_v2_reals_are_their_bits_whatever_sqlite_renders() -> None:
+    """v1 took REALs from quote(), whose digits changed in SQLite 3.43 (1.0/3 was
+    3.33333333333333314829e-01 in 3.40 and is 0.33333333333333332 in 3.54): one database had two
+    checksums. v2's digest is computed here from the definition alone, without SQLite."""
+    reals = [1.0 / 3, 0.1 + 0.2, 5e-324, -1.7976931348623157e308, float("inf"), float("-inf"), 2.0**63, -0.0]
+    with database("rowid", [(r, None, None) for r in reals]) as conn:
+        fast, reference = both(conn)
+    text = b"".join(b"%d,F%s,NULL,NULL\n" % (i, struct.pack(">d", r if r != 0 else 0.0).hex().encode())
+                    for i, r in enumerate(reals, start=1))
+    assert fast == reference == (len(reals), hashlib.sha256(text).hexdigest()[:32])
+    with database("rowid", [(0.0, None, None)]) as zero, database("rowid", [(-0.0, None, None)]) as minus:
+        assert both(zero)[0] == both(minus)[0]  # equal in SQLite, equal here
+    with database("rowid", [(1.0, None, None)]) as real, database("rowid", [(1, None, None)]) as integer:
+        assert both(real)[0] != both(integer)[0]
