@@ -24,7 +24,7 @@ per table the row count and a content checksum, ``PRAGMA integrity_check`` (full
 The checksum (mode ``sqlite-keyed-sha256-v2``): SHA-256 over the rows in key order (the rowid,
 or the INTEGER PRIMARY KEY column that is the rowid, for rowid and virtual tables; the primary key
 for WITHOUT ROWID tables), each row the key and every column encoded by SQLite itself, typed:
-``quote()`` for INTEGER, BLOB (``X'..'``) and NULL, ``F`` and the 16 hex digits of the IEEE 754
+``quote()`` for INTEGER, BLOB (``X'..'``) and NULL, ``F`` and the 16 upper-case hex digits of the IEEE 754
 binary64 for REAL (0.0 for -0.0), ``T<bytes>:<text>`` for TEXT
 (so ``1``, ``1.0``, ``'1'`` and ``x'01'`` differ, and text with an embedded NUL is hashed whole;
 the raw text was measured a third faster than its hex on wide rows, and no slower on narrow ones).
@@ -44,7 +44,7 @@ storage class (``tests/unit/test_sqlite_checksum_reference.py``).
 in SQLite 3.43 (``1.0/3`` is ``3.33333333333333314829e-01`` in 3.40 and ``0.33333333333333332``
 in 3.54): a manifest made with one SQLite library did not match a verify run with another. Its
 REALs are now the bits of the double, converted by one Python function call per REAL value
-(``restorecheck_real64``), the same under every SQLite. v1 is still computed to verify against a
+(``restorecheck_f64``, ``struct.pack`` itself: no Python code runs inside SQLite), the same under every SQLite. v1 is still computed to verify against a
 manifest made in it (on a machine with the SQLite of that manifest).
 
 Throughput (``benchmarks/bench_sqlite.py``, SQLite 3.40.1): about 50 MB/s of narrow-row file per
@@ -117,7 +117,8 @@ log = logging.getLogger("restorecheck")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 CHECKSUM_MODE: ChecksumMode = "sqlite-keyed-sha256-v2"
 CHECKSUM_MODE_V1: ChecksumMode = "sqlite-keyed-sha256-v1"  # manifests of 0.1: REALs by quote()
-REAL_FUNCTION = "restorecheck_real64"
+REAL_FUNCTION = "restorecheck_f64"
+_PACK_F64 = struct.Struct(">d").pack
 FORMAT: BackupFormat = "sqlite"
 SUFFIX = ".db"
 BACKUP_STEP_PAGES = 4096
@@ -376,20 +377,25 @@ def read_header(conn: sqlite3.Connection, path: Path | None = None) -> dict[str,
 
 
 def real64(value: float) -> str:
-    """A REAL in ``sqlite-keyed-sha256-v2``: ``F`` and the big-endian IEEE 754 bits in hex (-0.0 as 0.0)."""
-    return "F" + struct.pack(">d", value if value != 0 else 0.0).hex()
+    """A REAL in ``sqlite-keyed-sha256-v2``: ``F`` and the big-endian IEEE 754 bits in upper-case hex
+    (-0.0 as 0.0). The definition; the SQL (``value_sql``) computes the same with SQLite's ``hex()``."""
+    return "F" + struct.pack(">d", value if value != 0 else 0.0).hex().upper()
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
-    """The SQL function the v2 checksum calls for REAL values (on every connection that checksums)."""
-    conn.create_function(REAL_FUNCTION, 1, real64, deterministic=True)
+    """The SQL function the v2 checksum calls for REAL values (on every connection that checksums):
+    ``struct.Struct(">d").pack``, a C function. No Python bytecode runs inside SQLite's callback, so
+    a signal's exception (Ctrl-C, SIGTERM) is never raised there, where the sqlite3 module would
+    swallow it into "user-defined function raised exception" and the run would go on."""
+    conn.create_function(REAL_FUNCTION, 1, _PACK_F64, deterministic=True)
 
 
 def value_sql(column: str, version: int = 2) -> str:
     """SQL that encodes one value with its storage class, lossless (see the module docstring)."""
     c = quote_identifier(column)
     # TEXT: its byte length, then its bytes as they are (NULs included); REAL (v2): its bits; the rest: quote()
-    real = f" WHEN 'real' THEN {REAL_FUNCTION}({c})" if version >= 2 else ""
+    real = (f" WHEN 'real' THEN CASE WHEN {c} = 0 THEN 'F0000000000000000' ELSE 'F'||hex({REAL_FUNCTION}({c})) END"
+            if version >= 2 else "")
     return f"CASE typeof({c}) WHEN 'text' THEN 'T'||length(CAST({c} AS BLOB))||':'||{c}{real} ELSE quote({c}) END"
 
 
@@ -530,7 +536,7 @@ def reference_checksum(conn: sqlite3.Connection, info: TableInfo, version: int =
         if isinstance(v, int):
             return str(v).encode()
         if isinstance(v, float) and version >= 2:
-            return b"F" + struct.pack(">d", v if v != 0 else 0.0).hex().encode()
+            return real64(v).encode()
         if isinstance(v, float):
             rendered: str = reals.execute("SELECT quote(?)", (v,)).fetchone()[0]
             return rendered.encode()
