@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
 from bench_drill import LOAD, build_source
-from bench_sqlite import generate, mandated_checks, shell_present
+from bench_sqlite import MEMORY_SAMPLER, generate, mandated_checks, shell_present
 
 from restorecheck.dburl import PostgresRef
 from restorecheck.engines.sqlite import CACHE_KIB
@@ -74,19 +74,7 @@ FULL_MB, QUICK_MB = "256,2048", "32,128"
 WRAPPER = r"""
 import atexit, json, resource, sys, threading
 
-peak = {"RssAnon": 0, "RssFile": 0}
-stop = threading.Event()
-
-def sample():
-    while True:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key = line.split(":")[0]
-                if key in peak:
-                    peak[key] = max(peak[key], int(line.split()[1]))
-        if stop.wait(0.02):
-            return
-
+""" + MEMORY_SAMPLER + r"""
 def figures(out=sys.argv[1]):
     stop.set()
     with open("/proc/self/status") as f:

@@ -40,6 +40,25 @@ from typing import Any
 ROWS_PER_MB = {"narrow": 8600, "wide": 240}  # orders rows per MB of file, table and index
 
 
+# Child-process code shared by bench_scale.py and bench_sqlite_scale.py (after their imports, which
+# include threading): peaks of RssAnon (heap) and RssFile (mapped file pages) in KiB, sampled every
+# 20 ms by ``sample`` until ``stop`` is set.
+MEMORY_SAMPLER = r"""
+peak = {"RssAnon": 0, "RssFile": 0}
+stop = threading.Event()
+
+def sample():
+    while True:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key = line.split(":")[0]
+                if key in peak:
+                    peak[key] = max(peak[key], int(line.split()[1]))
+        if stop.wait(0.02):
+            return
+"""
+
+
 def generate(path: Path, size_mb: int, shape: str = "narrow") -> None:
     """About ``size_mb`` MB of data, generated inside SQLite (random content, fixed shape).
 

@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sqlite import generate, mandated_checks, shell_present
+from bench_sqlite import MEMORY_SAMPLER, generate, mandated_checks, shell_present
 
 from restorecheck.engines.sqlite import CACHE_KIB
 
@@ -45,19 +45,7 @@ CHILD = r"""
 import json, resource, sys, threading, time
 from pathlib import Path
 
-peak = {"RssAnon": 0, "RssFile": 0}
-stop = threading.Event()
-
-def sample():
-    while True:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key = line.split(":")[0]
-                if key in peak:
-                    peak[key] = max(peak[key], int(line.split()[1]))
-        if stop.wait(0.02):
-            return
-
+""" + MEMORY_SAMPLER + r"""
 threading.Thread(target=sample, daemon=True).start()
 from restorecheck import pipeline
 from restorecheck.dburl import SqliteRef
