@@ -42,10 +42,10 @@ storage class (``tests/unit/test_sqlite_checksum_reference.py``).
 
 ``sqlite-keyed-sha256-v1`` (restorecheck 0.1) rendered a REAL by ``quote()``, whose digits changed
 in SQLite 3.43 (``1.0/3`` is ``3.33333333333333314829e-01`` in 3.40 and ``0.33333333333333332``
-in 3.54): a manifest made with one SQLite library did not match a verify run with another. Its
-REALs are now the bits of the double, converted by one Python function call per REAL value
-(``restorecheck_f64``, ``struct.pack`` itself: no Python code runs inside SQLite), the same under every SQLite. v1 is still computed to verify against a
-manifest made in it (on a machine with the SQLite of that manifest).
+in 3.54): a manifest made with one SQLite library did not match a verify run with another. v2's
+REALs are the bits of the double, the same under every SQLite: SQLite calls ``struct.pack`` itself
+per REAL value (``restorecheck_f64``; no Python code runs inside SQLite) and ``hex()``s it. v1 is
+still computed to verify against a manifest made in it (on a machine with that manifest's SQLite).
 
 Throughput (``benchmarks/bench_sqlite.py``, SQLite 3.40.1): about 50 MB/s of narrow-row file per
 core. The floor of any encoding evaluated by SQLite per value is one SQL function per value: a bare
@@ -379,7 +379,7 @@ def read_header(conn: sqlite3.Connection, path: Path | None = None) -> dict[str,
 def real64(value: float) -> str:
     """A REAL in ``sqlite-keyed-sha256-v2``: ``F`` and the big-endian IEEE 754 bits in upper-case hex
     (-0.0 as 0.0). The definition; the SQL (``value_sql``) computes the same with SQLite's ``hex()``."""
-    return "F" + struct.pack(">d", value if value != 0 else 0.0).hex().upper()
+    return "F" + _PACK_F64(value if value != 0 else 0.0).hex().upper()
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
@@ -606,7 +606,7 @@ def checksum_table(
                                 note="virtual table module not available in this SQLite")
     mode = checksum_mode(options)
     try:
-        reader = _Reader(conn, info, options.progress, None, 1 if mode == CHECKSUM_MODE_V1 else 2)
+        reader = _Reader(conn, info, options.progress, None, options.hash_version)
         if info.kind == "without_rowid":
             key = tuple(info.key_columns)
         elif info.rowid_alias is not None:
