@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
 from bench_drill import LOAD, build_source
-from bench_sqlite import MEMORY_SAMPLER, generate, mandated_checks, shell_present
+from bench_sqlite import MEMORY_SAMPLER, mandated_checks, narrow_source, shell_present
 
 from restorecheck.dburl import PostgresRef
 from restorecheck.engines.sqlite import CACHE_KIB
@@ -213,19 +213,10 @@ def sqlite_scale(mb_list: list[int], args: argparse.Namespace, work: Path) -> li
     files = args.workdir or work
     results: list[dict[str, Any]] = []
     for size_mb in mb_list:
-        src = files / f"source-narrow-{size_mb}.db"
-        if not src.exists():
-            print(f"generating about {size_mb} MB of narrow rows in {src} ...", flush=True)
-            tmp = src.with_suffix(".tmp")
-            tmp.unlink(missing_ok=True)
-            generate(tmp, size_mb, "narrow")
-            tmp.replace(src)
+        src = narrow_source(files, size_mb)
         with sqlite3.connect(src) as conn:
             rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("orders", "customers", "kv"))
         conn.close()
-        with open(src, "rb") as f:  # warm the page cache
-            while f.read(16 << 20):
-                pass
         copy, out, report = work / "shell.db", work / "rc", work / "verify.json"
         for r in range(args.rounds):
             copy.unlink(missing_ok=True)

@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sqlite import MEMORY_SAMPLER, generate, mandated_checks, shell_present
+from bench_sqlite import MEMORY_SAMPLER, mandated_checks, narrow_source, shell_present
 
 from restorecheck.engines.sqlite import CACHE_KIB
 
@@ -94,17 +94,8 @@ def spread(values: list[float], unit: str = "s", fmt: str = "{:.2f}") -> str:
 
 
 def run_size(work: Path, size_mb: int, rounds: int, shell: str) -> dict[str, Any]:
-    src = work / f"source-narrow-{size_mb}.db"
-    if not src.exists():
-        print(f"generating about {size_mb} MB of narrow rows in {src} ...", flush=True)
-        tmp = src.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        generate(tmp, size_mb, "narrow")
-        tmp.replace(src)
+    src = narrow_source(work, size_mb)
     mb = src.stat().st_size / 1e6
-    with open(src, "rb") as f:  # warm the page cache
-        while f.read(16 << 20):
-            pass
     t: dict[str, list[float]] = {"shell": [], "checks": [], "backup": [], "verify": []}
     cpu: dict[str, list[float]] = {}
     phases: dict[str, list[float]] = {}
