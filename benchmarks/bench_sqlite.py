@@ -142,6 +142,18 @@ def checksums_alone(path: Path) -> None:
         conn.close()
 
 
+def checksums_by_sql(path: Path) -> None:
+    """The same checksums with the C row encoder switched off (``RESTORECHECK_SQLITE_NATIVE=0``):
+    what an install without restorecheck/_sqlite_rows.c computes, the encoding evaluated by SQL."""
+    import os
+
+    os.environ["RESTORECHECK_SQLITE_NATIVE"] = "0"
+    try:
+        checksums_alone(path)
+    finally:
+        del os.environ["RESTORECHECK_SQLITE_NATIVE"]
+
+
 def scan_floor(path: Path) -> None:
     """One SQL function per value and nothing else (``sum(length(col))`` over every column of every
     table): what any encoding evaluated per value by SQLite costs at least, the checksum's floor."""
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"source: {mb:.0f} MB ({args.shape} rows), sqlite {sqlite3.sqlite_version}, "
               f"python {sys.version.split()[0]}, {args.rounds} rounds, warm page cache")
         src.read_bytes()
-        names = ("shell", "copy", "backup", "verify", "checks", "checksums", "floor")
+        names = ("shell", "copy", "backup", "verify", "checks", "checksums", "by_sql", "floor")
         wall: dict[str, list[float]] = {k: [] for k in names}
         cpu: dict[str, list[float]] = {k: [] for k in names}
         phases: dict[str, list[float]] = {}
@@ -219,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("backup", lambda: pipeline.backup(SqliteRef(src), work / "rc", BackupOptions(name="source"))),
                 ("checks", lambda: mandated_checks(work / "copy.db")),
                 ("checksums", lambda: checksums_alone(work / "copy.db")),
+                ("by_sql", lambda: checksums_by_sql(work / "copy.db")),
                 ("floor", lambda: scan_floor(work / "copy.db")),
             ]
             results: dict[str, Any] = {}
@@ -243,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = {"shell": ".backup (sqlite3 shell)", "copy": "shutil.copyfile",
                   "backup": "restorecheck backup", "verify": "restorecheck verify",
                   "checks": "integrity + foreign_key_check alone", "checksums": "checksums alone (one core)",
+                  "by_sql": "checksums by SQL (no C encoder)",
                   "floor": "scan floor: length() of every value"}
         for k in names:
             print(f"  {labels[k]:<38} {spread(wall[k])} s   CPU {spread(cpu[k])} s   "
@@ -262,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  checksum throughput                    {spread(mbps, '{:.0f}')} MB/s "
               f"({spread(mbps_cpu, '{:.0f}')} per CPU-s)   target >= 300 MB/s; "
               f"baseline scan floor {spread(floor, '{:.0f}')} MB/s, checksums / floor {ratio('checksums', 'floor')}x")
+        print(f"  C encoder against the SQL encoding     {ratio('by_sql', 'checksums')}x faster")
         return 0
     finally:
         if not args.keep and args.workdir is None:

@@ -23,6 +23,7 @@ from restorecheck.engines.base import BackupOptions, FingerprintOptions, Restore
 from restorecheck.engines.sqlite import (
     CHECKSUM_MODE,
     SqliteEngine,
+    _sha256_file,
     differing_keys,
     quote_identifier,
 )
@@ -513,10 +514,10 @@ def test_manifest_describes_the_source_so_a_damaged_copy_is_caught(
     original = SqliteEngine._online_backup
 
     def damaging(self: SqliteEngine, src_path: Path, dest: Path, options: BackupOptions,
-                 phases: dict[str, float] | None = None) -> Manifest:
-        manifest = original(self, src_path, dest, options, phases)
+                 phases: dict[str, float] | None = None) -> tuple[Manifest, tuple[int, str]]:
+        manifest, _ = original(self, src_path, dest, options, phases)
         sql(dest, "UPDATE books SET title = 'flipped' WHERE id = 42;")  # the copy went wrong on its way
-        return manifest
+        return manifest, _sha256_file(dest)  # the damage is in the file as hashed
 
     monkeypatch.setattr(SqliteEngine, "_online_backup", damaging)
     art, manifest = engine.backup(SqliteRef(source), tmp_path / "d", BackupOptions(name="d", fingerprint=SMALL))

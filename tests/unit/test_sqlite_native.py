@@ -1,0 +1,197 @@
+"""The C row encoder (restorecheck/_sqlite_rows.c): the same bytes as the SQL encoding on every
+storage class, key shape and text encoding, and every way it can refuse to be used falls back to the
+SQL encoding instead of a wrong checksum."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from restorecheck.engines import sqlite as engine
+from restorecheck.engines.sqlite import checksum_table, read_tables, reference_checksum
+from tests.unit.test_sqlite_checksum_reference import RANGES, SHAPES, WHOLE, database, values
+
+
+@contextlib.contextmanager
+def sql_encoding() -> Iterator[None]:
+    """The SQL encoding, as an install without the C encoder computes it."""
+    old = os.environ.get("RESTORECHECK_SQLITE_NATIVE")
+    os.environ["RESTORECHECK_SQLITE_NATIVE"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["RESTORECHECK_SQLITE_NATIVE"]
+        else:
+            os.environ["RESTORECHECK_SQLITE_NATIVE"] = old
+
+
+def native_available() -> bool:
+    conn = sqlite3.connect(":memory:")
+    try:
+        return engine.register_native(conn)
+    finally:
+        conn.close()
+
+
+needs_native = pytest.mark.skipif(not native_available() and not os.environ.get("CI"),
+                                  reason="restorecheck/_sqlite_rows.c was not built here (no C compiler at "
+                                         "install): the SQL encoding is used, which the other tests cover")
+
+
+def test_the_c_encoder_is_built_and_used_in_ci() -> None:
+    """CI installs with a C compiler: the encoder must be there, or its tests would quietly test
+    nothing (they skip without it elsewhere, saying why)."""
+    if not os.environ.get("CI"):
+        pytest.skip("only CI promises a C compiler at install")
+    assert native_available()
+
+
+@needs_native
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from(sorted(SHAPES)), rows=st.lists(st.tuples(values, values, values), max_size=12),
+       encoding=st.sampled_from(["UTF-8", "UTF-16le", "UTF-16be"]), ranged=st.booleans())
+def test_native_and_sql_checksums_are_equal(shape: str, rows: list[tuple[Any, Any, Any]],
+                                            encoding: str, ranged: bool) -> None:
+    options = RANGES if ranged else WHOLE
+    with database(shape, rows, encoding) as conn:
+        (info,) = read_tables(conn)
+        reader = engine._Reader(conn, info, engine.no_progress, None)
+        assert reader.native
+        assert reader.direct == (shape in ("rowid", "integer_pk"))
+        native = checksum_table(conn, info, options)
+        with sql_encoding():
+            assert not engine._Reader(conn, info, engine.no_progress, None).native
+            by_sql = checksum_table(conn, info, options)
+        assert native == by_sql
+        assert (native.rows, native.checksum) == reference_checksum(conn, info)
+
+
+@needs_native
+def test_many_chunks_and_ranges_agree_with_the_reference() -> None:
+    """Enough rows for several chunks per range and a worker-thread hash: sparse rowids with gaps,
+    rows of every storage class and size, deleted rows."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t(a, b, c)")
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 150000) "
+        "INSERT INTO t(rowid, a, b, c) SELECT i * 7 + (i / 1000) * 100000, i, "
+        "CASE i % 5 WHEN 0 THEN NULL WHEN 1 THEN i / 3.0 WHEN 2 THEN 'x' || i WHEN 3 THEN randomblob(i % 64) "
+        "ELSE -i END, zeroblob(i % 3) FROM n")
+    conn.execute("DELETE FROM t WHERE rowid % 11 = 0")
+    (info,) = read_tables(conn)
+    options = dataclasses.replace(RANGES, range_rows=10_000, max_ranges=16)
+    native = checksum_table(conn, info, options)
+    with sql_encoding():
+        by_sql = checksum_table(conn, info, options)
+    assert native == by_sql
+    assert len(native.ranges) > 4
+    assert (native.rows, native.checksum) == reference_checksum(conn, info)
+    conn.close()
+
+
+@needs_native
+def test_the_aggregate_refuses_rows_out_of_key_order() -> None:
+    conn = sqlite3.connect(":memory:")
+    assert engine.register_native(conn)
+    with pytest.raises(sqlite3.OperationalError, match="out of key order"):
+        conn.execute("SELECT restorecheck_rows(k, v) FROM (SELECT 2 AS k, 'a' AS v UNION ALL SELECT 1, 'b')"
+                     ).fetchone()
+    with pytest.raises(sqlite3.OperationalError, match="out of key order"):  # a repeated key too
+        conn.execute("SELECT restorecheck_rows(k, v) FROM (SELECT 1 AS k, 'a' AS v UNION ALL SELECT 1, 'b')"
+                     ).fetchone()
+    # NULL: no key to check (WITHOUT ROWID tables, read through ORDER BY)
+    assert conn.execute("SELECT restorecheck_rows(NULL, v) FROM (SELECT 'a' AS v UNION ALL SELECT 'b')"
+                        ).fetchone()[0] == b"T1:a\nT1:b"
+    conn.close()
+
+
+@needs_native
+def test_rows_out_of_rowid_order_fall_back_to_order_by(caplog: pytest.LogCaptureFixture) -> None:
+    """Were a plan ever to feed the rows in another order, the key check fails the chunk and the
+    table is read again through ORDER BY: the same checksum, a warning, never a wrong digest."""
+    rows = [(i, i / 7, f"v{i}") for i in range(3000)]
+    with database("rowid", rows) as conn:
+        (info,) = read_tables(conn)
+        expected = reference_checksum(conn, info)
+        original = engine._Reader.__init__
+
+        def misordered(self: engine._Reader, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            assert self.direct
+            # the same values, but the checked key runs backwards
+            self.direct_aggregate = self.direct_aggregate.replace("(rowid,", "(-rowid,", 1)
+
+        with pytest.MonkeyPatch.context() as mp, caplog.at_level(logging.WARNING, "restorecheck"):
+            mp.setattr(engine._Reader, "__init__", misordered)
+            fp = checksum_table(conn, info, WHOLE)
+        assert fp.readable, fp.note
+        assert (fp.rows, fp.checksum) == expected
+        assert "out of rowid order" in caplog.text
+
+
+@needs_native
+@pytest.mark.parametrize("native", [True, False])
+def test_a_value_past_sqlites_length_limit_is_an_unreadable_table_either_way(native: bool) -> None:
+    """A chunk larger than SQLITE_LIMIT_LENGTH is refused ("too big") by the C encoder as by
+    group_concat: the table is reported unreadable, and no unbounded buffer is built."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")
+    conn.execute("INSERT INTO t VALUES (1, randomblob(600))")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)  # the hex of 600 bytes is 1,203
+    (info,) = read_tables(conn)
+    with contextlib.ExitStack() as stack:
+        if not native:
+            stack.enter_context(sql_encoding())
+        fp = checksum_table(conn, info, WHOLE)
+    assert not fp.readable
+    assert "too big" in (fp.note or "")
+    conn.close()
+
+
+def test_an_encoder_that_disagrees_with_the_sql_is_not_used(caplog: pytest.LogCaptureFixture) -> None:
+    """register_native proves the encoder on a row of every storage class before using it: one
+    that encodes differently (a wrong build, another layout of sqlite3.Connection) is refused."""
+
+    class Wrong:
+        def __init__(self) -> None:
+            self.rows: list[str] = []
+
+        def step(self, *values: Any) -> None:
+            self.rows.append(",".join(map(str, values[1:])))
+
+        def finalize(self) -> bytes:
+            return "\n".join(self.rows).encode()
+
+    class FakeModule:
+        @staticmethod
+        def register(conn: sqlite3.Connection, _type: type, _library: str, _utf16: bool, name: str) -> None:
+            conn.create_aggregate(name, -1, Wrong)  # type: ignore[arg-type]
+
+    conn = sqlite3.connect(":memory:")
+    with pytest.MonkeyPatch.context() as mp, caplog.at_level(logging.WARNING, "restorecheck"):
+        mp.setitem(engine._native_state, "module", FakeModule)
+        mp.setitem(engine._native_state, "library", "unused")
+        assert not engine.register_native(conn)
+    assert "disagrees" in caplog.text
+    conn.close()
+
+
+@needs_native
+def test_a_closed_connection_or_a_foreign_object_is_refused() -> None:
+    module = engine._native_module()
+    assert module is not None
+    conn = sqlite3.connect(":memory:")
+    conn.close()
+    assert not engine.register_native(conn)
+    with pytest.raises(TypeError):
+        module.register(object(), sqlite3.Connection, engine._native_state["library"], False, "f")
