@@ -696,7 +696,8 @@ def drill(
             eng = get_engine(engine or "postgresql", pg_bin=pg_bin or restore.pg_bin)
             check_target(eng.name, restore.target)
             t = time.monotonic()
-            made = eng.throwaway_source(restore, stack)
+            # the known dataset: about 7 MiB for an empty database and 1.4 MiB per unit of scale
+            made = eng.throwaway_source(restore, stack, size_hint=(8 << 20) + (2 << 20) * scale)
             src, target = made.ref, made.target
             from restorecheck.seed import seed as seed_dataset
 

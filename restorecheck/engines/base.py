@@ -235,8 +235,10 @@ class Engine(Protocol):
         """With both databases at hand, add ``details["keys"]`` (the differing keys, up to
         ``max_keys``) to the ``row_count``/``checksum`` findings; other findings pass unchanged."""
 
-    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
-        """A new empty database for drill's self-test, removed by ``stack``."""
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack, *,
+                         size_hint: int | None = None) -> ThrowawaySource:
+        """A new empty database for drill's self-test, removed by ``stack``; ``size_hint``: the bytes
+        the known dataset will take (a small one may be kept in memory)."""
 
     def prepare_target(self, source: DatabaseRef, options: RestoreOptions,
                        stack: contextlib.ExitStack) -> Target | None:

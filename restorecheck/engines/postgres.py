@@ -706,6 +706,8 @@ class PostgresEngine:
             "dumped_by": insp.header.dumped_by, "compression": insp.header.compression,
             "encoding": encoding, "database": db.dbname, "needs": needs.to_dict(), **insp.report_facts(),
         })
+        if server.info.get("datadir_on"):  # a local cluster: on disk, or in memory when small
+            info["datadir_on"] = server.info["datadir_on"]
         connect = None
         if options.keep:  # the restored database, not the server's 'postgres'; the password in a passfile
             passfile = server.info.get("passfile")
@@ -820,16 +822,23 @@ class PostgresEngine:
                 row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
                 major = int(row[0]) // 10000 if row else None
                 needs = pg_needs.needs_of_database(conn, min_major=major)  # what the dump will need
+                size: int | None = None  # a small database restores in memory (local_cluster)
+                try:
+                    got = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+                    size = int(got[0]) if got and got[0] is not None else None
+                except psycopg.Error:
+                    conn.rollback()
         except psycopg.Error:
             return None  # backup() reports the unreachable source
         server = stack.enter_context(provision_postgres(
             options.target, min_major=major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
             tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
-                needs=needs))
+            needs=needs, size_hint=size))
         return Target(self.name, options.target or "local", server)
 
 
-    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack, *,
+                         size_hint: int | None = None) -> ThrowawaySource:
         """A new empty database on a throwaway server, for drill's self-test (removed by ``stack``).
 
         The same server then takes the restore, into a second fresh database from template0:
@@ -838,11 +847,13 @@ class PostgresEngine:
         from restorecheck.provisioners import provision_postgres
         from restorecheck.seed.postgres import EXTENSIONS
 
-        # an installation that has the contrib extensions the known dataset uses (else exit 3 naming them)
+        # an installation that has the contrib extensions the known dataset uses (else exit 3 naming
+        # them); the server holds the dataset twice (source and restored copy)
         server = stack.enter_context(provision_postgres(
             options.target, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
             tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
-            needs=pg_needs.DumpNeeds(extensions=EXTENSIONS)))
+            needs=pg_needs.DumpNeeds(extensions=EXTENSIONS),
+            size_hint=None if size_hint is None else 2 * size_hint))
         if server.kind == "server" and not options.keep:
             _drop_seed_roles_made_here(server, stack)  # registered first: runs after the databases go
         ref = stack.enter_context(server.fresh_database(keep=options.keep))

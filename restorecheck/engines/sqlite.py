@@ -1128,7 +1128,8 @@ class SqliteEngine:
     def detect_format(self, path: Path) -> BackupFormat | None:
         return FORMAT if Path(path).is_file() and is_sqlite_file(Path(path)) else None
 
-    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack) -> ThrowawaySource:
+    def throwaway_source(self, options: RestoreOptions, stack: contextlib.ExitStack, *,
+                         size_hint: int | None = None) -> ThrowawaySource:
         """A new database file in a private temporary directory, for drill's self-test."""
         from restorecheck.provisioners.sqlite import temporary_sqlite
 

@@ -27,13 +27,15 @@ def provision_postgres(
     start_timeout: float = 60.0,
     sandbox: str = "auto",
     needs: DumpNeeds | None = None,
+    size_hint: int | None = None,
 ) -> Iterator[PgServer]:
     """A ready PostgreSQL server for a throwaway restore, from ``--target`` (default ``local``).
 
     Restore into ``server.fresh_database()``: on a ``server`` target that is the only thing
     restorecheck creates, and the only thing it drops. ``needs`` (what the dump needs, see
     ``pg_hosting``): ``local`` picks an installation that has it; a docker or server target that
-    lacks it is an EnvironmentFailure before anything is restored.
+    lacks it is an EnvironmentFailure before anything is restored. ``size_hint``: the bytes of
+    data to restore, when known (a small local cluster then runs in memory).
     """
     spec = (target or "local").strip()
     if spec == "local":
@@ -43,7 +45,7 @@ def provision_postgres(
         from restorecheck.sandbox import resolve
 
         with local_cluster(min_major=min_major, pg_bin=pg_bin, keep=keep, tmp_root=tmp_root,
-                           start_timeout=start_timeout, needs=needs,
+                           start_timeout=start_timeout, needs=needs, size_hint=size_hint,
                            sandbox=resolve(sandbox, os.environ.get("RESTORECHECK_RUN_AS"))) as server:
             yield server
         return

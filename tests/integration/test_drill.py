@@ -61,8 +61,19 @@ def test_drill_rto_target_turns_a_slow_restore_into_a_finding(fresh_db: Postgres
     assert report.verdict == "fail"
     assert [f.check for f in report.errors] == ["rto"]
     assert report.phases["restore"] > 0
+    shm = Path("/dev/shm")
+    before = set(shm.glob("restorecheck-*")) if shm.is_dir() else set()
     fine = pipeline.drill(fresh_db, max_restore_seconds=3600)
     assert fine.verdict == "pass"
+    from restorecheck.provisioners.local import memory_parent
+
+    if memory_parent(1 << 20, None) is not None:  # a small source restores into a cluster in memory
+        # (unless TMPDIR says where temporary files go)
+        assert fine.extra["restore"]["datadir_on"] == "memory (tmpfs)"
+    else:
+        assert fine.extra["restore"]["datadir_on"] == "disk"
+    after = set(shm.glob("restorecheck-*")) if shm.is_dir() else set()
+    assert after <= before, f"left in memory: {after - before}"
 
 
 def test_drill_unreachable_source_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,6 +107,39 @@ def test_sigterm_during_drill_removes_everything(world_tmp: Path) -> None:
     assert list(world_tmp.iterdir()) == []
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(world_tmp) not in ps  # no postgres of that cluster left running
+
+
+def test_sigterm_during_drill_removes_its_cluster_in_memory_too() -> None:
+    """No TMPDIR and no --tmp: the self-test's small cluster runs in /dev/shm (memory_parent);
+    SIGTERM removes it there as on disk, with the backup's directory in /tmp."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from restorecheck.provisioners.local import MEMORY_DIR, memory_parent
+
+    env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
+    if memory_parent(1 << 20, None) is None and "TMPDIR" not in os.environ:
+        pytest.skip("/dev/shm cannot take a cluster on this machine (not a tmpfs, or too little free)")
+    tmp = Path(tempfile.gettempdir()) if "TMPDIR" not in os.environ else Path("/tmp")
+    before = set(MEMORY_DIR.glob("restorecheck-*")) | set(tmp.glob("restorecheck-*"))
+    proc = subprocess.Popen([sys.executable, "-m", "restorecheck", "drill", "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (set(tmp.glob("restorecheck-drill-*")) - before):
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    in_memory = set(MEMORY_DIR.glob("restorecheck-*")) - before
+    assert in_memory, "the self-test's cluster is not in /dev/shm"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    after = set(MEMORY_DIR.glob("restorecheck-*")) | set(tmp.glob("restorecheck-*"))
+    assert after <= before, f"left behind: {after - before}"
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not any(str(d) in ps for d in in_memory)  # no postgres of that cluster left running
 
 
 def test_start_timeout_reaches_the_server_start_and_is_named_when_it_runs_out(

@@ -307,3 +307,74 @@ def test_sweep_stops_an_orphan_server_whose_run_is_gone_and_never_a_kept_one() -
             if pid and _pid_alive(pid):
                 subprocess.run(stop_command(pid, True), shell=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- small clusters in memory (local.memory_parent) ----------------------------------------------
+
+
+def _memory_here() -> bool:
+    from restorecheck.provisioners.local import MEMORY_DIR, _is_tmpfs
+
+    return _is_tmpfs(MEMORY_DIR)
+
+
+needs_tmpfs = pytest.mark.skipif(not _memory_here() and not os.environ.get("CI"),
+                                 reason="/dev/shm is not a tmpfs on this machine")
+
+
+@needs_tmpfs
+def test_a_small_cluster_runs_in_memory_works_sandboxed_and_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TMPDIR", raising=False)
+    with local_cluster(installation=installation_for(18), size_hint=10 << 20) as server:
+        base, pid = server.info["base"], _postmaster_pid(server)
+        assert base.startswith("/dev/shm/restorecheck-"), base
+        assert server.info["datadir_on"] == "memory (tmpfs)"
+        execute(server.admin, "CREATE TABLE t AS SELECT g FROM generate_series(1, 50000) g")
+        assert execute(server.admin, "SELECT count(*) FROM t") == [(50000,)]
+        if os.geteuid() == 0:
+            assert os.stat(server.info["datadir"]).st_uid != 0, "the server must not run as root"
+        assert oct(os.stat(server.info["socket_dir"]).st_mode & 0o777) == "0o700"
+    _assert_gone(base, pid)
+
+
+@needs_tmpfs
+def test_only_a_known_small_size_goes_to_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorecheck.provisioners import local
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    assert local.memory_parent(1 << 20, None) == local.MEMORY_DIR
+    with monkeypatch.context() as m:
+        m.setenv("TMPDIR", "/var/tmp")  # where temporary files go was said: there
+        assert local.memory_parent(1 << 20, None) is None
+    assert local.memory_parent(None, None) is None  # size unknown (verify of a dump): disk
+    assert local.memory_parent(400 << 20, None) is None  # 64 MiB + 3 x 400 MiB > 1 GiB
+    monkeypatch.setattr(local, "_mem_available", lambda: 200 << 20)  # under 4 x the estimate
+    assert local.memory_parent(1 << 20, None) is None
+    monkeypatch.undo()
+    monkeypatch.setenv("RESTORECHECK_TMPFS", "0")
+    assert local.memory_parent(1 << 20, None) is None
+    monkeypatch.delenv("RESTORECHECK_TMPFS")
+    monkeypatch.setattr(local, "MEMORY_DIR", Path("/tmp"))  # not a tmpfs here
+    if not local._is_tmpfs(Path("/tmp")):
+        assert local.memory_parent(1 << 20, None) is None
+    # --tmp says where: never memory
+    with local_cluster(installation=installation_for(18), size_hint=1 << 20, tmp_root="/tmp") as server:
+        assert server.info["datadir_on"] == "disk" and server.info["base"].startswith("/tmp/")
+
+
+@needs_tmpfs
+def test_sweep_finds_a_dead_runs_cluster_in_memory_too() -> None:
+    from restorecheck.provisioners.local import MEMORY_DIR, stray_directories, sweep
+
+    dead = MEMORY_DIR / f"restorecheck-dead-{os.getpid()}"
+    (dead / "data").mkdir(parents=True)
+    try:
+        (dead / "owner.pid").write_text("999999999\n")  # no such process
+        (dead / "data" / "postmaster.pid").write_text("999999998\n")
+        assert dead in stray_directories()
+        assert dead in sweep()
+        assert not dead.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(dead, ignore_errors=True)
