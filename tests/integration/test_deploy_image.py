@@ -33,7 +33,10 @@ def _build_steps() -> tuple[str, str, list[list[str]]]:
     """The build stage's WORKDIR, its RUN command and its COPY instructions."""
     build = [(w, a) for s, w, a in INSTRUCTIONS if s == 0]
     (workdir,) = [a for w, a in build if w == "WORKDIR"]
-    (run,) = [a for w, a in build if w == "RUN"]
+    runs = [a for w, a in build if w == "RUN"]
+    # the apt-get of the compiler is not replayed (this machine has one); the install is
+    assert all(r.startswith("apt-get ") for r in runs if "pip install" not in r), runs
+    (run,) = [r for r in runs if "pip install" in r]
     copies = [shlex.split(a) for w, a in build if w == "COPY"]
     return workdir, run, copies
 
@@ -121,6 +124,8 @@ def _replay(scratch: Path, run_as: dict[str, Any]) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
 
     venv_bin = root / prefix.lstrip("/") / "bin"
+    # the build stage's compiler built the SQLite row encoder into the install
+    assert list((root / prefix.lstrip("/")).rglob("restorecheck/_sqlite_rows*.so")), res.stderr[-2000:]
     entry, cmd = exec_form("ENTRYPOINT"), exec_form("CMD")
     image_env = dict(env, PATH=f"{venv_bin}:/usr/bin:/bin", APP_DB_PASSWORD="not-a-real-password",
                      RESTORECHECK_CACHE_DIR=str(scratch / "cache"))

@@ -111,35 +111,47 @@ def test_sigterm_during_drill_removes_everything(world_tmp: Path) -> None:
 
 def test_sigterm_during_drill_removes_its_cluster_in_memory_too() -> None:
     """No TMPDIR and no --tmp: the self-test's small cluster runs in /dev/shm (memory_parent);
-    SIGTERM removes it there as on disk, with the backup's directory in /tmp."""
+    SIGTERM removes it there as on disk, with the backup's directory in /tmp. (Other tests share
+    /tmp: the directories are told apart by the owner each records, the drill's pid.)"""
     import signal
     import subprocess
     import sys
     import tempfile
     import time
 
-    from restorecheck.provisioners.local import MEMORY_DIR, memory_parent
+    from restorecheck.provisioners.local import MEMORY_DIR, RunDir, memory_parent
 
     env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
     if memory_parent(1 << 20, None) is None and "TMPDIR" not in os.environ:
         pytest.skip("/dev/shm cannot take a cluster on this machine (not a tmpfs, or too little free)")
     tmp = Path(tempfile.gettempdir()) if "TMPDIR" not in os.environ else Path("/tmp")
-    before = set(MEMORY_DIR.glob("restorecheck-*")) | set(tmp.glob("restorecheck-*"))
     proc = subprocess.Popen([sys.executable, "-m", "restorecheck", "drill", "--no-progress"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def mine() -> set[Path]:
+        found = set()
+        for d in [*MEMORY_DIR.glob("restorecheck-*"), *tmp.glob("restorecheck-*")]:
+            try:
+                if RunDir(d).read_meta().get("owner_pid") == proc.pid:
+                    found.add(d)
+            except OSError:
+                continue
+        return found
+
+    seen: set[Path] = set()
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (set(tmp.glob("restorecheck-drill-*")) - before):
+    while time.monotonic() < deadline and not any(d.name.startswith("restorecheck-drill-") for d in seen):
+        seen |= mine()
         time.sleep(0.01)
     assert proc.poll() is None, proc.communicate()
-    in_memory = set(MEMORY_DIR.glob("restorecheck-*")) - before
-    assert in_memory, "the self-test's cluster is not in /dev/shm"
+    assert any(d.parent == MEMORY_DIR for d in seen), f"the self-test's cluster is not in /dev/shm: {seen}"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err
-    after = set(MEMORY_DIR.glob("restorecheck-*")) | set(tmp.glob("restorecheck-*"))
-    assert after <= before, f"left behind: {after - before}"
+    left = {d for d in seen if d.exists()} | mine()
+    assert not left, f"left behind: {left}"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not any(str(d) in ps for d in in_memory)  # no postgres of that cluster left running
+    assert not any(str(d) in ps for d in seen)  # no postgres of that cluster left running
 
 
 def test_start_timeout_reaches_the_server_start_and_is_named_when_it_runs_out(
