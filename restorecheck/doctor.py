@@ -138,7 +138,20 @@ def check_sandbox() -> ProvisionerStatus:
 
 def diagnose(pg_bin: str | Path | None = None) -> Diagnosis:
     installations = discover(pg_bin)
-    sqlite_ok = ProvisionerStatus("sqlite", True, f"temporary files, SQLite {sqlite3.sqlite_version}")
+    from restorecheck.engines.sqlite import register_native
+
+    probe = sqlite3.connect(":memory:")
+    try:
+        native = register_native(probe)
+    finally:
+        probe.close()
+    how = "checksums by the C row encoder"
+    if not native:
+        how = ("checksums by SQL, 5-6x slower (RESTORECHECK_SQLITE_NATIVE=0)"
+               if os.environ.get("RESTORECHECK_SQLITE_NATIVE") == "0" else
+               "checksums by SQL, 5-6x slower: the C row encoder was not built (reinstall with a C compiler "
+               "and the Python headers)")
+    sqlite_ok = ProvisionerStatus("sqlite", True, f"temporary files, SQLite {sqlite3.sqlite_version}; {how}")
     server = ProvisionerStatus(
         "server", True,
         "an existing server given as --target postgresql://...; restorecheck creates and drops only "

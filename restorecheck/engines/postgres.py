@@ -684,7 +684,7 @@ class PostgresEngine:
             server = stack.enter_context(provision_postgres(
                 options.target, min_major=min_major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
                 tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
-                needs=needs))
+                needs=needs, size_hint=restored_size_hint(insp, path)))
         timings["provision"] = time.monotonic() - t0
         t0 = time.monotonic()
         tjail = jail.for_target(rw=server.tool_binds_rw, ro=server.tool_binds_ro, network=server.tool_network)
@@ -741,6 +741,7 @@ class PostgresEngine:
                             label="restore: pg_restore", progress=progress)
             errors, ignored = pgd.parse_pg_restore_stderr(res.stderr)
             if not res.timed_out:
+                _raise_if_out_of_space([e.message for e in errors], server)
                 pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
                 evidence.append(pgd.tool_errors("pg_restore", res.returncode, res.stderr, errors, ignored))
             info["restore_tool"] = "pg_restore"
@@ -754,6 +755,7 @@ class PostgresEngine:
                             restore=True, label="restore: psql", progress=progress)
             errors = pgd.parse_psql_stderr(res.stderr, line_offset=pgd.RESTRICT_LINES)
             if not res.timed_out:
+                _raise_if_out_of_space([e.message for e in errors], server)
                 pg_needs.raise_if_environment_limited([e.message for e in errors], server.version, server.kind)
                 evidence.append(pgd.tool_errors("psql", res.returncode, res.stderr, errors))
             info["restore_tool"] = "psql"
@@ -858,6 +860,63 @@ class PostgresEngine:
             _drop_seed_roles_made_here(server, stack)  # registered first: runs after the databases go
         ref = stack.enter_context(server.fresh_database(keep=options.keep))
         return ThrowawaySource(ref, Target(self.name, options.target or "local", server))
+
+
+_OUT_OF_SPACE = "No space left on device"
+
+
+def _raise_if_out_of_space(messages: Sequence[str], server: Any) -> None:
+    """A restore into a local cluster that failed because its disk (or memory, for a small cluster
+    in /dev/shm) is full is an environment failure (exit 3) saying where, never a failed backup: the
+    errors (or the server's log, when it stopped at a WAL write it could not make) say "No space
+    left on device" and the cluster's file system has less than 64 MiB or 2% free. The free space is
+    what a dump cannot fake by raising an error with those words."""
+    if server.kind != "local" or not messages or not server.info.get("datadir"):
+        return
+    said = any(_OUT_OF_SPACE in m for m in messages)
+    logfile = server.info.get("logfile")
+    if not said and logfile:
+        with contextlib.suppress(OSError), open(logfile, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - (64 << 10)))
+            said = _OUT_OF_SPACE.encode() in fh.read()
+    if not said:
+        return
+    try:
+        vfs = os.statvfs(server.info["datadir"])
+    except OSError:
+        return
+    free, total = vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize
+    if free >= max(64 << 20, total // 50):
+        return
+    where = server.info.get("datadir_on", "")
+    place = server.info.get("base") or "the target server"
+    fix = "free space there, or set TMPDIR to a directory on a larger disk"
+    if where.startswith("memory"):
+        fix = "run again with RESTORECHECK_TMPFS=0 (or TMPDIR=DIR) to restore on disk"
+    raise EnvironmentFailure(f"the restore target ran out of space ({place}, {where or server.kind}); "
+                             "the backup itself was not judged", fix)
+
+
+def restored_size_hint(insp: Any, path: Path) -> int | None:
+    """An upper estimate of the data a restore of this dump holds, when its data is stored
+    uncompressed (a plain script, tar, or ``-Z0``/``none``): twice its bytes (row headers and
+    alignment make a heap up to about twice the COPY text of narrow rows); None for compressed data,
+    whose expansion is unknown (such a restore's cluster stays on disk, see ``memory_parent``)."""
+    if not insp.readable:
+        return None
+    if insp.format not in pgd.PLAIN_FORMATS and (
+            insp.member_compression or (insp.header.compression or "").strip().lower() not in ("0", "none")):
+        return None
+    try:
+        if path.is_dir():
+            files = [f for f in path.rglob("*") if f.is_file()]
+            if any(f.suffix in (".gz", ".lz4", ".zst") for f in files):
+                return None
+            return 2 * sum(f.stat().st_size for f in files)
+        return 2 * path.stat().st_size
+    except OSError:
+        return None
 
 
 def _drop_seed_roles_made_here(server: Any, stack: contextlib.ExitStack) -> None:

@@ -121,7 +121,9 @@ class PgServer:
             if not keep:
                 # on an existing server, never a database of that name that is not ours; a
                 # throwaway server goes as a whole anyway
-                drop_database(self.admin, dbname, oid=oid if self.kind == "server" else None)
+                # on a throwaway cluster the database goes with the cluster: a failed drop is no news
+                drop_database(self.admin, dbname, oid=oid if self.kind == "server" else None,
+                              quiet=self.kind == "local")
 
 
 @dataclass(frozen=True)
@@ -169,9 +171,10 @@ def check_database_identity(admin: PostgresRef, expected: DatabaseIdentity) -> N
             f"{expected.owner}, now {now.owner})", hint)
 
 
-def drop_database(admin: PostgresRef, dbname: str, *, oid: int | None = None) -> None:
+def drop_database(admin: PostgresRef, dbname: str, *, oid: int | None = None, quiet: bool = False) -> None:
     """Terminate the sessions of ``dbname`` and drop it. Only call it for a database we created:
-    with its ``oid``, a database of that name that is not the one we created is left alone."""
+    with its ``oid``, a database of that name that is not the one we created is left alone.
+    ``quiet``: a failure is logged at debug level (the database goes with its throwaway cluster)."""
     import psycopg
     from psycopg import sql
 
@@ -198,7 +201,7 @@ def drop_database(admin: PostgresRef, dbname: str, *, oid: int | None = None) ->
                 conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(dbname)))
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
     except psycopg.Error as exc:
-        log.warning("could not drop database %s: %s", dbname, str(exc).strip())
+        (log.debug if quiet else log.warning)("could not drop database %s: %s", dbname, str(exc).strip())
 
 
 def _drop_subscriptions(admin: PostgresRef, dbname: str) -> None:

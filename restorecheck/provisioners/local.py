@@ -616,7 +616,7 @@ def memory_parent(size_hint: int | None, user: pwd.struct_passwd | None) -> Path
     Only with ``size_hint`` (the source's ``pg_database_size``: drill), when ``/dev/shm`` is a tmpfs
     that the server user can reach, and the estimate (64 MiB + 3x the data: the restored copy, its
     indexes and its WAL) is at most 1 GiB and a quarter of both the tmpfs's free space and the
-    memory available. Where temporary files go was said (``--tmp``, ``TMPDIR``), or
+    memory available. Where temporary files go was said (``TMPDIR``; ``tmp_root`` in the API), or
     ``RESTORECHECK_TMPFS=0``: every cluster goes there, on disk."""
     if size_hint is None or os.environ.get("RESTORECHECK_TMPFS", "1") == "0" or os.environ.get("TMPDIR"):
         return None

@@ -110,7 +110,7 @@ def test_sigterm_during_drill_removes_everything(world_tmp: Path) -> None:
 
 
 def test_sigterm_during_drill_removes_its_cluster_in_memory_too() -> None:
-    """No TMPDIR and no --tmp: the self-test's small cluster runs in /dev/shm (memory_parent);
+    """No TMPDIR and no tmp_root: the self-test's small cluster runs in /dev/shm (memory_parent);
     SIGTERM removes it there as on disk, with the backup's directory in /tmp. (Other tests share
     /tmp: the directories are told apart by the owner each records, the drill's pid.)"""
     import signal

@@ -357,7 +357,7 @@ def test_only_a_known_small_size_goes_to_memory(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(local, "MEMORY_DIR", Path("/tmp"))  # not a tmpfs here
     if not local._is_tmpfs(Path("/tmp")):
         assert local.memory_parent(1 << 20, None) is None
-    # --tmp says where: never memory
+    # tmp_root (TMPDIR) says where: never memory
     with local_cluster(installation=installation_for(18), size_hint=1 << 20, tmp_root="/tmp") as server:
         assert server.info["datadir_on"] == "disk" and server.info["base"].startswith("/tmp/")
 

@@ -225,7 +225,8 @@ def test_every_run_is_valid_sh() -> None:
     for command in runs:
         res = subprocess.run([sh, "-n", "-c", command], capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, f"{command}: {res.stderr}"
-    bad = subprocess.run([sh, "-n", "-c", runs[1].replace("; fi", "")], capture_output=True, text=True, timeout=30)
+    (with_if,) = [r for r in runs if "; fi" in r]
+    bad = subprocess.run([sh, "-n", "-c", with_if.replace("; fi", "")], capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0, "the check does look: the if without its fi is refused"
 
 

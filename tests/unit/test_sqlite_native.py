@@ -195,3 +195,20 @@ def test_a_closed_connection_or_a_foreign_object_is_refused() -> None:
     assert not engine.register_native(conn)
     with pytest.raises(TypeError):
         module.register(object(), sqlite3.Connection, engine._native_state["library"], False, "f")
+
+
+@needs_native
+def test_doctor_says_how_sqlite_checksums_are_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorecheck.doctor import diagnose
+
+    def detail() -> str:
+        (sqlite_status,) = [p for p in diagnose().provisioners if p.name == "sqlite"]
+        assert sqlite_status.usable
+        return sqlite_status.detail
+
+    assert "C row encoder" in detail() and "by SQL" not in detail()
+    monkeypatch.setenv("RESTORECHECK_SQLITE_NATIVE", "0")
+    assert "checksums by SQL" in detail() and "RESTORECHECK_SQLITE_NATIVE=0" in detail()
+    monkeypatch.delenv("RESTORECHECK_SQLITE_NATIVE")
+    monkeypatch.setitem(engine._native_state, "module", None)  # not built
+    assert "was not built" in detail()
