@@ -1259,18 +1259,21 @@ class SqliteEngine:
                 target: Target | None = None) -> RestoreOutcome:
         """Copy the backup (and a ``-wal`` beside it) into a private file and open it; ``target``
         is unused (nothing is started ahead for SQLite)."""
+        from restorecheck.provisioners.local import MEMORY_DIR
         from restorecheck.provisioners.sqlite import temporary_sqlite
 
         path = Path(artifact.path)
         _require_sqlite(path, "backup")
         started = time.monotonic()
-        copy = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep))
+        wal = path.with_name(path.name + "-wal")
+        size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        copy = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep, size_hint=size))
         options.progress("restore: copy", 0, path.stat().st_size)
         shutil.copyfile(path, copy)
         evidence: list[Evidence] = []
         opens = True
-        info: dict[str, Any] = {"copy": str(copy), "sqlite_version": sqlite3.sqlite_version}
-        wal = path.with_name(path.name + "-wal")
+        info: dict[str, Any] = {"copy": str(copy), "sqlite_version": sqlite3.sqlite_version,
+                                "copy_on": "memory (tmpfs)" if copy.parent.parent == MEMORY_DIR else "disk"}
         if wal.exists() and wal.stat().st_size > 0:
             shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
             evidence.append(Evidence("wal_beside_backup", str(wal), {"name": wal.name, "wal_bytes": wal.stat().st_size}))

@@ -607,7 +607,8 @@ def _mem_available() -> int:
     return 0
 
 
-def memory_parent(size_hint: int | None, user: pwd.struct_passwd | None) -> Path | None:
+def memory_parent(size_hint: int | None, user: pwd.struct_passwd | None, *,
+                  base: int = _CLUSTER_BASE_BYTES, factor: int = 3) -> Path | None:
     """``/dev/shm`` for a throwaway cluster whose data is known to be small, else None (disk).
 
     Creating a file costs about 1 ms on this development machine's ext4 and 15 µs on tmpfs, and a
@@ -617,10 +618,11 @@ def memory_parent(size_hint: int | None, user: pwd.struct_passwd | None) -> Path
     that the server user can reach, and the estimate (64 MiB + 3x the data: the restored copy, its
     indexes and its WAL) is at most 1 GiB and a quarter of both the tmpfs's free space and the
     memory available. Where temporary files go was said (``TMPDIR``; ``tmp_root`` in the API), or
-    ``RESTORECHECK_TMPFS=0``: every cluster goes there, on disk."""
+    ``RESTORECHECK_TMPFS=0``: every cluster goes there, on disk. ``base`` and ``factor`` make the
+    estimate (a SQLite copy: the file's own bytes, 0 and 1)."""
     if size_hint is None or os.environ.get("RESTORECHECK_TMPFS", "1") == "0" or os.environ.get("TMPDIR"):
         return None
-    estimate = _CLUSTER_BASE_BYTES + 3 * max(0, size_hint)
+    estimate = base + factor * max(0, size_hint)
     if estimate > _MEMORY_MAX_BYTES or not _is_tmpfs(MEMORY_DIR):
         return None
     try:

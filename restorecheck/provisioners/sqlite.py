@@ -23,13 +23,21 @@ DIR_PREFIX = "restorecheck-sqlite-"
 
 @contextlib.contextmanager
 def temporary_sqlite(
-    tmp_root: str | Path | None = None, *, name: str = "restored.db", keep: bool = False
+    tmp_root: str | Path | None = None, *, name: str = "restored.db", keep: bool = False,
+    size_hint: int | None = None,
 ) -> Iterator[Path]:
     """A path for a private SQLite file (not created) inside a new private directory.
 
     The directory and everything in it are removed when the block is left, unless ``keep``.
+    ``size_hint`` (the bytes to be copied there): a small copy goes to memory, ``/dev/shm``, by the
+    rule of small throwaway clusters (``provisioners.local.memory_parent``; not with ``tmp_root``).
     """
-    workdir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=None if tmp_root is None else str(tmp_root)))
+    from restorecheck.provisioners.local import memory_parent
+
+    parent = memory_parent(size_hint, None, base=0, factor=1) if tmp_root is None else None
+    if parent is None and tmp_root is not None:
+        parent = Path(tmp_root)
+    workdir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=None if parent is None else str(parent)))
     try:
         yield workdir / name
     finally:

@@ -583,3 +583,30 @@ def test_checksum_of_text_that_is_not_utf8(engine: SqliteEngine, tmp_path: Path)
         assert t.readable and t.rows == 1
         sums.add(t.checksum)
     assert len(sums) == 4
+
+
+def test_a_small_private_copy_is_made_in_memory_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The restored copy of a small SQLite backup goes to /dev/shm when it is a tmpfs with room (the
+    rule of small throwaway clusters), to TMPDIR when that is set; removed either way."""
+    from restorecheck import pipeline
+    from restorecheck.provisioners.local import MEMORY_DIR, memory_parent
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    if memory_parent(1 << 20, None, base=0, factor=1) is None:
+        pytest.skip("/dev/shm is not a tmpfs with room on this machine")
+    db = tmp_path / "small.db"
+    sql(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t(v) VALUES (1), (2.5), ('x');")
+    result = pipeline.backup(SqliteRef(db), tmp_path / "out")
+    before = set(MEMORY_DIR.glob("restorecheck-sqlite-*"))
+    report = pipeline.verify(result.artifact.path)
+    assert report.verdict == "pass"
+    assert report.extra["restore"]["copy_on"] == "memory (tmpfs)"
+    assert Path(report.extra["restore"]["copy"]).parent.parent == MEMORY_DIR
+    assert set(MEMORY_DIR.glob("restorecheck-sqlite-*")) <= before
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setenv("TMPDIR", str(work))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    report = pipeline.verify(result.artifact.path)
+    assert report.verdict == "pass" and report.extra["restore"]["copy_on"] == "disk"
+    assert Path(report.extra["restore"]["copy"]).is_relative_to(work) and list(work.iterdir()) == []
