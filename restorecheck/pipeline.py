@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -512,22 +513,39 @@ def verify(
                     break
         from restorecheck.engines.pg_dump import backup_bytes, sha256_of
 
-        restore.progress("sha256 of the backup", 0, None)
-        sha = stored_sha or sha256_of(path)
         recorded = reference.backup if reference is not None else None
-        changed = bool(recorded is not None and recorded.sha256 and recorded.sha256 != sha)
-        if changed:
-            assert recorded is not None
-            findings += registry.convert([Evidence(
-                "sha256_mismatch", path.name,
-                {"expected": recorded.sha256, "actual": sha,
-                 "bytes_expected": recorded.bytes, "bytes_actual": backup_bytes(path)},
-            )])
+        # the backup's sha256, on a thread beside the restore (reading and hashing release the GIL);
+        # waited for at once only when a compressed or encrypted layer needs to know
+        restore.progress("sha256 of the backup", 0, None)
+        hashing: concurrent.futures.Future[str] | None = None
+        if stored_sha is None:
+            hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="restorecheck-sha256")
+            stack.callback(hasher.shutdown, True, cancel_futures=True)
+            stop_hashing = threading.Event()
+            stack.callback(stop_hashing.set)  # runs first: an interrupted run does not wait for it
+            hashing = hasher.submit(sha256_of, path, cancel=stop_hashing)
+        sha_findings: list[Finding] = []
+
+        def digest() -> tuple[str, bool]:
+            """(the backup's sha256, whether it differs from the manifest's); the finding once."""
+            sha = stored_sha if hashing is None else hashing.result()
+            assert sha is not None
+            changed = bool(recorded is not None and recorded.sha256 and recorded.sha256 != sha)
+            if changed and not sha_findings:
+                assert recorded is not None
+                sha_findings.extend(registry.convert([Evidence(
+                    "sha256_mismatch", path.name,
+                    {"expected": recorded.sha256, "actual": sha,
+                     "bytes_expected": recorded.bytes, "bytes_actual": backup_bytes(path)},
+                )]))
+            return sha, changed
+
         opened = sources.Opened(named=named, path=path, stored=path)
         if path.is_file():
             with open(path, "rb") as fh:
                 layered = sources.sniff(fh.read(64)) is not None
             if layered or sources.claimed(path.name):
+                _sha, changed = digest()
                 restore.progress("decompress / decrypt the backup", 0, None)
                 opened = sources.open_backup(named, workdir(), identities=keys, max_expanded=max_expanded_size,
                                              sandbox=sandbox, stored=path, file_changed=changed)
@@ -543,10 +561,13 @@ def verify(
             except UnknownFormatError:
                 if not damaged:
                     raise
-        artifact = BackupArtifact(shown, _public_format(fmt, opened), backup_bytes(path), sha,
+        artifact = BackupArtifact(shown, _public_format(fmt, opened), backup_bytes(path), "",
                                   encryption=opened.encryption, compression=opened.compression)
         if eng is None or fmt is None:  # a layer failed: nothing trustworthy to restore
             name = engine or (reference.engine if reference is not None else "postgresql")
+            sha, _changed = digest()
+            findings[:0] = sha_findings
+            artifact = dataclasses.replace(artifact, sha256=sha)
             return Report(verdict=verdict_for(findings), engine=name,
                           reference=reference_kind, backup=artifact, phases={"total": _elapsed(start)},
                           findings=tuple(findings), command="verify", started_at=started_at,
@@ -564,10 +585,13 @@ def verify(
             which = f"the manifest {reference_from}" if reference_from else "the manifest"
             raise BadManifestError(f"{which} is for {reference.engine}, but the backup is {eng.name}",
                                    "give the manifest written with this backup")
-        inner = BackupArtifact(str(plain.resolve()), fmt, artifact.bytes, sha)
+        inner = BackupArtifact(str(plain.resolve()), fmt, artifact.bytes, "")
         phases: dict[str, float] = {}
         tables, more, extra, kept = _restore_and_check(eng, inner, reference, reference_kind, live, restore,
                                                  fingerprint, max_restore_seconds, stack, phases)
+        sha, _changed = digest()  # hashed meanwhile
+        findings[:0] = sha_findings  # first, as the file is what was checked first
+        artifact = dataclasses.replace(artifact, sha256=sha)
         phases["total"] = _elapsed(start)  # until the verdict; removing the throwaways is "cleanup"
         cleanup = time.monotonic()
     phases["cleanup"] = _elapsed(cleanup)

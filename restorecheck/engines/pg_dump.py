@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,12 +183,17 @@ def backup_bytes(path: Path) -> int:
     return p.stat().st_size
 
 
-def sha256_of(path: Path, *, chunk: int = 1 << 20) -> str:
+class Cancelled(Exception):
+    """``sha256_of`` stopped by its ``cancel`` event (the run is ending)."""
+
+
+def sha256_of(path: Path, *, chunk: int = 1 << 20, cancel: threading.Event | None = None) -> str:
     """SHA-256 of a file; for a directory, over its files sorted by relative path.
 
     Directory digest: for each regular file in sorted order of its POSIX relative path, the
     path's UTF-8 bytes, a NUL byte, the size as 8 big-endian bytes, then the content, all fed
-    into one SHA-256. A renamed, added, removed or changed file changes the digest.
+    into one SHA-256. A renamed, added, removed or changed file changes the digest. ``cancel``
+    (for a digest taken on a thread): once set, the next block raises ``Cancelled``.
     """
     p = Path(path)
     h = hashlib.sha256()
@@ -196,15 +202,17 @@ def sha256_of(path: Path, *, chunk: int = 1 << 20) -> str:
         for f in files:
             rel = f.relative_to(p).as_posix().encode()
             h.update(rel + b"\x00" + f.stat().st_size.to_bytes(8, "big"))
-            _feed(h, f, chunk)
+            _feed(h, f, chunk, cancel)
         return h.hexdigest()
-    _feed(h, p, chunk)
+    _feed(h, p, chunk, cancel)
     return h.hexdigest()
 
 
-def _feed(h: hashlib._Hash, f: Path, chunk: int) -> None:
+def _feed(h: hashlib._Hash, f: Path, chunk: int, cancel: threading.Event | None = None) -> None:
     with open(f, "rb") as fh:
         while block := fh.read(chunk):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(str(f))
             h.update(block)
 
 

@@ -444,3 +444,19 @@ def test_database_locale_of_a_create_database_line() -> None:
         "encoding": "UTF8", "lc_collate": "en_US.utf8", "lc_ctype": "en_US.utf8"}
     assert pgd.database_locale_in_sql("-- CREATE DATABASE d WITH LOCALE = 'x';\nCREATE TABLE t (v text);") == {}
     assert pgd.pg_restore_preamble_argv("pg_restore", "a.dump", "e.list", create=True)[1] == "--create"
+
+
+def test_sha256_of_stops_when_cancelled(tmp_path: Path) -> None:
+    """The backup's digest runs on a thread beside the restore: a run that ends early (an error,
+    SIGTERM) sets the event and the digest stops at the next block instead of reading on."""
+    import threading
+
+    from restorecheck.engines.pg_dump import Cancelled, sha256_of
+
+    f = tmp_path / "big"
+    f.write_bytes(b"x" * (3 << 20))
+    stop = threading.Event()
+    assert sha256_of(f, cancel=stop) == sha256_of(f)
+    stop.set()
+    with pytest.raises(Cancelled):
+        sha256_of(f, cancel=stop)
