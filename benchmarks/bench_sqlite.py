@@ -41,10 +41,11 @@ ROWS_PER_MB = {"narrow": 8600, "wide": 240}  # orders rows per MB of file, table
 
 
 # Child-process code shared by bench_scale.py and bench_sqlite_scale.py (after their imports, which
-# include threading): peaks of RssAnon (heap) and RssFile (mapped file pages) in KiB, sampled every
+# include threading): peaks of RssAnon (heap), RssFile (mapped file pages) and RssShmem (mapped pages of
+# /dev/shm, where a small restored copy is made) in KiB, sampled every
 # 20 ms by ``sample`` until ``stop`` is set.
 MEMORY_SAMPLER = r"""
-peak = {"RssAnon": 0, "RssFile": 0}
+peak = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
 stop = threading.Event()
 
 def sample():

@@ -62,6 +62,7 @@ else:
     report = pipeline.verify(arg)
     phases = dict(report.phases)
     verdict = report.verdict
+    copy_on = report.extra.get("restore", {}).get("copy_on", "disk")
 seconds = time.perf_counter() - start
 stop.set()
 time.sleep(0.03)
@@ -71,6 +72,7 @@ with open("/proc/self/status") as f:  # not ru_maxrss: it counts what the parent
     hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 print(json.dumps({"seconds": seconds, "phases": phases, "verdict": verdict,
                   "rss_kib": hwm, "anon_kib": peak["RssAnon"], "file_kib": peak["RssFile"],
+                  "shmem_kib": peak["RssShmem"], "copy_on": copy_on if what == "verify" else None,
                   "cpu": usage.ru_utime + usage.ru_stime, "side_cpu": side.ru_utime + side.ru_stime}))
 """
 
@@ -121,11 +123,12 @@ def run_size(work: Path, size_mb: int, rounds: int, shell: str) -> dict[str, Any
             cpu.setdefault(f"{prefix}: side process", []).append(res["side_cpu"])
             for k, val in res["phases"].items():
                 phases.setdefault(f"{prefix}: {k}", []).append(float(val))
-            for k in ("rss_kib", "anon_kib", "file_kib"):
+            for k in ("rss_kib", "anon_kib", "file_kib", "shmem_kib"):
                 mem.setdefault(f"{prefix} {k}", []).append(res[k] / 1024)
         print(f"  round {r + 1}: .backup {t['shell'][-1]:.2f} s, checks {t['checks'][-1]:.2f} s, "
               f"backup {b['seconds']:.2f} s, verify {v['seconds']:.2f} s, "
-              f"heap peak {b['anon_kib'] / 1024:.0f}/{v['anon_kib'] / 1024:.0f} MiB", flush=True)
+              f"heap peak {b['anon_kib'] / 1024:.0f}/{v['anon_kib'] / 1024:.0f} MiB, "
+              f"restored copy on {v['copy_on']}", flush=True)
     print(f"{size_mb} MB target ({mb:.0f} MB file, {rounds} rounds, medians (min-max)):")
     print(f"  .backup (sqlite3 shell, baseline)        {spread(t['shell'])}")
     print(f"  integrity + foreign_key_check (baseline) {spread(t['checks'])}")

@@ -31,9 +31,13 @@ the raw text was measured a third faster than its hex on wide rows, and no slowe
 Ordering by key makes it independent of physical row order and page layout (a VACUUMed or
 differently paged copy has the same checksum); ``FingerprintOptions.strict`` changes nothing, the
 encoding is exact already. The encoding runs inside SQLite and Python only hashes chunks of a few
-megabytes (measured 1.4x faster than hashing rows one by one in Python; the per-value encoding in
-SQLite is what the time goes to). Tables above ``FingerprintOptions.range_rows`` rows also get
-key-range checksums: rowid tables on a grid of power-of-two rowid buckets (a deleted row shifts no
+megabytes: by the C aggregate ``restorecheck_rows`` (restorecheck/_sqlite_rows.c, added to the
+connection by ``register_native``, which first proves it encodes a row of every storage class as
+the SQL does), else by the SQL of ``row_sql`` (an install without a C compiler), the same bytes
+either way. Rowid tables are read straight off the table b-tree (``_direct_chunk``: ``NOT
+INDEXED``, the aggregate refusing a key that does not grow), other tables through ``ORDER BY``;
+SHA-256 runs on a worker thread (``_Hashing``). Tables above ``FingerprintOptions.range_rows`` rows
+also get key-range checksums: rowid tables on a grid of power-of-two rowid buckets (a deleted row shifts no
 boundary), WITHOUT ROWID tables in runs of a power-of-two number of rows; a fingerprint made with
 ``ranges_from`` reuses the reference's bounds. ``SqliteEngine.narrow`` lists the exact differing
 keys when both databases are at hand. ``reference_checksum`` is the same checksum spelled out value
@@ -47,15 +51,13 @@ REALs are the bits of the double, the same under every SQLite: SQLite calls ``st
 per REAL value (``restorecheck_f64``; no Python code runs inside SQLite) and ``hex()``s it. v1 is
 still computed to verify against a manifest made in it (on a machine with that manifest's SQLite).
 
-Throughput (``benchmarks/bench_sqlite.py``, SQLite 3.40.1): about 50 MB/s of narrow-row file per
-core. The floor of any encoding evaluated by SQLite per value is one SQL function per value: a bare
-``length()`` of every value reads the same file at about 250 MB/s, the encoding above costs five
-times that. Going past it needs a C function called once per row on the raw values (the stdlib
-``sqlite3`` module cannot load an extension here: ``enable_load_extension`` is not built in).
+Throughput (``benchmarks/bench_sqlite.py``, SQLite 3.40.1, 256 MB of narrow rows): about 240 MB/s
+per core with the C aggregate, the speed of a bare ``length()`` of every value; 45 MB/s by SQL.
 
 Speed: fingerprint connections use a 128 MiB page cache, and a restored copy is memory-mapped;
-``foreign_key_check`` and ``integrity_check`` of a private file run in a child process beside the
-checksums (see ``benchmarks/bench_sqlite.py`` for the figures).
+``integrity_check`` of a private file runs in a child process beside the checksums, then
+``foreign_key_check`` here (the backup's copy: ``foreign_key_check`` in the child, its sha256 on a
+thread); see ``benchmarks/bench_sqlite.py`` for the figures.
 """
 
 from __future__ import annotations
@@ -430,13 +432,13 @@ def register_native(conn: sqlite3.Connection) -> bool:
         register_functions(conn)  # the SQL encoding it is checked against needs it
         utf16 = conn.execute("PRAGMA main.encoding").fetchone()[0] != "UTF-8"
         module.register(conn, sqlite3.Connection, _native_state["library"], utf16, ROWS_FUNCTION)
-        conn.text_factory = bytes
+        factory, conn.text_factory = conn.text_factory, bytes
         try:
             native = conn.execute(f"SELECT {ROWS_FUNCTION}(NULL, a, b, c, d, e, f, g, h) FROM ({_NATIVE_PROBE})").fetchone()[0]
             by_sql = conn.execute(
                 f"SELECT {row_sql(None, list('abcdefgh'))} FROM ({_NATIVE_PROBE})").fetchone()[0]
         finally:
-            conn.text_factory = str
+            conn.text_factory = factory
     except (RuntimeError, TypeError, ValueError, sqlite3.Error) as exc:
         log.debug("SQLite checksums by SQL: the C row encoder could not be added (%s)", exc)
         return False
@@ -496,9 +498,6 @@ class _Reader:
         self.tbl = tbl
         self.enc = enc
         self.order = ", ".join(self.keys)
-        # v2 on a connection the C encoder could be added to: the subquery selects the raw values
-        # (aliased, so no column name can clash) and the aggregate encodes them, byte for byte as
-        # group_concat of ``enc`` would
         # v2 on a connection the C encoder could be added to (``register_native``): the aggregate
         # encodes the raw values, byte for byte as group_concat of ``enc`` would. Its first argument
         # is the integer key, which it checks grows strictly (NULL: no check)
@@ -692,7 +691,7 @@ class _Hashing:
 
     def __init__(self, threaded: bool) -> None:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="restorecheck-sha256") if threaded else None
-        self.pending: Future[None] | None = None
+        self.pending: Future[Any] | None = None  # the last task queued
 
     def update(self, digests: Sequence[Any], data: bytes) -> None:
         if self.pool is None:
@@ -711,7 +710,7 @@ class _Hashing:
             return done
         # after the chunks already queued (one worker: in order); waiting for it waits for them
         done = self.pool.submit(lambda: part.hexdigest()[:32])
-        self.pending = done  # type: ignore[assignment]
+        self.pending = done
         return done
 
     def wait(self) -> None:
