@@ -61,8 +61,13 @@ def test_drill_rto_target_turns_a_slow_restore_into_a_finding(fresh_db: Postgres
     assert report.verdict == "fail"
     assert [f.check for f in report.errors] == ["rto"]
     assert report.phases["restore"] > 0
-    shm = Path("/dev/shm")
-    before = set(shm.glob("restorecheck-*")) if shm.is_dir() else set()
+    from restorecheck.provisioners.local import MEMORY_DIR, RunDir
+
+    def ours() -> set[Path]:  # other test workers use /dev/shm too: this process's directories only
+        return {d for d in MEMORY_DIR.glob("restorecheck-*")
+                if RunDir(d).read_meta().get("owner_pid") == os.getpid()} if MEMORY_DIR.is_dir() else set()
+
+    before = ours()
     fine = pipeline.drill(fresh_db, max_restore_seconds=3600)
     assert fine.verdict == "pass"
     from restorecheck.provisioners.local import memory_parent
@@ -72,7 +77,7 @@ def test_drill_rto_target_turns_a_slow_restore_into_a_finding(fresh_db: Postgres
         assert fine.extra["restore"]["datadir_on"] == "memory (tmpfs)"
     else:
         assert fine.extra["restore"]["datadir_on"] == "disk"
-    after = set(shm.glob("restorecheck-*")) if shm.is_dir() else set()
+    after = ours()
     assert after <= before, f"left in memory: {after - before}"
 
 
