@@ -684,7 +684,7 @@ class PostgresEngine:
             server = stack.enter_context(provision_postgres(
                 options.target, min_major=min_major, pg_bin=options.pg_bin or self.pg_bin, keep=options.keep,
                 tmp_root=options.tmp_root, start_timeout=options.start_timeout, sandbox=options.sandbox,
-                needs=needs, size_hint=restored_size_hint(insp, path)))
+                needs=needs, size_hint=restored_size_hint(insp, path, options, artifact)))
         timings["provision"] = time.monotonic() - t0
         t0 = time.monotonic()
         tjail = jail.for_target(rw=server.tool_binds_rw, ro=server.tool_binds_ro, network=server.tool_network)
@@ -898,12 +898,17 @@ def _raise_if_out_of_space(messages: Sequence[str], server: Any) -> None:
                              "the backup itself was not judged", fix)
 
 
-def restored_size_hint(insp: Any, path: Path) -> int | None:
+def restored_size_hint(insp: Any, path: Path, options: RestoreOptions, artifact: BackupArtifact) -> int | None:
     """An upper estimate of the data a restore of this dump holds, when its data is stored
     uncompressed (a plain script, tar, or ``-Z0``/``none``): twice its bytes (row headers and
     alignment make a heap up to about twice the COPY text of narrow rows); None for compressed data,
-    whose expansion is unknown (such a restore's cluster stays on disk, see ``memory_parent``)."""
-    if not insp.readable:
+    whose expansion is unknown (such a restore's cluster stays on disk, see ``memory_parent``).
+
+    Only for a dump trusted not to make data of its own (``--trust-backup``, or written by this
+    run's pg_dump): any dump runs SQL as it restores (a plain script's ``INSERT ... SELECT FROM
+    generate_series``, a materialized view's refresh), so a few bytes of a hostile one can fill
+    whatever it restores into, and memory is not a disk to fill."""
+    if not (options.trust_backup or artifact.written_here) or not insp.readable:
         return None
     if insp.format not in pgd.PLAIN_FORMATS and (
             insp.member_compression or (insp.header.compression or "").strip().lower() not in ("0", "none")):

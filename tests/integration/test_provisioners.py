@@ -378,3 +378,22 @@ def test_sweep_finds_a_dead_runs_cluster_in_memory_too() -> None:
         import shutil
 
         shutil.rmtree(dead, ignore_errors=True)
+
+
+@needs_tmpfs
+def test_only_a_trusted_uncompressed_dump_restores_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump runs SQL as it restores, so a few bytes of a hostile one can make gigabytes: an
+    untrusted dump's cluster stays on disk whatever its size; with --trust-backup a small
+    uncompressed one goes to memory."""
+    from restorecheck import pipeline
+    from restorecheck.engines.base import RestoreOptions
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    dump = tmp_path / "small.sql"
+    dump.write_text("CREATE TABLE t (x int);\nINSERT INTO t SELECT generate_series(1, 100);\n"
+                    "-- PostgreSQL database dump complete\n")
+    untrusted = pipeline.verify(dump)
+    assert untrusted.extra["restore"]["datadir_on"] == "disk"
+    trusted = pipeline.verify(dump, restore=RestoreOptions(trust_backup=True))
+    assert trusted.extra["restore"]["datadir_on"] == "memory (tmpfs)"
+    assert [t.rows_restored for t in trusted.tables] == [100]
