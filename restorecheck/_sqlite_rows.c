@@ -11,6 +11,9 @@
  * its big-endian IEEE 754 bits (-0.0 and 0.0 as F0000000000000000), TEXT as 'T<n>:<text>' (n the
  * byte length in the database's encoding, the text in UTF-8 as SQLite converts it), a BLOB as
  * X'<HEX>'. The SQL encoding stays the reference and the fallback; tests hold the two equal.
+ * Text that is not valid UTF-16 in a UTF-16 database is refused ("not valid UTF-16"): SQLite renders
+ * it together with what follows it in the row or the chunk, which no value-by-value encoder can
+ * reproduce, so the caller checksums such a table by SQL.
  * ``key`` is not encoded: when it is an INTEGER it must grow strictly from row to row, or the
  * function fails with "rows out of key order" (the caller then reads the table the slow, ordered
  * way): a query plan that fed rows in another order can never yield a checksum.
@@ -60,6 +63,7 @@ static struct {
     sqlite3_int64 (*value_int64)(sqlite3_value *);
     double (*value_double)(sqlite3_value *);
     const unsigned char *(*value_text)(sqlite3_value *);
+    const void *(*value_text16)(sqlite3_value *);
     const void *(*value_blob)(sqlite3_value *);
     int (*value_bytes)(sqlite3_value *);
     int (*value_bytes16)(sqlite3_value *);
@@ -86,7 +90,7 @@ typedef struct {
     unsigned char *buf;
     size_t len, cap;
     int rows;
-    int failed; /* 1: out of memory, 2: too big, 3: out of key order */
+    int failed; /* 1: out of memory, 2: too big, 3: out of key order, 4: text not valid UTF-16 */
     int have_last;
     sqlite3_int64 last;
 } agg_t;
@@ -139,6 +143,21 @@ static int reserve(agg_t *a, size_t more, size_t max_len) {
 static const char HEX[] = "0123456789ABCDEF";
 
 static void put(agg_t *a, const void *p, size_t n) { memcpy(a->buf + a->len, p, n); a->len += n; }
+
+/* UTF-16 in the machine's byte order (sqlite3_value_text16), ``n`` bytes: an even length, and
+ * every surrogate in a high-low pair */
+static int valid_utf16(const void *p, int n) {
+    if (n < 0 || n % 2 || (!p && n > 0)) return 0;
+    const uint16_t *u = p;
+    int units = n / 2;
+    for (int i = 0; i < units; i++) {
+        uint16_t c = u[i];
+        if (c < 0xD800 || c > 0xDFFF) continue;
+        if (c > 0xDBFF || i + 1 >= units || u[i + 1] < 0xDC00 || u[i + 1] > 0xDFFF) return 0;
+        i++;
+    }
+    return 1;
+}
 
 static size_t decimal(char *out, sqlite3_int64 v) {
     char tmp[24];
@@ -195,6 +214,13 @@ static void rows_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
             /* the byte length in the database's encoding (length(CAST(x AS BLOB))), then the text as
              * UTF-8; bytes16 first, then text, then bytes: each call may convert the value */
             int n16 = cfg->utf16 ? api.value_bytes16(v) : 0;
+            if (cfg->utf16 && !valid_utf16(api.value_text16(v), n16)) {
+                /* SQL converts invalid UTF-16 (a lone surrogate, an odd byte) with whatever follows
+                 * it in the row or the chunk, which a value-by-value encoder cannot reproduce: the
+                 * caller reads such a table through the SQL encoding instead */
+                a->failed = 4;
+                return;
+            }
             const unsigned char *t = api.value_text(v);
             int n8 = api.value_bytes(v);
             if (!t && n8 > 0) { a->failed = 1; return; }
@@ -238,7 +264,8 @@ static void rows_final(sqlite3_context *ctx) {
     if (a->failed) {
         buf_release(a->buf);
         a->buf = NULL;
-        if (a->failed == 3) api.result_error(ctx, "restorecheck_rows: rows out of key order", -1);
+        if (a->failed == 4) api.result_error(ctx, "restorecheck_rows: text that is not valid UTF-16", -1);
+        else if (a->failed == 3) api.result_error(ctx, "restorecheck_rows: rows out of key order", -1);
         else if (a->failed == 2) api.result_error_toobig(ctx);
         else api.result_error_nomem(ctx);
         return;
@@ -285,6 +312,7 @@ static PyObject *py_register(PyObject *self, PyObject *args) {
         LOAD(value_int64, "sqlite3_value_int64");
         LOAD(value_double, "sqlite3_value_double");
         LOAD(value_text, "sqlite3_value_text");
+        LOAD(value_text16, "sqlite3_value_text16");
         LOAD(value_blob, "sqlite3_value_blob");
         LOAD(value_bytes, "sqlite3_value_bytes");
         LOAD(value_bytes16, "sqlite3_value_bytes16");

@@ -562,47 +562,29 @@ class _Reader:
                 where.append(self.key_condition("<"))
                 params.extend(before)
             cond = f" WHERE {' AND '.join(where)}" if where else ""
-            if self.direct:
-                try:
+            try:
+                if self.direct:
                     (n, text, top) = self._direct_chunk(cond, params, limit)
-                except sqlite3.OperationalError as exc:
-                    if "out of key order" not in str(exc):
-                        raise
+                    if not n:
+                        return
+                    after = (top,)
+                else:
+                    got = self._ordered_chunk(cond, params, limit)
+                    if got is None:
+                        return
+                    n, text, after = got
+            except sqlite3.OperationalError as exc:
+                if "out of key order" in str(exc) and self.direct:
                     log.warning("%s: rows came out of rowid order; reading it through ORDER BY", self.info.name)
                     self.direct = False
                     continue
-                if not n:
-                    return
-                after = (top,)
-            elif self.rowid is not None and self.keys == [self.rowid]:
-                # integer keys: the last key of the chunk is its maximum, read in the same pass
-                if self.native:
-                    sub = (f"SELECT {self.rowid} AS k, {self.values} FROM {self.tbl}{cond} "
-                           f"ORDER BY {self.order} LIMIT ?")
-                    query = f"SELECT count(*), {self.aggregate}, max(k) FROM ({sub})"
-                else:
-                    sub = (f"SELECT {self.rowid} AS k, {self.enc} AS x FROM {self.tbl}{cond} "
-                           f"ORDER BY {self.order} LIMIT ?")
-                    query = f"SELECT count(*), group_concat(x, char(10)), max(k) FROM ({sub})"
-                (n, text, top) = self._fetch(query, [*params, limit])
-                if not n:
-                    return
-                after = (top,)
-            else:
-                if self.native:
-                    sub = f"SELECT {self.values} FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT ?"
-                    query = f"SELECT count(*), {self.aggregate} FROM ({sub})"
-                else:
-                    sub = f"SELECT {self.enc} AS x FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT ?"
-                    query = f"SELECT count(*), group_concat(x, char(10)) FROM ({sub})"
-                (n, text) = self._fetch(query, [*params, limit])
-                if not n:
-                    return
-                last = self.conn.execute(
-                    f"SELECT {self.order} FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT 1 OFFSET ?",
-                    [*params, n - 1],
-                ).fetchone()
-                after = tuple(last)
+                if "not valid UTF-16" in str(exc) and self.native:
+                    # the SQL encoding's rendering of invalid UTF-16 depends on what follows it: that
+                    # encoding it is, from this chunk on (the chunks before are the same bytes either way)
+                    log.debug("%s: text that is not valid UTF-16; checksummed by SQL", self.info.name)
+                    self.native = self.direct = False
+                    continue
+                raise
             self.done += n
             self.progress(f"checksum {self.info.name}", self.done, self.total_hint)
             yield n, text, after
@@ -613,6 +595,37 @@ class _Reader:
                 remaining -= n
             if n < limit:
                 return
+
+    def _ordered_chunk(self, cond: str, params: list[Any], limit: int
+                       ) -> tuple[int, bytes, tuple[Any, ...]] | None:
+        """(rows, encoded text, last key) of the next ``limit`` rows through ``ORDER BY``, or None
+        at the end: by the C aggregate over a sub-select of the raw values, else by SQL."""
+        if self.rowid is not None and self.keys == [self.rowid]:
+            # integer keys: the last key of the chunk is its maximum, read in the same pass
+            if self.native:
+                sub = (f"SELECT {self.rowid} AS k, {self.values} FROM {self.tbl}{cond} "
+                       f"ORDER BY {self.order} LIMIT ?")
+                query = f"SELECT count(*), {self.aggregate}, max(k) FROM ({sub})"
+            else:
+                sub = (f"SELECT {self.rowid} AS k, {self.enc} AS x FROM {self.tbl}{cond} "
+                       f"ORDER BY {self.order} LIMIT ?")
+                query = f"SELECT count(*), group_concat(x, char(10)), max(k) FROM ({sub})"
+            (n, text, top) = self._fetch(query, [*params, limit])
+            return (n, text, (top,)) if n else None
+        if self.native:
+            sub = f"SELECT {self.values} FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT ?"
+            query = f"SELECT count(*), {self.aggregate} FROM ({sub})"
+        else:
+            sub = f"SELECT {self.enc} AS x FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT ?"
+            query = f"SELECT count(*), group_concat(x, char(10)) FROM ({sub})"
+        (n, text) = self._fetch(query, [*params, limit])
+        if not n:
+            return None
+        last = self.conn.execute(
+            f"SELECT {self.order} FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT 1 OFFSET ?",
+            [*params, n - 1],
+        ).fetchone()
+        return n, text, tuple(last)
 
 
 def checksum_mode(options: FingerprintOptions) -> ChecksumMode:

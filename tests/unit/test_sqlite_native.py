@@ -233,3 +233,31 @@ def test_doctor_says_how_sqlite_checksums_are_computed(monkeypatch: pytest.Monke
     monkeypatch.delenv("RESTORECHECK_SQLITE_NATIVE")
     monkeypatch.setitem(engine._native_state, "module", None)  # not built
     assert "was not built" in detail()
+
+
+@needs_native
+@pytest.mark.parametrize("encoding", ["UTF-16le", "UTF-16be", "UTF-8"])
+def test_text_that_is_not_valid_utf16_is_checksummed_by_sql(encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite renders invalid UTF-16 (a lone surrogate, an odd byte) together with whatever follows it
+    in the row or the chunk, which no value-by-value encoder can reproduce: the C encoder refuses
+    such text and the table is checksummed by SQL, so both installs agree (measured: a lone high
+    surrogate before ',' became U+1002C, before a newline U+FFFD, at a chunk's end its raw bytes)."""
+    monkeypatch.setattr(engine, "CHUNK_TARGET_BYTES", 64)  # many chunks: the fallback mid-table
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute(f"PRAGMA encoding = '{encoding}'")
+    conn.execute("CREATE TABLE t(a, b)")
+    for i in range(60):
+        conn.execute("INSERT INTO t VALUES (?, ?)", (f"row {i}", i))
+    conn.execute("INSERT INTO t VALUES (CAST(x'ff00fe41' AS TEXT), CAST(x'00d8' AS TEXT)), "
+                 "(CAST(x'c3' AS TEXT), 1), (CAST(x'00d8' AS TEXT), CAST(x'd800' AS TEXT)), "
+                 "(CAST(x'' AS TEXT), CAST(x'00dc' AS TEXT)), (char(0), CAST(x'4100d8' AS TEXT)), "
+                 "(x'', CAST(x'00d8' AS TEXT))")
+    for i in range(60):
+        conn.execute("INSERT INTO t VALUES (?, ?)", (f"after {i}", -i))
+    (info,) = read_tables(conn)
+    for options in (WHOLE, RANGES):
+        native = checksum_table(conn, info, options)
+        with sql_encoding():
+            by_sql = checksum_table(conn, info, options)
+        assert native.readable and native == by_sql
+    conn.close()
