@@ -892,7 +892,9 @@ def _raise_if_out_of_space(messages: Sequence[str], server: Any) -> None:
     where = server.info.get("datadir_on", "")
     place = server.info.get("base") or "the target server"
     fix = "free space there, or set TMPDIR to a directory on a larger disk"
-    if where.startswith("memory"):
+    from restorecheck.provisioners.local import IN_MEMORY
+
+    if where == IN_MEMORY:
         fix = "run again with RESTORECHECK_TMPFS=0 (or TMPDIR=DIR) to restore on disk"
     raise EnvironmentFailure(f"the restore target ran out of space ({place}, {where or server.kind}); "
                              "the backup itself was not judged", fix)

@@ -1271,7 +1271,7 @@ class SqliteEngine:
                 target: Target | None = None) -> RestoreOutcome:
         """Copy the backup (and a ``-wal`` beside it) into a private file and open it; ``target``
         is unused (nothing is started ahead for SQLite)."""
-        from restorecheck.provisioners.local import MEMORY_DIR
+        from restorecheck.provisioners.local import IN_MEMORY, MEMORY_DIR
         from restorecheck.provisioners.sqlite import temporary_sqlite
 
         path = Path(artifact.path)
@@ -1285,7 +1285,7 @@ class SqliteEngine:
         evidence: list[Evidence] = []
         opens = True
         info: dict[str, Any] = {"copy": str(copy), "sqlite_version": sqlite3.sqlite_version,
-                                "copy_on": "memory (tmpfs)" if copy.parent.parent == MEMORY_DIR else "disk"}
+                                "copy_on": IN_MEMORY if copy.parent.parent == MEMORY_DIR else "disk"}
         if wal.exists() and wal.stat().st_size > 0:
             shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
             evidence.append(Evidence("wal_beside_backup", str(wal), {"name": wal.name, "wal_bytes": wal.stat().st_size}))

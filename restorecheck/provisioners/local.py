@@ -581,6 +581,7 @@ def _traversable(path: Path) -> bool:
 
 
 MEMORY_DIR = Path("/dev/shm")
+IN_MEMORY = "memory (tmpfs)"  # what the report says of a cluster or a copy made there (else "disk")
 # A cluster's files besides its data: the template (39 MB), a fresh database, WAL segments.
 _CLUSTER_BASE_BYTES = 64 << 20
 _MEMORY_MAX_BYTES = 1 << 30  # never more than this in memory, whatever is free
@@ -614,7 +615,8 @@ def memory_parent(size_hint: int | None, user: pwd.struct_passwd | None, *,
     Creating a file costs about 1 ms on this development machine's ext4 and 15 µs on tmpfs, and a
     cluster is ~970 files before the restore creates ~300 more per database: from the template, a
     cluster was ready in 1.0 s on disk and in 0.2 s in memory (``benchmarks/bench_cluster.py``).
-    Only with ``size_hint`` (the source's ``pg_database_size``: drill), when ``/dev/shm`` is a tmpfs
+    Only with ``size_hint`` (a drill's source by its ``pg_database_size``, the self-test's dataset,
+    a trusted uncompressed dump, a SQLite backup by its bytes), when ``/dev/shm`` is a tmpfs
     that the server user can reach, and the estimate (64 MiB + 3x the data: the restored copy, its
     indexes and its WAL) is at most 1 GiB and a quarter of both the tmpfs's free space and the
     memory available. Where temporary files go was said (``TMPDIR``; ``tmp_root`` in the API), or
@@ -998,7 +1000,7 @@ def local_cluster(
                 "base": str(rd.base), "datadir": str(rd.datadir), "logfile": str(rd.logfile), "port": port,
                 "socket_dir": str(rd.sockdir), "bindir": str(inst.bindir), "server_pid": proc.pid,
                 "sandbox": sb.facts(), "cluster_dir": str(rd.cluster),
-                "datadir_from": made, "datadir_on": "memory (tmpfs)" if in_memory else "disk",
+                "datadir_from": made, "datadir_on": IN_MEMORY if in_memory else "disk",
             }
             if keep:
                 info["passfile"] = str(rd.passfile)

@@ -34,9 +34,7 @@ def temporary_sqlite(
     """
     from restorecheck.provisioners.local import memory_parent
 
-    parent = memory_parent(size_hint, None, base=0, factor=1) if tmp_root is None else None
-    if parent is None and tmp_root is not None:
-        parent = Path(tmp_root)
+    parent = memory_parent(size_hint, None, base=0, factor=1) if tmp_root is None else Path(tmp_root)
     workdir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=None if parent is None else str(parent)))
     try:
         yield workdir / name
