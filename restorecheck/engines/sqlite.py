@@ -501,9 +501,12 @@ class _Reader:
         # v2 on a connection the C encoder could be added to (``register_native``): the aggregate
         # encodes the raw values, byte for byte as group_concat of ``enc`` would. Its first argument
         # is the integer key, which it checks grows strictly (NULL: no check)
-        self.native = version >= 2 and register_native(conn)
         raw = [quote_identifier(c) for c in cols]
         args = ([self.rowid] if self.key_encoded and self.rowid else []) + raw
+        # a table wider than a function may take arguments (SQLITE_LIMIT_FUNCTION_ARG, 127 by
+        # default; a table may have 2,000 columns) is encoded by SQL, whose || has no such limit
+        self.native = (version >= 2 and len(args) + 1 <= conn.getlimit(sqlite3.SQLITE_LIMIT_FUNCTION_ARG)
+                       and register_native(conn))
         integer_key = self.rowid is not None and self.keys == [self.rowid]
         # through a sub-select of the values (aliased, so that no column name can clash) in key order
         self.values = ", ".join(f"{a} AS _c{i}" for i, a in enumerate(args)) or "NULL AS _c"

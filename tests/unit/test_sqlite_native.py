@@ -261,3 +261,21 @@ def test_text_that_is_not_valid_utf16_is_checksummed_by_sql(encoding: str, monke
             by_sql = checksum_table(conn, info, options)
         assert native.readable and native == by_sql
     conn.close()
+
+
+@needs_native
+def test_a_table_wider_than_a_functions_arguments_is_checksummed_by_sql() -> None:
+    """SQLite lets a function take 127 arguments and a table have 2,000 columns: a wider table is
+    encoded by SQL (its || has no such limit), not reported unreadable."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute(f"CREATE TABLE wide({', '.join(f'c{i}' for i in range(300))})")
+    conn.execute(f"INSERT INTO wide VALUES ({', '.join(str(i) for i in range(300))})")
+    conn.execute("CREATE TABLE narrow(a, b)")
+    conn.execute("INSERT INTO narrow VALUES (1, 'x')")
+    wide, narrow = sorted(read_tables(conn), key=lambda t: t.name != "wide")
+    assert not engine._Reader(conn, wide, engine.no_progress, None).native
+    assert engine._Reader(conn, narrow, engine.no_progress, None).native
+    fp = checksum_table(conn, wide, WHOLE)
+    assert fp.readable, fp.note
+    assert (fp.rows, fp.checksum) == reference_checksum(conn, wide)
+    conn.close()
