@@ -226,7 +226,7 @@ def test_restore_timeout_kills_the_restore_and_the_verdict_is_fail(run_dir: Path
                                                                     tmp_path: Path) -> None:
     sandbox_expected()
     dump = write_plain(tmp_path / "sleep.sql", "CREATE TABLE t (a int);\n"
-                       f"COPY (SELECT 1) TO PROGRAM '(setsid sleep 919 >/dev/null 2>&1 &)'; -- {marker}\n"
+                       f"COPY (SELECT 1) TO PROGRAM '(setsid sleep 919 >/dev/null 2>&1 &); cat >/dev/null'; -- {marker}\n"
                        "DO $$ BEGIN PERFORM pg_sleep(3600); END $$;\n")
     t0 = time.monotonic()
     rc, doc, _ = verify(str(dump), "--restore-timeout", "3")
@@ -246,7 +246,7 @@ def test_kill_9_during_verify_leaves_nothing_running_and_sweep_removes_the_rest(
     os.chmod(d, 0o755)
     try:
         dump = write_plain(tmp_path / "sleep.sql", "CREATE TABLE t (a int);\n"
-                           "COPY (SELECT 1) TO PROGRAM '(setsid sleep 921 >/dev/null 2>&1 &)';\n"
+                           "COPY (SELECT 1) TO PROGRAM '(setsid sleep 921 >/dev/null 2>&1 &); cat >/dev/null';\n"
                            "DO $$ BEGIN PERFORM pg_sleep(3600); END $$;\n")
         env = {**os.environ, "TMPDIR": str(d)}
         proc = subprocess.Popen([sys.executable, "-m", "restorecheck", "verify", str(dump), "--no-progress",
