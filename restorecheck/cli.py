@@ -23,7 +23,7 @@ from restorecheck.errors import ExitCode, RestorecheckError
 from restorecheck.signals import Terminated, handle_termination, ignore_from_now_on
 
 if TYPE_CHECKING:  # the choices below are these Literals' values (tests/unit/test_typed_contracts.py)
-    from restorecheck.model import DumpFormat, EngineName
+    from restorecheck.model import DumpFormat, EngineName, Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("restorecheck")
@@ -490,7 +490,24 @@ def backup(source: str, outdir: str, recipients: tuple[str, ...], file_mode: int
         click.echo(f"backup:   {a.path} ({a.format}{enc}, {a.bytes} bytes, sha256 {a.sha256})")
         click.echo(f"manifest: {result.manifest_path} ({len(result.manifest.tables)} tables, "
                    f"{result.seconds:.1f}s)")
+    for line in unread_warnings(result.manifest):
+        click.echo(f"restorecheck: warning: {line}", err=True)
     return int(ExitCode.OK)
+
+
+def unread_warnings(manifest: Manifest, shown: int = 5) -> list[str]:
+    """Lines for the tables the manifest has no count or checksum of (a read error, row-level
+    security): ``verify`` cannot compare them, which the backup's user must learn now, not at the
+    first drill. A foreign table, a virtual table or a materialized view never populated is not
+    read by design and is not listed."""
+    missed = [t for t in manifest.tables
+              if not t.readable and t.kind not in ("foreign", "virtual")
+              and not (t.kind == "matview" and "never populated" in (t.note or ""))]
+    lines = [f"{t.name} has no count or checksum in the manifest ({t.note or 'unreadable'}): verify will "
+             "not be able to compare its rows" for t in missed[:shown]]
+    if len(missed) > shown:
+        lines.append(f"... and {len(missed) - shown} more tables without a count or checksum (see the manifest)")
+    return lines
 
 
 @cli.command()

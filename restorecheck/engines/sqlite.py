@@ -458,9 +458,23 @@ def value_sql(column: str, version: int = 2) -> str:
     return f"CASE typeof({c}) WHEN 'text' THEN 'T'||length(CAST({c} AS BLOB))||':'||{c}{real} ELSE quote({c}) END"
 
 
+_FLAT_CONCAT = 32  # values joined in one flat chain of ||; more are nested (``_joined``)
+
+
 def row_sql(key: str | None, columns: Sequence[str], version: int = 2) -> str:
     parts = ([f"quote({key})"] if key else []) + [value_sql(c, version) for c in columns]
-    return "||','||".join(parts) if parts else "''"
+    return _joined(parts) if parts else "''"
+
+
+def _joined(parts: Sequence[str]) -> str:
+    """``parts`` joined by ``||','||``, as a balanced tree of parenthesised halves beyond
+    ``_FLAT_CONCAT`` parts: a flat chain is as deep as it is long, and SQLite refuses an expression
+    deeper than 1,000 (SQLITE_MAX_EXPR_DEPTH), which a table of about 500 columns reached; nested,
+    the depth grows with the logarithm of the width (a table may have 2,000 columns)."""
+    if len(parts) <= _FLAT_CONCAT:
+        return "||','||".join(parts)
+    half = len(parts) // 2
+    return f"({_joined(parts[:half])})||','||({_joined(parts[half:])})"
 
 
 class _Reader:
