@@ -916,12 +916,9 @@ def restored_size_hint(insp: Any, path: Path, options: RestoreOptions, artifact:
             insp.member_compression or (insp.header.compression or "").strip().lower() not in ("0", "none")):
         return None
     try:
-        if path.is_dir():
-            files = [f for f in path.rglob("*") if f.is_file()]
-            if any(f.suffix in (".gz", ".lz4", ".zst") for f in files):
-                return None
-            return 2 * sum(f.stat().st_size for f in files)
-        return 2 * path.stat().st_size
+        if path.is_dir() and any(f.suffix in (".gz", ".lz4", ".zst") for f in path.rglob("*")):
+            return None
+        return 2 * pgd.backup_bytes(path)
     except OSError:
         return None
 
