@@ -38,7 +38,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -431,10 +431,23 @@ def copy_template(template: Path, dest: Path, user: pwd.struct_passwd | None) ->
             shutil.rmtree(dest, ignore_errors=True)
 
 
-def publish_template(data: Path, template: Path) -> bool:
+def template_binaries(inst: PgInstallation) -> list[list[Any]]:
+    """The binaries a template was made with (real path, size, mtime), recorded in its manifest so
+    that the template of an installation since upgraded or removed can be pruned."""
+    out: list[list[Any]] = []
+    for tool in ("postgres", "initdb"):
+        path = os.path.realpath(inst.tool(tool))
+        st = os.stat(path)
+        out.append([path, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def publish_template(data: Path, template: Path, binaries: Sequence[Sequence[Any]] = ()) -> bool:
     """Copy a data directory initdb just made (and no server ever ran on) into the cache as
-    ``template``: owned by the running user, a manifest beside it, renamed into place in one step
-    (another process that got there first wins). False when it could not be done."""
+    ``template``: owned by the running user, a manifest beside it (``binaries``: see
+    ``template_binaries``), renamed into place in one step (another process that got there first
+    wins). Templates of installations that are gone are pruned first (``_remove_stale``). False
+    when it could not be done."""
     staging: Path | None = None
     try:
         template.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -449,7 +462,8 @@ def publish_template(data: Path, template: Path) -> bool:
             for n in filenames:
                 os.chown(os.path.join(dirpath, n), me, my_gid, follow_symlinks=False)
         os.chmod(staging, 0o755)
-        manifest = {"layout": TEMPLATE_LAYOUT, "entries": template_manifest(staging / _TEMPLATE_DATA)}
+        manifest = {"layout": TEMPLATE_LAYOUT, "binaries": [list(b) for b in binaries],
+                    "entries": template_manifest(staging / _TEMPLATE_DATA)}
         fd = os.open(staging / _TEMPLATE_MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "w") as fh:
             json.dump(manifest, fh)
@@ -467,14 +481,48 @@ def publish_template(data: Path, template: Path) -> bool:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+_OTHER_LAYOUT_DAYS = 30  # a template of another layout, untouched this long, belongs to no live version
+
+
 def _remove_stale(templates: Path) -> None:
-    """Staging and removed templates a killed run left behind (an hour old: no live run's)."""
-    for d in templates.glob(".[sr][te]*-*"):
-        with contextlib.suppress(OSError):
+    """Staging and removed templates a killed run left behind (an hour old: no live run's), and
+    templates no run will copy again: made with binaries that are gone or changed (an upgraded or
+    removed installation: each holds about 40 MB), or of another ``TEMPLATE_LAYOUT`` and untouched
+    for ``_OTHER_LAYOUT_DAYS``. Only the running user's; called when a new template is published,
+    which is when an upgrade shows."""
+    for d in templates.iterdir():
+        with contextlib.suppress(OSError, ValueError, TypeError):  # a manifest not of ours: left alone
             st = os.lstat(d)
-            if (d.name.startswith((".staging-", ".removed-")) and stat.S_ISDIR(st.st_mode)
-                    and st.st_uid == os.geteuid() and time.time() - st.st_mtime > _AGE_WITHOUT_OWNER):
-                shutil.rmtree(d, ignore_errors=True)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            age = time.time() - st.st_mtime
+            if d.name.startswith((".staging-", ".removed-")):
+                if age > _AGE_WITHOUT_OWNER:
+                    shutil.rmtree(d, ignore_errors=True)
+            elif not d.name.startswith(".") and _template_is_orphaned(d, age):
+                log.info("removing the template data directory %s: its installation is gone", d)
+                remove_template(d)
+
+
+def _template_is_orphaned(template: Path, age: float) -> bool:
+    path = template / _TEMPLATE_MANIFEST
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:
+        return False
+    with open(path, "rb") as fh:
+        manifest = json.loads(fh.read())
+    binaries = manifest.get("binaries") if isinstance(manifest, dict) else None
+    if not binaries:
+        layout = manifest.get("layout") if isinstance(manifest, dict) else None
+        return layout != TEMPLATE_LAYOUT and age > _OTHER_LAYOUT_DAYS * 86400
+    for path_, size, mtime_ns in binaries:
+        try:
+            now = os.stat(path_)
+        except FileNotFoundError:
+            return True
+        if (now.st_size, now.st_mtime_ns) != (size, mtime_ns):
+            return True
+    return False
 
 
 def remove_template(template: Path) -> None:
@@ -900,7 +948,7 @@ def _make_datadir(inst: PgInstallation, sb: Sandbox, rd: RunDir, binds_ro: list[
         _initdb(inst, sb, rd, binds_ro, env, password)
         return "initdb"
     _initdb(inst, sb, rd, binds_ro, env, secrets.token_urlsafe(24))  # forgotten at once
-    publish_template(rd.datadir, tpl)
+    publish_template(rd.datadir, tpl, template_binaries(inst))
     set_admin_password(inst, sb, rd, binds_ro, env, password)
     return "initdb+template"
 

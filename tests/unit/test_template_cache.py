@@ -217,3 +217,38 @@ def test_a_run_that_cannot_write_its_copy_keeps_the_template(template: Path, tmp
         local.copy_template(template, dest, None)
     assert not dest.exists()
     assert local.copy_template(template, tmp_path / "fine", None) is None
+
+
+def test_templates_of_installations_that_are_gone_are_pruned_when_a_new_one_is_made(tmp_path: Path) -> None:
+    """An upgrade makes a new template (its key names the binaries); the old one, about 40 MB, would
+    stay forever. When a template is published, those made with binaries that no longer exist or
+    have changed go, and so do old templates of another layout; the current ones stay."""
+    root = tmp_path / "cache" / "templates"
+    bins = tmp_path / "bin"
+    bins.mkdir()
+    for name in ("postgres-15", "postgres-16", "postgres-17"):
+        (bins / name).write_text(name)
+
+    def made_with(name: str) -> list[list[object]]:
+        st = os.stat(bins / name)
+        return [[str(bins / name), st.st_size, st.st_mtime_ns]]
+
+    assert local.publish_template(_fake_data(tmp_path / "a"), root / "pg15-gone", made_with("postgres-15"))
+    assert local.publish_template(_fake_data(tmp_path / "b"), root / "pg16-upgraded", made_with("postgres-16"))
+    assert local.publish_template(_fake_data(tmp_path / "c"), root / "pg17-current", made_with("postgres-17"))
+    assert local.publish_template(_fake_data(tmp_path / "d"), root / "old-layout-recent")
+    assert local.publish_template(_fake_data(tmp_path / "e"), root / "old-layout-old")
+    for name, layout in (("old-layout-recent", 0), ("old-layout-old", 0)):
+        manifest = json.loads((root / name / "manifest.json").read_text())
+        manifest["layout"] = layout
+        (root / name / "manifest.json").write_text(json.dumps(manifest))
+    os.utime(root / "old-layout-old", (0, 0))
+    not_mine = root / "garbage"
+    not_mine.mkdir()
+    (not_mine / "manifest.json").write_text("{not json")
+    (bins / "postgres-15").unlink()
+    (bins / "postgres-16").write_text("postgres-16.1, a longer file")
+    assert local.publish_template(_fake_data(tmp_path / "f"), root / "pg17-new", made_with("postgres-17"))
+    left = sorted(p.name for p in root.iterdir())
+    assert left == ["garbage", "old-layout-recent", "pg17-current", "pg17-new"], left
+    assert local.copy_template(root / "pg17-current", tmp_path / "run", None) is None
