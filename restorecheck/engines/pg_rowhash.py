@@ -271,7 +271,6 @@ def checksum_query(
     mixes it outside, so that the XOR is evaluated once although the mix reads it twice.
     """
     params: list[Any] = []
-    h = row_hash_sql(table.columns, strict=strict, version=version)
     bucket: sql.Composable
     if boundaries:
         lits = []
@@ -299,7 +298,8 @@ def checksum_query(
             w=where_sql)
     else:
         q = sql.SQL("SELECT {b}, count(*), coalesce(sum({h}), 0) FROM {only}{t} AS t{w} GROUP BY 1").format(
-            b=bucket, h=h, only=only, t=table.ident, w=where_sql)
+            b=bucket, h=row_hash_sql(table.columns, strict=strict, version=version), only=only, t=table.ident,
+            w=where_sql)
     if where is not None:
         params += where[1]
     return q, params
