@@ -126,9 +126,7 @@ def fingerprint_postgres(
             plan = _TablePlan(info)
             fp.plans[info.qualified] = plan
             plans.append(plan)
-        # biggest first, so that the last task to finish is a small one
-        plans.sort(key=lambda p: -p.info.pages)
-        tasks = [fp.table_task(p) for p in plans]
+        tasks = fp.tasks(plans)
         fp.total_tables = len(tasks)
         units = sum(max(1, len(fp.chunks(p.info))) for p in plans)  # one big table still uses every job
         for _ in range(1, min(jobs, max(1, units))):

@@ -20,13 +20,19 @@ log = logging.getLogger("restorecheck")
 
 def load_tables(conn: psycopg.Connection[Any], only: str | None = None) -> list[TableInfo]:
     """Every user relation with data of its own (r, p, m, f), with its columns and primary key;
-    ``only``: just the one of that qualified name (``schema.name``, as ``TableInfo.qualified``)."""
+    ``only``: just the one of that qualified name (``schema.name``, as ``TableInfo.qualified``).
+
+    ``pages`` is the catalog's ``relpages``, except for a table never analyzed (``reltuples`` -1:
+    a restored table without an index, whose ``relpages`` is 0 whatever it holds): its actual size
+    in blocks, so that it is split across connections and batched (``pg_workers``) by what it is."""
     one = "" if only is None else "AND n.nspname || '.' || c.relname = %(only)s"
     params = None if only is None else {"only": only}
     rels = conn.execute(f"""
         SELECT c.oid, n.nspname, c.relname, c.relkind, c.relispopulated, c.relpersistence,
                c.relrowsecurity, c.relforcerowsecurity, pg_has_role(c.relowner, 'USAGE'), c.relispartition,
-               c.relpages, c.reltuples,
+               CASE WHEN c.reltuples < 0 AND c.relkind IN ('r', 'm')
+                    THEN pg_relation_size(c.oid) / current_setting('block_size')::int ELSE c.relpages END,
+               c.reltuples,
                (SELECT coalesce(array_agg(pn.nspname || '.' || pc.relname), '{{}}') FROM pg_inherits i
                   JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
                  WHERE i.inhrelid = c.oid)

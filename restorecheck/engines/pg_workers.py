@@ -30,6 +30,12 @@ log = logging.getLogger("restorecheck")
 
 # blocks per parallel chunk when a table is split across connections
 CHUNK_MIN_PAGES = 4096  # 32 MiB: smaller tables are read in one piece
+# Small tables are checksummed many to a statement (``_Fingerprinter.batch_task``): one round trip
+# and one savepoint for BATCH_TABLES tables instead of three each.
+SMALL_TABLE_PAGES = 128  # 1 MiB, by the catalog's relpages
+BATCH_TABLES = 64
+# rows a block can hold at most (MaxHeapTuplesPerPage: 291 in 8 kB blocks, 1,169 in 32 kB ones)
+_MAX_ROWS_PER_PAGE = 1169
 
 
 def split_blocks(pages: int, parts: int) -> list[tuple[int, int | None]]:
@@ -125,6 +131,14 @@ class _Fingerprinter:
         self.done_tables = 0
         self.total_tables = 0
 
+    def tasks(self, plans: Sequence[_TablePlan]) -> list[Task]:
+        """The tasks of a fingerprint: biggest table first, so that the last task to finish is a
+        small one; then the small tables (``batchable``) in batches of ``BATCH_TABLES``."""
+        ordered = sorted(plans, key=lambda p: -p.info.pages)
+        small = [p for p in ordered if self.batchable(p.info)]
+        tasks = [self.table_task(p) for p in ordered if not self.batchable(p.info)]
+        return tasks + [self.batch_task(small[i:i + BATCH_TABLES]) for i in range(0, len(small), BATCH_TABLES)]
+
     def table_task(self, plan: _TablePlan) -> Task:
         def run(conn: psycopg.Connection[Any]) -> list[Task]:
             info = plan.info
@@ -140,6 +154,55 @@ class _Fingerprinter:
             if len(tasks) == 1:
                 return tasks[0](conn)
             return tasks
+        return run
+
+    def batchable(self, info: TableInfo) -> bool:
+        """A table small enough to be read in a batch, by the catalog's statistics (as ``chunks`` and
+        ``_boundaries`` decide): read in one piece, with no key ranges (it is estimated to hold at
+        most ``range_rows`` rows, and the reference, if any, has none for it). A table never
+        analyzed (``reltuples`` -1, ``pages`` then its actual size) is, when so few blocks cannot hold
+        ``range_rows`` rows."""
+        if info.relkind not in ("r", "m") or info.pages > SMALL_TABLE_PAGES:
+            return False
+        most = info.reltuples if info.reltuples >= 0 else info.pages * _MAX_ROWS_PER_PAGE
+        if most > self.options.range_rows:
+            return False
+        if self.ranges_from is not None:
+            ref = self.ranges_from.table(info.qualified)
+            if ref is not None and len(ref.ranges) > 1:
+                return False
+        return True
+
+    def batch_task(self, plans: Sequence[_TablePlan]) -> Task:
+        """Checksum small tables (``batchable``) in one statement: each one's buckets as a JSON
+        array from a scalar sub-select. A batch that fails (one table locked or not readable) runs
+        again table by table, each in its own savepoint, so that only the failing one is lost."""
+        def run(conn: psycopg.Connection[Any]) -> list[Task]:
+            parts = []
+            for plan in plans:
+                q, params = checksum_query(plan.info, strict=self.options.strict, version=self.options.hash_version)
+                if params:  # never without ranges or a WHERE, but then not for a batch
+                    return [self.table_task(p) for p in plans]
+                parts.append(sql.SQL("(SELECT json_agg(json_build_array(x.b::text, x.n::text, x.s::text)) "
+                                     "FROM ({}) AS x(b, n, s))").format(q))
+            stmt = sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts))
+            try:
+                with _savepoint(conn):
+                    row = conn.execute(stmt).fetchone()
+            except psycopg.Error as exc:
+                log.debug("a batch of %d small tables failed (%s): table by table", len(plans), first_line(exc))
+                return [self.table_task(p) for p in plans]
+            assert row is not None and len(row) == len(plans)
+            with self.lock:
+                for plan, buckets in zip(plans, row, strict=True):
+                    for bucket, count, total in buckets or ():
+                        acc = plan.buckets.setdefault(int(bucket), [0, 0])
+                        acc[0] += int(count)
+                        acc[1] += int(total)
+                    plan.pending = 0
+                    self.done_tables += 1
+                self.options.progress("fingerprint", self.done_tables, self.total_tables)
+            return []
         return run
 
     def chunks(self, info: TableInfo) -> list[tuple[int, int | None]]:
