@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import psycopg
@@ -58,7 +58,9 @@ def one_row_each(conn: psycopg.Connection[Any], queries: Sequence[sql.Composed],
     return out
 
 
-def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+def sequence_states(conn: psycopg.Connection[Any], empty: Set[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """Each sequence's state and, for one owned by a column, that column's extremes (PITFALLS I.4);
+    ``empty``: tables counted empty in this snapshot, whose columns have none (not queried)."""
     rows = conn.execute(f"""
         SELECT n.nspname, c.relname, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle,
                {pg_catalog.SEQUENCE_OWNER.format(seq="c.oid")}
@@ -66,7 +68,7 @@ def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
         WHERE {pg_catalog.USER_NS} ORDER BY 1, 2""").fetchall()
     values = one_row_each(conn, [sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(nsp, name))
                                  for nsp, name, *_ in rows], [2] * len(rows))
-    owned_rows = [r for r in rows if r[6]]
+    owned_rows = [r for r in rows if r[6] and f"{r[6][0]}.{r[6][1]}" not in empty]
     extremes = one_row_each(conn, [
         sql.SQL("SELECT max({c})::text, min({c})::text FROM {o}{t}").format(
             c=sql.Identifier(r[6][2]), o=sql.SQL("") if r[6][3] == "p" else sql.SQL("ONLY "),
@@ -83,7 +85,7 @@ def sequence_states(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
         if owned:
             tnsp, trel, tcol, _tkind = owned
             state["owned_by"] = f"{tnsp}.{trel}.{tcol}"
-            ext = extreme_of[(nsp, name)]
+            ext = extreme_of.get((nsp, name), (None, None))  # absent: its table is empty
             if isinstance(ext, Exception):
                 state["column_note"] = first_line(ext)
             else:
@@ -101,8 +103,10 @@ def _int_or_str(v: str) -> int | str:
         return v
 
 
-def fk_orphan_counts(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
-    """Orphan rows per foreign key (MATCH SIMPLE / FULL semantics; PITFALLS I.5)."""
+def fk_orphan_counts(conn: psycopg.Connection[Any], empty: Set[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """Orphan rows per foreign key (MATCH SIMPLE / FULL semantics; PITFALLS I.5). ``empty``: tables
+    (``schema.name``) counted empty in this very snapshot, whose foreign keys have no orphans and
+    are not queried (a schema-heavy database has hundreds of foreign keys on empty tables)."""
     fks = conn.execute(f"""
         SELECT n.nspname, c.relname, co.conname, c.relkind, pn.nspname, pc.relname, pc.relkind,
                co.convalidated, co.confmatchtype,
@@ -115,7 +119,8 @@ def fk_orphan_counts(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]
         WHERE co.contype = 'f' AND co.conparentid = 0 AND {pg_catalog.USER_NS}
         ORDER BY 1, 2, 3""").fetchall()
     queries: list[sql.Composed] = []
-    for _nsp, _rel, _con, kind, _pnsp, _prel, pkind, _validated, match, ccols, pcols in fks:
+    asked = [fk for fk in fks if f"{fk[0]}.{fk[1]}" not in empty]
+    for _nsp, _rel, _con, kind, _pnsp, _prel, pkind, _validated, match, ccols, pcols in asked:
         child = sql.SQL("{}{}").format(sql.SQL("") if kind == "p" else sql.SQL("ONLY "), sql.Identifier(_nsp, _rel))
         parent = sql.SQL("{}{}").format(sql.SQL("") if pkind == "p" else sql.SQL("ONLY "),
                                         sql.Identifier(_pnsp, _prel))
@@ -130,9 +135,10 @@ def fk_orphan_counts(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]
                 m=missing, a=anynull, nn_all=sql.SQL(" AND ").join(
                     sql.SQL("c.{} IS NULL").format(sql.Identifier(cc)) for cc in ccols))
         queries.append(sql.SQL("SELECT count(*) FROM {c} AS c WHERE {m}").format(c=child, m=missing))
-    counts = one_row_each(conn, queries, [1] * len(queries))
+    counts = iter(one_row_each(conn, queries, [1] * len(queries)))
     out: dict[str, dict[str, Any]] = {}
-    for (nsp, rel, con, _k, pnsp, prel, _pk, validated, _m, _cc, _pc), got in zip(fks, counts, strict=True):
+    for nsp, rel, con, _k, pnsp, prel, _pk, validated, _m, _cc, _pc in fks:
+        got: tuple[Any, ...] | Exception = (0,) if f"{nsp}.{rel}" in empty else next(counts)
         entry: dict[str, Any] = {"table": f"{nsp}.{rel}", "references": f"{pnsp}.{prel}",
                                  "validated": bool(validated)}
         if isinstance(got, Exception):

@@ -137,8 +137,9 @@ def fingerprint_postgres(
         for name, plan in fp.plans.items():
             results[name] = _table_result(plan, options)
         _derive_parents(results, tables)
-        sequences = sequence_states(main)
-        fks = {} if options.schema_only else fk_orphan_counts(main)
+        empty = {name for name, t in results.items() if t.readable and t.rows == 0}
+        sequences = sequence_states(main, empty)
+        fks = {} if options.schema_only else fk_orphan_counts(main, empty)
         los = None if options.schema_only else large_object_summary(main)
         facts["jobs"] = jobs
         ordered = tuple(results[t.qualified] for t in tables)
