@@ -524,21 +524,31 @@ def verify(
             stop_hashing = threading.Event()
             stack.callback(stop_hashing.set)  # runs first: an interrupted run does not wait for it
             hashing = hasher.submit(sha256_of, path, cancel=stop_hashing)
-        sha_findings: list[Finding] = []
+        plain_sha: list[str] = []
 
         def digest() -> tuple[str, bool]:
-            """(the backup's sha256, whether it differs from the manifest's); the finding once."""
+            """(the backup's sha256, whether it differs from the manifest's). A manifest written with
+            a plain backup that was compressed or encrypted afterwards (gzip of the nightly dump)
+            records the plain file's sha256: once a layer is peeled, that is compared instead."""
             sha = stored_sha if hashing is None else hashing.result()
             assert sha is not None
             changed = bool(recorded is not None and recorded.sha256 and recorded.sha256 != sha)
-            if changed and not sha_findings:
-                assert recorded is not None
-                sha_findings.extend(registry.convert([Evidence(
-                    "sha256_mismatch", path.name,
-                    {"expected": recorded.sha256, "actual": sha,
-                     "bytes_expected": recorded.bytes, "bytes_actual": backup_bytes(path)},
-                )]))
+            if (changed and recorded is not None and not recorded.encryption and not recorded.compression
+                    and opened.readable and opened.path != opened.stored and opened.path.exists()):
+                if not plain_sha:
+                    plain_sha.append(sha256_of(opened.path))
+                changed = plain_sha[0] != recorded.sha256
             return sha, changed
+
+        def sha_findings() -> list[Finding]:
+            sha, changed = digest()
+            if not changed or recorded is None:
+                return []
+            return registry.convert([Evidence(
+                "sha256_mismatch", path.name,
+                {"expected": recorded.sha256, "actual": sha,
+                 "bytes_expected": recorded.bytes, "bytes_actual": backup_bytes(path)},
+            )])
 
         opened = sources.Opened(named=named, path=path, stored=path)
         if path.is_file():
@@ -566,7 +576,7 @@ def verify(
         if eng is None or fmt is None:  # a layer failed: nothing trustworthy to restore
             name = engine or (reference.engine if reference is not None else "postgresql")
             sha, _changed = digest()
-            findings[:0] = sha_findings
+            findings[:0] = sha_findings()
             artifact = dataclasses.replace(artifact, sha256=sha)
             return Report(verdict=verdict_for(findings), engine=name,
                           reference=reference_kind, backup=artifact, phases={"total": _elapsed(start)},
@@ -590,7 +600,7 @@ def verify(
         tables, more, extra, kept = _restore_and_check(eng, inner, reference, reference_kind, live, restore,
                                                  fingerprint, max_restore_seconds, stack, phases)
         sha, _changed = digest()  # hashed meanwhile
-        findings[:0] = sha_findings  # first, as the file is what was checked first
+        findings[:0] = sha_findings()  # first, as the file is what was checked first
         artifact = dataclasses.replace(artifact, sha256=sha)
         phases["total"] = _elapsed(start)  # until the verdict; removing the throwaways is "cleanup"
         cleanup = time.monotonic()

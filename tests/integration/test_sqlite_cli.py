@@ -303,3 +303,32 @@ def test_drill_keep_prints_a_sqlite3_command_that_opens_the_restored_copy(tmp_pa
         for kept in work.iterdir():
             shutil.rmtree(kept)
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_backup_compressed_after_it_was_taken_verifies_against_its_manifest(
+        backed_up: Path, tmp_path: Path, codec: str) -> None:
+    """The manifest records the sha256 of the plain backup; the nightly job then compresses it. Once
+    the layer is peeled, the content's sha256 is compared: equal, no finding. A different file of the
+    same rows (VACUUM INTO) compressed the same way is still told apart by its sha256."""
+    import shutil
+    import subprocess
+
+    if shutil.which(codec) is None:
+        pytest.skip(f"{codec} is not installed (apt-get install -y {codec})")
+    out = backed_up.parent
+    subprocess.run([codec, "-q", "-k", str(backed_up)], check=True)
+    packed = out / (backed_up.name + (".gz" if codec == "gzip" else ".zst"))
+    code, rep = verify_report(packed, tmp_path)
+    assert code == 0 and rep["verdict"] == "pass", rep["findings"]
+    assert rep["backup"]["compression"] == codec
+    other = tmp_path / "other"
+    other.mkdir()
+    conn = sqlite3.connect(backed_up)
+    conn.execute(f"VACUUM INTO '{other / 'app.db'}'")
+    conn.close()
+    assert sha(other / "app.db") != sha(backed_up)
+    shutil.copy(out / "app.manifest.json", other / "app.manifest.json")
+    subprocess.run([codec, "-q", str(other / "app.db")], check=True)
+    code, rep = verify_report(other / packed.name, tmp_path)
+    assert code == 1 and error_checks(rep) == {"backup_file"}, rep["findings"]
