@@ -711,6 +711,7 @@ def compare_schema(
     findings: list[Finding] = []
     restored = _without_template_public(reference, restored, findings)
     reference, restored = _without_uncompared(reference), _without_uncompared(restored)
+    reference, restored = _without_derived_constraints(reference, restored)
     # lists compare as sets (privileges, roles): engines encode ordered lists as one string
     diff = DeepDiff(_plain(reference), _plain(restored), ignore_order=True, verbose_level=2,
                     view="tree", threshold_to_diff_deeper=0)
@@ -734,6 +735,39 @@ def compare_schema(
 # keys of a schema entry that are carried, not compared: a view's query as the server printed it
 # (the normalised "definition" is compared; the raw text is what a round trip parses, pg_deparse.py)
 UNCOMPARED = {"views": frozenset({"query_text"}), "matviews": frozenset({"query_text"})}
+
+
+def _without_derived_constraints(reference: Mapping[str, Any], restored: Mapping[str, Any]
+                                 ) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """Leave out the constraints the server derives from a partitioned table's own (``"derived"``:
+    a partition's copy of its parent's key, the copies of a foreign key that references a
+    partitioned table, one per partition): the server names them at restore, and names them
+    differently across majors (``refs_code_fkey1`` on 15, ``refs_code_fkey_1`` on 18), while
+    what they enforce is the parent constraint's, which is compared. One marked on either side
+    goes from both, by name (a manifest made before 0.3 does not mark them)."""
+    ref_tables, res_tables = reference.get("tables"), restored.get("tables")
+    if not isinstance(ref_tables, Mapping) or not isinstance(res_tables, Mapping):
+        return reference, restored
+
+    def derived(tables: Mapping[str, Any], name: str) -> set[str]:
+        cons = (tables.get(name) or {}).get("constraints") if isinstance(tables.get(name), Mapping) else None
+        if not isinstance(cons, Mapping):
+            return set()
+        return {c for c, e in cons.items() if isinstance(e, Mapping) and e.get("derived")}
+
+    def without(tables: Mapping[str, Any], drop: Mapping[str, set[str]]) -> dict[str, Any]:
+        out = dict(tables)
+        for name, names in drop.items():
+            entry = tables.get(name)
+            if names and isinstance(entry, Mapping) and isinstance(entry.get("constraints"), Mapping):
+                out[name] = {**entry, "constraints": {c: e for c, e in entry["constraints"].items()
+                                                      if c not in names}}
+        return out
+
+    drop = {name: derived(ref_tables, name) | derived(res_tables, name) for name in set(ref_tables) | set(res_tables)}
+    if not any(drop.values()):
+        return reference, restored
+    return ({**reference, "tables": without(ref_tables, drop)}, {**restored, "tables": without(res_tables, drop)})
 
 
 def _without_uncompared(schema: Mapping[str, Any]) -> Mapping[str, Any]:

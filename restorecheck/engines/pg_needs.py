@@ -217,11 +217,17 @@ def raise_if_environment_limited(messages: Sequence[str], server_version: str, w
         )
 
 
+def _text(value: str | bytes) -> str:
+    """A name as text: on a SQL_ASCII database psycopg hands text over as bytes (no encoding to
+    decode it by); a name that is not UTF-8 keeps its bytes as escapes."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
 def needs_of_database(conn: Any, *, min_major: int | None = None) -> DumpNeeds:
     """What a dump of the live database behind ``conn`` will need (drill starts its target before
     the dump exists): its extensions, the ICU collations its columns or its schemas use, xml columns."""
-    exts = [r[0] for r in conn.execute("SELECT extname FROM pg_catalog.pg_extension").fetchall()]
-    icu = [r[0] for r in conn.execute(
+    exts = [_text(r[0]) for r in conn.execute("SELECT extname FROM pg_catalog.pg_extension").fetchall()]
+    icu = [_text(r[0]) for r in conn.execute(
         "SELECT DISTINCT co.collname FROM pg_catalog.pg_collation co "
         "WHERE co.collprovider = 'i' AND (co.oid IN (SELECT a.attcollation FROM pg_catalog.pg_attribute a "
         "  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid WHERE c.relnamespace NOT IN "

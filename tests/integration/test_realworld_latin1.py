@@ -86,6 +86,11 @@ def test_sql_ascii_database_with_high_bytes_backs_up_verifies_and_compares(pg_se
     with pg_server.fresh_database(encoding="SQL_ASCII", lc_collate="C", lc_ctype="C") as ref:
         with psycopg.connect(ref.conninfo(), autocommit=True) as conn:
             conn.execute(SQL_ASCII_SCHEMA)
+            # what a drill's target must host: psycopg hands names over as bytes here, and plpgsql
+            # came out as b'plpgsql', "needed" from an installation that does not exist (exit 3)
+            from restorecheck.engines.pg_needs import needs_of_database
+
+            assert needs_of_database(conn).extensions == ()
         result = pipeline.backup(ref, tmp_path / "out", pipeline.BackupOptions(format="custom"))
         copy = ref.with_dbname(f"{ref.dbname}_copy")
         execute(pg_server.admin, f'CREATE DATABASE "{copy.dbname}" TEMPLATE "{ref.dbname}"')
