@@ -68,6 +68,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -638,6 +639,8 @@ class _Reader:
         (n, text) = self._fetch(query, [*params, limit])
         if not n:
             return None
+        if limit >= 2**62:  # in one piece: nothing follows, and the last key may not decode
+            return n, text, ()
         last = self.conn.execute(
             f"SELECT {self.order} FROM {self.tbl}{cond} ORDER BY {self.order} LIMIT 1 OFFSET ?",
             [*params, n - 1],
@@ -774,6 +777,8 @@ def checksum_table(
     info: TableInfo,
     options: FingerprintOptions,
     reference: TableFingerprint | None = None,
+    *,
+    one_piece: bool = False,
 ) -> TableFingerprint:
     """Row count, content checksum and (for large tables) key-range checksums of one table.
 
@@ -803,14 +808,17 @@ def checksum_table(
         # three queries, each optimised alone (count(*) by the b-tree's page walk, min and max by one
         # seek each for a key); together they would read every row (measured: 1 ms against 36 ms)
         count = int(conn.execute(f"SELECT count(*) FROM {reader.tbl}").fetchone()[0])
-        kmin = conn.execute(f"SELECT min({first_key}) FROM {reader.tbl}").fetchone()[0]
-        kmax = conn.execute(f"SELECT max({first_key}) FROM {reader.tbl}").fetchone()[0]
+        # integers only: a text key need not be valid UTF-8, which Python could not decode
+        kmin = conn.execute(f"SELECT CASE WHEN typeof(m) = 'integer' THEN m END "
+                            f"FROM (SELECT min({first_key}) AS m FROM {reader.tbl})").fetchone()[0]
+        kmax = conn.execute(f"SELECT CASE WHEN typeof(m) = 'integer' THEN m END "
+                            f"FROM (SELECT max({first_key}) AS m FROM {reader.tbl})").fetchone()[0]
         reader.total_hint = count
         whole = hashlib.sha256()
         hashing = _Hashing(threaded=count > THREADED_HASH_ROWS)
         rows = 0
         ranges: list[tuple[Any, Any, int, Future[str]]] = []
-        plan = _plan_from(reference, key) if not options.schema_only else None
+        plan = _plan_from(reference, key) if not (options.schema_only or one_piece) else None
         if plan is None and count > options.range_rows and options.max_ranges > 1 \
                 and reader.keys == [reader.rowid] and isinstance(kmin, int) and isinstance(kmax, int):
             k = _grid(kmin, kmax, options.max_ranges)  # power-of-two rowid buckets
@@ -824,7 +832,7 @@ def checksum_table(
                 rows += n_part
                 ranges.append((None if lower is None else tuple(lower),
                                None if upper is None else tuple(upper), n_part, digest))
-        elif count > options.range_rows and options.max_ranges > 1:
+        elif count > options.range_rows and options.max_ranges > 1 and not one_piece:
             # runs of a power-of-two number of rows in key order (WITHOUT ROWID, composite keys)
             per = 1
             while per * options.max_ranges < count:
@@ -836,17 +844,28 @@ def checksum_table(
                     break
                 n_part, after, digest = _hash_run(reader.chunks(after, max_rows=per), whole, hashing, after)
                 rows += n_part
-                ranges.append((_jsonable_key(first), _jsonable_key(after), n_part, digest))
+                ranges.append((first, after, n_part, digest))
         else:
+            if one_piece:
+                reader.limit = 2**62
             for n, text, _ in reader.chunks(None):
                 hashing.update((whole,), text)
                 rows += n
         hashing.wait()
+        if not all(_storable_key(lo) and _storable_key(hi) for lo, hi, _n, _d in ranges):
+            ranges = []  # the table's checksum stands; its ranges could not be stored as they are
         return TableFingerprint(name, kind, rows=rows, checksum=whole.hexdigest()[:32],
                                 checksum_mode=mode, key=key,
                                 ranges=tuple(RangeChecksum(lo, hi, n, d.result()) for lo, hi, n, d in ranges),
                                 extra={"strict": True} if info.strict else {})
     except sqlite3.DatabaseError as exc:
+        if not one_piece and "decode" in str(exc).lower() and isinstance(exc, sqlite3.OperationalError):
+            # a key that is text but not UTF-8 (Python cannot hold it to page by, nor a manifest
+            # store it): the whole table in one piece, in key order, without key ranges
+            log.debug("%s: a key Python cannot decode (%s); read in one piece", name, first_line(exc))
+            if hashing is not None:
+                hashing.close()
+            return checksum_table(conn, info, options, reference, one_piece=True)
         return TableFingerprint(name, kind, readable=False, note=first_line(exc),
                                 checksum_mode=mode)
     finally:
@@ -865,10 +884,11 @@ def _next_key(conn: sqlite3.Connection, reader: _Reader, after: tuple[Any, ...] 
     return None if row is None else tuple(row)
 
 
-def _jsonable_key(key: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
-    if key is None:
-        return None
-    return tuple(v.hex() if isinstance(v, bytes) else v for v in key)
+def _storable_key(key: tuple[Any, ...] | None) -> bool:
+    """Whether a manifest can store this key as it is: a blob would be stored as hex text (another
+    key) and an infinite REAL is no JSON number."""
+    return key is None or not any(isinstance(v, bytes) or (isinstance(v, float) and not math.isfinite(v))
+                                  for v in key)
 
 
 def differing_keys(

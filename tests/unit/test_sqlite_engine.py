@@ -642,3 +642,57 @@ def test_backup_warns_of_a_table_the_manifest_could_not_read(tmp_path: Path,
     assert len(warnings) == 1, err
     assert "main.damaged has no count or checksum" in warnings[0] and "malformed" in warnings[0]
     assert "main.fine" not in err
+
+
+KEY_SHAPES = {
+    # (create, rows): keys a manifest cannot store as they are, or Python cannot decode
+    "text key not UTF-8": ("CREATE TABLE t (k TEXT PRIMARY KEY, v) WITHOUT ROWID",
+                           [(f"k{i:05}", i) for i in range(300)] + [(b"\xff\xfe".decode("latin-1"), -1)]),
+    "infinite real keys": ("CREATE TABLE t (k REAL PRIMARY KEY, v) WITHOUT ROWID",
+                           [(float("-inf"), 0), (float("inf"), 1)] + [(i / 3, i) for i in range(300)]),
+    "blob keys": ("CREATE TABLE t (k BLOB PRIMARY KEY, v) WITHOUT ROWID",
+                  [(bytes([i // 256, i % 256]), i) for i in range(300)]),
+    "every rowid name a column": ("CREATE TABLE t (rowid, _rowid_, oid)",
+                                  [(i, f"x{i}", i % 2) for i in range(300)] + [("bad", "y", 0)]),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(KEY_SHAPES))
+@pytest.mark.parametrize("range_rows", [100_000, 100])
+def test_keys_a_manifest_cannot_store_or_python_cannot_decode(tmp_path: Path, shape: str, range_rows: int) -> None:
+    """A healthy table was reported unreadable (a text key that is not UTF-8: "Could not decode"), or
+    its manifest could not be read back (an infinite REAL key range bound written as -Infinity) or
+    its ranges were wrong (a blob bound stored as hex text). Such a table is checksummed whole, as
+    the reference does, and without key ranges when a bound could not be stored as it is."""
+    import json
+
+    from restorecheck.engines.sqlite import read_tables, reference_checksum
+    from tests.unit.test_sqlite_native import sql_encoding
+
+    path = tmp_path / "k.db"
+    conn = sqlite3.connect(path)
+    create, rows = KEY_SHAPES[shape]
+    conn.execute(create)
+    conn.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    if shape == "text key not UTF-8":
+        conn.execute("UPDATE t SET k = CAST(x'ff41' AS TEXT) WHERE v = -1")
+    if shape == "every rowid name a column":
+        conn.execute("UPDATE t SET _rowid_ = CAST(x'c3' AS TEXT) WHERE rowid = 'bad'")
+    conn.commit()
+    (info,) = read_tables(conn)
+    decodable = shape not in ("text key not UTF-8", "every rowid name a column")
+    want = reference_checksum(conn, info) if decodable else None  # the Python reference decodes text
+    conn.close()
+    m = SqliteEngine().fingerprint(SqliteRef(path), FingerprintOptions(range_rows=range_rows))
+    t = m.table("main.t")
+    assert t is not None and t.readable, t.note if t else None
+    if want is not None:
+        assert (t.rows, t.checksum) == want
+    with sql_encoding():  # the other implementation, and the whole table in any case
+        by_sql = SqliteEngine().fingerprint(SqliteRef(path), FingerprintOptions(range_rows=10**9)).table("main.t")
+    assert by_sql is not None and (t.rows, t.checksum) == (by_sql.rows, by_sql.checksum) == (len(rows), t.checksum)
+    text = json.dumps(m.to_dict(), allow_nan=False)  # a manifest strict JSON can read back
+    back = Manifest.from_dict(json.loads(text))
+    assert back.table("main.t") == t
+    if shape in ("infinite real keys", "blob keys", "text key not UTF-8"):
+        assert t.ranges == ()
