@@ -426,6 +426,12 @@ def compare_sequences(
             continue
         na, nb = next_value(a), next_value(b)
         if na is None or nb is None:
+            if (a.get("raw") or b.get("raw")) and a.get("raw") != b.get("raw"):  # SQLite: a seq not an integer
+                findings.append(Finding(
+                    "sequence", "error", name,
+                    f"sequence {name}: {_seq_shown(a)} expected, restored {_seq_shown(b)}",
+                    {"raw_expected": a.get("raw"), "raw_restored": b.get("raw"),
+                     "last_value_expected": a.get("last_value"), "last_value_restored": b.get("last_value")}))
             continue
         ascending = int(a.get("increment", 1) or 1) > 0
         if live_reference:
@@ -448,6 +454,11 @@ def compare_sequences(
                  "last_value_expected": a.get("last_value"), "last_value_restored": b.get("last_value"),
                  "is_called_expected": a.get("is_called"), "is_called_restored": b.get("is_called")}))
     return findings
+
+
+def _seq_shown(state: Mapping[str, Any]) -> str:
+    raw = state.get("raw")
+    return f"seq {raw} (type:hex)" if raw else f"last_value {state.get('last_value')}"
 
 
 def _as_int(v: Any) -> int | None:

@@ -974,11 +974,19 @@ def read_fk_orphans(conn: sqlite3.Connection, tables: Sequence[TableInfo]) -> di
 def read_sequences(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """``sqlite_sequence`` rows (AUTOINCREMENT high-water marks) as sequence states."""
     try:
-        rows = conn.execute("SELECT name, seq FROM main.sqlite_sequence").fetchall()
+        rows = conn.execute("SELECT name, seq, typeof(seq) || ':' || hex(CAST(seq AS BLOB)) "
+                            "FROM main.sqlite_sequence").fetchall()
     except sqlite3.OperationalError:
         return {}  # no AUTOINCREMENT table: no sqlite_sequence
-    return {f"main.{name}": {"last_value": seq, "is_called": True, "increment": 1, "table": f"main.{name}"}
-            for name, seq in rows}
+    out: dict[str, dict[str, Any]] = {}
+    for name, seq, raw in rows:
+        state: dict[str, Any] = {"last_value": seq, "is_called": True, "increment": 1, "table": f"main.{name}"}
+        if not isinstance(seq, int):
+            # sqlite_sequence is an ordinary table: its seq can be text, a REAL or NULL (a hand-made
+            # edit; SQLite then treats it as 0): kept as its type and bytes, compared as they are
+            state.update(last_value=None, raw=raw)
+        out[f"main.{name}"] = state
+    return out
 
 
 def run_integrity_check(conn: sqlite3.Connection, max_errors: int = MAX_INTEGRITY_ERRORS) -> list[str]:

@@ -696,3 +696,35 @@ def test_keys_a_manifest_cannot_store_or_python_cannot_decode(tmp_path: Path, sh
     assert back.table("main.t") == t
     if shape in ("infinite real keys", "blob keys", "text key not UTF-8"):
         assert t.ranges == ()
+
+
+def test_a_sqlite_sequence_that_is_not_an_integer(tmp_path: Path) -> None:
+    """sqlite_sequence is an ordinary table: seq can be text. Backup wrote it into the manifest as a
+    string, which verify then rejected (exit 2) and drill failed on (an internal error). It is kept
+    as its type and bytes, and a change of it is still a difference."""
+    import json
+
+    from restorecheck import pipeline
+
+    src = tmp_path / "seq.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY AUTOINCREMENT, v)")
+    conn.execute("INSERT INTO a (v) VALUES (1)")
+    conn.execute("UPDATE sqlite_sequence SET seq = 'text'")
+    conn.commit()
+    conn.close()
+    result = pipeline.backup(SqliteRef(src), tmp_path / "out", BackupOptions())
+    saved = json.loads(Path(result.manifest_path).read_text())
+    assert saved["sequences"]["main.a"]["last_value"] is None and saved["sequences"]["main.a"]["raw"] == "text:74657874"
+    report = pipeline.verify(result.artifact.path, restore=RestoreOptions())
+    assert report.verdict == "pass", [f.message for f in report.findings]
+    assert pipeline.drill(SqliteRef(src), restore=RestoreOptions()).verdict == "pass"
+    changed = tmp_path / "changed.db"
+    Path(changed).write_bytes(Path(result.artifact.path).read_bytes())
+    conn = sqlite3.connect(changed)
+    conn.execute("UPDATE sqlite_sequence SET seq = 'other'")
+    conn.commit()
+    conn.close()
+    report = pipeline.verify(str(changed), manifest=result.manifest, restore=RestoreOptions())
+    assert [(f.check, f.object) for f in report.findings if f.severity == "error" and f.check == "sequence"] == [
+        ("sequence", "main.a")]
