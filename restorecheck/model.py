@@ -741,6 +741,9 @@ def _describe(error: SchemaError, data: Any) -> str:
         return f"{path} lacks the field{'s' if len(missing) > 1 else ''} {names}"
     if kind == "minimum":
         return f"{path} must be at least {expected}, not {_show(value)}"
+    if kind == "maximum":
+        shown = _show(value) if len(str(value)) <= 40 else f"a number of {len(str(value))} digits"
+        return f"{path} must be at most {expected} (a 64-bit integer), not {shown}"
     if kind == "const":
         return f"{path} must be {_show(expected)}, not {_show(value)}"
     if kind == "enum":

@@ -7,7 +7,7 @@ contract either way: the test suite checks the schema with ``jsonschema``'s meta
 this validator and ``jsonschema`` agree on valid and mutated manifests.
 
 Supported keywords: ``type``, ``required``, ``properties``, ``additionalProperties``, ``items``
-(a schema), ``minimum``, ``minLength``, ``pattern``, ``const``, ``enum`` and ``$ref`` to
+(a schema), ``minimum``, ``maximum``, ``minLength``, ``pattern``, ``const``, ``enum`` and ``$ref`` to
 ``#/$defs/NAME``; annotations (``$schema``, ``$id``, ``title``, ``description``, ``$defs``) are
 ignored. A schema that uses any other keyword is refused when the validator is built, so that a
 keyword can never be silently skipped.
@@ -22,7 +22,7 @@ from typing import Any
 
 ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment"})
 KEYWORDS = frozenset({"type", "required", "properties", "additionalProperties", "items", "minimum",
-                      "minLength", "pattern", "const", "enum", "$ref"})
+                      "maximum", "minLength", "pattern", "const", "enum", "$ref"})
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,9 @@ class Validator:
                 for item in value:
                     if not self._valid(items, item):
                         return False
-        elif (isinstance(value, (int, float)) and not isinstance(value, bool) and "minimum" in schema
-              and value < schema["minimum"]):
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                ("minimum" in schema and value < schema["minimum"])
+                or ("maximum" in schema and value > schema["maximum"])):
             return False
         return True
 
@@ -175,6 +176,8 @@ class Validator:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             if "minimum" in schema and value < schema["minimum"]:
                 yield SchemaError(path, "minimum", schema["minimum"], value)
+            if "maximum" in schema and value > schema["maximum"]:
+                yield SchemaError(path, "maximum", schema["maximum"], value)
         elif isinstance(value, dict):
             required = schema.get("required")
             if required and any(k not in value for k in required):

@@ -99,6 +99,7 @@ from restorecheck.engines.base import (
 from restorecheck.errors import (
     BackupNotFoundError,
     BadInputError,
+    BadManifestError,
     SourceUnreachableError,
     UnknownFormatError,
     first_line,
@@ -707,6 +708,12 @@ def _plan_from(reference: TableFingerprint | None, key: tuple[str, ...]) -> list
     """The reference's range bounds, when it has ranges on the same key (so both sides align)."""
     if reference is None or not reference.ranges or tuple(reference.key) != key:
         return None
+    for r in reference.ranges:
+        for v in (*(r.lower or ()), *(r.upper or ())):
+            if isinstance(v, int) and not -(1 << 63) <= v < (1 << 63):
+                raise BadManifestError(f"the manifest's key ranges of {reference.name} hold {str(v)[:24]}..., "
+                                       "which no SQLite key can be (a 64-bit integer)",
+                                       "give the manifest written with this backup, unchanged")
     return [(r.lower, r.upper) for r in reference.ranges]
 
 

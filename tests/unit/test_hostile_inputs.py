@@ -452,3 +452,21 @@ def test_mutated_manifests_through_the_cli_exit_0_1_or_2(tmp_path: Path, data: d
     if proc.returncode == ExitCode.BAD_INPUT:
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not REPR.search(proc.stderr), proc.stderr
+
+
+@pytest.mark.parametrize("where", ["rows", "range bound"])
+def test_a_manifest_number_beyond_64_bits_is_exit_2(work: Path, sqlite_db: Path, where: str) -> None:
+    """A hand-edited 10**400: counted rows were accepted and printed, a key-range bound was an
+    internal error (OverflowError, exit 3) when it was bound to SQLite."""
+    d = json.loads(sqlite_db.with_name("app.manifest.json").read_text())
+    table = d["tables"][0]
+    if where == "rows":
+        table["rows"] = 10**400
+    else:
+        table["ranges"] = [{"lower": None, "upper": [10], "rows": 1, "checksum": "0" * 32},
+                           {"lower": [10**400], "upper": None, "rows": 1, "checksum": "0" * 32}]
+        table["key"] = table["key"] or ["rowid"]
+    bad = work / "bad.json"
+    bad.write_text(json.dumps(d))
+    proc = run_cli("verify", sqlite_db, "--manifest", bad, tmpdir=work / "tmp")
+    assert_exit_2(proc, "at most 9223372036854775807" if where == "rows" else "no SQLite key can be")
