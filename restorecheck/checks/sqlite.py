@@ -136,6 +136,9 @@ def self_check_findings(
         return findings
     integrity = facts.get("integrity_check")
     problems = [] if integrity is None or list(integrity) == ["ok"] else [str(x) for x in integrity]
+    if facts.get("integrity_note"):
+        findings.append(Finding("integrity", "warning", "database", f"PRAGMA integrity_check: {facts['integrity_note']}",
+                                {"note": facts["integrity_note"]}))
     read_errors = dict(sorted((facts.get("read_errors") or {}).items()))
     if problems or read_errors:
         if problems:

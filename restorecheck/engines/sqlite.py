@@ -996,12 +996,52 @@ def read_sequences(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_integrity_check(conn: sqlite3.Connection, max_errors: int = MAX_INTEGRITY_ERRORS) -> list[str]:
-    """``PRAGMA integrity_check`` (the full one, not quick_check): ``["ok"]`` or the problems."""
-    try:
-        return [str(r[0]) for r in conn.execute(f"PRAGMA main.integrity_check({int(max_errors)})").fetchall()]
-    except sqlite3.DatabaseError as exc:
-        return [f"integrity_check failed: {first_line(exc)}"]
+_MISSING_COLLATION = re.compile(r"no such collation sequence: (.+)$")
+_MISSING_FUNCTION = re.compile(r"(?:unknown|no such) function: ([^()\s]+)")
+
+
+def run_integrity_check(conn: sqlite3.Connection, max_errors: int = MAX_INTEGRITY_ERRORS
+                        ) -> tuple[list[str], str | None]:
+    """``PRAGMA integrity_check`` (the full one, not quick_check): ``["ok"]`` or the problems, and a
+    note when it could only run in part.
+
+    A database may use collations and functions that only its application defines (Android's
+    ``LOCALIZED``, an index on ``myfn(x)``): SQLite cannot check the indexes built with them, and
+    refuses to run the check at all. Each such name gets a stand-in here (a binary collation, a
+    function returning NULL), the check runs, and what it says of the indexes whose definition or
+    table names them (which the stand-ins cannot order or compute as the application did) is left
+    out: the pages, the records and every other index are still checked; the note says what was not."""
+    missing: list[str] = []
+    while True:
+        try:
+            rows = [str(r[0]) for r in conn.execute(f"PRAGMA main.integrity_check({int(max_errors)})").fetchall()]
+            break
+        except sqlite3.DatabaseError as exc:
+            msg = first_line(exc)
+            coll, func = _MISSING_COLLATION.search(msg), _MISSING_FUNCTION.search(msg)
+            name = (coll or func).group(1).strip() if (coll or func) else None  # type: ignore[union-attr]
+            if name is None or name in missing or len(missing) >= 32:
+                return [f"integrity_check failed: {msg}"], None
+            missing.append(name)
+            if coll:
+                conn.create_collation(name, lambda a, b: (a > b) - (a < b))
+            else:
+                conn.create_function(name, -1, lambda *args: None)
+    if not missing:
+        return rows, None
+    pattern = re.compile("|".join(rf"\b{re.escape(n)}\b" for n in missing), re.IGNORECASE)
+    tables = {str(t) for t, sql in conn.execute(
+        "SELECT name, sql FROM main.sqlite_master WHERE type = 'table'").fetchall() if sql and pattern.search(sql)}
+    indexes = sorted(str(n) for n, t, sql in conn.execute(
+        "SELECT name, tbl_name, sql FROM main.sqlite_master WHERE type = 'index'").fetchall()
+        if t in tables or (sql and pattern.search(sql)))
+    def about_them(line: str) -> bool:
+        return any(re.search(rf"\b{re.escape(i)}\b", line) for i in indexes)
+    kept = [r for r in rows if r != "ok" and not about_them(r)] or ["ok"]
+    note = (f"the database uses {', '.join(missing)}, which only its application defines: integrity_check "
+            f"ran without checking the order and content of the indexes built with them "
+            f"({', '.join(indexes) or 'none'}); the pages, the records and every other index were checked")
+    return kept, note
 
 
 # --- the fingerprint --------------------------------------------------------------------------
@@ -1068,18 +1108,21 @@ def fingerprint_connection(
             facts["read_errors"] = read_errors
         sequences = read_sequences(conn)
         result: list[str] | None = None
+        note: str | None = None
         fk: dict[str, dict[str, Any]] | None = None
         if side is not None and not side_fk:
             fk = read_fk_orphans(conn, tables)
         side_result = side.result() if side is not None else None
         if side_result is not None:
-            side_fk_result, result = side_result
+            side_fk_result, result, note = side_result
             fk = side_fk_result if side_fk_result is not None else fk
         if fk is None:
             fk = read_fk_orphans(conn, tables)
         if integrity and side_result is None:
             options.progress("integrity_check", 0, None)
-            result = run_integrity_check(conn)
+            result, note = run_integrity_check(conn)
+        if note:
+            facts["integrity_note"] = note
         facts["foreign_key_check"] = sum(int(v["orphans"]) for v in fk.values())
         if result is not None:
             facts["integrity_check"] = result
@@ -1124,9 +1167,9 @@ class _SideChecks:
         side.thread.start()
         return side
 
-    def result(self) -> tuple[dict[str, dict[str, Any]] | None, list[str] | None] | None:
-        """The child's (fk_orphans, integrity_check), each None when it was not asked for, or None
-        when it failed (the caller reruns its checks)."""
+    def result(self) -> tuple[dict[str, dict[str, Any]] | None, list[str] | None, str | None] | None:
+        """The child's (fk_orphans, integrity_check, its note), each None when it was not asked for,
+        or None when it failed (the caller reruns its checks)."""
         self.thread.join()
         done = self.done
         if not isinstance(done, Completed):
@@ -1137,7 +1180,7 @@ class _SideChecks:
             return None
         try:
             data = json.loads(done.stdout)
-            return (None if data["fk"] is None else dict(data["fk"])), data["integrity"]
+            return (None if data["fk"] is None else dict(data["fk"])), data["integrity"], data.get("integrity_note")
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -1152,8 +1195,8 @@ def _side_main() -> None:
     with contextlib.closing(connect_readonly(path, immutable=True, private=True)) as conn:
         conn.execute("BEGIN")
         fk = read_fk_orphans(conn, read_tables(conn)) if fk_too else None
-        result = run_integrity_check(conn) if integrity else None
-    json.dump({"fk": fk, "integrity": result}, sys.stdout)
+        result, note = run_integrity_check(conn) if integrity else (None, None)
+    json.dump({"fk": fk, "integrity": result, "integrity_note": note}, sys.stdout)
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -1403,7 +1446,9 @@ class SqliteEngine:
             return manifest
         try:
             with contextlib.closing(connect_readonly(Path(restored.path))) as conn:
-                facts["integrity_check"] = run_integrity_check(conn)
+                facts["integrity_check"], note = run_integrity_check(conn)
+                if note:
+                    facts["integrity_note"] = note
         except sqlite3.DatabaseError as exc:
             return dataclasses.replace(manifest, facts=facts, open_error=first_line(exc))
         return dataclasses.replace(manifest, facts=facts)

@@ -728,3 +728,54 @@ def test_a_sqlite_sequence_that_is_not_an_integer(tmp_path: Path) -> None:
     report = pipeline.verify(str(changed), manifest=result.manifest, restore=RestoreOptions())
     assert [(f.check, f.object) for f in report.findings if f.severity == "error" and f.check == "sequence"] == [
         ("sequence", "main.a")]
+
+
+def _app_defined(path: Path) -> None:
+    """A database whose application defines a collation (Android's LOCALIZED) and a function used by
+    an index: restorecheck has neither."""
+    conn = sqlite3.connect(path)
+    conn.create_collation("LOCALIZED", lambda a, b: (a > b) - (a < b))
+    conn.create_function("myfn", 1, lambda x: x * 2, deterministic=True)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT COLLATE LOCALIZED, n INT)")
+    conn.execute("CREATE INDEX t_name ON t (name)")
+    conn.execute("CREATE INDEX t_fn ON t (myfn(n))")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, f"n{i}", i) for i in range(100)])
+    conn.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.execute("CREATE INDEX u_v ON u (v)")
+    conn.executemany("INSERT INTO u VALUES (?, ?)", [(i, "v" * 100 + str(i)) for i in range(3000)])
+    conn.commit()
+    conn.close()
+
+
+def _damage_last_page(path: Path) -> None:
+    """The last page: one of u's (its index, written last), nothing to do with the stand-ins."""
+    conn = sqlite3.connect(path)
+    page_size, pages = conn.execute("PRAGMA page_size").fetchone()[0], conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[(pages - 1) * page_size:(pages - 1) * page_size + 16] = b"\x00" * 16
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [False, True], ids=["clean", "damaged"])
+def test_collations_and_functions_only_the_application_defines(tmp_path: Path, damage: bool) -> None:
+    """integrity_check refused to run ("no such collation sequence: LOCALIZED"), which failed every
+    verify of such a database. It runs with stand-ins; what it says of the indexes built with them is
+    left out (a warning says which), and damage elsewhere is still an error."""
+    from restorecheck import pipeline
+
+    src = tmp_path / "app.db"
+    _app_defined(src)
+    result = pipeline.backup(SqliteRef(src), tmp_path / "out", BackupOptions())
+    backup = Path(result.artifact.path)
+    if damage:
+        _damage_last_page(backup)
+    report = pipeline.verify(str(backup), restore=RestoreOptions())
+    by_severity = {(f.check, f.severity) for f in report.findings}
+    if damage:
+        assert report.verdict == "fail" and ("integrity", "error") in by_severity
+        return
+    assert report.verdict == "pass", [f.message for f in report.findings]
+    notes = [f.message for f in report.findings if f.check == "integrity" and f.severity == "warning"]
+    assert len(notes) == 1 and "LOCALIZED" in notes[0] and "myfn" in notes[0] and "t_name" in notes[0]
+    assert "u_v" not in notes[0]
