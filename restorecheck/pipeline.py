@@ -252,10 +252,17 @@ def backup(
                             + ("encrypted" if recips else "uploaded") + " as one file",
                             "choose --format custom (or tar, plain)")
     if not recips and not remote:
+        made = not Path(outdir).exists()
         outdir = prepare_outdir(outdir, options.name)
         engine = engine_for(ref, pg_bin=pg_bin)
         start = time.monotonic()
-        artifact, manifest = engine.backup(ref, outdir, options)
+        try:
+            artifact, manifest = engine.backup(ref, outdir, options)
+        except BaseException:
+            if made:  # a failed backup leaves no empty directory of its own behind
+                with contextlib.suppress(OSError):
+                    Path(outdir).rmdir()
+            raise
         if manifest.backup is None:
             manifest = manifest.with_backup(artifact)
         path = manifest_path_for(artifact.path)

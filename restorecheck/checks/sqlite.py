@@ -84,10 +84,12 @@ def check_self(ctx: CheckContext) -> list[Finding]:
 @registry.on_evidence("wal_beside_backup", produces=("backup_file",))
 def wal_beside_backup(ev: Evidence, prior: Sequence[Finding]) -> list[Finding]:
     name = str(ev.data.get("name") or ev.object)
+    why = ("a copy taken in the middle of a transaction, which SQLite rolls back" if name.endswith("-journal")
+           else "a file copy of a WAL-mode database?")
     return [Finding(
         "backup_file", "warning", ev.object,
         f"a non-empty {name} lies beside the backup: the backup alone is not the whole "
-        "database (a file copy of a WAL-mode database?); it was restored with it",
+        f"database ({why}); it was restored with it",
         {"wal_bytes": ev.data.get("wal_bytes")})]
 
 

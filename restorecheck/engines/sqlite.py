@@ -159,7 +159,22 @@ def _uri(path: Path, **params: str) -> str:
     return path.resolve().as_uri() + (f"?{query}" if query else "")
 
 
-def connect_readonly(path: Path, *, immutable: bool = False, private: bool = False) -> sqlite3.Connection:
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def lock_wait_seconds(duration: str) -> float:
+    """A PostgreSQL duration (``--lock-timeout``: ``10s``, ``500ms``, ``2min``; a bare number is
+    milliseconds, as lock_timeout's) as the seconds a SQLite connection waits for a lock; ``0``
+    (PostgreSQL: wait forever) is a day, an unreadable value the default 10 s."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*", duration or "")
+    if m is None:
+        return 10.0
+    seconds = float(m.group(1)) * _UNITS[m.group(2) or "ms"]
+    return 86400.0 if seconds == 0 else seconds
+
+
+def connect_readonly(path: Path, *, immutable: bool = False, private: bool = False,
+                     timeout: float = 5.0) -> sqlite3.Connection:
     """Open ``path`` read-only (``mode=ro``; ``immutable=1`` only for a file nothing else touches).
 
     A larger page cache halves the time of ``integrity_check`` on large files. ``private``: a file
@@ -169,7 +184,8 @@ def connect_readonly(path: Path, *, immutable: bool = False, private: bool = Fal
     params = {"mode": "ro"}
     if immutable:
         params["immutable"] = "1"
-    conn = sqlite3.connect(_uri(path, **params), uri=True, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(_uri(path, **params), uri=True, isolation_level=None, check_same_thread=False,
+                           timeout=timeout)
     conn.execute("PRAGMA query_only = 1")
     try:  # these read the schema: a damaged file is reported by the reads that follow, not here
         conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
@@ -178,6 +194,19 @@ def connect_readonly(path: Path, *, immutable: bool = False, private: bool = Fal
     except sqlite3.DatabaseError:
         pass
     return conn
+
+
+def _read_hint(exc: sqlite3.Error, path: Path, waited: float) -> str:
+    """The fix for a source that cannot be read, by what SQLite said."""
+    msg = str(exc).lower()
+    if "locked" in msg or "busy" in msg:
+        return (f"another connection holds a lock on it (waited {waited:g} s): retry when its write "
+                "is done, or wait longer with --lock-timeout")
+    if "readonly" in msg and Path(str(path) + "-journal").exists():
+        return (f"an interrupted transaction left {path.name}-journal (a hot journal), which only a "
+                "writer can roll back: open the database once with write access (sqlite3 "
+                f"{path.name} 'PRAGMA user_version') and retry")
+    return "check that it is a healthy SQLite database"
 
 
 def _sha256_file(path: Path, progress: ProgressFn = no_progress) -> tuple[int, str]:
@@ -1314,8 +1343,9 @@ class SqliteEngine:
         ``phases`` receives the seconds of the copy, of the fingerprint and of the sha256's tail."""
         progress = options.progress
         phases = {} if phases is None else phases
+        wait = lock_wait_seconds(options.fingerprint.lock_timeout)
         try:
-            src = connect_readonly(src_path)
+            src = connect_readonly(src_path, timeout=wait)
         except sqlite3.Error as exc:
             raise SourceUnreachableError(f"cannot open the source {src_path}: {first_line(exc)}",
                                          "check the file and its directory's permissions") from None
@@ -1325,7 +1355,7 @@ class SqliteEngine:
                 src.execute("SELECT count(*) FROM main.sqlite_master").fetchone()  # starts the read
             except sqlite3.DatabaseError as exc:
                 raise SourceUnreachableError(f"cannot read the source {src_path}: {first_line(exc)}",
-                                             "check that it is a healthy SQLite database") from None
+                                             _read_hint(exc, src_path, wait)) from None
             with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
             os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, options.file_mode))
@@ -1381,9 +1411,13 @@ class SqliteEngine:
         opens = True
         info: dict[str, Any] = {"copy": str(copy), "sqlite_version": sqlite3.sqlite_version,
                                 "copy_on": IN_MEMORY if copy.parent.parent == MEMORY_DIR else "disk"}
-        if wal.exists() and wal.stat().st_size > 0:
-            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
-            evidence.append(Evidence("wal_beside_backup", str(wal), {"name": wal.name, "wal_bytes": wal.stat().st_size}))
+        # a -wal (a file copy of a WAL-mode database) or a hot -journal (a copy taken mid-transaction,
+        # which SQLite rolls back on the first read) beside it: the backup alone is not the database
+        for side in (wal, path.with_name(path.name + "-journal")):
+            if side.exists() and side.is_file() and side.stat().st_size > 0:
+                shutil.copyfile(side, copy.with_name(copy.name + side.name[len(path.name):]))
+                evidence.append(Evidence("wal_beside_backup", str(side),
+                                         {"name": side.name, "wal_bytes": side.stat().st_size}))
         options.progress("restore: copy", path.stat().st_size, path.stat().st_size)
         try:
             conn = sqlite3.connect(str(copy), isolation_level=None)

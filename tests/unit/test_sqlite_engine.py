@@ -779,3 +779,62 @@ def test_collations_and_functions_only_the_application_defines(tmp_path: Path, d
     notes = [f.message for f in report.findings if f.check == "integrity" and f.severity == "warning"]
     assert len(notes) == 1 and "LOCALIZED" in notes[0] and "myfn" in notes[0] and "t_name" in notes[0]
     assert "u_v" not in notes[0]
+
+
+def test_a_locked_source_waits_for_lock_timeout_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--lock-timeout was ignored for SQLite (5 s whatever was asked), and a lock was reported as
+    "check that it is a healthy SQLite database"."""
+    import time
+
+    from restorecheck.cli import run_cli
+    from restorecheck.engines.sqlite import lock_wait_seconds
+
+    assert [lock_wait_seconds(d) for d in ("10s", "500ms", "2min", "1500", "0", "junk")] == [10, 0.5, 120, 1.5, 86400, 10]
+    src = tmp_path / "busy.db"
+    writer = sqlite3.connect(src, isolation_level=None)
+    writer.execute("CREATE TABLE t (v)")
+    writer.execute("BEGIN EXCLUSIVE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    try:
+        started = time.monotonic()
+        rc = run_cli(["backup", str(src), "-o", str(tmp_path / "out"), "--lock-timeout", "1s", "--no-progress"])
+        took = time.monotonic() - started
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    err = capsys.readouterr().err
+    assert rc == 3 and 0.9 < took < 4.5, (rc, took)
+    assert "another connection holds a lock on it (waited 1 s)" in err and "--lock-timeout" in err
+    assert "healthy" not in err
+    assert not (tmp_path / "out").exists()  # the output directory it made, empty, is gone
+
+
+def test_a_hot_journal_beside_the_backup_is_restored_with_it(tmp_path: Path) -> None:
+    """A file copy taken mid-transaction: the database file holds half-written pages and the -journal
+    beside it their originals. Restored without it, the copy was reported corrupt; with it, SQLite
+    rolls the transaction back, as it would for the application."""
+    import shutil
+
+    from restorecheck import pipeline
+
+    src = tmp_path / "app.db"
+    conn = sqlite3.connect(src, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, "v" * 200) for i in range(2000)])
+    result = pipeline.backup(SqliteRef(src), tmp_path / "out", BackupOptions())
+    conn.execute("PRAGMA cache_size = 1")  # so that the transaction spills pages into the file
+    conn.execute("BEGIN")
+    conn.execute("UPDATE t SET v = 'w' || v")
+    conn.execute("DELETE FROM t WHERE id % 3 = 0")
+    snapshot = tmp_path / "snap"
+    snapshot.mkdir()
+    shutil.copyfile(src, snapshot / "app.db")
+    shutil.copyfile(str(src) + "-journal", snapshot / "app.db-journal")
+    conn.execute("ROLLBACK")
+    conn.close()
+    report = pipeline.verify(str(snapshot / "app.db"), manifest=result.manifest, restore=RestoreOptions())
+    errors = [f for f in report.findings if f.severity == "error" and f.check != "backup_file"]
+    assert errors == [], [f.message for f in errors]
+    assert any("app.db-journal lies beside the backup" in f.message for f in report.findings)
+    assert (snapshot / "app.db-journal").exists()  # the backup's own files are left as they are
