@@ -100,3 +100,16 @@ def test_a_table_never_analyzed_is_sized_by_its_file(fresh_db: PostgresRef) -> N
     assert fp.batchable(dataclasses.replace(info, pages=3))
     assert not pg_workers._Fingerprinter(FingerprintOptions(range_rows=1000), None, 1).batchable(
         dataclasses.replace(info, pages=3))  # 3 blocks may hold more than 1,000 rows
+
+
+@pytest.mark.parametrize("rows", [50_000, 150_000])
+def test_key_ranges_of_a_table_just_above_range_rows_are_balanced(fresh_db: PostgresRef, rows: int) -> None:
+    """The boundaries come from a block sample: about 200 rows per range drew 2 of 300 blocks (or
+    none: no ranges at all), so the ranges were lopsided. At least 16 blocks per range now."""
+    execute(fresh_db, f"CREATE TABLE r (id int PRIMARY KEY, v int); "
+                      f"INSERT INTO r SELECT g, g FROM generate_series(1, {rows}) g; ANALYZE r")
+    m = fingerprint_postgres(fresh_db, FingerprintOptions(range_rows=rows // 2 + 1, max_ranges=8))
+    t = m.table("public.r")
+    assert t is not None and len(t.ranges) >= 2, t
+    sizes = [r.rows for r in t.ranges]
+    assert sum(sizes) == rows and min(sizes) >= rows / len(sizes) / 3, sizes
