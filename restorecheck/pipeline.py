@@ -181,7 +181,11 @@ def _check_pg_bin(pg_bin: str | Path | None) -> None:
 def manifest_path_for(backup_path: str | Path) -> Path:
     """``DIR/<name>.manifest.json`` for ``DIR/<name>.<ext>`` (the manifest beside a backup)."""
     p = Path(backup_path)
-    stem = p.name.rsplit(".", 1)[0] if "." in p.name.strip(".") else p.name
+    name = p.name
+    for layer in (".gz", ".lz4", ".zst"):  # pg_dump -Fp --compress: x.sql.gz beside x.manifest.json
+        if name.endswith(".sql" + layer):
+            name = name[:-len(layer)]
+    stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
     return p.with_name(f"{stem}.manifest.json")
 
 

@@ -12,9 +12,11 @@ needs it; a worker that loses the race to keep it uses the winner's).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ MAJORS = (15, EMBEDDED_MAJOR)
 _PASSFILE = Path(tempfile.mkdtemp(prefix="rc-test-pgpass-")) / "pgpass"
 _PASSFILE.touch(mode=0o600)
 os.environ["PGPASSFILE"] = str(_PASSFILE)
+atexit.register(shutil.rmtree, _PASSFILE.parent, True)  # each test process made one: none is left
 
 
 def remember_password(server: PgServer) -> None:

@@ -44,6 +44,20 @@ FORMATS = ARCHIVE_FORMATS + PLAIN_FORMATS
 FORMAT_FLAG: dict[DumpFormat, str] = {"custom": "c", "directory": "d", "tar": "t", "plain": "p"}
 SUFFIX: dict[DumpFormat, str] = {"custom": ".dump", "directory": ".dir", "tar": ".tar", "plain": ".sql"}
 
+
+def plain_compression_suffix(compress: str | None) -> str:
+    """What pg_dump -Fp --compress=X makes of the script, as a file suffix: ``.gz`` for a level or
+    gzip, ``.lz4``, ``.zst``; none for 0 or none (``psql -f x.sql`` of a gzip file fails, and so
+    would a person reading the name)."""
+    if not compress:
+        return ""
+    method = compress.split(":", 1)[0].strip().lower()
+    if method in ("0", "none"):
+        return ""
+    if method.isdigit() or method == "gzip":
+        return ".gz"
+    return {"lz4": ".lz4", "zstd": ".zst"}.get(method, "")
+
 TRAILER = "-- PostgreSQL database dump complete"
 HEADER = "-- PostgreSQL database dump"  # the first comment of every pg_dump plain script
 CLUSTER_HEADER = "-- PostgreSQL database cluster dump"  # pg_dumpall: one HEADER per database inside

@@ -272,7 +272,7 @@ class PostgresEngine:
             raise BadInputError("--jobs above 1 needs --format directory",
                                 "pg_dump runs in parallel only for the directory format")
         out, _ = backup_files(Path(outdir), options.name, source.dbname or source.params.get("user"),
-                              pgd.SUFFIX[fmt])
+                              pgd.SUFFIX[fmt] + (pgd.plain_compression_suffix(options.compress) if fmt == "plain" else ""))
         fp_opts = options.fingerprint
         progress = options.progress
         try:

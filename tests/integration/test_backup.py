@@ -153,3 +153,17 @@ def test_backups_and_manifests_are_private_unless_told(fresh_db: PostgresRef, tm
         else:
             assert stat.S_IMODE(backup.stat().st_mode) == mode
     assert run_cli(["backup", url(fresh_db), "-o", str(tmp_path / "x"), "--file-mode", "777"]) == 2
+
+
+@pytest.mark.parametrize("compress, suffix", [("6", ".sql.gz"), ("0", ".sql")])
+def test_a_compressed_plain_backup_is_named_for_what_it_holds(fresh_db: PostgresRef, tmp_path: Path,
+                                                              compress: str, suffix: str) -> None:
+    """pg_dump -Fp --compress writes gzip: it had been named x.sql, which psql -f cannot read."""
+    h.build_source(fresh_db)
+    result = pipeline.backup(fresh_db, tmp_path / "out",
+                             pipeline.BackupOptions(format="plain", compress=compress, name="p"))
+    path = Path(result.artifact.path)
+    assert path.name == "p" + suffix and (path.read_bytes()[:2] == b"\x1f\x8b") == (suffix == ".sql.gz")
+    assert result.manifest_path.name == "p.manifest.json"
+    report = pipeline.verify(str(path))
+    assert report.verdict == "pass", [(f.check, f.message) for f in report.errors]

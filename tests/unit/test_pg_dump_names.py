@@ -29,3 +29,12 @@ def test_psql_knows_restrict() -> None:
     assert pgd.psql_knows_restrict("15.18") and pgd.psql_knows_restrict("16.10") and pgd.psql_knows_restrict("18.0")
     assert not pgd.psql_knows_restrict("16.2") and not pgd.psql_knows_restrict("15.13")
     assert not pgd.psql_knows_restrict("12.22") and not pgd.psql_knows_restrict(None)
+
+
+def test_a_compressed_plain_backup_has_its_manifest_beside_it() -> None:
+    assert pgd.plain_compression_suffix("6") == ".gz" and pgd.plain_compression_suffix("gzip:9") == ".gz"
+    assert pgd.plain_compression_suffix("lz4") == ".lz4" and pgd.plain_compression_suffix("zstd:3") == ".zst"
+    assert pgd.plain_compression_suffix("0") == "" and pgd.plain_compression_suffix(None) == ""
+    assert manifest_path_for("/b/shop.sql.gz") == Path("/b/shop.manifest.json")
+    assert manifest_path_for("/b/shop.sql.zst") == Path("/b/shop.manifest.json")
+    assert manifest_path_for("/b/shop.2024.dump") == Path("/b/shop.2024.manifest.json")
