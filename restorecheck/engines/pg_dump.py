@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from restorecheck.engines.base import ProgressFn, no_progress
+from restorecheck.errors import BadInputError
 from restorecheck.evidence import Evidence
 from restorecheck.model import BackupFormat, DumpFormat
 from restorecheck.runner import Completed
@@ -60,6 +61,7 @@ def plain_compression_suffix(compress: str | None) -> str:
 
 TRAILER = "-- PostgreSQL database dump complete"
 HEADER = "-- PostgreSQL database dump"  # the first comment of every pg_dump plain script
+CLUSTER_HEADER = "-- PostgreSQL database cluster dump"  # pg_dumpall's
 CLUSTER_HEADER = "-- PostgreSQL database cluster dump"  # pg_dumpall: one HEADER per database inside
 GZIP_MAGIC = b"\x1f\x8b"
 CUSTOM_MAGIC = b"PGDMP"
@@ -159,6 +161,11 @@ def detect_format(path: Path) -> BackupFormat | None:
         return "plain-gzip"
     if _is_tar_dump(p, head):
         return "tar"
+    if CLUSTER_HEADER.encode() in head[:512]:
+        raise BadInputError("the backup is a pg_dumpall script (a whole cluster: roles, tablespaces and every "
+                            "database), which restorecheck does not restore: it proves the dump of one database",
+                            "give a pg_dump of each database (pg_dump -Fc DBNAME); pg_dumpall --globals-only "
+                            "keeps the roles")
     if head and _looks_like_sql(head):
         return "plain"
     return None

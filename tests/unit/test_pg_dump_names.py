@@ -38,3 +38,14 @@ def test_a_compressed_plain_backup_has_its_manifest_beside_it() -> None:
     assert manifest_path_for("/b/shop.sql.gz") == Path("/b/shop.manifest.json")
     assert manifest_path_for("/b/shop.sql.zst") == Path("/b/shop.manifest.json")
     assert manifest_path_for("/b/shop.2024.dump") == Path("/b/shop.2024.manifest.json")
+
+
+def test_a_pg_dumpall_script_is_bad_input_not_a_failed_restore(tmp_path: Path) -> None:
+    """pg_dumpall output restored as one database clashed with the roles restorecheck creates
+    ("role ... already exists") and failed with exit 1; it is no dump of one database: exit 2."""
+    from restorecheck.cli import run_cli
+
+    script = tmp_path / "all.sql"
+    script.write_text("--\n-- PostgreSQL database cluster dump\n--\n\nSET default_transaction_read_only = off;\n"
+                      "CREATE ROLE app;\n\\connect template1\n")
+    assert run_cli(["verify", str(script), "--no-progress"]) == 2
