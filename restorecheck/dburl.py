@@ -197,9 +197,9 @@ def parse_sqlite(text: str) -> SqliteRef:
     if text[:7].lower() == "sqlite:":
         m = _SQLITE_URL.match(text)
         if m is None:
-            raise BadURLError(f"malformed SQLite URL: {text}", "use sqlite:///path/to/file.db")
+            raise BadURLError(f"malformed SQLite URL: {text}", "use sqlite:///relative/file.db or sqlite:////absolute/file.db (SQLAlchemy's form), or just the path")
         if not m.group("path"):
-            raise BadURLError(f"SQLite URL names no file: {text}", "use sqlite:///path/to/file.db")
+            raise BadURLError(f"SQLite URL names no file: {text}", "use sqlite:///relative/file.db or sqlite:////absolute/file.db (SQLAlchemy's form), or just the path")
         return SqliteRef(Path(unquote(m.group("path"))))
     return SqliteRef(Path(text))
 

@@ -155,6 +155,13 @@ def self_check_findings(
             details["read_errors"] = read_errors
         findings.append(Finding("integrity", "error", "database", message, details))
     for name, state in sorted(fk_orphans.items()):
+        if state.get("error"):
+            findings.append(Finding(
+                "fk_orphans", "warning", name,
+                f"foreign key {name} of {state.get('table')} cannot be checked: {state['error']} (SQLite "
+                "cannot enforce it either: the parent table is missing, or its referenced columns are no "
+                "PRIMARY KEY or UNIQUE)", {"error": state["error"], "table": state.get("table")}))
+            continue
         n = int(state.get("orphans") or 0)
         if n <= 0:
             continue

@@ -1043,7 +1043,10 @@ def run_integrity_check(conn: sqlite3.Connection, max_errors: int = MAX_INTEGRIT
     missing: list[str] = []
     while True:
         try:
-            rows = [str(r[0]) for r in conn.execute(f"PRAGMA main.integrity_check({int(max_errors)})").fetchall()]
+            # one row may hold several problems, one per line, under a "*** in database main ***" line
+            rows = [line for r in conn.execute(f"PRAGMA main.integrity_check({int(max_errors)})").fetchall()
+                    for line in str(r[0]).splitlines() if line.strip() and not line.startswith("*** in database")]
+            rows = rows or ["ok"]
             break
         except sqlite3.DatabaseError as exc:
             msg = first_line(exc)

@@ -838,3 +838,21 @@ def test_a_hot_journal_beside_the_backup_is_restored_with_it(tmp_path: Path) -> 
     assert errors == [], [f.message for f in errors]
     assert any("app.db-journal lies beside the backup" in f.message for f in report.findings)
     assert (snapshot / "app.db-journal").exists()  # the backup's own files are left as they are
+
+
+def test_a_foreign_key_sqlite_cannot_check_is_a_warning_not_silence(tmp_path: Path) -> None:
+    """A foreign key to columns that are no key of the parent: foreign_key_check refuses the table
+    ("foreign key mismatch"), and verify passed without a word."""
+    from restorecheck import pipeline
+
+    src = tmp_path / "m.db"
+    conn = sqlite3.connect(src)
+    conn.executescript("CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT); "
+                       "CREATE TABLE c (id INTEGER PRIMARY KEY, code TEXT REFERENCES p (code)); "
+                       "INSERT INTO p VALUES (1, 'a'); INSERT INTO c VALUES (1, 'a');")
+    conn.close()
+    result = pipeline.backup(SqliteRef(src), tmp_path / "out", BackupOptions())
+    report = pipeline.verify(result.artifact.path, restore=RestoreOptions())
+    assert report.verdict == "pass"
+    warned = [f for f in report.findings if f.check == "fk_orphans" and f.severity == "warning"]
+    assert len(warned) == 1 and "foreign key mismatch" in warned[0].message and warned[0].object == "main.c.fk0"
