@@ -586,6 +586,29 @@ def tablespaces_in_sql(text: str) -> set[str]:
     return {t for t in map(tablespace_in_line, text.splitlines()) if t}
 
 
+# objects only a superuser may own: their owner, when it is not the restoring superuser, must be one
+_SUPERUSER_OWNED = ("ALTER EVENT TRIGGER ", "ALTER FOREIGN DATA WRAPPER ")
+
+
+def superuser_owner_in_line(line: str) -> str | None:
+    """The role an ``ALTER EVENT TRIGGER|FOREIGN DATA WRAPPER ... OWNER TO r`` line gives an object
+    only a superuser may own (a source's second superuser, ``admin``): on a throwaway cluster that
+    role is made a superuser too, or the restore fails on ownership the source has."""
+    s = line.strip()
+    upper = s.upper()
+    if not upper.startswith(_SUPERUSER_OWNED) or " OWNER TO " not in upper:
+        return None
+    tokens = _TOKEN.findall(s)
+    i = _last_keyword(tokens, "TO")
+    roles = _role_list(tokens[i + 1:])[:1] if i is not None else []
+    role = roles[0].strip("'") if roles else None
+    return role if role and role.upper() not in _NOT_ROLES and not role.startswith("pg_") else None
+
+
+def superuser_owners_in_sql(text: str) -> set[str]:
+    return {r for r in map(superuser_owner_in_line, text.splitlines()) if r}
+
+
 def roles_in_sql(text: str) -> set[str]:
     """Roles named by a schema-only SQL script (``pg_restore --schema-only`` output)."""
     roles: set[str] = set()
@@ -609,6 +632,7 @@ class PlainScan:
     copy_blocks: int = 0
     unterminated_copy: str | None = None
     roles: set[str] = field(default_factory=set)
+    superuser_owners: set[str] = field(default_factory=set)  # superuser_owner_in_line
     tablespaces: set[str] = field(default_factory=set)
     preamble: dict[str, str] = field(default_factory=dict)
     lines: int = 0
@@ -714,6 +738,9 @@ def scan_plain(path: Path, *, progress: ProgressFn = no_progress) -> PlainScan:
                 elif stripped.startswith("\\"):
                     scan.meta_commands += 1
                 scan.roles |= roles_in_line(stripped)
+                owner = superuser_owner_in_line(stripped)
+                if owner:
+                    scan.superuser_owners.add(owner)
                 if stripped.startswith("SET default_tablespace"):
                     ts = tablespace_in_line(stripped)
                     if ts:

@@ -594,9 +594,11 @@ class PostgresEngine:
                 roles |= pgd.roles_in_sql(los.stdout)
             insp.db_properties = pg_dbprops.parse(self._database_properties_sql(insp))
             roles |= insp.db_properties.roles()
-            return [], roles, {"tablespaces": sorted(pgd.tablespaces_in_sql(schema_sql))}
+            return [], roles, {"tablespaces": sorted(pgd.tablespaces_in_sql(schema_sql)),
+                               "superuser_owners": sorted(pgd.superuser_owners_in_sql(schema_sql))}
         scan = pgd.scan_plain(insp.script, progress=progress)
-        facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks, "tablespaces": sorted(scan.tablespaces)}
+        facts: dict[str, Any] = {"copy_blocks": scan.copy_blocks, "tablespaces": sorted(scan.tablespaces),
+                                 "superuser_owners": sorted(scan.superuser_owners)}
         if scan.restrict_key:
             facts["restrict"] = True
         if scan.database_statements:
@@ -718,8 +720,13 @@ class PostgresEngine:
             scan_evidence, roles, scan_facts = f_scan.result()
             evidence.extend(scan_evidence)
             info.update(scan_facts)
-        _create_roles(server, roles, created)
+        # a role owning what only a superuser may own is one on the source: so on a throwaway
+        # cluster, where the dump runs as superuser anyway (never on a server of the user's)
+        superusers = set(info.pop("superuser_owners", [])) if server.kind in ("local", "docker") else set()
+        _create_roles(server, roles, created, superusers)
         info["roles_created"] = sorted(created)
+        if superusers & created:
+            info["roles_created_superuser"] = sorted(superusers & created)
         not_granted = _grant_roles(server, restorer, roles, created, info)
         info["tablespaces_created"] = _create_tablespaces(server, info.pop("tablespaces", []), obj, evidence)
         timings["database_and_roles"] = time.monotonic() - t0
@@ -1084,8 +1091,9 @@ def _end_sessions(server: Any, db: PostgresRef) -> None:
                      "WHERE datname = %s AND pid <> pg_backend_pid()", (db.dbname,))
 
 
-def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
-    """CREATE ROLE ... NOLOGIN for every role the dump names that the server lacks (into ``created``)."""
+def _create_roles(server: Any, roles: set[str], created: set[str], superusers: set[str] | None = None) -> None:
+    """CREATE ROLE ... NOLOGIN for every role the dump names that the server lacks (into ``created``);
+    ``superusers`` among them with SUPERUSER (see ``pg_dump.superuser_owner_in_line``)."""
     import psycopg
     from psycopg import sql
 
@@ -1094,8 +1102,10 @@ def _create_roles(server: Any, roles: set[str], created: set[str]) -> None:
     try:
         with pgconn.connect(server.admin.conninfo(), autocommit=True, connect_timeout=15) as conn:
             existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-            for role in sorted(roles - existing):
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            superusers = superusers or set()
+            for role in sorted((roles | superusers) - existing):
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN{}").format(
+                    sql.Identifier(role), sql.SQL(" SUPERUSER" if role in superusers else "")))
                 created.add(role)
     except psycopg.Error as exc:
         raise EnvironmentFailure(f"could not create the roles the dump names on the target: "

@@ -54,3 +54,29 @@ def test_drill_of_a_source_with_a_ddl_logging_event_trigger_passes(pg_server: Pg
         execute(ref, SCHEMA)
         report = pipeline.drill(ref, restore=RestoreOptions(target="local"))
     assert report.verdict == "pass", [f.message for f in report.findings]
+
+
+@pytest.mark.parametrize("fmt", ["custom", "plain"])
+def test_objects_only_a_superuser_may_own_owned_by_a_second_superuser(pg_server: PgServer, tmp_path: Path,
+                                                                       fmt: str) -> None:
+    """An event trigger and a foreign-data wrapper owned by the source's second superuser ("admin"):
+    the throwaway cluster made admin a plain NOLOGIN role, ALTER ... OWNER TO admin was refused, and
+    a faithful backup failed (restore errors, and the owners compared as postgres)."""
+    execute(pg_server.admin, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rc_admin2') "
+                             "THEN CREATE ROLE rc_admin2 SUPERUSER NOLOGIN; END IF; END $$")
+    with pg_server.fresh_database() as ref:
+        execute(ref, """
+            CREATE FUNCTION noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN NULL; END $$;
+            CREATE EVENT TRIGGER et_noop ON ddl_command_start EXECUTE FUNCTION noop();
+            ALTER EVENT TRIGGER et_noop OWNER TO rc_admin2;
+            CREATE FOREIGN DATA WRAPPER rc_wrap;
+            ALTER FOREIGN DATA WRAPPER rc_wrap OWNER TO rc_admin2;
+            CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);
+        """)
+        result = pipeline.backup(ref, tmp_path / "out", pipeline.BackupOptions(format=fmt))
+        try:
+            report = pipeline.verify(result.artifact.path, restore=RestoreOptions(target="local"))
+        finally:
+            execute(ref, "DROP EVENT TRIGGER et_noop; DROP FOREIGN DATA WRAPPER rc_wrap")
+    assert report.verdict == "pass", [f.message for f in report.findings]
+    assert report.extra["restore"]["roles_created_superuser"] == ["rc_admin2"]

@@ -49,3 +49,11 @@ def test_a_pg_dumpall_script_is_bad_input_not_a_failed_restore(tmp_path: Path) -
     script.write_text("--\n-- PostgreSQL database cluster dump\n--\n\nSET default_transaction_read_only = off;\n"
                       "CREATE ROLE app;\n\\connect template1\n")
     assert run_cli(["verify", str(script), "--no-progress"]) == 2
+
+
+def test_owners_of_what_only_a_superuser_may_own() -> None:
+    assert pgd.superuser_owner_in_line('ALTER EVENT TRIGGER et OWNER TO admin;') == "admin"
+    assert pgd.superuser_owner_in_line('ALTER FOREIGN DATA WRAPPER "w x" OWNER TO "Ad""min";') == 'Ad"min'
+    assert pgd.superuser_owner_in_line("ALTER TABLE t OWNER TO app;") is None
+    assert pgd.superuser_owner_in_line("-- ALTER EVENT TRIGGER et OWNER TO admin;") is None
+    assert pgd.superuser_owner_in_line("ALTER EVENT TRIGGER et OWNER TO CURRENT_USER;") is None
