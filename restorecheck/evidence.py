@@ -40,6 +40,7 @@ EvidenceKind = Literal[
     "locale_fallback",  # the throwaway database could not get the wanted locale
     "wal_beside_backup",  # SQLite: a non-empty -wal file beside the backup
     "sqlite_unopenable",  # SQLite: the restored copy does not open
+    "virtual_table_damaged",  # SQLite: an FTS or R*Tree index fails its own integrity check
     # database-level properties applied after the fingerprint (engines/postgres.py)
     "property_refused",
     "properties_unreadable",

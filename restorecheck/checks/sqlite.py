@@ -93,6 +93,15 @@ def wal_beside_backup(ev: Evidence, prior: Sequence[Finding]) -> list[Finding]:
         {"wal_bytes": ev.data.get("wal_bytes")})]
 
 
+@registry.on_evidence("virtual_table_damaged", produces=("integrity",))
+def virtual_table_damaged(ev: Evidence, prior: Sequence[Finding]) -> list[Finding]:
+    module, error = ev.data.get("module"), ev.data.get("error")
+    return [Finding("integrity", "error", ev.object,
+                    f"the {module} index of {ev.object} fails its own integrity check: {error} (PRAGMA "
+                    "integrity_check does not look into it; searches of the restored copy would fail or "
+                    "miss rows)", {"module": module, "error": error})]
+
+
 @registry.on_evidence("sqlite_unopenable", produces=("restore_errors",))
 def sqlite_unopenable(ev: Evidence, prior: Sequence[Finding]) -> list[Finding]:
     error = ev.data.get("error")

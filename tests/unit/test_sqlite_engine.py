@@ -856,3 +856,44 @@ def test_a_foreign_key_sqlite_cannot_check_is_a_warning_not_silence(tmp_path: Pa
     assert report.verdict == "pass"
     warned = [f for f in report.findings if f.check == "fk_orphans" and f.severity == "warning"]
     assert len(warned) == 1 and "foreign key mismatch" in warned[0].message and warned[0].object == "main.c.fk0"
+
+
+@pytest.mark.parametrize("module", ["fts5", "fts4", "rtree"])
+def test_a_damaged_full_text_or_rtree_index_is_caught(tmp_path: Path, module: str) -> None:
+    """integrity_check sees an FTS or R*Tree index's shadow tables as ordinary tables: an index that
+    no longer matches its content passed verify (searches of the copy then fail or miss rows)."""
+    from restorecheck import pipeline
+
+    src = tmp_path / "v.db"
+    conn = sqlite3.connect(src)
+    try:
+        if module == "rtree":
+            conn.execute("CREATE VIRTUAL TABLE v USING rtree (id, x0, x1)")
+            conn.executemany("INSERT INTO v VALUES (?, ?, ?)", [(i, i, i + 1) for i in range(1, 200)])
+        else:
+            conn.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)")
+            conn.executemany("INSERT INTO docs VALUES (?, ?)", [(i, f"alpha beta {i}") for i in range(1, 200)])
+            conn.execute(f"CREATE VIRTUAL TABLE v USING {module} (body, content='docs', content_rowid='id')"
+                         if module == "fts5" else f"CREATE VIRTUAL TABLE v USING {module} (content='docs', body)")
+            conn.execute("INSERT INTO v (v) VALUES ('rebuild')")
+    except sqlite3.OperationalError as exc:
+        pytest.skip(f"this SQLite lacks {module}: {exc}")
+    conn.commit()
+    conn.close()
+    result = pipeline.backup(SqliteRef(src), tmp_path / "out", BackupOptions())
+    clean = pipeline.verify(result.artifact.path, restore=RestoreOptions())
+    assert clean.verdict == "pass", [f.message for f in clean.findings]
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(Path(result.artifact.path).read_bytes())
+    conn = sqlite3.connect(damaged)
+    if module == "rtree":
+        conn.execute("UPDATE v_node SET data = zeroblob(length(data)) WHERE nodeno = 1")
+    elif module == "fts5":
+        conn.execute("DELETE FROM v_data WHERE id > 10")  # segments of the index itself
+    else:
+        conn.execute("DELETE FROM docs WHERE id > 10")  # the content goes, the index keeps it
+    conn.commit()
+    conn.close()
+    report = pipeline.verify(str(damaged), restore=RestoreOptions())  # no reference: its own checks
+    found = [(f.check, f.severity, f.object) for f in report.findings if f.object == "main.v"]
+    assert ("integrity", "error", "main.v") in found, [f.message for f in report.findings]
