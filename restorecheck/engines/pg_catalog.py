@@ -184,6 +184,10 @@ def _relations(conn: psycopg.Connection[Any], out: dict[str, Any]) -> None:
             if kind == "m":
                 entry["populated"] = bool(populated)
                 entry["options"] = sorted(reloptions)
+            elif reloptions:
+                # security_invoker, security_barrier, check_option: who the view's permission and
+                # row-security checks apply to. Present only when set, as manifests before 0.3 had none
+                entry["options"] = sorted(reloptions)
             out["views" if kind == "v" else "matviews"][qn] = entry
             continue
         entry.update({

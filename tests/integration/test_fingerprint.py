@@ -480,3 +480,24 @@ def test_foreign_keys_to_partitioned_tables_compare_across_majors(pg15: PgServer
         execute(same, "ALTER TABLE refs DROP CONSTRAINT refs_mid_mcode_fkey")
         _, findings = compare_manifests(ref, fingerprint_postgres(same, OPTS, ranges_from=ref))
         assert any("refs_mid_mcode_fkey" in f.message for f in findings if f.severity == "error")
+
+
+def test_view_options_are_compared(fresh_db: PostgresRef, tmp_path: Path) -> None:
+    """security_invoker, security_barrier and check_option decide whose permissions and row security
+    a view applies; a restore that lost them passed. A view with none records no options (manifests
+    before 0.3 recorded none)."""
+    execute(fresh_db, """
+        CREATE TABLE t (id int PRIMARY KEY, s text);
+        CREATE VIEW plain_v AS SELECT * FROM t;
+        CREATE VIEW v1 WITH (security_invoker = true) AS SELECT * FROM t;
+        CREATE VIEW v2 WITH (security_barrier = true) AS SELECT * FROM t WHERE id > 0 WITH LOCAL CHECK OPTION;
+    """)
+    ref = fingerprint_postgres(fresh_db, OPTS)
+    views = ref.schema["views"]
+    assert "options" not in views["public.plain_v"]
+    assert views["public.v1"]["options"] == ["security_invoker=true"]
+    assert views["public.v2"]["options"] == ["check_option=local", "security_barrier=true"]
+    execute(fresh_db, "ALTER VIEW v1 RESET (security_invoker); ALTER VIEW v2 RESET (check_option)")
+    _, findings = compare_manifests(ref, fingerprint_postgres(fresh_db, OPTS))
+    bad = sorted(f.object for f in findings if f.severity == "error" and f.check == "schema")
+    assert bad == ["public.v1", "public.v2"], [f.message for f in findings]
