@@ -10,7 +10,7 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,8 +135,9 @@ class _Fingerprinter:
         """The tasks of a fingerprint: biggest table first, so that the last task to finish is a
         small one; then the small tables (``batchable``) in batches of ``BATCH_TABLES``."""
         ordered = sorted(plans, key=lambda p: -p.info.pages)
-        small = [p for p in ordered if self.batchable(p.info)]
-        tasks = [self.table_task(p) for p in ordered if not self.batchable(p.info)]
+        in_batch = {id(p) for p in ordered if self.batchable(p.info)}
+        small = [p for p in ordered if id(p) in in_batch]
+        tasks = [self.table_task(p) for p in ordered if id(p) not in in_batch]
         return tasks + [self.batch_task(small[i:i + BATCH_TABLES]) for i in range(0, len(small), BATCH_TABLES)]
 
     def table_task(self, plan: _TablePlan) -> Task:
@@ -201,11 +202,7 @@ class _Fingerprinter:
             found = dict(zip((id(p) for p in read), row, strict=True))
             with self.lock:
                 for plan in plans:
-                    buckets = found.get(id(plan))
-                    for bucket, count, total in buckets or ():
-                        acc = plan.buckets.setdefault(int(bucket), [0, 0])
-                        acc[0] += int(count)
-                        acc[1] += int(total)
+                    self._add(plan, found.get(id(plan)) or ())
                     plan.pending = 0
                     self.done_tables += 1
                 self.options.progress("fingerprint", self.done_tables, self.total_tables)
@@ -230,16 +227,21 @@ class _Fingerprinter:
                 self._fail(plan, exc)
                 rows = []
             with self.lock:
-                for bucket, count, total in rows:
-                    acc = plan.buckets.setdefault(int(bucket), [0, 0])
-                    acc[0] += int(count)
-                    acc[1] += int(total)
+                self._add(plan, rows)
                 plan.pending -= 1
                 if plan.pending == 0:
                     self.done_tables += 1
                     self.options.progress("fingerprint", self.done_tables, self.total_tables)
             return []
         return run
+
+    @staticmethod
+    def _add(plan: _TablePlan, rows: Iterable[Sequence[Any]]) -> None:
+        """Add (bucket, rows, sum) results of a checksum query to ``plan`` (under ``self.lock``)."""
+        for bucket, count, total in rows:
+            acc = plan.buckets.setdefault(int(bucket), [0, 0])
+            acc[0] += int(count)
+            acc[1] += int(total)
 
     def _fail(self, plan: _TablePlan, exc: psycopg.Error) -> None:
         msg = first_line(exc)
