@@ -116,6 +116,7 @@ from restorecheck.model import (
     TableFingerprint,
 )
 from restorecheck.runner import Command, Completed, current_runner
+from restorecheck.signals import deferred_signals
 
 log = logging.getLogger("restorecheck")
 
@@ -1307,7 +1308,8 @@ class SqliteEngine:
         """A new database file in a private temporary directory, for drill's self-test."""
         from restorecheck.provisioners.sqlite import temporary_sqlite
 
-        path = stack.enter_context(temporary_sqlite(options.tmp_root, name="selftest.db", keep=options.keep))
+        with deferred_signals():  # the directory made and its removal registered, or neither
+            path = stack.enter_context(temporary_sqlite(options.tmp_root, name="selftest.db", keep=options.keep))
         return ThrowawaySource(SqliteRef(path))
 
     def prepare_target(self, source: DatabaseRef, options: RestoreOptions,
@@ -1442,7 +1444,8 @@ class SqliteEngine:
         started = time.monotonic()
         wal = path.with_name(path.name + "-wal")
         size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
-        copy = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep, size_hint=size))
+        with deferred_signals():  # the directory made and its removal registered, or neither
+            copy = stack.enter_context(temporary_sqlite(options.tmp_root, keep=options.keep, size_hint=size))
         options.progress("restore: copy", 0, path.stat().st_size)
         shutil.copyfile(path, copy)
         evidence: list[Evidence] = []

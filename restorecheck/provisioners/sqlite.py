@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from restorecheck.signals import deferred_signals
+
 log = logging.getLogger("restorecheck")
 
 DIR_PREFIX = "restorecheck-sqlite-"
@@ -42,4 +44,5 @@ def temporary_sqlite(
         if keep:
             log.warning("kept the restored SQLite copy in %s", workdir)
         else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            with deferred_signals():  # a second signal must not cut the removal short
+                shutil.rmtree(workdir, ignore_errors=True)
