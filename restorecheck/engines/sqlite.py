@@ -1030,8 +1030,11 @@ _MISSING_COLLATION = re.compile(r"no such collation sequence: (.+)$")
 _MISSING_FUNCTION = re.compile(r"(?:unknown|no such) function: ([^()\s]+)")
 
 
-_FTS = re.compile(r"\bUSING\s+(fts[345])\b", re.IGNORECASE)
-_RTREE = re.compile(r"\bUSING\s+(rtree(?:_i32)?)\b", re.IGNORECASE)
+# the module of a CREATE VIRTUAL TABLE: the word after USING that follows the (quoted) table name,
+# never a "USING fts5" inside a name or the module's arguments
+_IDENT = r'(?:"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|\'(?:[^\']|\'\')*\'|[^\s.("\'`\[]+)'
+_VTAB_MODULE = re.compile(rf"\s*CREATE\s+VIRTUAL\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{_IDENT}\s*\.\s*)?{_IDENT}"
+                          rf"\s+USING\s+(\w+)", re.IGNORECASE)
 
 
 def check_virtual_tables(conn: sqlite3.Connection, tables: Sequence[TableInfo]) -> list[Evidence]:
@@ -1044,7 +1047,9 @@ def check_virtual_tables(conn: sqlite3.Connection, tables: Sequence[TableInfo]) 
     for t in tables:
         if t.kind != "virtual" or not t.sql:
             continue
-        fts, rtree = _FTS.search(t.sql), _RTREE.search(t.sql)
+        m = _VTAB_MODULE.match(t.sql)
+        module = m.group(1).lower() if m else ""
+        fts, rtree = module in ("fts3", "fts4", "fts5"), module in ("rtree", "rtree_i32")
         if not fts and not rtree:
             continue
         name = quote_identifier(t.name)
@@ -1060,8 +1065,7 @@ def check_virtual_tables(conn: sqlite3.Connection, tables: Sequence[TableInfo]) 
                 continue
             problem = msg
         if problem:
-            out.append(Evidence("virtual_table_damaged", t.qualified,
-                                {"module": (fts or rtree).group(1).lower(), "error": problem}))  # type: ignore[union-attr]
+            out.append(Evidence("virtual_table_damaged", t.qualified, {"module": module, "error": problem}))
     return out
 
 

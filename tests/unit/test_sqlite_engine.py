@@ -897,3 +897,19 @@ def test_a_damaged_full_text_or_rtree_index_is_caught(tmp_path: Path, module: st
     report = pipeline.verify(str(damaged), restore=RestoreOptions())  # no reference: its own checks
     found = [(f.check, f.severity, f.object) for f in report.findings if f.object == "main.v"]
     assert ("integrity", "error", "main.v") in found, [f.message for f in report.findings]
+
+
+def test_the_module_of_a_virtual_table_is_read_from_its_place_not_from_its_name(tmp_path: Path) -> None:
+    """A virtual table whose name (or arguments) says "USING fts5" is not taken for a full-text index:
+    the FTS check would have been sent to an R*Tree table and reported it damaged."""
+    from restorecheck import pipeline
+
+    src = tmp_path / "n.db"
+    conn = sqlite3.connect(src)
+    conn.execute('CREATE VIRTUAL TABLE "a USING fts5 b" USING rtree (id, x0, x1)')
+    conn.execute('INSERT INTO "a USING fts5 b" VALUES (1, 0, 1)')
+    conn.commit()
+    conn.close()
+    result = pipeline.backup(SqliteRef(src), tmp_path / "out", BackupOptions())
+    report = pipeline.verify(result.artifact.path, restore=RestoreOptions())
+    assert report.verdict == "pass", [f.message for f in report.findings]
